@@ -1,0 +1,28 @@
+# make run   : set up .venv and run the default experiment (predictor-guided NAS on real NAS-Bench-201 data)
+# make test  : set up .venv and run the default test suite (the command CI runs)
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup run test test-all bench clean
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(BIN)/python -m metanas
+
+test: setup
+	$(BIN)/python -m pytest -m "not slow and not gpu" -q
+
+test-all: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) results/runs results/multirun

@@ -1,0 +1,3 @@
+from metanas.app import main
+
+main()

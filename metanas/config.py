@@ -1,0 +1,159 @@
+"""Config schema and start-up validation.
+
+The root of the config is the ``Config`` dataclass (registered in Hydra's ConfigStore as ``base_config``),
+so a wrong type or an unknown top-level key fails when Hydra composes. Component nodes (anything with a
+``_target_``) are checked against the signature of their target: an unknown key names the valid keys, a
+value of the wrong type names the expected type. Errors are ``ConfigError`` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message is one line naming the key and what would be right."""
+
+
+def default_data_dir() -> str:
+    """``$METANAS_DATA_DIR``, else ``../shared/data`` beside the repository checkout."""
+    return os.environ.get("METANAS_DATA_DIR", str(REPO_ROOT.parent / "shared" / "data"))
+
+
+@dataclass
+class Config:
+    """Top-level keys. Group nodes (``search_space`` …) are checked by ``validate`` against their targets."""
+
+    name: str = "???"  # experiment name: results go to results_dir/name/<timestamp>
+    runner: str = "???"  # dotted path of ``run(cfg, ctx) -> dict``
+    seed: int = 0
+    resume: Optional[str] = None  # a run directory to continue
+    results_dir: str = "results/runs"
+    data_dir: str = field(default_factory=default_data_dir)
+    meta_dataset: Optional[str] = "results/meta_dataset.jsonl"  # every finished run appends a record; null: off
+    log_every: int = 10
+    checkpoint_every: int = 100
+    progress: Optional[bool] = None  # null: bars only on an interactive terminal outside CI
+    debug_mode: Optional[str] = None  # set by the debug group: "fast" applies the experiment's `fast` overrides
+    fast: dict[str, Any] = field(default_factory=dict)  # dotted-key overrides applied under debug=fast
+    # component groups, validated against their `_target_`
+    search_space: Any = None
+    search: Any = None
+    meta: Any = None
+    predictor: Any = None
+    task: Any = None
+    optimizer: Any = None
+    benchmark: Any = None
+    # experiment-specific settings (sizes, budgets, schedules)
+    train: dict[str, Any] = field(default_factory=dict)
+    # device / launcher settings
+    device: dict[str, Any] = field(default_factory=dict)
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="base_config", node=Config)
+
+
+def apply_fast_overrides(cfg: DictConfig) -> None:
+    """Under ``debug=fast`` merge the experiment's ``fast:`` dotted overrides into ``cfg`` in place."""
+    if cfg.debug_mode != "fast":
+        return
+    for dotted, value in cfg.fast.items():
+        if OmegaConf.select(cfg, dotted, default="__missing__") == "__missing__":
+            raise ConfigError(f"fast override '{dotted}' names no key of experiment '{cfg.name}'")
+        OmegaConf.update(cfg, dotted, value, merge=False)
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_type_ok(value, a) for a in args)
+    if annotation is type(None):
+        return value is None
+    if origin in (tuple, list, typing.Sequence) or annotation in (tuple, list):
+        return isinstance(value, (list, tuple, ListConfig))
+    if origin is dict or annotation is dict:
+        return isinstance(value, (dict, DictConfig))
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation in (str, bool):
+        return isinstance(value, annotation)
+    return True  # callables, arrays, custom classes: not checked here
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def import_target(path: str) -> Any:
+    module, _, attr = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ConfigError(f"_target_ '{path}' cannot be imported ({e})") from None
+
+
+def _check_target_node(node: DictConfig, where: str) -> None:
+    target = import_target(node._target_)
+    try:
+        sig = inspect.signature(target)
+        hints = typing.get_type_hints(target) if dataclasses.is_dataclass(target) else {}
+    except (TypeError, ValueError, NameError):
+        return
+    params = {n: p for n, p in sig.parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    takes_kwargs = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+    for key in node.keys():
+        key = str(key)
+        if key.startswith("_"):
+            continue
+        if key not in params:
+            if takes_kwargs:
+                continue
+            raise ConfigError(f"unknown key '{where}.{key}' for {node._target_}; valid keys: {', '.join(params)}")
+        if OmegaConf.is_missing(node, key):
+            raise ConfigError(f"'{where}.{key}' is required (???); set it, e.g. {where}.{key}=VALUE")
+        value = node[key]
+        ann = hints.get(key, params[key].annotation)
+        if isinstance(ann, str):
+            continue
+        if isinstance(value, DictConfig) and "_target_" in value:
+            continue
+        if not _type_ok(value, ann):
+            raise ConfigError(f"'{where}.{key}' = {value!r} has the wrong type; expected {_type_name(ann)}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check everything that Hydra's composition does not: targets, keys and types of components."""
+    if OmegaConf.is_missing(cfg, "runner"):
+        raise ConfigError("no experiment selected; pass experiment=NAME (see conf/experiment/)")
+    import_target(cfg.runner)
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, DictConfig):
+            if "_target_" in node:
+                _check_target_node(node, where)
+            for k in node.keys():
+                if not OmegaConf.is_missing(node, k):
+                    walk(node[k], f"{where}.{k}" if where else str(k))
+        elif isinstance(node, ListConfig):
+            for i, v in enumerate(node):
+                walk(v, f"{where}[{i}]")
+
+    walk(cfg, "")

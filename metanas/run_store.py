@@ -1,0 +1,177 @@
+"""The run store: one directory per run, written atomically.
+
+Layout of a run directory (``results/runs/<experiment>/<timestamp>/``)::
+
+    config.yaml        the resolved config (what `resume=` reloads)
+    metrics.jsonl      one JSON row per logged step: {"phase", "step", <metric>: float, ...}
+    summary.json       final metrics, status, seed, git commit, jax version, device kind, wall time
+    plots/<phase>.png  curves of every logged metric
+    checkpoints/       orbax checkpoints, one sub-folder per phase
+    <artifacts>        genotype.json, tables, figures written by the experiment
+
+Every JSON/YAML file is written to a temporary file in the same directory and renamed over the target,
+so a killed run never leaves a truncated file. ``metrics.jsonl`` is append-only; each row is written with
+a single ``write`` call, and on resume rows past the restored checkpoint are dropped.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and ``os.replace`` (atomic on POSIX)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy / jax scalars and arrays, paths and tuples into plain JSON values."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (str, bool, int)) or obj is None:
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else str(obj)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "tolist"):  # numpy / jax arrays and scalars
+        return to_jsonable(obj.tolist())
+    return str(obj)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=True) + "\n")
+
+
+def append_jsonl(path: str | os.PathLike, row: Mapping[str, Any]) -> None:
+    """Append one JSON row with a single locked ``write`` (safe across processes of a sweep)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(to_jsonable(row), sort_keys=True) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+class JsonlError(ValueError):
+    """A JSON-lines file that cannot be read: names the file and the line."""
+
+
+def read_jsonl(path: str | os.PathLike, *, required: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Read a JSON-lines file; a bad line or a row missing a ``required`` key raises ``JsonlError``."""
+    rows = []
+    required = tuple(required)
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise JsonlError(f"{path}:{lineno}: not valid JSON ({e.msg}); the file may be truncated") from None
+            if not isinstance(row, dict):
+                raise JsonlError(f"{path}:{lineno}: expected a JSON object per line, got {type(row).__name__}")
+            missing = [k for k in required if k not in row]
+            if missing:
+                raise JsonlError(f"{path}:{lineno}: missing key(s) {missing}; each row needs {list(required)}")
+            rows.append(row)
+    return rows
+
+
+class MetricWriter:
+    """Appends metric rows to ``metrics.jsonl``; rows are tagged with a phase and a step."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / "metrics.jsonl"
+
+    def write(self, phase: str, step: int, metrics: Mapping[str, Any]) -> None:
+        row = {"phase": phase, "step": int(step)}
+        for k, v in metrics.items():
+            v = to_jsonable(v)
+            row[k] = v
+        append_jsonl(self.path, row)
+
+    def rows(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return read_jsonl(self.path, required=("phase", "step"))
+
+    def truncate_after(self, phase: str, step: int) -> None:
+        """Drop rows of ``phase`` logged after ``step`` (used when resuming from a checkpoint)."""
+        if not self.path.exists():
+            return
+        keep = []
+        with open(self.path) as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # a row cut by a kill: drop it
+                    continue
+                if row.get("phase") == phase and row.get("step", -1) > step:
+                    continue
+                keep.append(json.dumps(row, sort_keys=True) + "\n")
+        atomic_write_text(self.path, "".join(keep))
+
+
+def plot_metrics(run_dir: Path) -> list[Path]:
+    """One PNG per phase with a panel per numeric metric; returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = MetricWriter(run_dir).rows()
+    by_phase: dict[str, list[dict]] = {}
+    for row in rows:
+        by_phase.setdefault(row["phase"], []).append(row)
+    written = []
+    for phase, prow in by_phase.items():
+        keys = sorted({k for r in prow for k, v in r.items()
+                       if k not in ("phase", "step") and isinstance(v, (int, float)) and not isinstance(v, bool)})
+        if not keys:
+            continue
+        n = len(keys)
+        cols = min(n, 3)
+        nrows = math.ceil(n / cols)
+        fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.0 * nrows), squeeze=False)
+        for ax, k in zip(axes.flat, keys):
+            pts = [(r["step"], r[k]) for r in prow if isinstance(r.get(k), (int, float))]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="." if len(pts) < 50 else None)
+            ax.set_title(k, fontsize=9)
+            ax.set_xlabel("step", fontsize=8)
+            ax.grid(alpha=0.3)
+        for ax in list(axes.flat)[n:]:
+            ax.axis("off")
+        fig.suptitle(f"{run_dir.parent.name} / {phase}", fontsize=10)
+        fig.tight_layout()
+        out = Path(run_dir) / "plots" / f"{phase}.png"
+        out.parent.mkdir(exist_ok=True)
+        tmp = out.with_suffix(".tmp.png")
+        fig.savefig(tmp, dpi=90)
+        plt.close(fig)
+        os.replace(tmp, out)
+        written.append(out)
+    return written

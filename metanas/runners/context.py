@@ -1,0 +1,191 @@
+"""What an experiment sees of the run store: ``RunContext`` and the generic host loop ``train_loop``.
+
+An experiment is a function ``run(cfg, ctx) -> dict[str, float]`` named by ``runner:`` in its config.
+It builds its pure step function, jits it once, and drives it with ``train_loop`` (or its own loop that
+uses ``ctx.restore`` / ``ctx.save`` / ``ctx.log`` the same way). Everything host-side lives here:
+checkpoints (orbax), metric rows, progress bars, the non-finite-loss guard.
+
+Determinism contract for resume: a step must depend only on ``(state, step)``. Draw per-step randomness
+with ``jax.random.fold_in(key, step)`` or ``np.random.default_rng([seed, step])``, never from a generator
+whose state lives outside the checkpointed ``state``. Then a run killed at any point and resumed ends
+with bitwise the same metrics as an uninterrupted one on CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import jax
+import numpy as np
+from omegaconf import DictConfig
+
+from metanas.run_store import MetricWriter, atomic_write_json, atomic_write_text
+
+log = logging.getLogger("metanas")
+
+State = TypeVar("State")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised by ``train_loop`` when the watched loss becomes NaN or inf."""
+
+
+def progress_enabled(setting: bool | None) -> bool:
+    """Progress bars: explicit setting, else only on an interactive terminal outside CI."""
+    if setting is not None:
+        return bool(setting)
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+class RunContext:
+    """Host-side services for one run. Created by the app; experiments never build paths themselves."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, *, resumed: bool = False):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir).resolve()
+        self.resumed = resumed
+        self.metrics = MetricWriter(self.run_dir)
+        self.meta_record: dict[str, Any] = {}  # extra fields for the meta-dataset record (encoding, meta-features)
+        self._managers: dict[str, Any] = {}
+        self._show_progress = progress_enabled(cfg.progress)
+
+    # ---- randomness ---------------------------------------------------------------------------
+    @property
+    def key(self) -> jax.Array:
+        """The run's root PRNG key, from ``cfg.seed``. Split or fold it; never reuse it directly twice."""
+        return jax.random.PRNGKey(self.cfg.seed)
+
+    # ---- files ----------------------------------------------------------------------------------
+    def path(self, name: str) -> Path:
+        return self.run_dir / name
+
+    def save_json(self, name: str, obj: Any) -> Path:
+        atomic_write_json(self.path(name), obj)
+        return self.path(name)
+
+    def save_text(self, name: str, text: str) -> Path:
+        atomic_write_text(self.path(name), text)
+        return self.path(name)
+
+    def log(self, phase: str, step: int, metrics: Mapping[str, Any]) -> None:
+        self.metrics.write(phase, step, metrics)
+
+    def progress(self, total: int, *, initial: int = 0, desc: str = ""):
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, initial=initial, desc=desc, disable=not self._show_progress,
+                    dynamic_ncols=True, leave=False)
+
+    # ---- checkpoints (orbax) --------------------------------------------------------------------
+    def _manager(self, phase: str):
+        if phase not in self._managers:
+            import orbax.checkpoint as ocp
+
+            self._managers[phase] = ocp.CheckpointManager(
+                self.run_dir / "checkpoints" / phase,
+                options=ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False,
+                                                     create=True),
+            )
+        return self._managers[phase]
+
+    def restore(self, phase: str, template: State) -> tuple[State, int]:
+        """Latest checkpoint of ``phase`` as ``(state, step)``, or ``(template, 0)`` when there is none.
+
+        Rows of ``metrics.jsonl`` logged after the restored step are dropped, so the resumed run
+        rewrites them exactly as the uninterrupted run would have.
+        """
+        import orbax.checkpoint as ocp
+
+        mngr = self._manager(phase)
+        step = mngr.latest_step()
+        if step is None:
+            self.metrics.truncate_after(phase, -1)
+            return template, 0
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        restored = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+        restored = jax.tree.unflatten(jax.tree.structure(template), jax.tree.leaves(restored))
+        self.metrics.truncate_after(phase, step)
+        log.info("resumed phase %r from checkpoint at step %d", phase, step)
+        return restored, int(step)
+
+    def save(self, phase: str, step: int, state: Any) -> None:
+        import orbax.checkpoint as ocp
+
+        mngr = self._manager(phase)
+        if mngr.latest_step() == step:
+            return
+        mngr.save(step, args=ocp.args.StandardSave(state), force=True)
+        mngr.wait_until_finished()
+
+    def close(self) -> None:
+        for m in self._managers.values():
+            m.close()
+        self._managers.clear()
+
+
+def _finite(x: Any) -> bool:
+    return bool(np.all(np.isfinite(np.asarray(x))))
+
+
+def train_loop(
+    ctx: RunContext,
+    phase: str,
+    state: State,
+    step_fn: Callable[[State, int], tuple[State, Mapping[str, Any]]],
+    num_steps: int,
+    *,
+    log_every: int | None = None,
+    checkpoint_every: int | None = None,
+    loss_key: str | None = "loss",
+    eval_fn: Callable[[State, int], Mapping[str, Any]] | None = None,
+    eval_every: int | None = None,
+) -> tuple[State, dict[str, float]]:
+    """Run ``state, metrics = step_fn(state, step)`` for steps ``1..num_steps`` with resume.
+
+    - restores the latest checkpoint of ``phase`` (so a finished phase is skipped on resume);
+    - stops with ``NonFiniteLossError`` naming the step when ``metrics[loss_key]`` is not finite,
+      keeping the last good checkpoint on disk;
+    - logs a row every ``log_every`` steps (and ``eval_fn``'s metrics every ``eval_every`` steps);
+    - checkpoints every ``checkpoint_every`` steps and at the end.
+
+    Returns the final state and the last logged metrics (floats).
+    """
+    cfg = ctx.cfg
+    log_every = log_every or cfg.log_every
+    checkpoint_every = checkpoint_every or cfg.checkpoint_every
+    state, start = ctx.restore(phase, state)
+    last: dict[str, float] = {}
+    if start >= num_steps:
+        rows = [r for r in ctx.metrics.rows() if r["phase"] == phase]
+        last = {k: v for r in rows for k, v in r.items() if k not in ("phase", "step")}
+        return state, last
+    bar = ctx.progress(num_steps, initial=start, desc=phase)
+    try:
+        for step in range(start + 1, num_steps + 1):
+            new_state, metrics = step_fn(state, step)
+            if loss_key is not None and not _finite(metrics[loss_key]):
+                value = float(np.asarray(metrics[loss_key]).reshape(-1)[0])
+                raise NonFiniteLossError(
+                    f"{loss_key} became {value} at step {step} of phase '{phase}'; "
+                    f"stopped, last good checkpoint kept under {ctx.run_dir / 'checkpoints' / phase}")
+            state = new_state
+            row = None
+            if step % log_every == 0 or step == num_steps:
+                row = {k: float(np.asarray(v)) for k, v in metrics.items()}
+            if eval_fn is not None and eval_every and (step % eval_every == 0 or step == num_steps):
+                row = (row or {}) | {k: float(np.asarray(v)) for k, v in eval_fn(state, step).items()}
+            if row is not None:
+                ctx.log(phase, step, row)
+                last = row
+                bar.set_postfix({k: f"{v:.4g}" for k, v in list(row.items())[:3]}, refresh=False)
+            if step % checkpoint_every == 0 or step == num_steps:
+                ctx.save(phase, step, state)
+            bar.update(1)
+    finally:
+        bar.close()
+    return state, last
