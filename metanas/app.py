@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -38,23 +39,44 @@ OmegaConf.register_new_resolver("metanas.run_dir", _run_dir_resolver, replace=Tr
 register_configs()
 
 
-def _one_line(exc: BaseException) -> str:
-    """Condense Hydra/OmegaConf messages (often several lines, with hints) into one line."""
-    lines = [ln.strip() for ln in str(exc).splitlines()]
+def _one_line(exc: BaseException, overrides: list[str] | None = None) -> str:
+    """Condense Hydra/OmegaConf messages (several lines, with hints) into one line naming what would be right."""
     skip = ("Set the environment variable", "Config search path", "provider=", "HYDRA_FULL_ERROR", "full_key:",
-            "object_type=", "Use '+")
+            "object_type=", "reference_type=", "To append to your config")
     out, options = [], []
-    for ln in lines:
-        if not ln or any(s in ln for s in skip):
-            continue
-        if out and out[-1].startswith("Available options"):
-            options.append(ln)
-            continue
-        out.append(ln)
-    msg = " ".join(out)
+    for chained in (exc, exc.__cause__):
+        for ln in (ln.strip() for ln in str(chained or "").splitlines()):
+            if not ln or any(s in ln for s in skip):
+                continue
+            if out and out[-1].startswith("Available options"):
+                options.append(ln)
+            else:
+                out.append(ln)
+    msg = " ".join(dict.fromkeys(out))
     if options:
         msg += " " + ", ".join(options)
+    m = re.match(r"Could not override '([^']+)'", str(exc))
+    if m and overrides is not None:  # an unknown key: list the keys that exist there
+        valid = _valid_keys(m.group(1), [o for o in overrides if not o.startswith(m.group(1) + "=")])
+        msg = f"unknown key '{m.group(1)}'" + (f"; valid keys there: {', '.join(valid)}" if valid else "")
     return msg
+
+
+def _valid_keys(dotted: str, overrides: list[str]) -> list[str]:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides)
+        parent = dotted.rpartition(".")[0]
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        return [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+    except Exception:
+        return []
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def _git_commit() -> str | None:
@@ -73,13 +95,13 @@ def _device_kind() -> str:
 
 
 def _configure_devices(cfg: DictConfig) -> None:
-    """GPU memory sharing and multi-host init, from `device:` (must run before JAX allocates)."""
-    dev = cfg.get("device") or {}
-    if dev.get("preallocate") is not None:
-        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", str(bool(dev.preallocate)).lower())
-    if dev.get("mem_fraction") is not None:
-        os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", str(dev.mem_fraction))
-    if dev.get("distributed"):
+    """GPU memory sharing and multi-host init from ``cfg.device``; must run before JAX allocates."""
+    dev = cfg.device
+    if dev.preallocate is not None:
+        os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = str(dev.preallocate).lower()
+    if dev.mem_fraction is not None:
+        os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = str(dev.mem_fraction)
+    if dev.distributed:
         import jax
 
         jax.distributed.initialize()
@@ -222,7 +244,7 @@ def _precompose(overrides: list[str]) -> None:
             raise ConfigError(f"resume={cfg.resume}: no config.yaml there; pass a run directory under results/runs/")
     except Exception as e:
         GlobalHydra.instance().clear()
-        print(f"metanas: error: {_one_line(e)}", file=sys.stderr)
+        print(f"metanas: error: {_one_line(e, overrides)}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     GlobalHydra.instance().clear()
 

@@ -8,11 +8,12 @@ value of the wrong type names the expected type. Errors are ``ConfigError`` with
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import inspect
 import os
+import types
 import typing
+import collections.abc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -30,6 +31,15 @@ class ConfigError(ValueError):
 def default_data_dir() -> str:
     """``$METANAS_DATA_DIR``, else ``../shared/data`` beside the repository checkout."""
     return os.environ.get("METANAS_DATA_DIR", str(REPO_ROOT.parent / "shared" / "data"))
+
+
+@dataclass
+class DeviceConfig:
+    """Accelerator settings, applied before JAX allocates memory."""
+
+    preallocate: Optional[bool] = None  # false: several jobs can share one GPU (XLA_PYTHON_CLIENT_PREALLOCATE)
+    mem_fraction: Optional[float] = None  # cap per process (XLA_PYTHON_CLIENT_MEM_FRACTION), e.g. 0.3
+    distributed: bool = False  # call jax.distributed.initialize() (multi-host; coordinator from the cluster env)
 
 
 @dataclass
@@ -59,7 +69,7 @@ class Config:
     # experiment-specific settings (sizes, budgets, schedules)
     train: dict[str, Any] = field(default_factory=dict)
     # device / launcher settings
-    device: dict[str, Any] = field(default_factory=dict)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
 
 
 def register_configs() -> None:
@@ -77,15 +87,19 @@ def apply_fast_overrides(cfg: DictConfig) -> None:
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
-    if annotation is inspect.Parameter.empty or annotation is Any:
+    """Whether a config value fits an annotation (scalars and containers; other classes are not checked)."""
+    if annotation in (inspect.Parameter.empty, Any):
         return True
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
         return any(_type_ok(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
     if annotation is type(None):
         return value is None
-    if origin in (tuple, list, typing.Sequence) or annotation in (tuple, list):
+    if isinstance(value, str):  # a string only fits where a string is asked for
+        return annotation is str
+    if origin in (tuple, list, collections.abc.Sequence) or annotation in (tuple, list):
         return isinstance(value, (list, tuple, ListConfig))
     if origin is dict or annotation is dict:
         return isinstance(value, (dict, DictConfig))
@@ -93,12 +107,17 @@ def _type_ok(value: Any, annotation: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if annotation is int:
         return isinstance(value, int) and not isinstance(value, bool)
-    if annotation in (str, bool):
-        return isinstance(value, annotation)
-    return True  # callables, arrays, custom classes: not checked here
+    if annotation is bool:
+        return isinstance(value, bool)
+    return value is not None or annotation is None
 
 
 def _type_name(annotation: Any) -> str:
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(map(repr, args))
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
@@ -114,9 +133,12 @@ def _check_target_node(node: DictConfig, where: str) -> None:
     target = import_target(node._target_)
     try:
         sig = inspect.signature(target)
-        hints = typing.get_type_hints(target) if dataclasses.is_dataclass(target) else {}
-    except (TypeError, ValueError, NameError):
+    except (TypeError, ValueError):
         return
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # unresolvable forward references: fall back to the raw annotations
+        hints = {}
     params = {n: p for n, p in sig.parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     takes_kwargs = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
     for key in node.keys():
