@@ -117,7 +117,7 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def prepare(cfg: DictConfig) -> tuple[DictConfig, bool]:
+def prepare(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, bool]:
     """Resume handling, debug=fast overrides and validation. Returns (cfg, resumed)."""
     resumed = False
     if cfg.resume:
@@ -129,17 +129,17 @@ def prepare(cfg: DictConfig) -> tuple[DictConfig, bool]:
         cfg.resume = resume_dir
         resumed = True
     else:
-        apply_fast_overrides(cfg)
+        apply_fast_overrides(cfg, overrides)
     validate(cfg)
     return cfg, resumed
 
 
-def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict[str, Any]:
     """Run one experiment into ``run_dir``; returns the summary written there."""
     from metanas.run_store import append_jsonl, atomic_write_json, atomic_write_text, plot_metrics
     from metanas.runners.context import RunContext
 
-    cfg, resumed = prepare(cfg)
+    cfg, resumed = prepare(cfg, list(overrides))
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every save at INFO
     _configure_devices(cfg)
     import jax
@@ -204,7 +204,7 @@ def task(cfg: DictConfig) -> None:
     run_dir = _run_dir_of_job()
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        summary = run_experiment(cfg, run_dir)
+        summary = run_experiment(cfg, run_dir, list(HydraConfig.get().overrides.task))
         print(f"{summary['experiment']}: {summary['metrics']}  ->  {run_dir}")
     except ConfigError as e:
         _fail(run_dir, multirun, f"config error: {e}", EXIT_CONFIG)
@@ -238,7 +238,7 @@ def _precompose(overrides: list[str]) -> None:
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             cfg = compose(config_name="config", overrides=overrides)
         if not cfg.resume:
-            apply_fast_overrides(cfg)
+            apply_fast_overrides(cfg, overrides)
             validate(cfg)
         elif not (Path(cfg.resume) / "config.yaml").exists():
             raise ConfigError(f"resume={cfg.resume}: no config.yaml there; pass a run directory under results/runs/")

@@ -15,6 +15,7 @@ import types
 import typing
 import collections.abc
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Optional
 
@@ -76,14 +77,19 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="base_config", node=Config)
 
 
-def apply_fast_overrides(cfg: DictConfig) -> None:
-    """Under ``debug=fast`` merge the experiment's ``fast:`` dotted overrides into ``cfg`` in place."""
+def apply_fast_overrides(cfg: DictConfig, explicit: Iterable[str] = ()) -> None:
+    """Under ``debug=fast`` merge the experiment's ``fast:`` dotted overrides into ``cfg`` in place.
+
+    Keys set on the command line (``explicit``, e.g. ``train.steps=200``) win over the fast overrides.
+    """
     if cfg.debug_mode != "fast":
         return
+    explicit = {o.split("=", 1)[0].lstrip("+~") for o in explicit}
     for dotted, value in cfg.fast.items():
         if OmegaConf.select(cfg, dotted, default="__missing__") == "__missing__":
             raise ConfigError(f"fast override '{dotted}' names no key of experiment '{cfg.name}'")
-        OmegaConf.update(cfg, dotted, value, merge=False)
+        if dotted not in explicit:
+            OmegaConf.update(cfg, dotted, value, merge=False)
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
