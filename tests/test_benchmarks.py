@@ -1,0 +1,66 @@
+"""NB201 tables: the packaged table equals the CSVs, joins are consistent, bad files give one-line errors."""
+
+import numpy as np
+import pytest
+
+from metanas.benchmarks import nb201
+from metanas.search_spaces.nb201 import NB201Space
+
+SPACE = NB201Space()
+
+
+def test_packaged_table_matches_csv_and_published_maxima(data_dir):
+    packaged, csv = nb201.load_tables(None), nb201.load_tables(str(data_dir))
+    np.testing.assert_array_equal(packaged.test_acc, csv.test_acc)
+    np.testing.assert_array_equal(packaged.lowfi_acc, csv.lowfi_acc)
+    np.testing.assert_allclose(packaged.test_acc.max(0), [94.373, 73.513, 47.311], atol=1e-3)  # NB201 paper maxima
+    assert sorted(packaged.nb201_index) == list(range(15625))
+
+
+def test_lookup_by_arch_string():
+    bench = nb201.NB201Benchmark()
+    best = SPACE.from_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|")
+    assert bench.lookup(best) == pytest.approx(94.3733, abs=1e-3)
+    # a cell whose output is cut off by `none` edges is at chance level (10 classes)
+    dead = SPACE.from_string("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    assert bench.lookup(dead) == pytest.approx(10.0, abs=0.5)
+    np.testing.assert_array_equal(bench.lookup(np.stack([best, dead])), [bench.lookup(best), bench.lookup(dead)])
+
+
+def test_low_fidelity_correlates_with_200_epochs():
+    lo, hi = nb201.NB201Benchmark(metric="lowfi_val").table(), nb201.NB201Benchmark().table()
+    assert np.corrcoef(lo, hi)[0, 1] > 0.85  # README: r = 0.90
+
+
+def test_side_tables_join_on_arch(data_dir):
+    d = str(data_dir)
+    zc, cost = nb201.load_zero_cost(d), nb201.load_cost(d)
+    ok = ~np.isnan(zc[:, 0])
+    assert ok.sum() == 9445
+    # NASLib's FLOPs (zc file, net tuples) and the official FLOPs (cost file, op names) agree after the join
+    assert np.corrcoef(zc[ok, nb201.ZC_COLUMNS.index("flops")], cost[ok, 0])[0, 1] > 0.99
+    hw = nb201.load_hw(d, "cifar10")
+    assert hw.shape == (15625, 10) and np.isfinite(hw).all()
+    # the HW rows (NB201 index order) line up with the cost rows (joined on op names): FPGA latency tracks FLOPs
+    assert np.corrcoef(hw[:, nb201.HW_COLUMNS.index("fpga_latency")], cost[:, 0])[0, 1] > 0.85
+    # a shuffled join would destroy that
+    assert abs(np.corrcoef(hw[::-1, nb201.HW_COLUMNS.index("fpga_latency")], cost[:, 0])[0, 1]) < 0.3
+
+
+def test_missing_file_names_it(tmp_path):
+    with pytest.raises(nb201.NB201DataError, match="nats_tss_test_acc_200ep.csv"):
+        nb201.load_tables(str(tmp_path))
+
+
+def test_truncated_or_malformed_file_names_file_and_line(tmp_path, data_dir):
+    root = tmp_path / "nasbench201"
+    root.mkdir()
+    lines = (data_dir / "nasbench201" / nb201.ACC_FILE).read_text().splitlines()
+    (root / nb201.ACC_FILE).write_text("\n".join(lines[:100]) + "\n")
+    with pytest.raises(nb201.NB201DataError, match="99 distinct cells, expected 15625"):
+        nb201.load_tables(str(tmp_path))
+    bad = lines[:3] + [lines[3].replace("nor_conv", "conv", 1)]
+    (root / nb201.ACC_FILE).write_text("\n".join(bad) + "\n")
+    with pytest.raises(nb201.NB201DataError, match=r"nats_tss_test_acc_200ep.csv:4: bad NB201 arch string") as e:
+        nb201.load_tables(str(tmp_path))
+    assert "\n" not in str(e.value)
