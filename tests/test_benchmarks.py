@@ -44,7 +44,7 @@ def test_side_tables_join_on_arch(data_dir):
     # the HW rows (NB201 index order) line up with the cost rows (joined on op names): FPGA latency tracks FLOPs
     assert np.corrcoef(hw[:, nb201.HW_COLUMNS.index("fpga_latency")], cost[:, 0])[0, 1] > 0.85
     # a shuffled join would destroy that
-    assert abs(np.corrcoef(hw[::-1, nb201.HW_COLUMNS.index("fpga_latency")], cost[:, 0])[0, 1]) < 0.3
+    assert abs(np.corrcoef(np.random.default_rng(0).permutation(hw[:, 8]), cost[:, 0])[0, 1]) < 0.1
 
 
 def test_missing_file_names_it(tmp_path):
