@@ -151,8 +151,11 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) ->
     t0 = time.perf_counter()
     status, error = "ok", None
     final: dict[str, Any] = {}
+    per_seed: dict[str, list] = {}
     try:
         final = dict(runner(cfg, ctx) or {})
+        per_seed = {k: list(v) for k, v in final.items() if isinstance(v, (list, tuple))}
+        final = {k: (sum(v) / len(v) if k in per_seed else v) for k, v in final.items()}
     except Exception as e:  # recorded in summary.json; re-raised for a non-zero exit
         status, error = "failed", f"{type(e).__name__}: {e}"
         log.error("run failed: %s", error)
@@ -165,6 +168,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) ->
         wall = time.perf_counter() - t0
         summary = {
             "experiment": cfg.name, "status": status, "error": error, "metrics": final, "seed": cfg.seed,
+            "seeds": cfg.seeds, "metrics_per_seed": per_seed or None,
             "git_commit": _git_commit(), "jax_version": jax.__version__, "device": _device_kind(),
             "python": platform.python_version(), "wall_time_s": round(wall, 3), "resumed": resumed,
             "run_dir": str(run_dir),
@@ -196,8 +200,8 @@ def _run_dir_of_job() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-def task(cfg: DictConfig) -> None:
-    """Hydra task function (one job)."""
+def task(cfg: DictConfig) -> float | None:
+    """Hydra task function (one job). Returns ``metrics[cfg.objective]`` for sweepers (NaN if the job failed)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -208,8 +212,16 @@ def task(cfg: DictConfig) -> None:
         print(f"{summary['experiment']}: {summary['metrics']}  ->  {run_dir}")
     except ConfigError as e:
         _fail(run_dir, multirun, f"config error: {e}", EXIT_CONFIG)
+        return float("nan")
     except Exception as e:
         _fail(run_dir, multirun, f"{type(e).__name__}: {e}", EXIT_FAILED)
+        return float("nan")
+    if cfg.objective is None:
+        return None
+    if cfg.objective not in summary["metrics"]:
+        raise ConfigError(f"objective={cfg.objective} is not a final metric of {cfg.name}; "
+                          f"choose one of {', '.join(summary['metrics'])}")
+    return float(summary["metrics"][cfg.objective])
 
 
 def _fail(run_dir: Path, multirun: bool, message: str, code: int) -> None:

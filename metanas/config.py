@@ -50,10 +50,12 @@ class Config:
     name: str = "???"  # experiment name: results go to results_dir/name/<timestamp>
     runner: str = "???"  # dotted path of ``run(cfg, ctx) -> dict``
     seed: int = 0
+    seeds: int = 1  # >1: experiments that support it run seeds seed..seed+K-1 as one jit(vmap(...)) program
     resume: Optional[str] = None  # a run directory to continue
     results_dir: str = "results/runs"
     data_dir: str = field(default_factory=default_data_dir)
     meta_dataset: Optional[str] = "results/meta_dataset.jsonl"  # every finished run appends a record; null: off
+    objective: Optional[str] = None  # final metric a sweeper optimises (returned by the task), e.g. test_mse
     log_every: int = 10
     checkpoint_every: int = 100
     progress: Optional[bool] = None  # null: bars only on an interactive terminal outside CI

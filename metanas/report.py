@@ -52,10 +52,12 @@ def aggregate(runs: list[Path]) -> tuple[dict[str, dict[str, list[float]]], list
             failed.append((str(run), s.get("error") or "unknown error"))
             continue
         setting = _setting(run)
-        counts[setting] += 1
+        counts[setting] += s.get("seeds") or 1
+        per_seed = s.get("metrics_per_seed") or {}
         for k, v in (s.get("metrics") or {}).items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                table[setting][k].append(float(v))
+            values = per_seed.get(k, [v])  # a seeds=K run contributes K samples
+            table[setting][k].extend(float(x) for x in values if isinstance(x, (int, float))
+                                     and not isinstance(x, bool) and math.isfinite(x))
     return table, failed, counts
 
 

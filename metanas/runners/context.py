@@ -132,6 +132,12 @@ def _finite(x: Any) -> bool:
     return bool(np.all(np.isfinite(np.asarray(x))))
 
 
+def scalars(x: Any) -> float | list[float]:
+    """A metric as a float, or a list of floats for a per-seed vector (``seeds=K`` runs)."""
+    a = np.asarray(x, dtype=np.float64)
+    return a.item() if a.size == 1 else a.reshape(-1).tolist()
+
+
 def train_loop(
     ctx: RunContext,
     phase: str,
@@ -153,7 +159,7 @@ def train_loop(
     - logs a row every ``log_every`` steps (and ``eval_fn``'s metrics every ``eval_every`` steps);
     - checkpoints every ``checkpoint_every`` steps and at the end.
 
-    Returns the final state and the last logged metrics (floats).
+    Returns the final state and the last logged metrics (floats; lists of floats for per-seed vectors).
     """
     cfg = ctx.cfg
     log_every = log_every or cfg.log_every
@@ -169,20 +175,20 @@ def train_loop(
         for step in range(start + 1, num_steps + 1):
             new_state, metrics = step_fn(state, step)
             if loss_key is not None and not _finite(metrics[loss_key]):
-                value = float(np.asarray(metrics[loss_key]).reshape(-1)[0])
+                value = next(v for v in np.asarray(metrics[loss_key]).reshape(-1) if not np.isfinite(v))
                 raise NonFiniteLossError(
                     f"{loss_key} became {value} at step {step} of phase '{phase}'; "
                     f"stopped, last good checkpoint kept under {ctx.run_dir / 'checkpoints' / phase}")
             state = new_state
             row = None
             if step % log_every == 0 or step == num_steps:
-                row = {k: float(np.asarray(v)) for k, v in metrics.items()}
+                row = {k: scalars(v) for k, v in metrics.items()}
             if eval_fn is not None and eval_every and (step % eval_every == 0 or step == num_steps):
-                row = (row or {}) | {k: float(np.asarray(v)) for k, v in eval_fn(state, step).items()}
+                row = (row or {}) | {k: scalars(v) for k, v in eval_fn(state, step).items()}
             if row is not None:
                 ctx.log(phase, step, row)
                 last = row
-                bar.set_postfix({k: f"{v:.4g}" for k, v in list(row.items())[:3]}, refresh=False)
+                bar.set_postfix({k: f"{np.mean(v):.4g}" for k, v in list(row.items())[:3]}, refresh=False)
             if step % checkpoint_every == 0 or step == num_steps:
                 ctx.save(phase, step, state)
             bar.update(1)
