@@ -37,6 +37,9 @@ LIGHTGBM_DEFAULTS = {"learning_rate": 0.05, "num_leaves": 31, "feature_fraction"
 # Encoding of config_features: log for scale-like positive hyperparameters, linear for fractions, 0/1 for bools.
 CONFIG_FEATURE_NAMES = ("log_learning_rate", "log_num_leaves", "feature_fraction", "log_min_data_in_leaf",
                         "extra_trees")
+QUALITY_COLUMNS = ("NumberOfInstances", "NumberOfFeatures", "NumberOfClasses", "NumberOfNumericFeatures",
+                   "NumberOfSymbolicFeatures", "NumberOfMissingValues", "NumberOfInstancesWithMissingValues",
+                   "MajorityClassSize", "MinorityClassSize")
 PROBLEM_TYPES = ("binary", "multiclass", "regression")
 TASK_FEATURE_NAMES = ("log_instances", "log_features", "log1p_classes", "frac_numeric_features",
                       "frac_symbolic_features", "frac_instances_with_missing", "log1p_missing_values",
@@ -61,6 +64,7 @@ class TabRepo(NamedTuple):
     config_feature_names: tuple[str, ...]  # [F]
     task_feature_names: tuple[str, ...]  # [G]
     task_features_raw: np.ndarray  # float32 [T, G]: before standardisation
+    openml_qualities: dict[str, np.ndarray]  # {OpenML quality column: float64 [T]} as in the file (NaN = empty)
 
 
 def _need(path: Path) -> Path:
@@ -171,7 +175,10 @@ def load_tabrepo(data_dir: str | Path) -> TabRepo:
         config_features=np.stack([encode_config(h) for h in hps]), task_features=standardise(raw),
         error=error, train_time=time_, problem_type=problem, dataset_names=[meta[t]["name"] for t in task_names],
         hyperparameters=hps, config_feature_names=CONFIG_FEATURE_NAMES, task_feature_names=TASK_FEATURE_NAMES,
-        task_features_raw=raw)
+        task_features_raw=raw,
+        openml_qualities={c: np.array([_float(meta[t][c], meta_path, f"{c} of task {t}") if meta[t][c] != "" else
+                                 np.nan for t in task_names])
+                          for c in QUALITY_COLUMNS})
 
 
 def normalized_regret(error: np.ndarray) -> np.ndarray:
