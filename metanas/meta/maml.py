@@ -1,0 +1,110 @@
+"""MAML (Finn et al. 2017), first-order MAML, ANIL (Raghu et al. 2020) and Meta-SGD (Li et al. 2017).
+
+All four share the outer step (``_MetaGradient.meta_train_step``): the meta-objective is the mean over tasks
+of the query loss at the adapted parameters, L(theta) = 1/T sum_t L_q^t(U_t(theta)) (MAML eq. 1 / Alg. 2),
+differentiated through the inner loop (second order) or with the inner gradients held constant (first order),
+and fed to an optax outer optimizer (Adam in the papers). Tasks are batched with ``vmap``.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from metanas.meta.base import AbstractMetaAlgorithm, ApplyFn, LossFn, MetaState, PyTree, Task, query_metrics, sgd_adapt
+
+
+class _MetaGradient(AbstractMetaAlgorithm, abc.ABC):
+    """Outer step shared by MAML, ANIL and Meta-SGD."""
+
+    inner_steps: int
+    transductive: bool
+
+    def meta_loss(self, meta_params: dict, tasks: Task, key: jax.Array, *, apply_fn: ApplyFn,
+                  loss: LossFn) -> tuple[jax.Array, dict]:
+        """Mean query loss after adaptation over a batch of tasks [T, ...], and mean metrics."""
+
+        def one(task: Task, k: jax.Array):
+            params, support_losses = self.adapt(meta_params, (task.support_x, task.support_y), k,
+                                                apply_fn=apply_fn, loss=loss)
+            # meta-training always scores the query set as one batch (MAML's protocol)
+            q_loss, q_metric = query_metrics(params, task, apply_fn=apply_fn, loss=loss, transductive=True)
+            return q_loss, {"query_metric": q_metric, "support_loss_first": support_losses[0],
+                            "support_loss_last": support_losses[-1]}
+
+        losses, aux = jax.vmap(one)(tasks, jax.random.split(key, tasks.support_x.shape[0]))
+        return jnp.mean(losses), jax.tree.map(jnp.mean, aux)
+
+    def meta_train_step(self, state: MetaState, tasks: Task, key: jax.Array, *, apply_fn: ApplyFn,
+                        loss: LossFn, tx: optax.GradientTransformation) -> tuple[MetaState, dict]:
+        (value, aux), grads = jax.value_and_grad(self.meta_loss, has_aux=True)(
+            state.params, tasks, key, apply_fn=apply_fn, loss=loss)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return MetaState(params, opt_state, state.inner_opt_state), {"loss": value, **aux}
+
+
+@dataclass(frozen=True)
+class MAML(_MetaGradient):
+    """MAML: ``inner_steps`` SGD steps of size ``inner_lr`` on the support set; ``first_order`` gives FOMAML."""
+
+    inner_steps: int = 5
+    inner_lr: float = 0.4
+    first_order: bool = False
+    eval_inner_steps: int = 10
+    transductive: bool = True  # MAML evaluates with query-batch statistics
+
+    def init(self, params: PyTree) -> dict:
+        return {"theta": params}
+
+    def adapt(self, meta_params, support, key, *, apply_fn, loss, steps=None):
+        return sgd_adapt(meta_params["theta"], float(self.inner_lr), support, steps or self.inner_steps,
+                         apply_fn=apply_fn, loss=loss, first_order=self.first_order)
+
+
+@dataclass(frozen=True)
+class ANIL(_MetaGradient):
+    """ANIL: the inner loop adapts only ``params[head_key]``; the body is meta-learned in the outer loop only."""
+
+    inner_steps: int = 5
+    inner_lr: float = 0.4
+    first_order: bool = False
+    eval_inner_steps: int = 10
+    transductive: bool = True
+    head_key: str = "head"
+
+    def init(self, params: PyTree) -> dict:
+        return {"theta": params}
+
+    def adapt(self, meta_params, support, key, *, apply_fn, loss, steps=None):
+        theta = meta_params["theta"]
+        body = {k: v for k, v in theta.items() if k != self.head_key}
+
+        def head_apply(head, x):
+            return apply_fn(body | {self.head_key: head}, x)
+
+        head, losses = sgd_adapt(theta[self.head_key], float(self.inner_lr), support, steps or self.inner_steps,
+                                 apply_fn=head_apply, loss=loss, first_order=self.first_order)
+        return body | {self.head_key: head}, losses
+
+
+@dataclass(frozen=True)
+class MetaSGD(_MetaGradient):
+    """Meta-SGD: per-parameter step sizes ``lr`` (initialised to ``inner_lr``) meta-learned with theta."""
+
+    inner_steps: int = 1
+    inner_lr: float = 0.4
+    first_order: bool = False
+    eval_inner_steps: int = 1
+    transductive: bool = True
+
+    def init(self, params: PyTree) -> dict:
+        return {"theta": params, "lr": jax.tree.map(lambda p: jnp.full_like(p, self.inner_lr), params)}
+
+    def adapt(self, meta_params, support, key, *, apply_fn, loss, steps=None):
+        return sgd_adapt(meta_params["theta"], meta_params["lr"], support, steps or self.inner_steps,
+                         apply_fn=apply_fn, loss=loss, first_order=self.first_order)
