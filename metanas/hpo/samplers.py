@@ -125,8 +125,9 @@ class CandidateSampler:
             mu, sd = y.mean(), y.std() + 1e-8
             yz = (y - mu) / sd
             kw = {}
-            if self.prior is not None:
-                p = (np.asarray(self.prior, np.float32) - mu) / sd
+            if self.prior is not None:  # prior in its own units: standardise it over all candidates
+                pr = np.asarray(self.prior, np.float64)
+                p = (pr - pr.mean()) / (pr.std() + 1e-8)
                 kw = dict(prior_mean_obs=p[idx], prior_mean_query=p[free])
             mean, std = gp_posterior(self.features[idx], yz, self.features[free], lengthscale=self.lengthscale,
                                      noise=1e-2, **kw)

@@ -158,7 +158,7 @@ def incumbent(history: Sequence[Trial]) -> Trial:
 def best_so_far(history: Sequence[Trial], true_loss: Callable[[Any], float] | None = None) -> np.ndarray:
     """Incumbent loss after each trial, [len(history)]: the best full-fidelity loss seen so far, or (with
     ``true_loss``) the true loss of the config that has the best *observed* loss at the highest fidelity so far."""
-    out, best_obs, best_val = [], (-1.0, math.inf), math.inf
+    out, best_obs, best_val = [], (math.inf, math.inf), math.inf
     for t in history:
         if (-t.fidelity, t.loss) < best_obs:
             best_obs = (-t.fidelity, t.loss)

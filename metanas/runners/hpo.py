@@ -1,0 +1,244 @@
+"""HPO experiments: hpo_random, hpo_hyperband (live: every trial is a metanas run) and hpo_warmstart (TabRepo).
+
+Config (``train:``): ``objective`` (an ``ExperimentObjective`` or a ``TabRepoTask``), ``method`` (``RandomSearch``,
+``SuccessiveHalving`` or ``Hyperband``), ``space`` (list of parameter specs, see ``metanas.hpo.space``),
+``sampler`` (random | model), ``warm_start`` ({k, source: none | run_store | tabrepo}), ``seeds``, ``budget``,
+``strategies`` (TabRepo comparison).
+
+Resume: finished evaluations are appended to ``trials.jsonl``; a resumed run replays the deterministic
+schedule and takes finished evaluations from there instead of training again. Meta-features of the data set
+a run uses and its incumbent go into the meta-dataset record (``metafeatures``, ``hpo``), which is what
+``warm_start.source=run_store`` reads back for later tasks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from metanas.hpo.importance import importance_table, main_effect_importance, plot_importance
+from metanas.hpo.objectives import ExperimentObjective, TabRepoTask
+from metanas.hpo.samplers import ModelBasedSampler, PortfolioSampler, RandomSampler
+from metanas.hpo.schedulers import Trial, best_so_far, incumbent
+from metanas.hpo.space import SearchSpace, config_key, space_from_config
+from metanas.hpo.surrogate import fit_rff_ridge, rff_predict
+from metanas.hpo.warmstart import past_tasks_from_run_store, warm_start_configs
+from metanas.runners.context import RunContext
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
+    t = cfg.train
+    method = hydra.utils.instantiate(t.method, _convert_="all")
+    objective = hydra.utils.instantiate(t.objective, _convert_="all")
+    if isinstance(objective, TabRepoTask):
+        return run_tabrepo(cfg, ctx, method, objective)
+    return run_live(cfg, ctx, method, objective)
+
+
+# ---- live HPO: every evaluation is a metanas run ----------------------------------------------------------
+
+def toy_regression_data(seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The toy experiment's data (SYNTHETIC sinusoid samples) as a table, for its meta-features."""
+    from metanas.runners.toy import sample_batch
+
+    x, y = sample_batch(seed, 1, 512, 0.1)
+    return x, y[:, 0], False
+
+
+def _metafeatures(path: str | None, seed: int) -> dict[str, float]:
+    if not path:
+        return {}
+    from metanas.config import import_target
+    from metanas.metafeatures import compute_metafeatures
+
+    x, y, classification = import_target(path)(seed)
+    return compute_metafeatures(x, y, classification=classification, seed=seed)
+
+
+def run_live(cfg: DictConfig, ctx: RunContext, method: Any, objective: ExperimentObjective) -> dict[str, float]:
+    t = cfg.train
+    space = space_from_config(t.space)
+    metafeatures = _metafeatures(t.metafeatures_data, cfg.seed)
+    base = (ModelBasedSampler(space) if t.sampler == "model" else RandomSampler(space))
+    propose, warm = base, []
+    if t.warm_start.k > 0:
+        past = past_tasks_from_run_store(t.warm_start.meta_dataset or cfg.meta_dataset,
+                                         sorted(metafeatures) or None, exclude_task=t.task_name)
+        query = np.array([metafeatures.get(n, math.nan) for n in past.feature_names])
+        warm = [c for c in warm_start_configs(query, past, t.warm_start.k) if _valid(space, c)]
+        propose = PortfolioSampler(tuple(warm), base)
+    cache = {(r["key"], r["fidelity"]): r for r in _read_trials(ctx.path("trials.jsonl"))}
+    ctx.metrics.truncate_after("trials", -1)  # a resumed run rewrites its rows while replaying
+    records: list[dict] = []
+    bar = ctx.progress(0, desc="trials")
+
+    def evaluate(config: dict, fidelity: float) -> float:
+        i = len(records)
+        key = (config_key(config), float(fidelity))
+        if key in cache:  # resumed: this evaluation finished before the interruption
+            rec = cache[key]
+        else:
+            res = objective(config, fidelity, trial_dir=ctx.path(f"trials/{i:04d}"), seed=cfg.seed,
+                            meta_dataset=cfg.meta_dataset)
+            rec = {"key": key[0], "config": config, "fidelity": float(fidelity), "loss": res.loss,
+                   "status": res.status, "run_dir": res.run_dir, "wall_s": res.wall_s, "error": res.error}
+            from metanas.run_store import append_jsonl
+
+            append_jsonl(ctx.path("trials.jsonl"), rec)
+        records.append(rec)
+        best = min((r["loss"] for r in records if r["fidelity"] == max(q["fidelity"] for q in records)),
+                   default=math.inf)
+        ctx.log("trials", i, {"loss": rec["loss"],
+                              "fidelity": rec["fidelity"], "best_at_top_fidelity": best})
+        bar.update(1)
+        return rec["loss"]
+
+    history = method.run(propose, evaluate, np.random.default_rng(cfg.seed))
+    bar.close()
+    inc = incumbent(history)
+    trials = [dict(index=h.index, config=h.config, fidelity=h.fidelity, loss=h.loss, bracket=h.bracket,
+                   rung=h.rung, cost=h.cost, run_dir=r["run_dir"], status=r["status"])
+              for h, r in zip(history, records)]
+    ctx.save_json("trials.json", trials)
+    ctx.save_json("best_config.json", {"config": inc.config, "loss": inc.loss, "fidelity": inc.fidelity})
+    imp = _importance(ctx, space, history)
+    failed = sum(r["status"] != "ok" for r in records)
+    ctx.meta_record |= {"metafeatures": metafeatures, "hpo": {
+        "task": t.task_name, "best_config": inc.config, "best_loss": inc.loss, "fidelity_key": objective.fidelity_key,
+        "warm_start_configs": warm, "method": type(method).__name__}}
+    out = {"best_loss": inc.loss, "best_fidelity": inc.fidelity, "n_trials": float(len(history)),
+           "n_failed": float(failed), "cost_full_evals": float(sum(h.cost for h in history))}
+    return out | {f"importance_{k}": v for k, v in imp.items()}
+
+
+def _valid(space: SearchSpace, config: dict) -> bool:
+    try:
+        space.validate(config)
+        return True
+    except ValueError:
+        return False
+
+
+def _read_trials(path: Path) -> list[dict]:
+    from metanas.run_store import read_jsonl
+
+    return read_jsonl(path) if path.exists() else []
+
+
+def _importance(ctx: RunContext, space: SearchSpace, history: list[Trial]) -> dict[str, float]:
+    """Main-effect importance of each hyperparameter (and the fidelity) from an RFF-ridge fit of the trials."""
+    ok = [h for h in history if math.isfinite(h.loss)]
+    if len(ok) < 6:
+        return {}
+    fids = np.array([h.fidelity for h in ok])
+    x = np.stack([np.concatenate([space.encode(h.config), [math.log(h.fidelity)]]) for h in ok])
+    y = np.log(np.maximum(np.array([h.loss for h in ok]), 1e-12))
+    model = fit_rff_ridge(x, y, seed=0, num_features=128, lengthscale=2.0, l2=1e-2)
+    groups = space.column_groups() + [("fidelity", slice(space.width, space.width + 1))]
+    if len(np.unique(fids)) == 1:
+        groups = groups[:-1]
+    imp = main_effect_importance(lambda z: rff_predict(model, z), x, groups)
+    ctx.save_text("importance.md", "Main-effect importance on log(loss) from an RFF-ridge fit of all trials "
+                  f"({len(ok)} points; small samples: indicative only)\n\n" + importance_table(imp))
+    plot_importance(imp, ctx.path("importance.png"), title=f"{ctx.cfg.name}: hyperparameter importance")
+    return imp
+
+
+# ---- TabRepo: warm vs cold start on one task (simulated evaluations) ---------------------------------------
+
+def _tabrepo_metafeatures(tr: Any, i: int) -> dict[str, float]:
+    from metanas.benchmarks.autosklearn import metafeatures_from_openml
+
+    q = {c: float(tr.openml_qualities[c][i]) for c in tr.openml_qualities}
+    own = {f"openml.{n}": float(v) for n, v in zip(tr.task_feature_names, tr.task_features_raw[i])}
+    askl = {k: v for k, v in metafeatures_from_openml(q, tr.problem_type[i]).items() if math.isfinite(v)}
+    return own | askl
+
+
+def run_tabrepo(cfg: DictConfig, ctx: RunContext, method: Any, objective: TabRepoTask) -> dict[str, float]:
+    from metanas.benchmarks.tabrepo import load_tabrepo, normalized_regret
+    from metanas.hpo.tabular import (STRATEGIES, average_rank_configs, fit_meta_learner, knn_warm_configs,
+                                     rank_targets, strategy_curves)
+
+    t = cfg.train
+    tr = load_tabrepo(objective.tabrepo_dir or cfg.data_dir)
+    objective = dataclasses.replace(objective, task=str(objective.task))  # `task=146818` parses as an int
+    if objective.task not in tr.task_names:
+        raise ValueError(f"train.objective.task={objective.task!r} is not a TabRepo task id; valid ids include "
+                         f"{', '.join(tr.task_names[:6])}, ... ({len(tr.task_names)} in all)")
+    bad = [s for s in t.strategies if s not in STRATEGIES]
+    if bad:
+        raise ValueError(f"train.strategies: unknown {bad}; choose from {list(STRATEGIES)}")
+    target = tr.task_names.index(objective.task)
+    regret = normalized_regret(tr.error.astype(np.float64))
+    cf = tr.config_features.astype(np.float64)
+    past = np.array([i for i in range(len(tr.task_names)) if i != target])
+    metafeatures = _tabrepo_metafeatures(tr, target)
+    k = int(t.warm_start.k)
+    if t.warm_start.source == "run_store":  # past tasks = earlier runs recorded in the meta-dataset
+        names = [f"openml.{n}" for n in tr.task_feature_names]
+        store = past_tasks_from_run_store(t.warm_start.meta_dataset or cfg.meta_dataset, names,
+                                          exclude_task=objective.task)
+        knn = [tr.config_names.index(c) for c in warm_start_configs(
+            np.array([metafeatures[n] for n in names]), store, k) if c in tr.config_names]
+        source = f"run store ({len(store.names)} past tasks)"
+    else:
+        knn = knn_warm_configs(tr.task_features, regret.argmin(1), target, past, k)
+        source = f"TabRepo ({len(past)} other tasks)"
+    prior = fit_meta_learner(tr.task_features, cf, rank_targets(regret), past, seed=cfg.seed)(
+        tr.task_features[target]) if any(s.endswith("+meta") for s in t.strategies) else None
+    avg = average_rank_configs(regret, past, k)
+    seeds = [cfg.seed * 1000 + s for s in range(t.seeds)]
+    curves = {}
+    for s in t.strategies:
+        c = strategy_curves(s, regret=regret, config_features=cf, target=target, seeds=seeds, budget=t.budget,
+                            knn=knn, meta_prior=prior, avg=avg, default=tr.config_names.index("LightGBM_c1"),
+                            sh=method, noise=objective.noise)
+        curves[s] = np.nanmean(c, 0)
+        for b in range(t.budget):
+            if np.isfinite(curves[s][b]):
+                ctx.log(s, b + 1, {"regret": float(curves[s][b])})
+    ctx.save_json("curves.json", {s: v.tolist() for s, v in curves.items()})
+    _plot_curves(ctx.path("warm_vs_cold.png"), curves, f"TabRepo task {objective.task} ({tr.dataset_names[target]})")
+    best = int(np.argmin(regret[target]))  # the table is complete: the task's best config is known exactly
+    ctx.meta_record |= {"metafeatures": metafeatures, "hpo": {
+        "task": objective.task, "dataset": tr.dataset_names[target], "best_config": tr.config_names[best],
+        "best_loss": float(tr.error[target, best]), "warm_start_source": source,
+        "warm_start_configs": [tr.config_names[c] for c in knn], "best_hyperparameters": tr.hyperparameters[best]}}
+    ctx.save_json("metafeatures.json", metafeatures)
+    out = {}
+    for s, v in curves.items():
+        out[f"{s}_regret_at_{t.budget}"] = float(v[-1])
+        out[f"{s}_area"] = float(np.nanmean(v))
+    return out
+
+
+def _plot_curves(path: Path, curves: dict[str, np.ndarray], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for s, v in curves.items():
+        ax.plot(np.arange(1, len(v) + 1), v, ls="-" if "+" in s else "--", label=s)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("full-evaluation equivalents")
+    ax.set_ylabel("normalised regret (mean over seeds)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,90 @@
+"""HPO experiments end to end through the CLI under debug=fast: run store, meta-dataset records, resume,
+warm start from the run store, clear errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_metanas
+from metanas.run_store import read_jsonl
+
+
+def _run(tmp_path, *overrides, meta="meta.jsonl"):
+    p = run_metanas(*overrides, "debug=fast", f"results_dir={tmp_path}/runs", f"meta_dataset={tmp_path}/{meta}",
+                    cwd=REPO)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return p
+
+
+def _summary(tmp_path, name):
+    runs = sorted((tmp_path / "runs" / name).glob("*/summary.json"))
+    assert runs, f"no run of {name}"
+    s = json.loads(runs[-1].read_text())
+    assert s["status"] == "ok", s["error"]
+    return s, runs[-1].parent
+
+
+def test_hpo_random_fast_every_trial_is_a_run(tmp_path):
+    _run(tmp_path, "experiment=hpo_random")
+    s, run_dir = _summary(tmp_path, "hpo_random")
+    assert s["metrics"]["n_trials"] == 3 and s["metrics"]["n_failed"] == 0
+    trials = json.loads((run_dir / "trials.json").read_text())
+    losses = []
+    for t in trials:  # each trial is a complete run in the store whose metric is the trial's loss
+        ts = json.loads((Path(t["run_dir"]) / "summary.json").read_text())
+        assert ts["status"] == "ok" and ts["experiment"] == "toy_regression"
+        assert ts["metrics"]["test_mse"] == pytest.approx(t["loss"])
+        losses.append(t["loss"])
+    assert s["metrics"]["best_loss"] == pytest.approx(min(losses))
+    rec = [r for r in read_jsonl(tmp_path / "meta.jsonl") if r["experiment"] == "hpo_random"][-1]
+    assert rec["hpo"]["best_config"] == json.loads((run_dir / "best_config.json").read_text())["config"]
+    assert rec["metafeatures"]["NumberOfInstances"] == 512 and "Landmark1NN" in rec["metafeatures"]
+    assert sum(r["experiment"] == "toy_regression" for r in read_jsonl(tmp_path / "meta.jsonl")) == 3
+
+    # resume: the finished trials are replayed from trials.jsonl, nothing is trained again
+    before = sorted(run_dir.glob("trials/*/*"))
+    p = run_metanas(f"resume={run_dir}", cwd=REPO)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert sorted(run_dir.glob("trials/*/*")) == before
+    assert json.loads((run_dir / "summary.json").read_text())["metrics"]["best_loss"] == s["metrics"]["best_loss"]
+
+
+def test_hpo_hyperband_fast_uses_the_fidelity_knob(tmp_path):
+    _run(tmp_path, "experiment=hpo_hyperband")
+    s, run_dir = _summary(tmp_path, "hpo_hyperband")
+    trials = json.loads((run_dir / "trials.json").read_text())
+    # eta=2, fidelities 2 -> 4: bracket s=1 runs 2 configs at 2 steps and promotes 1; bracket s=0 runs 2 at 4
+    assert [(t["bracket"], t["fidelity"]) for t in trials] == [(1, 2.0), (1, 2.0), (1, 4.0), (0, 4.0), (0, 4.0)]
+    for t in trials:  # the knob reached the trained run: train.steps == fidelity
+        cfg = (Path(t["run_dir"]) / "config.yaml").read_text()
+        assert f"steps: {int(t['fidelity'])}\n" in cfg
+    promoted = trials[2]["config"]
+    assert promoted == min(trials[:2], key=lambda t: t["loss"])["config"]
+    assert s["metrics"]["best_fidelity"] == 4.0
+
+
+def test_hpo_warmstart_fast_and_warm_start_from_the_run_store(tmp_path):
+    _run(tmp_path, "experiment=hpo_warmstart", "train.objective.task=146818")
+    s, run_dir = _summary(tmp_path, "hpo_warmstart")
+    m = s["metrics"]
+    for strategy in ("random", "random+knn", "sh", "bo+meta"):
+        assert 0.0 <= m[f"{strategy}_regret_at_8"] <= 1.0
+    curves = json.loads((run_dir / "curves.json").read_text())
+    assert all(b <= a + 1e-12 for a, b in zip(curves["random"], curves["random"][1:]))  # incumbent only improves
+    first = read_jsonl(tmp_path / "meta.jsonl")[-1]
+    assert first["metafeatures"]["NumberOfClasses"] == 2 and first["hpo"]["task"] == "146818"
+    # a second task warm-starts from the first run's record in the meta-dataset
+    _run(tmp_path, "experiment=hpo_warmstart", "train.objective.task=168757", "train.warm_start.source=run_store",
+         "train.warm_start.k=1")
+    second = read_jsonl(tmp_path / "meta.jsonl")[-1]
+    assert second["hpo"]["warm_start_configs"] == [first["hpo"]["best_config"]]
+    assert second["hpo"]["warm_start_source"].startswith("run store (1 past tasks)")
+
+
+def test_hpo_bad_task_is_a_one_line_error(tmp_path):
+    p = run_metanas("experiment=hpo_warmstart", "debug=fast", "train.objective.task=nope",
+                    f"results_dir={tmp_path}/runs", f"meta_dataset={tmp_path}/meta.jsonl", cwd=REPO)
+    assert p.returncode != 0
+    line = [ln for ln in p.stderr.splitlines() if ln.startswith("metanas: error:")]
+    assert line and "is not a TabRepo task id" in line[0]
