@@ -1,0 +1,106 @@
+"""Pointwise baselines: ridge regression (closed form) and an MLP (Adam), predicting p from an encoding.
+
+All predictors share one pure interface (no jit inside): ``fit(key, x, y, n) -> params`` uses the first
+``n`` rows of fixed-size arrays (``n`` may be traced, so a search loop keeps static shapes) and
+``score(params, x) -> [N]`` (higher = better). ``ensemble > 1`` trains independent members (different keys)
+with ``vmap``; ``score_std`` is the member spread, the uncertainty used by acquisition functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def _mask(x: jax.Array, n) -> jax.Array:
+    return (jnp.arange(x.shape[0]) < n).astype(jnp.float32)
+
+
+@dataclass(frozen=True)
+class Ridge:
+    """Ridge regression y ~ x @ w + b with L2 penalty ``lam`` on w (closed form, masked rows)."""
+
+    lam: float = 1.0
+
+    def fit(self, key: jax.Array, x: jax.Array, y: jax.Array, n) -> dict:
+        del key
+        m = _mask(x, n)
+        cnt = jnp.maximum(m.sum(), 1.0)
+        xm = (m @ x) / cnt
+        ym = (m @ y) / cnt
+        xc = (x - xm[None, :]) * m[:, None]
+        yc = (y - ym) * m
+        a = xc.T @ xc + self.lam * jnp.eye(x.shape[1])
+        w = jnp.linalg.solve(a, xc.T @ yc)
+        return {"w": w, "b": ym - xm @ w}
+
+    def score(self, params: dict, x: jax.Array) -> jax.Array:
+        return x @ params["w"] + params["b"]
+
+    def score_std(self, params: dict, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        s = self.score(params, x)
+        return s, jnp.zeros_like(s)
+
+
+def init_mlp(key: jax.Array, sizes: tuple[int, ...]) -> list[dict]:
+    """He-initialised dense layers ``sizes[0] -> ... -> sizes[-1]``."""
+    keys = jax.random.split(key, len(sizes) - 1)
+    return [{"w": jax.random.normal(k, (a, b)) * jnp.sqrt(2.0 / a), "b": jnp.zeros(b)}
+            for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
+
+
+def apply_mlp(layers: list[dict], x: jax.Array, final_relu: bool = False) -> jax.Array:
+    for i, layer in enumerate(layers):
+        x = x @ layer["w"] + layer["b"].reshape((1,) * (x.ndim - 1) + (-1,))
+        if i < len(layers) - 1 or final_relu:
+            x = jax.nn.relu(x)
+    return x
+
+
+@dataclass(frozen=True)
+class MLP:
+    """Pointwise MLP regressor on standardised targets (MSE, AdamW, minibatches drawn from the first n rows)."""
+
+    hidden: int = 64
+    layers: int = 2
+    steps: int = 500
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    batch: int = 64
+    ensemble: int = 1
+
+    def _fit_one(self, key, x, y, n):
+        m = _mask(x, n)
+        cnt = jnp.maximum(m.sum(), 1.0)
+        mu = (m @ y) / cnt
+        sd = jnp.sqrt((m @ (y - mu) ** 2) / cnt) + 1e-6
+        k_init, k_data = jax.random.split(key)
+        net = init_mlp(k_init, (x.shape[1],) + (self.hidden,) * self.layers + (1,))
+        tx = optax.adamw(self.lr, weight_decay=self.weight_decay)
+
+        def loss(net, idx):
+            pred = apply_mlp(net, x[idx])[:, 0]
+            return jnp.mean((pred - (y[idx] - mu) / sd) ** 2)
+
+        def step(carry, k):
+            net, opt = carry
+            idx = jax.random.randint(k, (self.batch,), 0, jnp.maximum(n, 1))
+            g = jax.grad(loss)(net, idx)
+            upd, opt = tx.update(g, opt, net)
+            return (optax.apply_updates(net, upd), opt), None
+
+        (net, _), _ = jax.lax.scan(step, (net, tx.init(net)), jax.random.split(k_data, self.steps))
+        return {"net": net, "mu": mu, "sd": sd}
+
+    def fit(self, key: jax.Array, x: jax.Array, y: jax.Array, n) -> dict:
+        return jax.vmap(self._fit_one, in_axes=(0, None, None, None))(jax.random.split(key, self.ensemble), x, y, n)
+
+    def score_std(self, params: dict, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        s = jax.vmap(lambda p: apply_mlp(p["net"], x)[:, 0] * p["sd"] + p["mu"])(params)  # [K, N]
+        return s.mean(0), s.std(0)
+
+    def score(self, params: dict, x: jax.Array) -> jax.Array:
+        return self.score_std(params, x)[0]
