@@ -222,3 +222,45 @@ def test_main_effect_importance_recovers_additive_shares():
     imp = main_effect_importance(predict, bg, groups, max_values=64)
     assert imp["a"] == pytest.approx(0.9, abs=0.08) and imp["b"] == pytest.approx(0.1, abs=0.05)
     assert imp["c"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_best_so_far_prefers_higher_fidelity_and_counts_low_fidelity_first():
+    from metanas.hpo import Trial
+
+    h = [Trial(0, "a", 1.0, 0.1, 0, 0, 1 / 9), Trial(1, "b", 1.0, 0.3, 0, 0, 1 / 9),
+         Trial(2, "b", 9.0, 0.5, 0, 1, 1.0)]
+    true = {"a": 10.0, "b": 20.0}
+    np.testing.assert_allclose(best_so_far(h, true.get), [10.0, 10.0, 20.0])  # b wins once seen at full fidelity
+
+
+def test_tabular_objective_budgets_and_warm_start():
+    from metanas.hpo.tabular import knn_warm_configs, regret_at_budgets, strategy_curves, table_objective
+
+    rng = np.random.default_rng(0)
+    regret = rng.uniform(size=(6, 30))
+    regret[np.arange(6), rng.integers(0, 30, 6)] = 0.0
+    feats = rng.normal(size=(30, 3))
+    f = table_objective(regret[2], noise=0.3, max_fidelity=1.0, seed=0, task_index=2)
+    assert f(4, 1.0) == regret[2, 4]  # full fidelity is the recorded value
+    assert f(4, 0.25) == f(4, 0.25) != regret[2, 4]  # low fidelity: fixed synthetic noise
+    sh = SuccessiveHalving(n_configs=9, min_fidelity=1 / 3, max_fidelity=1.0, eta=3)
+    for s in ("random", "sh", "bo", "bo+meta"):
+        c = strategy_curves(s, regret=regret, config_features=feats, target=2, seeds=[0, 1], budget=8, sh=sh,
+                            meta_prior=regret[2])
+        assert c.shape == (2, 8)
+        fin = c[:, np.isfinite(c).all(0)]
+        assert np.all(np.diff(fin, axis=1) <= 1e-12)
+    oracle = int(np.argmin(regret[2]))
+    warm = strategy_curves("random+knn", regret=regret, config_features=feats, target=2, seeds=[0], budget=3,
+                           knn=[oracle])
+    assert warm[0, 0] == 0.0  # the warm-start config is evaluated first
+    bo_meta = strategy_curves("bo+meta", regret=regret, config_features=feats, target=2, seeds=[0], budget=2,
+                              meta_prior=regret[2])
+    assert bo_meta[0, 0] == 0.0  # a perfect meta-learner ranks the best config first
+    tf = rng.normal(size=(6, 2))
+    tf[4] = tf[2] + 1e-3
+    assert knn_warm_configs(tf, regret.argmin(1), 2, [0, 1, 3, 4, 5], 1) == [int(regret[4].argmin())]
+    h = RandomSearch(n_trials=3).run(lambda n, hist, r: [len(hist)], lambda c, fid: float(regret[0, c]),
+                                     np.random.default_rng(0))
+    np.testing.assert_allclose(regret_at_budgets(h, lambda c: regret[0, c], 3),
+                               np.minimum.accumulate(regret[0, :3]))
