@@ -1,0 +1,93 @@
+"""Black-box search: budgets, no repeated queries, optimizers improve a known fitness, baselines behave."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from metanas.benchmarks.nb201 import NB201Benchmark
+from metanas.blackbox import nb201_search as S
+from metanas.blackbox.optimizers import evolve, reinforce
+from metanas.predictors.encodings import encode_archs
+from metanas.predictors.pairwise import Pairwise
+from metanas.predictors.pointwise import Ridge
+from metanas.search_spaces.nb201 import NB201Space
+
+SPACE = NB201Space()
+TABLE = jnp.asarray(NB201Benchmark().table())
+FEATURES = encode_archs(SPACE, SPACE.enumerate(), "onehot")
+TINY = Pairwise(hidden=8, layers=1, embed=4, steps=20, batch=32)
+
+
+def test_codes_round_trip():
+    archs = SPACE.enumerate()[::11]
+    codes = S.arch_codes(SPACE, jnp.asarray(archs))
+    np.testing.assert_array_equal(codes, SPACE.arch_code(archs))
+    np.testing.assert_array_equal(S.code_to_arch(SPACE, codes), archs)
+
+
+def _check_trace(trace, budget):
+    codes = np.asarray(trace.codes)
+    assert codes.shape[-1] == budget
+    for row in codes.reshape(-1, budget):
+        assert len(set(row.tolist())) == budget  # never the same arch twice
+    np.testing.assert_array_equal(np.asarray(trace.values), np.asarray(TABLE)[codes])  # values are real lookups
+
+
+@pytest.mark.parametrize("acquisition", ["exhaustive", pytest.param("evolution", marks=pytest.mark.slow),
+                                         pytest.param("reinforce", marks=pytest.mark.slow)])
+def test_predictor_search_respects_budget_and_never_repeats(key, acquisition):
+    search = S.PredictorSearch(budget=16, init=4, topk=6, acquisition=acquisition, evo_population=16,
+                               evo_generations=3, rl_steps=3, rl_batch=16)
+    trace = jax.jit(jax.vmap(lambda k: search.run(k, TABLE, FEATURES, predictor=TINY, space=SPACE)))(
+        jax.random.split(key, 2))
+    _check_trace(trace, 16)
+
+
+def test_predictor_search_never_repeats_even_when_the_space_runs_out(key):
+    """SYNTHETIC 12-cell table: the budget equals the space, so the last rounds must pick the leftovers."""
+    table = jnp.arange(1.0, 13.0)
+    feats = jax.random.normal(key, (12, 5))
+    search = S.PredictorSearch(budget=12, init=2, topk=5)
+    trace = jax.jit(lambda k: search.run(k, table, feats, predictor=Ridge(), space=SPACE))(key)
+    assert sorted(np.asarray(trace.codes).tolist()) == list(range(12))
+
+
+def test_bad_budget_is_a_one_line_error():
+    with pytest.raises(ValueError, match="budget - init to be a multiple of topk"):
+        S.PredictorSearch(budget=30, init=10, topk=7)
+
+
+def test_baselines_respect_budget_and_never_repeat(key):
+    keys = jax.random.split(key, 3)
+    _check_trace(jax.vmap(functools.partial(S.random_search, table=TABLE, budget=50))(keys), 50)
+    rea = jax.jit(jax.vmap(functools.partial(S.regularized_evolution, table=TABLE, space=SPACE, budget=80,
+                                             population=10, sample_size=3)))(keys)
+    _check_trace(rea, 80)
+
+
+def test_regularized_evolution_beats_random_on_average(key):
+    keys = jax.random.split(key, 8)
+    rs = jax.vmap(functools.partial(S.random_search, table=TABLE, budget=150))(keys)
+    rea = jax.jit(jax.vmap(functools.partial(S.regularized_evolution, table=TABLE, space=SPACE, budget=150)))(keys)
+    assert np.asarray(rea.values)[:, 100:].mean() > np.asarray(rs.values)[:, 100:].mean() + 3  # children of good parents
+
+
+def test_best_so_far_reports_the_best_queried_cell():
+    values = np.array([[1.0, 3.0, 2.0, 5.0]])
+    codes = np.array([[7, 4, 2, 0]])
+    report = np.arange(10.0) * 10
+    np.testing.assert_array_equal(S.best_so_far(values, report, codes), [[70, 40, 40, 0]])
+
+
+def test_evolve_and_reinforce_improve_a_known_fitness(key):
+    """SYNTHETIC fitness: number of edges whose op is 3; the optimum (all 3) scores 6."""
+    def fitness(archs):
+        return (archs == 3).sum(-1).astype(jnp.float32)
+
+    visited = jax.jit(lambda k: evolve(k, fitness, space=SPACE, population=32, generations=15))(key)
+    assert float(fitness(visited[-32:]).mean()) > float(fitness(visited[:32]).mean()) + 1.5
+    sampled = jax.jit(lambda k: reinforce(k, fitness, num_edges=6, num_ops=5, steps=30, batch=32))(key)
+    assert float(fitness(sampled[-32:]).mean()) > float(fitness(sampled[:32]).mean()) + 1.5
