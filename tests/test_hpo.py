@@ -264,3 +264,17 @@ def test_tabular_objective_budgets_and_warm_start():
                                      np.random.default_rng(0))
     np.testing.assert_allclose(regret_at_budgets(h, lambda c: regret[0, c], 3),
                                np.minimum.accumulate(regret[0, :3]))
+
+
+def test_trials_table_marks_promoted_configs():
+    from metanas.runners.hpo import trials_table
+
+    a, b = {"lr": 0.1}, {"lr": 0.01}
+    trials = [dict(index=0, bracket=0, rung=0, fidelity=1.0, config=a, loss=-0.5),
+              dict(index=1, bracket=0, rung=0, fidelity=1.0, config=b, loss=-0.7),
+              dict(index=2, bracket=0, rung=1, fidelity=3.0, config=b, loss=-0.9)]
+    rows = trials_table(trials).splitlines()
+    assert rows[0].startswith("| trial | bracket | rung | fidelity | config id | lr | loss | promoted |")
+    assert rows[2] == "| 0 | 0 | 0 | 1 | 0 | 0.1 | -0.5000 |  |"
+    assert rows[3] == "| 1 | 0 | 0 | 1 | 1 | 0.01 | -0.7000 | yes |"  # b went on to rung 1
+    assert rows[4].endswith("| 1 | 0.01 | -0.9000 |  |")

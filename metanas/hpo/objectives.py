@@ -37,12 +37,13 @@ class TrialResult:
 @dataclass(frozen=True)
 class ExperimentObjective:
     experiment: str  # conf/experiment/<experiment>.yaml
-    metric: str  # key of summary.json "metrics" to minimise
+    metric: str  # key of summary.json "metrics"
     fidelity_key: str  # dotted config key set to the fidelity, e.g. train.steps
     integer_fidelity: bool = True
     overrides: list[str] = field(default_factory=list)  # fixed extra overrides, e.g. [debug=fast]
     timeout_s: float = 600.0  # subprocess mode only
     in_process: bool = True
+    maximize: bool = False  # true: the loss is -metric (e.g. accuracy)
 
     def __call__(self, config: dict[str, Any], fidelity: float, *, trial_dir: Path, seed: int,
                  meta_dataset: str | None) -> TrialResult:
@@ -71,7 +72,8 @@ class ExperimentObjective:
         if summary.get("status") != "ok" or self.metric not in summary.get("metrics", {}):
             err = summary.get("error") or f"metric '{self.metric}' not in summary metrics {list(summary['metrics'])}"
             return TrialResult(math.inf, "failed", run_dir, wall, err)
-        loss = float(summary["metrics"][self.metric])
+        value = float(summary["metrics"][self.metric])
+        loss = -value if self.maximize else value
         return TrialResult(loss if math.isfinite(loss) else math.inf, "ok", run_dir, wall)
 
 

@@ -48,7 +48,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
 
 # ---- live HPO: every evaluation is a metanas run ----------------------------------------------------------
 
-def toy_regression_data(seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
+def toy_regression_data(seed: int, data_dir: str) -> tuple[np.ndarray, np.ndarray, bool]:
     """The toy experiment's data (SYNTHETIC sinusoid samples) as a table, for its meta-features."""
     from metanas.runners.toy import sample_batch
 
@@ -56,20 +56,31 @@ def toy_regression_data(seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
     return x, y[:, 0], False
 
 
-def _metafeatures(path: str | None, seed: int) -> dict[str, float]:
+def omniglot_data(seed: int, data_dir: str, n_chars: int = 50) -> tuple[np.ndarray, np.ndarray, bool]:
+    """A table view of Omniglot for its meta-features: ``n_chars`` meta-train characters x 20 drawers,
+    28x28 ink pooled 2x2 to 196 features, the character as the class (real data)."""
+    from metanas.data.omniglot import load_omniglot_npz
+
+    ink = load_omniglot_npz(Path(data_dir) / "omniglot", 28, cache_dir=str(Path("~/.cache/metanas").expanduser()))
+    chars = np.random.default_rng(seed).choice(964, n_chars, replace=False)  # background set only
+    x = ink[chars].astype(np.float32).reshape(n_chars, 20, 14, 2, 14, 2).mean((3, 5)).reshape(n_chars * 20, -1)
+    return x / 255.0, np.repeat(np.arange(n_chars), 20), True
+
+
+def _metafeatures(path: str | None, seed: int, data_dir: str) -> dict[str, float]:
     if not path:
         return {}
     from metanas.config import import_target
     from metanas.metafeatures import compute_metafeatures
 
-    x, y, classification = import_target(path)(seed)
+    x, y, classification = import_target(path)(seed, data_dir)
     return compute_metafeatures(x, y, classification=classification, seed=seed)
 
 
 def run_live(cfg: DictConfig, ctx: RunContext, method: Any, objective: ExperimentObjective) -> dict[str, float]:
     t = cfg.train
     space = space_from_config(t.space)
-    metafeatures = _metafeatures(t.metafeatures_data, cfg.seed)
+    metafeatures = _metafeatures(t.metafeatures_data, cfg.seed, cfg.data_dir)
     base = (ModelBasedSampler(space) if t.sampler == "model" else RandomSampler(space))
     propose, warm = base, []
     if t.warm_start.k > 0:
@@ -111,6 +122,7 @@ def run_live(cfg: DictConfig, ctx: RunContext, method: Any, objective: Experimen
                    rung=h.rung, cost=h.cost, run_dir=r["run_dir"], status=r["status"])
               for h, r in zip(history, records)]
     ctx.save_json("trials.json", trials)
+    ctx.save_text("trials.md", trials_table(trials))
     ctx.save_json("best_config.json", {"config": inc.config, "loss": inc.loss, "fidelity": inc.fidelity})
     imp = _importance(ctx, space, history)
     failed = sum(r["status"] != "ok" for r in records)
@@ -120,6 +132,24 @@ def run_live(cfg: DictConfig, ctx: RunContext, method: Any, objective: Experimen
     out = {"best_loss": inc.loss, "best_fidelity": inc.fidelity, "n_trials": float(len(history)),
            "n_failed": float(failed), "cost_full_evals": float(sum(h.cost for h in history))}
     return out | {f"importance_{k}": v for k, v in imp.items()}
+
+
+def trials_table(trials: list[dict]) -> str:
+    """Markdown table of a live search: one row per trial, rung by rung, promoted configs marked."""
+    keys = {}
+    for t in trials:
+        keys.setdefault(config_key(t["config"]), len(keys))
+    promoted = {(t["bracket"], t["rung"] - 1, config_key(t["config"])) for t in trials if t["rung"] > 0}
+    cols = list(dict.fromkeys(k for t in trials for k in t["config"]))
+    lines = ["| trial | bracket | rung | fidelity | config id | " + " | ".join(cols) + " | loss | promoted |",
+             "| ---: | ---: | ---: | ---: | ---: | " + " | ".join("---" for _ in cols) + " | ---: | :---: |"]
+    for t in trials:
+        vals = [t["config"].get(c, "") for c in cols]
+        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in vals]
+        mark = "yes" if (t["bracket"], t["rung"], config_key(t["config"])) in promoted else ""
+        lines.append(f"| {t['index']} | {t['bracket']} | {t['rung']} | {t['fidelity']:g} | "
+                     f"{keys[config_key(t['config'])]} | " + " | ".join(cells) + f" | {t['loss']:.4f} | {mark} |")
+    return "\n".join(lines) + "\n"
 
 
 def _valid(space: SearchSpace, config: dict) -> bool:
@@ -143,13 +173,14 @@ def _importance(ctx: RunContext, space: SearchSpace, history: list[Trial]) -> di
         return {}
     fids = np.array([h.fidelity for h in ok])
     x = np.stack([np.concatenate([space.encode(h.config), [math.log(h.fidelity)]]) for h in ok])
-    y = np.log(np.maximum(np.array([h.loss for h in ok]), 1e-12))
+    y = np.array([h.loss for h in ok])
+    y = np.log(y) if np.all(y > 0) else y  # losses such as -accuracy stay linear
     model = fit_rff_ridge(x, y, seed=0, num_features=128, lengthscale=2.0, l2=1e-2)
     groups = space.column_groups() + [("fidelity", slice(space.width, space.width + 1))]
     if len(np.unique(fids)) == 1:
         groups = groups[:-1]
     imp = main_effect_importance(lambda z: rff_predict(model, z), x, groups)
-    ctx.save_text("importance.md", "Main-effect importance on log(loss) from an RFF-ridge fit of all trials "
+    ctx.save_text("importance.md", "Main-effect importance on (log) loss from an RFF-ridge fit of all trials "
                   f"({len(ok)} points; small samples: indicative only)\n\n" + importance_table(imp))
     plot_importance(imp, ctx.path("importance.png"), title=f"{ctx.cfg.name}: hyperparameter importance")
     return imp
