@@ -1,5 +1,5 @@
 # make run   : set up .venv and run the default experiment (predictor-guided NAS on real NAS-Bench-201 data)
-# make test  : set up .venv and run the default test suite (the command CI runs)
+# make test  : set up .venv (with the dev extras) and run the default test suite (the command CI runs)
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -13,9 +13,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[sweep]"
+	touch $@
+
 setup: $(VENV)/.installed
 
-run: setup
+run: $(VENV)/.installed-run
 	$(BIN)/python -m metanas
 
 test: setup

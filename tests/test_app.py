@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from conftest import REPO, run_metanas
 from metanas.app import CONF_DIR
@@ -30,8 +31,13 @@ def _compose(overrides):
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
-def test_every_group_option_composes_and_instantiates(group, option):
+def test_every_group_option_composes_and_instantiates(group, option, tmp_path):
     cfg = _compose([f"{group}={option}"])
+    required = [k for k in (cfg[group] or {}) if OmegaConf.is_missing(cfg[group], k)]
+    if required:  # e.g. the path of a user's data set: named in a one-line error until it is set
+        with pytest.raises(ConfigError, match=f"'{group}.{required[0]}' is required"):
+            validate(cfg)
+        cfg = _compose([f"{group}={option}"] + [f"{group}.{k}={tmp_path}" for k in required])
     validate(cfg)
     node = cfg[group]
     if node is not None and "_target_" in node:

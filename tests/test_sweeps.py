@@ -57,11 +57,30 @@ def test_seeds_k_in_one_program_matches_separate_runs(tmp_path):
     assert len(set(single)) == 3
 
 
-@pytest.mark.parametrize("override", ["hydra/launcher=slurm", "hydra/launcher=local_parallel", "hydra/sweeper=tpe"])
+def test_ray_launcher_on_a_local_ray_instance(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="the `ray` extra is not installed")
+    sweep = tmp_path / "sweep"
+    p = run_metanas("-m", "hydra/launcher=ray_local", "hydra.launcher.ray.init.num_cpus=2", "experiment=toy_regression",
+                    "debug=fast", "seed=0,1", f"hydra.sweep.dir={sweep}", f"meta_dataset={tmp_path}/m.jsonl",
+                    cwd=tmp_path, env={"RAY_AUTH_MODE": "disabled"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    s = json.loads((sweep / "sweep_summary.json").read_text())
+    assert (s["jobs"], s["ok"]) == (2, 2)
+    r = subprocess.run([sys.executable, "-m", "metanas.report", str(sweep)], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0 and "test_mse" in r.stdout
+
+
+@pytest.mark.parametrize("override", ["hydra/launcher=slurm", "hydra/launcher=local_parallel", "hydra/sweeper=tpe",
+                                      "hydra/launcher=ray_local", "hydra/launcher=ray_cluster"])
 def test_launcher_and_sweeper_configs_compose(override):
+    if "ray" in override:
+        pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="the `ray` extra is not installed")
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=[override], return_hydra_config=True)
-    if "slurm" in override:
+    if "ray" in override:
+        assert cfg.hydra.launcher._target_.endswith("RayLauncher")
+        assert cfg.hydra.launcher.ray.init.address == ("auto" if "cluster" in override else None)
+    elif "slurm" in override:
         assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.gpus_per_node == 1
     elif "local_parallel" in override:
         assert cfg.hydra.launcher.n_jobs == 2
