@@ -83,6 +83,12 @@ def regularized_evolution(key: jax.Array, table: jax.Array, *, space: NB201Space
     return Trace(codes, values)
 
 
+class SearchState(NamedTuple):
+    codes: jax.Array  # int32 [budget] queried rows so far (zeros past the current count)
+    values: jax.Array  # float32 [budget] their queried metric
+    queried: jax.Array  # bool [N] mask over the whole space
+
+
 Acquisition = Literal["exhaustive", "evolution", "reinforce"]
 
 
@@ -116,49 +122,62 @@ class PredictorSearch:
     def rounds(self) -> int:
         return (self.budget - self.init) // self.topk
 
-    def run(self, key: jax.Array, table: jax.Array, features: jax.Array, *, predictor, space: NB201Space) -> Trace:
+    def init_state(self, key: jax.Array, table: jax.Array) -> SearchState:
+        """The ``init`` random queries. ``key`` is the first half of ``split(search_key)`` (see ``run``)."""
         n_cells = table.shape[0]
+        codes0 = jax.random.permutation(key, n_cells)[: self.init].astype(jnp.int32)
+        return SearchState(jnp.zeros(self.budget, jnp.int32).at[: self.init].set(codes0),
+                           jnp.zeros(self.budget, jnp.float32).at[: self.init].set(table[codes0]),
+                           jnp.zeros(n_cells, bool).at[codes0].set(True))
+
+    def round(self, state: SearchState, r: jax.Array, key: jax.Array, table: jax.Array, features: jax.Array, *,
+              predictor, space: NB201Space) -> SearchState:
+        """Round ``r`` (0-based): fit on the ``init + r * topk`` queried cells, query the ``topk`` best unqueried."""
+        codes, values, queried = state
+        n_cells = table.shape[0]
+        k_fit, k_acq = jax.random.split(key)
+        n = self.init + r * self.topk
+        params = predictor.fit(k_fit, features[codes], values, n)
+        mean, std = predictor.score_std(params, features)
+        acq = mean + self.beta * std
+        if self.acquisition != "exhaustive":
+            def fitness(archs):
+                c = arch_codes(space, archs)
+                m, s = predictor.score_std(params, features[c])
+                return m + self.beta * s
+
+            if self.acquisition == "evolution":
+                visited = evolve(k_acq, fitness, space=space, population=self.evo_population,
+                                 generations=self.evo_generations)
+            else:
+                visited = reinforce(k_acq, fitness, num_edges=space.num_edges, num_ops=space.num_ops,
+                                    steps=self.rl_steps, batch=self.rl_batch)
+            proposed = jnp.zeros(n_cells, bool).at[arch_codes(space, visited)].set(True)
+            # proposed cells first (ordered by score); if the optimiser visited fewer than topk new cells,
+            # the rest come from the global ranking. The shift is the score range, so no precision is lost.
+            shift = jnp.max(acq) - jnp.min(acq) + 1.0
+            acq = jnp.where(proposed, acq, acq - shift)
+        acq = jnp.where(queried, -jnp.inf, acq)
+        _, new = jax.lax.top_k(acq, self.topk)  # distinct and never queried before
+        new = new.astype(jnp.int32)
+        codes = jax.lax.dynamic_update_slice(codes, new, (n,))
+        values = jax.lax.dynamic_update_slice(values, table[new], (n,))
+        return SearchState(codes, values, queried.at[new].set(True))
+
+    def round_keys(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(init key, [rounds] round keys) of a search key; ``run`` and step-wise runners use the same split."""
         k_init, key = jax.random.split(key)
-        codes0 = jax.random.permutation(k_init, n_cells)[: self.init].astype(jnp.int32)
-        codes = jnp.zeros(self.budget, jnp.int32).at[: self.init].set(codes0)
-        values = jnp.zeros(self.budget, jnp.float32).at[: self.init].set(table[codes0])
-        queried = jnp.zeros(n_cells, bool).at[codes0].set(True)
+        return k_init, jax.random.split(key, self.rounds)
 
-        def round_(carry, xs):
-            codes, values, queried = carry
+    def run(self, key: jax.Array, table: jax.Array, features: jax.Array, *, predictor, space: NB201Space) -> Trace:
+        k_init, keys = self.round_keys(key)
+
+        def round_(state, xs):
             r, k = xs
-            k_fit, k_acq = jax.random.split(k)
-            n = self.init + r * self.topk
-            params = predictor.fit(k_fit, features[codes], values, n)
-            mean, std = predictor.score_std(params, features)
-            acq = mean + self.beta * std
-            if self.acquisition != "exhaustive":
-                def fitness(archs):
-                    c = arch_codes(space, archs)
-                    m, s = predictor.score_std(params, features[c])
-                    return m + self.beta * s
+            return self.round(state, r, k, table, features, predictor=predictor, space=space), None
 
-                if self.acquisition == "evolution":
-                    visited = evolve(k_acq, fitness, space=space, population=self.evo_population,
-                                     generations=self.evo_generations)
-                else:
-                    visited = reinforce(k_acq, fitness, num_edges=space.num_edges, num_ops=space.num_ops,
-                                        steps=self.rl_steps, batch=self.rl_batch)
-                proposed = jnp.zeros(n_cells, bool).at[arch_codes(space, visited)].set(True)
-                # proposed cells first (ordered by score); if the optimiser visited fewer than topk new cells,
-                # the rest come from the global ranking. The shift is the score range, so no precision is lost.
-                shift = jnp.max(acq) - jnp.min(acq) + 1.0
-                acq = jnp.where(proposed, acq, acq - shift)
-            acq = jnp.where(queried, -jnp.inf, acq)
-            _, new = jax.lax.top_k(acq, self.topk)  # distinct and never queried before
-            new = new.astype(jnp.int32)
-            codes = jax.lax.dynamic_update_slice(codes, new, (n,))
-            values = jax.lax.dynamic_update_slice(values, table[new], (n,))
-            return (codes, values, queried.at[new].set(True)), None
-
-        xs = (jnp.arange(self.rounds), jax.random.split(key, self.rounds))
-        (codes, values, _), _ = jax.lax.scan(round_, (codes, values, queried), xs)
-        return Trace(codes, values)
+        state, _ = jax.lax.scan(round_, self.init_state(k_init, table), (jnp.arange(self.rounds), keys))
+        return Trace(state.codes, state.values)
 
 
 def best_so_far(trace_values: np.ndarray, report: np.ndarray, codes: np.ndarray) -> np.ndarray:

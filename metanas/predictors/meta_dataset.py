@@ -40,13 +40,26 @@ def _line_numbers(path) -> list[int]:
         return [i for i, line in enumerate(f, 1) if line.strip()]
 
 
-def read_meta_dataset(path: str | os.PathLike, metric: str) -> MetaDataset:
-    """Load ``path``; every row needs ``REQUIRED`` keys, a numeric encoding of one length and ``metrics[metric] > 0``."""
+def read_meta_dataset(path: str | os.PathLike, metric: str, experiment: str | None = None) -> MetaDataset:
+    """Load ``path``; every row needs ``REQUIRED`` keys, a numeric encoding of one length and ``metrics[metric] > 0``.
+
+    ``experiment``: use only rows whose ``experiment`` field equals it (the run store's meta-dataset mixes the
+    per-run records of every experiment with the per-architecture records of ``collect``); others are skipped.
+    """
     if not os.path.exists(path):
         raise MetaDatasetError(f"meta-dataset {path} not found; run `python -m metanas experiment=collect` "
                                f"or point train.meta_dataset at a JSON-lines file with keys {list(REQUIRED)}")
-    rows = read_jsonl(path, required=REQUIRED)
-    lines = _line_numbers(path)
+    all_rows = read_jsonl(path)
+    all_lines = _line_numbers(path)
+    rows, lines = [], []
+    for row, lineno in zip(all_rows, all_lines):
+        if experiment is not None and row.get("experiment") != experiment:
+            continue
+        missing = [k for k in REQUIRED if k not in row]
+        if missing:
+            raise JsonlError(f"{path}:{lineno}: missing key(s) {missing}; each row needs {list(REQUIRED)}")
+        rows.append(row)
+        lines.append(lineno)
     xs, ys, gid, groups = [], [], [], {}
     for row, lineno in zip(rows, lines):
         enc = row["encoding"]
@@ -64,7 +77,8 @@ def read_meta_dataset(path: str | os.PathLike, metric: str) -> MetaDataset:
         xs.append(enc)
         ys.append(m[metric])
     if not rows:
-        raise MetaDatasetError(f"meta-dataset {path} has no rows")
+        which = f" with experiment={experiment!r}" if experiment is not None else ""
+        raise MetaDatasetError(f"meta-dataset {path} has no rows{which}; run `python -m metanas experiment=collect`")
     return MetaDataset(np.asarray(xs, np.float32), np.asarray(ys, np.float32), np.asarray(gid, np.int32),
                        list(groups), rows)
 

@@ -1,0 +1,236 @@
+"""Meta-learner experiments on NAS-Bench-201: ``search_nb201`` (predictor-guided search, the default experiment)
+and ``predictor_nb201`` (predictor quality vs number of training architectures).
+
+search_nb201 (``run_search``): the fine-tune loop of ``metanas.blackbox.nb201_search.PredictorSearch`` run one
+round per host step: query ``init`` random cells, then each round fit the predictor (``predictor:`` group, the
+pairwise ensemble by default) on every queried cell, score all 15,625 cells (one jitted, vmapped program), query
+the ``topk`` best unqueried ones (a table lookup), repeat until ``budget``. Checkpoint per round (resume), seeds
+vmapped (``seeds=K``). Random search and regularized evolution run on the same budget and seeds for comparison.
+
+predictor_nb201 (``run_predictor``): fit each model of ``train.models`` on n random cells (or meta-dataset rows
+written by ``collect``), rank the held-out rest: Kendall tau, Spearman rho, precision@10, per n and seed.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import hydra
+import jax
+import jax.numpy as jnp
+import numpy as np
+from omegaconf import DictConfig
+
+from metanas.benchmarks.nb201 import NB201Benchmark
+from metanas.blackbox import nb201_search as S
+from metanas.config import ConfigError
+from metanas.predictors.encodings import encode_archs
+from metanas.runners.context import RunContext, scalars, train_loop
+from metanas.search_spaces.nb201 import NB201Space
+
+
+def _space_and_bench(cfg: DictConfig) -> tuple[NB201Space, NB201Benchmark]:
+    space = hydra.utils.instantiate(cfg.search_space)
+    bench = hydra.utils.instantiate(cfg.benchmark)
+    if not isinstance(space, NB201Space) or not isinstance(bench, NB201Benchmark):
+        raise ConfigError(f"{cfg.name} needs search_space=nb201 and benchmark=nb201, got "
+                          f"{type(space).__name__} / {type(bench).__name__}")
+    return space, bench
+
+
+def queries_to(curve: np.ndarray, target: float) -> np.ndarray:
+    """[S] number of queries until the best-found value first reaches ``target``; budget + 1 when never."""
+    hit = curve >= target
+    return np.where(hit.any(-1), hit.argmax(-1) + 1, curve.shape[-1] + 1)
+
+
+def _quartiles(curves: np.ndarray) -> dict[str, list[float]]:
+    q = np.percentile(curves, [25, 50, 75], axis=0)
+    return {"q25": q[0].tolist(), "median": q[1].tolist(), "q75": q[2].tolist()}
+
+
+def plot_curves(curves: dict[str, np.ndarray], optimum: float, target: float, path: Path, title: str) -> None:
+    """Best-found test accuracy vs queries: median line and 25-75% band per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, c in curves.items():
+        q = np.percentile(c, [25, 50, 75], axis=0)
+        x = np.arange(1, c.shape[-1] + 1)
+        ax.plot(x, q[1], label=f"{name} (median of {c.shape[0]})")
+        ax.fill_between(x, q[0], q[2], alpha=0.2)
+    ax.axhline(optimum, color="k", lw=0.8, ls=":", label=f"optimum {optimum:.2f}")
+    ax.axhline(target, color="r", lw=0.8, ls="--", label=f"target {target:g}")
+    ax.set_ylim(max(min(float(np.median(c[:, 0])) for c in curves.values()) - 1, optimum - 6), optimum + 0.3)
+    ax.set_xlabel("queries (architectures evaluated)")
+    ax.set_ylabel("test accuracy of best found (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float]]:
+    t = cfg.train
+    space, bench = _space_and_bench(cfg)
+    predictor = hydra.utils.instantiate(cfg.predictor)
+    try:
+        search = S.PredictorSearch(budget=t.budget, init=t.init, topk=t.topk, acquisition=t.acquisition,
+                                   beta=t.beta, encoding=t.encoding, evo_population=t.evo_population,
+                                   evo_generations=t.evo_generations, rl_steps=t.rl_steps, rl_batch=t.rl_batch)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    table = jnp.asarray(bench.table())
+    report = bench.report_table()
+    optimum = float(report.max())
+    feats = encode_archs(space, space.enumerate(), search.encoding)
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(cfg.seed, cfg.seed + cfg.seeds)])  # [S]
+    k_init, round_keys = jax.vmap(search.round_keys)(keys)  # [S], [S, rounds]
+    state = jax.vmap(search.init_state, in_axes=(0, None))(k_init, table)
+    round_fn = jax.jit(jax.vmap(functools.partial(search.round, table=table, features=feats, predictor=predictor,
+                                                  space=space), in_axes=(0, None, 0)))
+
+    def best(state, n):
+        return S.best_so_far(np.asarray(state.values)[:, :n], report, np.asarray(state.codes)[:, :n])[:, -1]
+
+    def step_fn(state, step):
+        state = round_fn(state, jnp.int32(step - 1), round_keys[:, step - 1])
+        n = search.init + step * search.topk
+        b = best(state, n)
+        return state, {"queries": n, "best_test_acc": b, "regret": optimum - b}
+
+    state, _ = train_loop(ctx, "search", state, step_fn, search.rounds, log_every=1, checkpoint_every=1,
+                          loss_key=None)
+
+    curves = {"predictor": S.best_so_far(np.asarray(state.values), report, np.asarray(state.codes))}
+    k_base = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    if "random" in t.baselines:
+        tr = jax.jit(jax.vmap(functools.partial(S.random_search, table=table, budget=search.budget)))(k_base)
+        curves["random"] = S.best_so_far(np.asarray(tr.values), report, np.asarray(tr.codes))
+    if "rea" in t.baselines:
+        rea = functools.partial(S.regularized_evolution, table=table, space=space, budget=search.budget,
+                                population=min(t.rea_population, search.budget), sample_size=t.rea_sample_size)
+        tr = jax.jit(jax.vmap(rea))(k_base)
+        curves["rea"] = S.best_so_far(np.asarray(tr.values), report, np.asarray(tr.codes))
+    unknown = set(t.baselines) - {"random", "rea"}
+    if unknown:
+        raise ConfigError(f"train.baselines: unknown {sorted(unknown)}; choose from random, rea")
+
+    ctx.metrics.truncate_after("curve", -1)  # written once, after the search (a resumed run rewrites it)
+    for q in range(search.budget):
+        ctx.log("curve", q + 1, {name: float(np.median(c[:, q])) for name, c in curves.items()})
+    codes = np.asarray(state.codes)
+    top = np.argmax(np.asarray(state.values), axis=1)
+    ctx.save_json("curves.json", {"optimum": optimum, "target": t.target, "queried_metric": bench.metric,
+                                  "dataset": bench.dataset, **{k: _quartiles(v) for k, v in curves.items()}})
+    ctx.save_json("queried.json", {"codes": codes.tolist(), "values": np.asarray(state.values).tolist(),
+                                   "best_arch": [space.to_string(space.enumerate()[codes[s, top[s]]])
+                                                 for s in range(len(top))]})
+    plot_curves(curves, optimum, t.target, ctx.path("plots/search_curve.png"),
+                f"NB201 {bench.dataset}: best-found test acc vs queries ({cfg.seeds} seed(s))")
+    best_arch = space.enumerate()[codes[0, top[0]]]
+    ctx.meta_record = {"nb201": {"dataset": bench.dataset, "best_arch": space.to_string(best_arch),
+                                 "best_arch_encoding": np.asarray(space.encode(best_arch)).tolist()}}
+
+    out: dict[str, float | list[float]] = {}
+    for name, c in curves.items():
+        prefix = "" if name == "predictor" else f"{name}_"
+        out[f"{prefix}best_test_acc"] = scalars(c[:, -1])
+        out[f"{prefix}regret"] = scalars(optimum - c[:, -1])
+        out[f"{prefix}queries_to_target"] = scalars(queries_to(c, t.target).astype(np.float64))
+    return out
+
+
+def _nb201_rows(cfg: DictConfig, space: NB201Space, bench: NB201Benchmark, encoding: str):
+    return np.asarray(encode_archs(space, space.enumerate(), encoding)), bench.table()
+
+
+def _proxies(cfg: DictConfig, names, space: NB201Space, bench: NB201Benchmark) -> dict[str, np.ndarray]:
+    """Fixed scores of every cell: ``params`` / ``flops`` (official cost table) and the zero-cost proxies."""
+    from metanas.benchmarks.nb201 import ZC_COLUMNS, load_cost, load_zero_cost
+    from metanas.predictors.encodings import nb201_zero_cost_features
+
+    data_dir = bench.data_dir or cfg.data_dir
+    out = {}
+    for name in names:
+        if name in ("params", "flops"):
+            out[name] = load_cost(data_dir)[:, 1 if name == "params" else 0]
+        elif name in ZC_COLUMNS:
+            out[f"zc_{name}"] = nb201_zero_cost_features(space, load_zero_cost(data_dir))[:, ZC_COLUMNS.index(name)]
+        else:
+            raise ConfigError(f"train.proxies: unknown {name!r}; choose from params, flops, {', '.join(ZC_COLUMNS)}")
+    return out
+
+
+def plot_quality(table: dict, metric: str, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, per_n in table.items():
+        ns = sorted(per_n)
+        m = np.array([np.mean(per_n[n][metric]) for n in ns])
+        s = np.array([np.std(per_n[n][metric]) for n in ns])
+        ax.errorbar(ns, m, yerr=s, marker="o", ms=3, capsize=2, label=name, lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("training architectures n")
+    ax.set_ylabel(f"{metric} on held-out cells (mean ± sd over seeds)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_predictor(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
+    from metanas.predictors.evaluate import quality_table
+    from metanas.predictors.meta_dataset import read_meta_dataset
+
+    t = cfg.train
+    models = {str(k): hydra.utils.instantiate(v) for k, v in t.models.items()}
+    n_train = [int(n) for n in t.n_train]
+    seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
+    proxies: dict[str, np.ndarray] = {}
+    if t.source == "nb201":
+        space, bench = _space_and_bench(cfg)
+        x, y = _nb201_rows(cfg, space, bench, t.encoding)
+        proxies = _proxies(cfg, list(t.proxies), space, bench)
+        what = f"NB201 {bench.dataset} {bench.metric}"
+    elif t.source == "meta_dataset":
+        path = t.meta_dataset or cfg.meta_dataset
+        md = read_meta_dataset(path, t.metric, experiment=t.experiment)
+        x, y = md.x, md.y
+        what = f"{path} ({len(y)} rows of {t.experiment or 'any experiment'}, {t.metric})"
+    else:
+        raise ConfigError(f"train.source={t.source!r}; choose nb201 or meta_dataset")
+    if max(n_train) >= len(y):
+        raise ConfigError(f"train.n_train up to {max(n_train)} but only {len(y)} rows; lower it or collect more")
+    table = quality_table(models, ctx.key, x, y, seeds=seeds, n_train=n_train, proxies=proxies, top=t.top)
+    prec = f"precision_at_{t.top}"
+    for n in n_train:
+        row = {}
+        for name, per_n in table.items():
+            for m, short in (("kendall_tau", "tau"), ("spearman_rho", "rho"), (prec, f"p@{t.top}")):
+                row[f"{name}/{short}"] = float(np.mean(per_n[n][m]))
+        ctx.log("quality", n, row)
+    ctx.save_json("quality.json", {"source": what, "seeds": seeds, "n_train": n_train,
+                                   "table": {name: {str(n): {m: v.tolist() for m, v in d.items()}
+                                                    for n, d in per_n.items()} for name, per_n in table.items()}})
+    plot_quality(table, "kendall_tau", ctx.path("plots/kendall_tau.png"), f"{what}: held-out ranking")
+    out = {}
+    for name, per_n in table.items():
+        for n in n_train:
+            out[f"{name}_tau_n{n}"] = float(np.mean(per_n[n]["kendall_tau"]))
+            out[f"{name}_{prec}_n{n}"] = float(np.mean(per_n[n][prec]))
+    return out

@@ -1,0 +1,102 @@
+"""search_nb201 (the default experiment), predictor_nb201 and collect end to end through the CLI under debug=fast:
+budgets, no repeated queries, resume from a per-round checkpoint, meta-dataset records, clear errors."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_metanas
+from metanas.benchmarks.nb201 import NB201Benchmark
+from metanas.predictors.meta_dataset import read_meta_dataset
+from metanas.run_store import read_jsonl
+
+
+def _run(tmp_path, *overrides):
+    p = run_metanas(*overrides, "debug=fast", f"results_dir={tmp_path}/runs", f"meta_dataset={tmp_path}/meta.jsonl",
+                    cwd=REPO)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return p
+
+
+def _last_run(tmp_path, name):
+    runs = sorted((tmp_path / "runs" / name).glob("*/summary.json"))
+    assert runs, f"no run of {name}"
+    s = json.loads(runs[-1].read_text())
+    assert s["status"] == "ok", s["error"]
+    return s, runs[-1].parent
+
+
+def test_search_nb201_fast_budget_no_repeats_and_resume(tmp_path):
+    _run(tmp_path, "experiment=search_nb201", "seeds=2")
+    s, run_dir = _last_run(tmp_path, "search_nb201")
+    q = json.loads((run_dir / "queried.json").read_text())
+    table, report = NB201Benchmark().table(), NB201Benchmark().report_table()
+    for codes, values in zip(q["codes"], q["values"]):
+        assert len(codes) == 12 and len(set(codes)) == 12  # budget respected, never the same cell twice
+        np.testing.assert_allclose(values, table[codes], rtol=1e-6)  # every value is a real table lookup
+    m = s["metrics_per_seed"]
+    for key in ("best_test_acc", "random_best_test_acc", "rea_best_test_acc"):
+        assert len(m[key]) == 2 and all(50 < v <= report.max() + 1e-4 for v in m[key])
+    best = [max(report[c] for c, v in zip(codes, values) if v == max(values)) for codes, values in zip(q["codes"], q["values"])]
+    np.testing.assert_allclose(m["best_test_acc"], best, rtol=1e-6)
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    assert [r["queries"] for r in rows if r["phase"] == "search"] == [8, 12]  # init 4 + 2 rounds of 4
+    assert len([r for r in rows if r["phase"] == "curve"]) == 12
+    assert (run_dir / "plots" / "search_curve.png").exists()
+    rec = [r for r in read_jsonl(tmp_path / "meta.jsonl") if r["experiment"] == "search_nb201"][-1]
+    assert rec["metrics"]["best_test_acc"] == pytest.approx(s["metrics"]["best_test_acc"]) and rec["wall_time_s"] > 0
+    assert len(rec["nb201"]["best_arch_encoding"]) == 30
+
+    # resume from the round-1 checkpoint: round 2 is recomputed and gives exactly the same queries
+    shutil.rmtree(run_dir / "checkpoints" / "search" / "2")
+    p = run_metanas(f"resume={run_dir}", cwd=REPO)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads((run_dir / "queried.json").read_text()) == q
+    rows2 = read_jsonl(run_dir / "metrics.jsonl")
+    assert [r["queries"] for r in rows2 if r["phase"] == "search"] == [8, 12]
+    assert len([r for r in rows2 if r["phase"] == "curve"]) == 12
+
+
+def test_search_nb201_bad_budget_is_one_line(tmp_path):
+    p = run_metanas("experiment=search_nb201", "debug=fast", "train.budget=13", f"results_dir={tmp_path}/runs",
+                    f"meta_dataset={tmp_path}/meta.jsonl", cwd=REPO)
+    assert p.returncode != 0
+    err = [ln for ln in p.stderr.splitlines() if ln.startswith("metanas: error:")]
+    assert len(err) == 1 and "budget - init to be a multiple of topk" in err[0]
+
+
+def test_predictor_nb201_fast(tmp_path):
+    _run(tmp_path, "experiment=predictor_nb201")
+    s, run_dir = _last_run(tmp_path, "predictor_nb201")
+    q = json.loads((run_dir / "quality.json").read_text())
+    assert set(q["table"]) == {"ridge", "mlp", "pairwise"} and q["n_train"] == [10, 20]
+    for per_n in q["table"].values():
+        for d in per_n.values():
+            assert len(d["kendall_tau"]) == 2 and all(-1 <= v <= 1 for v in d["kendall_tau"])
+    # ridge on 20 cells already ranks the 15,605 held-out cells far better than chance
+    assert s["metrics"]["ridge_tau_n20"] > 0.2
+
+
+def test_collect_fast_writes_records_predictor_reads_them(tmp_path, data_dir):
+    _run(tmp_path, "experiment=collect", f"data_dir={data_dir}")
+    s, run_dir = _last_run(tmp_path, "collect")
+    md = read_meta_dataset(tmp_path / "meta.jsonl", "val_acc", experiment="collect:arch")
+    assert len(md.y) == 8 and md.x.shape == (8, 18) and md.groups == [("omniglot-5c-7px-d0", "val-seed0")]
+    assert all(0 < v <= 1 for v in md.y) and all(r["wall_time_s"] > 0 for r in md.records)
+    assert len({r["arch"] for r in md.records}) == 8
+    per_run = [r for r in read_jsonl(tmp_path / "meta.jsonl") if r["experiment"] == "collect"]
+    assert len(per_run) == 1 and per_run[0]["metrics"]["n_records"] == 8
+    _run(tmp_path, "experiment=predictor_nb201", "train.source=meta_dataset", "train.n_train=[3]",
+         "train.encoding=onehot")
+    s, _ = _last_run(tmp_path, "predictor_nb201")
+    assert np.isfinite(s["metrics"]["ridge_tau_n3"])
+
+
+def test_collect_missing_data_names_the_file(tmp_path):
+    p = run_metanas("experiment=collect", "debug=fast", f"data_dir={tmp_path}/nowhere", f"results_dir={tmp_path}/runs",
+                    f"meta_dataset={tmp_path}/meta.jsonl", cwd=REPO)
+    assert p.returncode != 0
+    err = [ln for ln in p.stderr.splitlines() if ln.startswith("metanas: error:")]
+    assert len(err) == 1 and "images_background.npz" in err[0]
