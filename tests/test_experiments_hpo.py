@@ -51,7 +51,7 @@ def test_hpo_random_fast_every_trial_is_a_run(tmp_path):
 
 
 def test_hpo_hyperband_fast_uses_the_fidelity_knob(tmp_path):
-    _run(tmp_path, "experiment=hpo_hyperband")
+    _run(tmp_path, "experiment=hpo_hyperband", f"data_dir={tmp_path}/data")
     s, run_dir = _summary(tmp_path, "hpo_hyperband")
     trials = json.loads((run_dir / "trials.json").read_text())
     # eta=2, fidelities 2 -> 4: bracket s=1 runs 2 configs at 2 steps and promotes 1; bracket s=0 runs 2 at 4
@@ -59,6 +59,7 @@ def test_hpo_hyperband_fast_uses_the_fidelity_knob(tmp_path):
     for t in trials:  # the knob reached the trained run: train.steps == fidelity
         cfg = (Path(t["run_dir"]) / "config.yaml").read_text()
         assert f"steps: {int(t['fidelity'])}\n" in cfg
+        assert f"data_dir: {tmp_path}/data\n" in cfg  # trials inherit the search's data_dir
     promoted = trials[2]["config"]
     assert promoted == min(trials[:2], key=lambda t: t["loss"])["config"]
     assert s["metrics"]["best_fidelity"] == 4.0

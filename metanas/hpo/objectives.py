@@ -46,10 +46,12 @@ class ExperimentObjective:
     maximize: bool = False  # true: the loss is -metric (e.g. accuracy)
 
     def __call__(self, config: dict[str, Any], fidelity: float, *, trial_dir: Path, seed: int,
-                 meta_dataset: str | None) -> TrialResult:
+                 meta_dataset: str | None, data_dir: str | None = None) -> TrialResult:
+        """Train one trial into ``trial_dir``; ``data_dir`` (the search's own) is passed on to the trial."""
         fid = int(round(fidelity)) if self.integer_fidelity else float(fidelity)
         trial_dir = Path(trial_dir)
-        args = [f"experiment={self.experiment}", *self.overrides, *to_overrides(config),
+        inherited = [f"data_dir={data_dir}"] if data_dir else []
+        args = [f"experiment={self.experiment}", *inherited, *self.overrides, *to_overrides(config),
                 f"{self.fidelity_key}={fid}", f"seed={seed}", f"results_dir={trial_dir}",
                 f"meta_dataset={meta_dataset if meta_dataset else 'null'}", "progress=false"]
         t0 = time.perf_counter()

@@ -101,7 +101,7 @@ def run_live(cfg: DictConfig, ctx: RunContext, method: Any, objective: Experimen
             rec = cache[key]
         else:
             res = objective(config, fidelity, trial_dir=ctx.path(f"trials/{i:04d}"), seed=cfg.seed,
-                            meta_dataset=cfg.meta_dataset)
+                            meta_dataset=cfg.meta_dataset, data_dir=cfg.data_dir)
             rec = {"key": key[0], "config": config, "fidelity": float(fidelity), "loss": res.loss,
                    "status": res.status, "run_dir": res.run_dir, "wall_s": res.wall_s, "error": res.error}
             from metanas.run_store import append_jsonl
