@@ -179,3 +179,32 @@ def test_zero_cost_features_cover_all_cells(data_dir):
 
     f = E.nb201_zero_cost_features(SPACE, load_zero_cost(str(data_dir)))
     assert f.shape == (15625, 13) and np.isfinite(f).all()
+
+
+def test_meta_dataset_experiment_filter_skips_other_records(tmp_path):
+    """The run store's meta-dataset mixes per-run records (no encoding) with collect's per-arch records."""
+    path = tmp_path / "meta.jsonl"
+    append_jsonl(path, {"experiment": "toy_regression", "metrics": {"loss": 0.1}, "wall_time_s": 1.0})
+    append_jsonl(path, {"experiment": "collect:arch", "dataset": "d", "split": "s", "encoding": [1.0],
+                        "metrics": {"val_acc": 0.4}})
+    append_jsonl(path, {"experiment": "collect:arch", "dataset": "d", "split": "s", "encoding": [0.0],
+                        "metrics": {"val_acc": 0.6}})
+    md = read_meta_dataset(path, "val_acc", experiment="collect:arch")
+    np.testing.assert_allclose(md.y, [0.4, 0.6])
+    with pytest.raises(JsonlError, match=r"meta.jsonl:1: missing key"):  # unfiltered: the per-run row is named
+        read_meta_dataset(path, "val_acc")
+    with pytest.raises(MetaDatasetError, match="no rows with experiment='collect'"):
+        read_meta_dataset(path, "val_acc", experiment="collect")
+
+
+def test_pairwise_within_group_pairs_ignore_offsets_between_groups(key):
+    """SYNTHETIC: 20 groups, p = offset_g * (1 + 0.1 x.v); only within-group order is learnable and is learnt."""
+    kx, kv, ko = jax.random.split(key, 3)
+    x = jax.random.normal(kx, (400, 6))
+    group = jnp.repeat(jnp.arange(20), 20)
+    p = (1 + 5 * jax.random.uniform(ko, (20,)))[group] * (1.5 + 0.1 * jnp.tanh(x @ jax.random.normal(kv, (6,))))
+    model = Pairwise(hidden=16, layers=1, embed=4, steps=150, batch=64)
+    params = jax.jit(model.fit)(key, x, p, 300, group)  # the last 5 groups are held out
+    u = model.score(params, x[300:])
+    taus = [ranking_metrics(u[g * 20:(g + 1) * 20], p[300:][g * 20:(g + 1) * 20])["kendall_tau"] for g in range(5)]
+    assert np.mean(taus) > 0.6

@@ -80,16 +80,21 @@ class Pairwise:
         weight = jnp.ones_like(per) if weight is None else weight
         return jnp.sum(per * weight) / jnp.maximum(weight.sum(), 1.0)
 
-    def _fit_one(self, key, x, p, n, group):
+    def _fit_one(self, key, x, p, n, group, within_group: bool = False):
         k_init, k_data = jax.random.split(key)
         params = self.init(k_init, x.shape[1])
         tx = optax.adamw(self.lr, weight_decay=self.weight_decay)
         hi = jnp.maximum(n, 1)
+        rows = jnp.arange(x.shape[0])
 
         def loss(params, k):
             ki, kj = jax.random.split(k)
             i = jax.random.randint(ki, (self.batch,), 0, hi)
-            j = jax.random.randint(kj, (self.batch,), 0, hi)
+            if within_group:  # j uniform among the first n rows of i's group (many groups: no wasted pairs)
+                ok = (group[None, :] == group[i][:, None]) & (rows[None, :] < n)
+                j = jnp.argmax(jnp.where(ok, jax.random.gumbel(kj, ok.shape), -jnp.inf), axis=1)
+            else:
+                j = jax.random.randint(kj, (self.batch,), 0, hi)
             same = (group[i] == group[j]) & (i != j)  # pairs only within one data set / validation split
             return self.pair_loss(params, x[i], x[j], pair_targets(p, i, j), same.astype(jnp.float32))
 
@@ -103,10 +108,15 @@ class Pairwise:
         return params
 
     def fit(self, key: jax.Array, x: jax.Array, y: jax.Array, n, group: jax.Array | None = None) -> dict:
-        """Train on the first ``n`` rows; ``y`` > 0 (e.g. accuracy); ``group`` [N] int: data set / split id."""
+        """Train on the first ``n`` rows; ``y`` > 0 (e.g. accuracy); ``group`` [N] int: data set / split id.
+
+        Without ``group`` pairs are drawn uniformly; with it, the second row of a pair is drawn from the first row's
+        group (costs O(batch x N) per step; with many groups, uniform pairs would mostly be masked out)."""
+        within = group is not None
         group = jnp.zeros(x.shape[0], jnp.int32) if group is None else group
         keys = jax.random.split(key, self.ensemble)
-        return jax.vmap(self._fit_one, in_axes=(0, None, None, None, None))(keys, x, y, n, group)
+        fit = lambda k: self._fit_one(k, x, y, n, group, within)  # noqa: E731
+        return jax.vmap(fit)(keys)
 
     def score_std(self, params: dict, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Mean and spread over members of the utility (members' scales are comparable: log-ratio units)."""
