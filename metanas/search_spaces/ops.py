@@ -1,0 +1,212 @@
+"""Operation name registry: op names are data (genotypes, alpha axes, benchmark tables), so ops are looked up by name.
+
+Every op is registered with ``@register_op(name)`` as a factory ``(C, stride, affine) -> Op``. An ``Op`` is a pair of
+pure functions ``init(key) -> params`` and ``apply(params, x) -> y`` on NHWC float32 arrays (``C`` channels in and
+out, spatial size divided by ``stride``). The layers are plain JAX (``lax.conv_general_dilated``), so a cell's
+parameters are an ordinary pytree that ``lax.scan`` can stack across cells of the same shape.
+
+Op definitions follow the papers' reference code: NB201 (Dong & Yang 2020, xautodl ``cell_operations.py``:
+``nor_conv_kxk`` = ReLU -> Conv(bias = not affine) -> BN) and DARTS (Liu et al. 2019, ``operations.py``:
+``sep_conv``, ``dil_conv``, ``FactorizedReduce``). Batch norm always uses the batch statistics
+(``track_running_stats=False`` as in both search codes); ``affine`` adds a learned scale and shift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Params = Any
+
+
+class Op(NamedTuple):
+    init: Callable[[jax.Array], Params]  # key -> params pytree
+    apply: Callable[[Params, jax.Array], jax.Array]  # (params, x [B,H,W,C]) -> y [B,H/s,W/s,C]
+
+
+OpFactory = Callable[[int, int, bool], Op]
+OPS: dict[str, OpFactory] = {}
+
+
+def register_op(name: str) -> Callable[[OpFactory], OpFactory]:
+    """Register ``factory(C, stride, affine) -> Op`` under ``name``; a duplicate name raises."""
+
+    def deco(factory: OpFactory) -> OpFactory:
+        if name in OPS:
+            raise ValueError(f"op {name!r} is already registered")
+        OPS[name] = factory
+        return factory
+
+    return deco
+
+
+def get_op(name: str, C: int, stride: int = 1, affine: bool = False) -> Op:
+    if name not in OPS:
+        raise ValueError(f"unknown op {name!r}; registered ops: {', '.join(sorted(OPS))}")
+    return OPS[name](C, stride, affine)
+
+
+# ---- layers (NHWC activations, HWIO kernels) ---------------------------------------------------------------------
+def conv_init(key: jax.Array, k: int, cin: int, cout: int, groups: int = 1) -> jax.Array:
+    """Kaiming-normal (fan_in) kernel [k, k, cin/groups, cout]."""
+    fan_in = k * k * cin // groups
+    return jax.random.normal(key, (k, k, cin // groups, cout), jnp.float32) * jnp.sqrt(2.0 / fan_in)
+
+
+def conv(x: jax.Array, w: jax.Array, stride: int = 1, dilation: int = 1, groups: int = 1,
+         padding: int | None = None) -> jax.Array:
+    k = w.shape[0]
+    p = dilation * (k - 1) // 2 if padding is None else padding
+    return lax.conv_general_dilated(x, w, (stride, stride), ((p, p), (p, p)), rhs_dilation=(dilation, dilation),
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+
+
+def batch_norm(x: jax.Array, p: Params | None = None, eps: float = 1e-5) -> jax.Array:
+    """BN over (batch, H, W) with batch statistics; ``p = {"scale", "bias"}`` when affine."""
+    axes = tuple(range(x.ndim - 1))
+    mean = jnp.mean(x, axes, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axes, keepdims=True)
+    y = (x - mean) * lax.rsqrt(var + eps)
+    if p is not None:
+        y = y * p["scale"].reshape((1,) * (x.ndim - 1) + (-1,)) + p["bias"].reshape((1,) * (x.ndim - 1) + (-1,))
+    return y
+
+
+def bn_init(C: int, affine: bool) -> Params:
+    return {"scale": jnp.ones((C,), jnp.float32), "bias": jnp.zeros((C,), jnp.float32)} if affine else None
+
+
+def avg_pool(x: jax.Array, k: int = 3, stride: int = 1, padding: int = 1) -> jax.Array:
+    """Average pool with ``count_include_pad=False`` (PyTorch semantics used by NB201 and DARTS)."""
+    pads = ((0, 0), (padding, padding), (padding, padding), (0, 0))
+    win, strides = (1, k, k, 1), (1, stride, stride, 1)
+    s = lax.reduce_window(x, 0.0, lax.add, win, strides, pads)
+    ones = jnp.ones((1, x.shape[1], x.shape[2], 1), x.dtype)
+    n = lax.reduce_window(ones, 0.0, lax.add, win, strides, pads)
+    return s / n
+
+
+def max_pool(x: jax.Array, k: int = 3, stride: int = 1, padding: int = 1) -> jax.Array:
+    pads = ((0, 0), (padding, padding), (padding, padding), (0, 0))
+    return lax.reduce_window(x, -jnp.inf, lax.max, (1, k, k, 1), (1, stride, stride, 1), pads)
+
+
+def relu_conv_bn(C_in: int, C_out: int, k: int, stride: int, affine: bool, bias: bool) -> Op:
+    """ReLU -> Conv(k, stride, 'same' padding) -> BN."""
+
+    def init(key):
+        p = {"w": conv_init(key, k, C_in, C_out), "bn": bn_init(C_out, affine)}
+        if bias:
+            p["b"] = jnp.zeros((C_out,), jnp.float32)
+        return p
+
+    def apply(p, x):
+        y = conv(jax.nn.relu(x), p["w"], stride)
+        if bias:
+            y = y + p["b"].reshape(1, 1, 1, -1)
+        return batch_norm(y, p["bn"])
+
+    return Op(init, apply)
+
+
+def factorized_reduce(C_in: int, C_out: int, affine: bool) -> Op:
+    """DARTS FactorizedReduce: ReLU, two 1x1 stride-2 convs (the second shifted by one pixel), concat, BN."""
+
+    def init(key):
+        k1, k2 = jax.random.split(key)
+        return {"w1": conv_init(k1, 1, C_in, C_out // 2), "w2": conv_init(k2, 1, C_in, C_out - C_out // 2),
+                "bn": bn_init(C_out, affine)}
+
+    def apply(p, x):
+        x = jax.nn.relu(x)
+        x2 = jnp.pad(x[:, 1:, 1:, :], ((0, 0), (0, 1), (0, 1), (0, 0)))
+        y = jnp.concatenate([conv(x, p["w1"], 2, padding=0), conv(x2, p["w2"], 2, padding=0)], axis=-1)
+        return batch_norm(y, p["bn"])
+
+    return Op(init, apply)
+
+
+def _no_params(fn: Callable[[jax.Array], jax.Array]) -> Op:
+    return Op(lambda key: {}, lambda p, x: fn(x))
+
+
+# ---- NB201 ops (Dong & Yang 2020) -----------------------------------------------------------------------------------
+@register_op("none")
+def none_op(C: int, stride: int, affine: bool) -> Op:
+    return _no_params(lambda x: jnp.zeros_like(x[:, ::stride, ::stride, :]))
+
+
+@register_op("skip_connect")
+def skip_connect(C: int, stride: int, affine: bool) -> Op:
+    return _no_params(lambda x: x) if stride == 1 else factorized_reduce(C, C, affine)
+
+
+@register_op("nor_conv_1x1")
+def nor_conv_1x1(C: int, stride: int, affine: bool) -> Op:
+    return relu_conv_bn(C, C, 1, stride, affine, bias=not affine)
+
+
+@register_op("nor_conv_3x3")
+def nor_conv_3x3(C: int, stride: int, affine: bool) -> Op:
+    return relu_conv_bn(C, C, 3, stride, affine, bias=not affine)
+
+
+@register_op("avg_pool_3x3")
+def avg_pool_3x3(C: int, stride: int, affine: bool) -> Op:
+    return _no_params(lambda x: avg_pool(x, 3, stride, 1))
+
+
+# ---- DARTS ops (Liu et al. 2019) ------------------------------------------------------------------------------------
+@register_op("max_pool_3x3")
+def max_pool_3x3(C: int, stride: int, affine: bool) -> Op:
+    return _no_params(lambda x: max_pool(x, 3, stride, 1))
+
+
+def _dil_conv(C_in: int, C_out: int, k: int, stride: int, dilation: int, affine: bool) -> Op:
+    """ReLU -> depthwise Conv(k, dilation) -> pointwise 1x1 -> BN."""
+
+    def init(key):
+        k1, k2 = jax.random.split(key)
+        return {"dw": conv_init(k1, k, C_in, C_in, groups=C_in), "pw": conv_init(k2, 1, C_in, C_out),
+                "bn": bn_init(C_out, affine)}
+
+    def apply(p, x):
+        y = conv(jax.nn.relu(x), p["dw"], stride, dilation, groups=C_in)
+        return batch_norm(conv(y, p["pw"]), p["bn"])
+
+    return Op(init, apply)
+
+
+def _sep_conv(C: int, k: int, stride: int, affine: bool) -> Op:
+    """Two stacked (ReLU -> depthwise -> pointwise -> BN) blocks, the first with the stride."""
+    a, b = _dil_conv(C, C, k, stride, 1, affine), _dil_conv(C, C, k, 1, 1, affine)
+
+    def init(key):
+        k1, k2 = jax.random.split(key)
+        return {"a": a.init(k1), "b": b.init(k2)}
+
+    return Op(init, lambda p, x: b.apply(p["b"], a.apply(p["a"], x)))
+
+
+@register_op("sep_conv_3x3")
+def sep_conv_3x3(C: int, stride: int, affine: bool) -> Op:
+    return _sep_conv(C, 3, stride, affine)
+
+
+@register_op("sep_conv_5x5")
+def sep_conv_5x5(C: int, stride: int, affine: bool) -> Op:
+    return _sep_conv(C, 5, stride, affine)
+
+
+@register_op("dil_conv_3x3")
+def dil_conv_3x3(C: int, stride: int, affine: bool) -> Op:
+    return _dil_conv(C, C, 3, stride, 2, affine)
+
+
+@register_op("dil_conv_5x5")
+def dil_conv_5x5(C: int, stride: int, affine: bool) -> Op:
+    return _dil_conv(C, C, 5, stride, 2, affine)

@@ -1,0 +1,64 @@
+"""Supernets and derived networks: the only place that builds networks (pure JAX over op-registry layers).
+
+Functional boundary used by search algorithms and by MetaNAS (issue 4)::
+
+    net = make_supernet(space, C=16, N=5, num_classes=10)      # frozen dataclass, hashable (safe to close over)
+    weights, alphas, batch_stats = net.init(key, sample_x)       # sample_x: [B, H, W, C_in] NHWC float32
+    logits, batch_stats = net.apply(weights, alphas, batch_stats, x, train=True)   # softmax(alpha) mixing
+    logits, batch_stats = net.apply_mix(weights, mix, batch_stats, x, index=None)  # explicit op weights / GDAS
+
+``weights`` and ``alphas`` are separate pytrees (optimise them with separate optax states). ``alphas`` is
+``[E, K]`` for NB201 / toy and ``{"normal": [14, K], "reduce": [14, K]}`` for DARTS. All BNs use batch statistics,
+so ``batch_stats`` is ``{}`` (passed through). Derived networks (``make_derived``) have ``alphas = {}``.
+"""
+
+from __future__ import annotations
+
+from metanas.search_spaces.base import SearchSpace
+from metanas.search_spaces.darts_cnn import DartsCNNSpace
+from metanas.search_spaces.nb201 import EDGES as NB201_EDGES
+from metanas.search_spaces.nb201 import NB201Space
+from metanas.search_spaces.toy import ToySpace
+from metanas.supernet.cell import CellSpec, cell_apply, cell_init, mixed_op
+from metanas.supernet.discretize import derive_argmax, derive_darts
+from metanas.supernet.network import CellNetwork, DartsNetwork
+
+__all__ = ["make_supernet", "make_derived", "derive", "CellNetwork", "DartsNetwork", "CellSpec", "cell_apply",
+           "cell_init", "mixed_op", "derive_argmax", "derive_darts"]
+
+
+def make_supernet(space: SearchSpace, *, C: int, N: int, num_classes: int) -> CellNetwork | DartsNetwork:
+    """The weight-sharing supernet of ``space``. ``N``: cells per stage (NB201/toy) or total layers (DARTS)."""
+    if isinstance(space, NB201Space):
+        return CellNetwork(NB201_EDGES, tuple(space.ops for _ in NB201_EDGES), C=C, N=N, num_stages=3,
+                           num_classes=num_classes)
+    if isinstance(space, ToySpace):
+        return CellNetwork(space.edges, tuple(space.ops for _ in space.edges), C=C, N=N, num_stages=1,
+                           num_classes=num_classes)
+    if isinstance(space, DartsCNNSpace):
+        return DartsNetwork(ops=space.ops, C=C, layers=N, num_classes=num_classes)
+    raise TypeError(f"no supernet for search space {type(space).__name__}; expected NB201Space, ToySpace or "
+                    "DartsCNNSpace")
+
+
+def make_derived(space: SearchSpace, arch, *, C: int, N: int, num_classes: int,
+                 drop_path_prob: float = 0.0) -> CellNetwork | DartsNetwork:
+    """The discrete network of ``arch`` for retraining from scratch (affine BN, one op per edge)."""
+    if isinstance(space, (NB201Space, ToySpace)):
+        edges = NB201_EDGES if isinstance(space, NB201Space) else space.edges
+        return CellNetwork(edges, tuple((space.ops[int(a)],) for a in arch), C=C, N=N,
+                           num_stages=3 if isinstance(space, NB201Space) else 1, num_classes=num_classes, affine=True)
+    if isinstance(space, DartsCNNSpace):
+        g = space.genotype(arch)
+        return DartsNetwork(normal=tuple(g["normal"]), reduce=tuple(g["reduce"]), C=C, layers=N,
+                            num_classes=num_classes, drop_path_prob=drop_path_prob)
+    raise TypeError(f"no derived network for search space {type(space).__name__}")
+
+
+def derive(space: SearchSpace, alphas):
+    """Discrete arch (int32 [E], the space's layout) from the alphas of ``make_supernet(space)``."""
+    import numpy as np
+
+    if isinstance(space, DartsCNNSpace):
+        return derive_darts({k: np.asarray(v) for k, v in alphas.items()}, space.ops)
+    return derive_argmax(np.asarray(alphas))

@@ -1,0 +1,213 @@
+"""Supernet, mixed op, DARTS hypergradients, GDAS sampling and genotype derivation (in-process, tiny sizes)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from metanas.search.darts import DARTS, cross_entropy
+from metanas.search.gdas import GDAS, gumbel_straight_through
+from metanas.search_spaces.darts_cnn import DARTS_EDGES, DartsCNNSpace
+from metanas.search_spaces.nb201 import NB201Space
+from metanas.search_spaces.ops import OPS, get_op
+from metanas.search_spaces.toy import ToySpace
+from metanas.supernet import derive, make_derived, make_supernet, mixed_op
+from metanas.supernet.discretize import derive_argmax, derive_darts
+
+
+def test_near_one_hot_mixed_op_equals_its_op(key):
+    names = NB201Space().ops
+    ops = [get_op(n, 4, 1, False) for n in names]
+    params = [op.init(jax.random.fold_in(key, i)) for i, op in enumerate(ops)]
+    x = jax.random.normal(jax.random.fold_in(key, 99), (3, 6, 6, 4))
+
+    @jax.jit
+    def both(target):
+        alpha = 40.0 * jax.nn.one_hot(target, len(ops))  # softmax weight of the others ~ e^-40
+        soft = mixed_op(ops, params, x, jax.nn.softmax(alpha))
+        hard = mixed_op(ops, params, x, jax.nn.one_hot(target, len(ops)), index=target)  # GDAS: only op `target`
+        return soft, hard
+
+    for target in range(len(ops)):
+        soft, hard = both(jnp.asarray(target))
+        want = ops[target].apply(params[target], x)
+        np.testing.assert_allclose(soft, want, atol=1e-5, err_msg=names[target])
+        np.testing.assert_allclose(hard, want, atol=1e-6, err_msg=names[target])
+
+
+def test_supernet_with_one_hot_alpha_equals_derived_network(key):
+    """A supernet whose alphas are (near) one-hot computes the derived cell's function with the same weights."""
+    space = ToySpace(ops=("skip_connect", "nor_conv_3x3", "avg_pool_3x3"))
+    net = make_supernet(space, C=4, N=2, num_classes=3)
+    x = jax.random.normal(key, (4, 8, 8, 1))
+    w, alphas, bs = net.init(key, x)
+    arch = np.array([1, 2, 1], np.int32)
+    mix = jax.nn.one_hot(arch, 3)
+    logits, _ = jax.jit(lambda w: net.apply_mix(w, mix, bs, x))(w)
+    # derived net (non-affine BN, so weights map 1:1: keep only the chosen op's params per edge)
+    dnet = make_derived(space, arch, C=4, N=2, num_classes=3)
+    dnet = type(dnet)(dnet.edges, dnet.edge_ops, C=4, N=2, num_stages=1, num_classes=3, affine=False)
+    dw = jax.tree.map(lambda a: a, w)
+    dw["stages"] = [{"edges": [[e[int(a)]] for e, a in zip(s["edges"], arch)]} for s in w["stages"]]
+    d_logits, _ = jax.jit(lambda w: dnet.apply(w, {}, {}, x))(dw)
+    np.testing.assert_allclose(logits, d_logits, atol=1e-5)
+    assert alphas.shape == (3, 3)
+
+
+def _toy_problem(key):
+    space = ToySpace(ops=("skip_connect", "nor_conv_3x3", "avg_pool_3x3"))
+    net = make_supernet(space, C=2, N=1, num_classes=3)
+    k1, k2, k3 = jax.random.split(key, 3)
+    xt, xv = jax.random.normal(k1, (6, 5, 5, 1)), jax.random.normal(k2, (6, 5, 5, 1))
+    yt, yv = jnp.arange(6) % 3, (jnp.arange(6) + 1) % 3
+    w, alphas, bs = net.init(k3, xt)
+    alphas = 0.5 * jax.random.normal(jax.random.fold_in(key, 5), alphas.shape)
+    return net, w, alphas, bs, (xt, yt), (xv, yv)
+
+
+def test_exact_second_order_hypergradient_matches_finite_difference(key):
+    """d/dalpha L_val(w - xi grad_w L_train(w, alpha), alpha) by central differences (float64) == exact autodiff;
+    the paper's finite-difference HVP is close to it; first order is not."""
+    with jax.enable_x64(True):
+        net, w, alphas, bs, train, val = _toy_problem(key)
+        w, alphas = jax.tree.map(lambda a: a.astype(jnp.float64), (w, alphas))
+        train, val = (train[0].astype(jnp.float64), train[1]), (val[0].astype(jnp.float64), val[1])
+        xi = 0.5
+
+        def loss(w, a, batch):
+            return cross_entropy(net.apply(w, a, bs, batch[0])[0], batch[1])
+
+        def unrolled(a):
+            g = jax.grad(loss)(w, a, train)
+            return loss(jax.tree.map(lambda p, q: p - xi * q, w, g), a, val)
+
+        h = 1e-5
+        basis = h * jnp.eye(alphas.size).reshape(-1, *alphas.shape)
+        f = jax.jit(jax.vmap(unrolled))
+        fd = np.asarray((f(alphas[None] + basis) - f(alphas[None] - basis)) / (2 * h)).reshape(alphas.shape)
+
+
+        def hyper(algo):
+            return jax.jit(lambda w, a: algo.hypergradient(w, a, bs, train, val, xi, net=net)[1])(w, alphas)
+
+        exact = hyper(DARTS(order=2, hessian="exact"))
+        fdhvp = hyper(DARTS(order=2, hessian="finite_difference", fd_eps=1e-4))
+        first = hyper(DARTS(order=1))
+    np.testing.assert_allclose(exact, fd, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(fdhvp, exact, rtol=1e-3, atol=1e-6)
+    assert np.max(np.abs(np.asarray(first) - fd)) > 1e-3 * np.max(np.abs(fd))  # the unrolled term matters here
+
+
+@pytest.mark.parametrize("algo", [DARTS(order=1), GDAS(),
+                                  pytest.param(DARTS(order=2), marks=pytest.mark.slow),
+                                  pytest.param(DARTS(order=2, hessian="finite_difference"), marks=pytest.mark.slow)],
+                         ids=["darts1", "gdas", "darts2", "darts2_fd"])
+def test_search_step_updates_both_pytrees_and_is_finite(key, algo):
+    net, w, alphas, bs, train, val = _toy_problem(key)
+    state = algo.init(w, alphas, bs, total_steps=10)
+    step = jax.jit(lambda s, k: algo.step(s, train, val, k, net=net, total_steps=10))
+    s2, m = step(state, key)
+    assert int(s2.step) == 1 and all(np.isfinite(float(v)) for v in m.values())
+    assert not np.allclose(s2.alphas, state.alphas)
+    assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(s2.weights), jax.tree.leaves(state.weights)))
+    # alpha optimiser state is separate from the weight one (Adam moments have the alpha shape)
+    assert {x.shape for x in jax.tree.leaves(s2.a_opt)} >= {alphas.shape}
+
+
+def test_gumbel_straight_through_is_one_hot_with_soft_gradient(key):
+    alpha = jnp.array([[0.1, 0.5, -0.2], [1.0, 0.0, 0.0]])
+    hard, index = gumbel_straight_through(alpha, key, 1.0)
+    np.testing.assert_allclose(hard, jax.nn.one_hot(index, 3), atol=1e-6)
+    g = jax.grad(lambda a: jnp.sum(gumbel_straight_through(a, key, 1.0)[0] * jnp.arange(3.0)[None, :]))(alpha)
+    assert np.all(np.abs(np.asarray(g)) > 0)  # gradient flows through the soft sample
+    gd = GDAS()
+    assert float(gd.tau(0, 11)) == pytest.approx(10.0, rel=1e-5) and float(gd.tau(10, 11)) == pytest.approx(0.1, rel=1e-5)
+
+
+def test_derive_nb201_argmax_on_hand_made_alpha():
+    space = NB201Space()
+    alpha = np.zeros((6, 5))
+    want = np.array([3, 0, 2, 1, 4, 3])
+    alpha[np.arange(6), want] = [2.0, 0.3, 1.0, 5.0, 0.1, 0.01]
+    np.testing.assert_array_equal(derive(space, jnp.asarray(alpha)), want)  # none (0) may win on NB201
+    assert space.to_string(want) == ("|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+"
+                                     "|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|")
+    np.testing.assert_array_equal(derive_argmax(alpha), want)
+
+
+def test_derive_darts_top2_excludes_none():
+    ops = DartsCNNSpace().ops  # none, max, avg, skip, sep3, sep5, dil3, dil5
+    a = np.zeros((14, 8))
+    # node 2 (edges 0,1): none is the strongest on edge 0 but still both edges are kept (only 2 inputs)
+    a[0, 0], a[0, 4] = 10.0, 2.0
+    a[1, 6] = 3.0
+    # node 3 (edges 2,3,4): edge 3 has 'none' dominant and weak real ops -> dropped; edges 2 and 4 kept
+    a[2, 5] = 4.0
+    a[3, 0], a[3, 1] = 9.0, 0.5
+    a[4, 3] = 3.0
+    # node 4 (edges 5..8), node 5 (edges 9..13)
+    a[6, 7], a[8, 2] = 5.0, 4.0
+    a[9, 1], a[13, 4] = 6.0, 7.0
+    arch = derive_darts({"normal": a, "reduce": a[:, ::-1].copy()}, ops)
+    g = DartsCNNSpace().genotype(arch)
+    assert g["normal"] == [("sep_conv_3x3", 0), ("dil_conv_3x3", 1), ("sep_conv_5x5", 0), ("skip_connect", 2),
+                           ("dil_conv_5x5", 1), ("avg_pool_3x3", 3), ("max_pool_3x3", 0), ("sep_conv_3x3", 4)]
+    assert all(op != "none" for op, _ in g["normal"] + g["reduce"])
+    # reduce alphas are the op axis reversed: 'none' (now last) still never chosen, and each node keeps 2 edges
+    assert len(g["reduce"]) == 8
+    space = DartsCNNSpace()
+    np.testing.assert_array_equal(space.from_string(space.to_string(arch)), arch)
+
+
+@pytest.mark.parametrize("space", [NB201Space(), ToySpace(), DartsCNNSpace()], ids=["nb201", "toy", "darts"])
+def test_arch_string_round_trip_and_space_api(key, space):
+    for i in range(20):
+        arch = np.asarray(space.sample(jax.random.fold_in(key, i)))
+        assert np.array_equal(space.from_string(space.to_string(arch)), arch)
+        mutated = np.asarray(space.mutate(jax.random.fold_in(key, 100 + i), arch))
+        assert np.sum(mutated != arch) >= 1
+        assert space.encode(arch).shape == (space.num_edges * len(space.ops),)
+        assert len(space.neighbours(arch)) > 0
+    with pytest.raises(ValueError):
+        space.from_string("|nope~0|")
+
+
+def test_nb201_canonical_string_round_trip():
+    s = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+    assert NB201Space().to_string(NB201Space().from_string(s)) == s
+
+
+def test_darts_space_count_and_genotype_layout():
+    space = DartsCNNSpace()
+    assert space.count() == (1 * 7**2 * 3 * 7**2 * 6 * 7**2 * 10 * 7**2) ** 2
+    assert len(DARTS_EDGES) == 14
+    with pytest.raises(ValueError, match="keeps"):
+        space.validate(np.zeros(28, np.int32))
+
+
+def test_darts_supernet_and_derived_forward_shapes(key):
+    space = DartsCNNSpace(ops=("none", "skip_connect", "sep_conv_3x3", "max_pool_3x3"))
+    x = jax.random.normal(key, (2, 8, 8, 3))
+    net = make_supernet(space, C=2, N=3, num_classes=4)
+    w, alphas, bs = net.init(key, x)
+    assert alphas["normal"].shape == (14, 4) and alphas["reduce"].shape == (14, 4)
+    logits, _ = jax.jit(lambda w, a: net.apply(w, a, bs, x))(w, alphas)
+    assert logits.shape == (2, 4)
+    arch = derive(space, alphas)
+    dnet = make_derived(space, arch, C=2, N=3, num_classes=4, drop_path_prob=0.2)
+    dw, da, _ = dnet.init(key, x)
+    assert da == {}
+    out_train, out_eval = jax.jit(lambda w: (dnet.apply(w, {}, {}, x, True, key=key)[0],
+                                             dnet.apply(w, {}, {}, x, False)[0]))(dw)
+    assert out_train.shape == out_eval.shape == (2, 4) and np.all(np.isfinite(out_train))
+
+
+def test_op_registry():
+    assert {"none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3", "max_pool_3x3", "sep_conv_3x3",
+            "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"} <= set(OPS)
+    x = jnp.ones((1, 8, 8, 4))
+    for name in OPS:
+        op = get_op(name, 4, 2, True)
+        assert op.apply(op.init(jax.random.PRNGKey(0)), x).shape == (1, 4, 4, 4), name
+    with pytest.raises(ValueError, match="unknown op"):
+        get_op("conv_99x99", 4)
