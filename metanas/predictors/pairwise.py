@@ -85,14 +85,18 @@ class Pairwise:
         params = self.init(k_init, x.shape[1])
         tx = optax.adamw(self.lr, weight_decay=self.weight_decay)
         hi = jnp.maximum(n, 1)
-        rows = jnp.arange(x.shape[0])
+        # rows sorted by group (rows past n last): the rows of i's group are one slice [lo, hi) of ``order``
+        gkey = jnp.where(jnp.arange(x.shape[0]) < n, group, jnp.iinfo(jnp.int32).max)
+        order = jnp.argsort(gkey, stable=True)
+        sorted_g = gkey[order]
 
         def loss(params, k):
             ki, kj = jax.random.split(k)
             i = jax.random.randint(ki, (self.batch,), 0, hi)
             if within_group:  # j uniform among the first n rows of i's group (many groups: no wasted pairs)
-                ok = (group[None, :] == group[i][:, None]) & (rows[None, :] < n)
-                j = jnp.argmax(jnp.where(ok, jax.random.gumbel(kj, ok.shape), -jnp.inf), axis=1)
+                lo = jnp.searchsorted(sorted_g, group[i], side="left")
+                up = jnp.searchsorted(sorted_g, group[i], side="right")
+                j = order[lo + jnp.floor(jax.random.uniform(kj, (self.batch,)) * (up - lo)).astype(jnp.int32)]
             else:
                 j = jax.random.randint(kj, (self.batch,), 0, hi)
             same = (group[i] == group[j]) & (i != j)  # pairs only within one data set / validation split
@@ -111,7 +115,7 @@ class Pairwise:
         """Train on the first ``n`` rows; ``y`` > 0 (e.g. accuracy); ``group`` [N] int: data set / split id.
 
         Without ``group`` pairs are drawn uniformly; with it, the second row of a pair is drawn from the first row's
-        group (costs O(batch x N) per step; with many groups, uniform pairs would mostly be masked out)."""
+        group (with many groups, uniform pairs would mostly be masked out)."""
         within = group is not None
         group = jnp.zeros(x.shape[0], jnp.int32) if group is None else group
         keys = jax.random.split(key, self.ensemble)
