@@ -202,9 +202,10 @@ def test_non_transductive_query_points_are_independent(key):
 def test_cnn4_patches_conv_matches_lax_conv(key):
     params = cnn4.init(key, 5, channels=8)
     x = jax.random.normal(key, (4, 28, 28, 1))
-    patches, lax = (jax.jit(functools.partial(cnn4.apply, impl=i)) for i in ("patches", "lax"))
-    np.testing.assert_allclose(patches(params, x), lax(params, x),
-                               rtol=1e-4, atol=1e-4)
+    patches, xla_patches, lax = (jax.jit(functools.partial(cnn4.apply, impl=i))
+                                 for i in ("patches", "xla_patches", "lax"))
+    np.testing.assert_allclose(patches(params, x), lax(params, x), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(xla_patches(params, x), lax(params, x), rtol=1e-4, atol=1e-4)
     assert patches(params, x).shape == (4, 5)
     n_params = sum(p.size for p in jax.tree.leaves(cnn4.init(key, 5)))
     assert n_params == 112_261  # the W2 peer's CNN4 (shared/bench/README.md)

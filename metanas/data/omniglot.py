@@ -212,6 +212,7 @@ class FewShotImages:
     shots: int = 1
     queries: int = 15  # query examples per class (meta-training and meta-test)
     train_shots: int = 0  # support examples per class during meta-training (Reptile: 10-15); 0 = ``shots``
+    train_queries: int = -1  # query examples per class during meta-training; -1 = ``queries`` (Reptile: 0, unused)
     image_size: int = 28
     layout: str = "npz"  # "npz" | "omniglot_folders" | "miniimagenet_csv"
     root: str | None = None  # a user's copy; null = <data_dir>/omniglot

@@ -23,6 +23,7 @@ class _MetaGradient(AbstractMetaAlgorithm, abc.ABC):
 
     inner_steps: int
     transductive: bool
+    task_map: str
 
     def meta_loss(self, meta_params: dict, tasks: Task, key: jax.Array, *, apply_fn: ApplyFn,
                   loss: LossFn) -> tuple[jax.Array, dict]:
@@ -36,7 +37,13 @@ class _MetaGradient(AbstractMetaAlgorithm, abc.ABC):
             return q_loss, {"query_metric": q_metric, "support_loss_first": support_losses[0],
                             "support_loss_last": support_losses[-1]}
 
-        losses, aux = jax.vmap(one)(tasks, jax.random.split(key, tasks.support_x.shape[0]))
+        keys = jax.random.split(key, tasks.support_x.shape[0])
+        if self.task_map == "vmap":
+            losses, aux = jax.vmap(one)(tasks, keys)
+        elif self.task_map == "map":  # sequential over tasks inside one program (less memory, no batching)
+            losses, aux = jax.lax.map(lambda tk: one(*tk), (tasks, keys))
+        else:
+            raise ValueError(f"task_map '{self.task_map}' is unknown; use 'vmap' or 'map'")
         return jnp.mean(losses), jax.tree.map(jnp.mean, aux)
 
     def meta_train_step(self, state: MetaState, tasks: Task, key: jax.Array, *, apply_fn: ApplyFn,
@@ -57,6 +64,7 @@ class MAML(_MetaGradient):
     first_order: bool = False
     eval_inner_steps: int = 10
     transductive: bool = True  # MAML evaluates with query-batch statistics
+    task_map: str = "vmap"  # how tasks are batched in the meta-loss: "vmap" or "map" (lax.map)
 
     def init(self, params: PyTree) -> dict:
         return {"theta": params}
@@ -75,6 +83,7 @@ class ANIL(_MetaGradient):
     first_order: bool = False
     eval_inner_steps: int = 10
     transductive: bool = True
+    task_map: str = "vmap"
     head_key: str = "head"
 
     def init(self, params: PyTree) -> dict:
@@ -101,6 +110,7 @@ class MetaSGD(_MetaGradient):
     first_order: bool = False
     eval_inner_steps: int = 1
     transductive: bool = True
+    task_map: str = "vmap"
 
     def init(self, params: PyTree) -> dict:
         return {"theta": params, "lr": jax.tree.map(lambda p: jnp.full_like(p, self.inner_lr), params)}

@@ -47,8 +47,14 @@ def conv3x3(x: jax.Array, w: jax.Array, b: jax.Array, *, impl: str = "patches") 
     if impl == "lax":
         y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
         return y + b[None, None, None, :]
+    if impl == "xla_patches":  # one patches op (a conv with a constant 0/1 kernel), then a matmul
+        c = x.shape[-1]
+        patches = jax.lax.conv_general_dilated_patches(x, (3, 3), (1, 1), "SAME",
+                                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        # patches' channel axis is ordered (Cin, kh, kw); reorder w [3,3,Cin,Cout] to match
+        return patches @ jnp.transpose(w, (2, 0, 1, 3)).reshape(9 * c, -1) + b[None, None, None, :]
     if impl != "patches":
-        raise ValueError(f"conv impl '{impl}' is unknown; use 'patches' or 'lax'")
+        raise ValueError(f"conv impl '{impl}' is unknown; use 'patches', 'xla_patches' or 'lax'")
     n, h, wd, c = x.shape
     xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     patches = jnp.concatenate([xp[:, i:i + h, j:j + wd, :] for i in range(3) for j in range(3)], axis=-1)
