@@ -1,0 +1,227 @@
+"""Differentiable NAS experiments (darts_nb201, darts2_nb201, gdas_nb201, darts_cnn): search, derive, retrain.
+
+1. Search: the supernet of ``cfg.search_space`` trained with ``cfg.search`` (DARTS 1st/2nd order or GDAS) on a
+   train/val split of the training data (``train.val_fraction``); one jitted step per host step; alpha softmax is
+   written to ``alphas.jsonl`` every epoch and plotted to ``alphas.png``.
+2. Derive the discrete architecture (``genotype.json``); NB201 cells are looked up in the real NB201 table.
+3. Retrain the derived network from scratch on the full training set (random crop + flip, optional cutout and
+   drop-path) with SGD-momentum and a cosine learning rate, and report its test accuracy.
+
+Data parallelism: with ``train.data_parallel`` and more than one local device, batches are sharded along a
+``batch`` mesh axis and the state is replicated (``jax.sharding``); XLA inserts the gradient all-reduce.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from typing import Any, NamedTuple
+
+import hydra
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from omegaconf import DictConfig
+
+from metanas.data import augment, load_image_dataset
+from metanas.run_store import atomic_write_text
+from metanas.runners.context import RunContext, train_loop
+from metanas.search.darts import accuracy, cross_entropy
+from metanas.search_spaces.darts_cnn import DartsCNNSpace
+from metanas.search_spaces.nb201 import NB201Space
+from metanas.supernet import derive, make_derived, make_supernet
+from metanas.supernet.discretize import softmax_np
+
+log = logging.getLogger("metanas")
+
+
+class RetrainState(NamedTuple):
+    weights: Any  # derived network weights
+    opt: optax.OptState  # SGD-momentum state
+    step: jax.Array  # int32 []
+
+
+# ---- data parallel ---------------------------------------------------------------------------------------------------
+def data_parallel_shardings(enabled: bool):
+    """``(batch_sharding, replicated)`` over all local devices, or ``(None, None)`` for one device / disabled."""
+    if not enabled or jax.local_device_count() < 2:
+        return None, None
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    mesh = jax.make_mesh((jax.local_device_count(),), ("batch",))
+    return NamedSharding(mesh, P("batch")), NamedSharding(mesh, P())
+
+
+def put(x, sharding):
+    return jnp.asarray(x) if sharding is None else jax.device_put(x, sharding)
+
+
+# ---- helpers -----------------------------------------------------------------------------------------------------
+def evaluate(apply_fn, weights, x: np.ndarray, y: np.ndarray, batch: int) -> float:
+    """Accuracy of ``apply_fn(weights, x) -> logits`` over all of ``x`` (full batches, then the remainder)."""
+    correct = 0
+    for i in range(0, len(x), batch):
+        logits = apply_fn(weights, jnp.asarray(x[i:i + batch]))
+        correct += int(np.sum(np.argmax(np.asarray(logits), -1) == y[i:i + batch]))
+    return correct / max(len(x), 1)
+
+
+def nb201_lookup(space: NB201Space, arch, data_dir: str) -> dict[str, float]:
+    """200-epoch NB201 test accuracies (%) of a cell (real table; packaged copy when shared data is absent).
+
+    ``space`` may use any subset / order of the NB201 ops: the cell is mapped to the table through its string.
+    Empty when an op is not an NB201 op.
+    """
+    from metanas.benchmarks.nb201 import DATASETS, load_tables
+
+    canon = NB201Space()
+    if not set(space.ops) <= set(canon.ops):
+        return {}
+    try:
+        t = load_tables(data_dir)
+    except (OSError, ValueError):
+        t = load_tables(None)
+    row = t.test_acc[int(canon.arch_code(canon.from_string(space.to_string(arch))))]
+    return {f"nb201_{d}_test_acc": float(v) for d, v in zip(DATASETS, row)}
+
+
+def alpha_rows(space, alphas) -> dict[str, float]:
+    """Softmax of alpha per edge as flat ``{"<cell>e<i>/<op>": p}``."""
+    out = {}
+    items = alphas.items() if isinstance(alphas, dict) else [("", alphas)]
+    for name, a in items:
+        p = softmax_np(np.asarray(a))
+        for e in range(p.shape[0]):
+            for k, op in enumerate(space.ops):
+                out[f"{name}e{e}/{op}"] = float(p[e, k])
+    return out
+
+
+def plot_alphas(path, rows: list[dict], space) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edges = sorted({k.split("/")[0] for k in rows[0] if "/" in k}, key=lambda s: (s.rstrip("0123456789"),
+                                                                                   int(s.split("e")[-1])))
+    cols = min(len(edges), 7)
+    nrows = -(-len(edges) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(2.6 * cols, 2.2 * nrows), squeeze=False, sharey=True)
+    steps = [r["step"] for r in rows]
+    for ax, e in zip(axes.flat, edges):
+        for op in space.ops:
+            ax.plot(steps, [r[f"{e}/{op}"] for r in rows], label=op)
+        ax.set_title(e, fontsize=8)
+    for ax in list(axes.flat)[len(edges):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=5)
+    fig.suptitle("softmax(alpha) per edge during search")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+# ---- the experiment --------------------------------------------------------------------------------------------------
+def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
+    t = cfg.train
+    space = hydra.utils.instantiate(cfg.search_space)
+    algo = hydra.utils.instantiate(cfg.search)
+    ds = load_image_dataset(t.dataset, data_dir=cfg.data_dir, root=t.data_root, num_classes=t.num_classes,
+                            image_size=t.image_size, train_per_class=t.train_per_class)
+    log.info("data %s: train %s, test %s", ds.name, ds.x_train.shape, ds.x_test.shape)
+    bsh, rep = data_parallel_shardings(bool(t.data_parallel))
+    k_init, k_search, k_retrain = jax.random.split(ctx.key, 3)
+
+    # ---- 1. search on a train/val split of the training data
+    perm = np.random.default_rng([cfg.seed, 7]).permutation(len(ds.x_train))
+    n_val = int(round(len(perm) * t.val_fraction))
+    tr_idx, va_idx = perm[n_val:], perm[:n_val]
+    net = make_supernet(space, C=t.C, N=t.N, num_classes=ds.num_classes)
+    T, B = int(t.search_steps), int(t.batch_size)
+    state = algo.init(*net.init(k_init, jnp.asarray(ds.x_train[:2])), total_steps=T)
+    if rep is not None:
+        state = jax.device_put(state, rep)
+    search_step = jax.jit(functools.partial(algo.step, net=net, total_steps=T), donate_argnums=(0,))
+
+    def batch_of(idx, rng):
+        i = rng.choice(idx, B, replace=len(idx) < B)
+        x = augment(ds.x_train[i], rng, crop_pad=t.crop_pad, flip=t.flip) if t.augment_search else ds.x_train[i]
+        return put(x, bsh), put(ds.y_train[i], bsh)
+
+    def step_fn(state, step):
+        rng = np.random.default_rng([cfg.seed, 1, step])
+        return search_step(state, batch_of(tr_idx, rng), batch_of(va_idx, rng), jax.random.fold_in(k_search, step))
+
+    eval_apply = jax.jit(lambda w, a, x: net.apply(w, a, {}, x, False)[0])
+    alpha_file = ctx.path("alphas.jsonl")
+    history = {}
+    if alpha_file.exists():
+        history = {r["step"]: r for r in map(json.loads, alpha_file.read_text().splitlines())}
+
+    def search_eval(state, step):
+        history[step] = {"step": step, **alpha_rows(space, state.alphas)}
+        atomic_write_text(alpha_file, "".join(json.dumps(history[s]) + "\n" for s in sorted(history)))
+        acc = evaluate(lambda w, x: eval_apply(w, state.alphas, x), state.weights, ds.x_train[va_idx],
+                       ds.y_train[va_idx], t.eval_batch)
+        return {"supernet_val_acc": acc}
+
+    steps_per_epoch = max(int(t.search_eval_every), 1)
+    state, last = train_loop(ctx, "search", state, step_fn, T, eval_fn=search_eval, eval_every=steps_per_epoch)
+    if history:
+        plot_alphas(ctx.path("alphas.png"), [history[s] for s in sorted(history)], space)
+
+    # ---- 2. derive
+    arch = derive(space, jax.device_get(state.alphas))
+    genotype: dict[str, Any] = {"arch": space.to_string(arch), "indices": arch.tolist(), "ops": list(space.ops)}
+    if isinstance(space, DartsCNNSpace):
+        genotype |= space.genotype(arch)
+    result = {"search_train_loss": last.get("loss", float("nan")),
+              "supernet_val_acc": last.get("supernet_val_acc", float("nan"))}
+    if isinstance(space, NB201Space):
+        bench = nb201_lookup(space, arch, cfg.data_dir)
+        genotype["nb201_200ep_test_acc"] = bench
+        result |= bench
+    ctx.save_json("genotype.json", genotype)
+    ctx.meta_record |= {"arch": genotype["arch"], "encoding": np.asarray(space.encode(arch)).tolist()}
+    log.info("derived: %s", genotype["arch"])
+
+    # ---- 3. retrain the derived network from scratch
+    R = int(t.retrain_steps)
+    if R > 0:
+        dnet = make_derived(space, arch, C=t.retrain_C, N=t.retrain_N, num_classes=ds.num_classes,
+                            drop_path_prob=t.drop_path_prob)
+        w0, _, _ = dnet.init(k_retrain, jnp.asarray(ds.x_train[:2]))
+        sched = optax.cosine_decay_schedule(t.retrain_lr, R)
+        tx = optax.chain(optax.clip_by_global_norm(5.0), optax.add_decayed_weights(t.retrain_weight_decay),
+                         optax.sgd(sched, 0.9, nesterov=True))
+        rstate = RetrainState(w0, tx.init(w0), jnp.zeros((), jnp.int32))
+        if rep is not None:
+            rstate = jax.device_put(rstate, rep)
+
+        def retrain_update(s: RetrainState, x, y, key):
+            def loss_fn(w):
+                logits, _ = dnet.apply(w, {}, {}, x, True, key=key)
+                return cross_entropy(logits, y), accuracy(logits, y)
+
+            (loss, acc), g = jax.value_and_grad(loss_fn, has_aux=True)(s.weights)
+            upd, opt = tx.update(g, s.opt, s.weights)
+            return RetrainState(optax.apply_updates(s.weights, upd), opt, s.step + 1), {"loss": loss, "train_acc": acc}
+
+        retrain_step = jax.jit(retrain_update, donate_argnums=(0,))
+        all_idx = np.arange(len(ds.x_train))
+
+        def rstep_fn(s, step):
+            rng = np.random.default_rng([cfg.seed, 2, step])
+            i = rng.choice(all_idx, B, replace=len(all_idx) < B)
+            x = augment(ds.x_train[i], rng, crop_pad=t.crop_pad, flip=t.flip, cutout=t.cutout)
+            return retrain_step(s, put(x, bsh), put(ds.y_train[i], bsh), jax.random.fold_in(k_retrain, step))
+
+        test_apply = jax.jit(lambda w, x: dnet.apply(w, {}, {}, x, False)[0])
+        rstate, rlast = train_loop(ctx, "retrain", rstate, rstep_fn, R, eval_every=max(R // 4, 1),
+                                   eval_fn=lambda s, step: {"test_acc": evaluate(test_apply, s.weights, ds.x_test,
+                                                                                 ds.y_test, t.eval_batch)})
+        result |= {"retrain_loss": rlast["loss"], "test_acc": rlast["test_acc"]}
+    return result
