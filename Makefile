@@ -30,3 +30,14 @@ test-all: setup
 
 clean:
 	rm -rf $(VENV) results/runs results/multirun
+
+# Benchmarks side by side with the PyTorch peers of ../shared/bench (their exact venv: torch 2.13.0+cpu, xautodl --no-deps)
+PEER := .venv-peer
+$(PEER)/.installed:
+	$(PY) -m venv $(PEER)
+	$(PEER)/bin/pip install -q "torch==2.13.0+cpu" "numpy==2.4.6"
+	$(PEER)/bin/pip install -q --no-deps xautodl==1.0.0
+	touch $@
+
+bench: setup $(PEER)/.installed
+	$(BIN)/python bench/compare.py --peer-python $(PEER)/bin/python

@@ -85,6 +85,14 @@ def _run_dir(root: Path, name="toy_regression") -> Path:
     return d
 
 
+def test_default_experiment_is_the_predictor_guided_search(tmp_path):
+    """README's first command runs `python -m metanas`: the meta-learner loop on real NB201 data."""
+    p = run_metanas("debug=fast", f"results_dir={tmp_path}/runs", f"meta_dataset={tmp_path}/meta.jsonl", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    s = json.loads((_run_dir(tmp_path / "runs", "search_nb201") / "summary.json").read_text())
+    assert s["status"] == "ok" and 0 < s["metrics"]["best_test_acc"] <= 94.37 + 1e-6
+
+
 def test_run_writes_the_run_store(tmp_path):
     p = run_metanas("experiment=toy_regression", "debug=fast", f"results_dir={tmp_path}/runs",
                     f"meta_dataset={tmp_path}/meta.jsonl", cwd=tmp_path)
