@@ -53,6 +53,11 @@ def main() -> None:
     models = {"ridge": Ridge(lam=1.0), "mlp": MLP(steps=500), "pairwise": Pairwise(steps=1000)}
     table = quality_table(models, jax.random.PRNGKey(0), x, y, seeds=range(args.seeds), n_train=N_TRAIN,
                           proxies=proxies)
+    # the pairwise model on [encoding, 13 zero-cost proxies, log params] (White et al. 2021 combine them too)
+    log_params = np.log(cost[:, 1:2])
+    x_zc = np.concatenate([x, zc, (log_params - log_params.mean()) / log_params.std()], 1)
+    table |= {"pairwise+zc": v for v in quality_table({"p": models["pairwise"]}, jax.random.PRNGKey(0), x_zc, y,
+                                                      seeds=range(args.seeds), n_train=N_TRAIN).values()}
     wall = time.perf_counter() - t0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -63,7 +68,9 @@ def main() -> None:
     lines = ["# Predictor quality on NAS-Bench-201 CIFAR-10 (real data)", "",
              "Fit on n random cells (200-epoch test accuracy), rank the other 15,625 - n cells. Mean ± sd over "
              f"{args.seeds} seeds (the same training cells for every model at a given seed and n). "
-             f"Encoding `{args.encoding}`. Proxies need no training (their rows do not depend on n).", "",
+             f"Encoding `{args.encoding}`; `pairwise+zc` adds the 13 zero-cost proxies and log(params) of each cell "
+             "to its encoding (from the shared data, not packaged). Proxies alone need no training (their rows do "
+             "not depend on n).", "",
              "Command: `.venv/bin/python experiments/predictor_quality_study.py`  ",
              f"Machine: loaded shared 2-core CPU VM ({platform.machine()}), jax {jax.__version__}; "
              f"wall time {wall:.0f} s (all models, all n and seeds).", "",

@@ -97,7 +97,7 @@ def main() -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     for ax, m in zip(axes, ("kendall_tau", "regret_top1", "regret_top5")):
-        ax.boxplot([[r[m] for r in rs] for rs in results.values()], labels=list(results), showmeans=True)
+        ax.boxplot([[r[m] for r in rs] for rs in results.values()], tick_labels=list(results), showmeans=True)
         ax.set_title(m + " per held-out task", fontsize=9)
         ax.grid(alpha=0.3)
     fig.suptitle(f"TabRepo leave-tasks-out ({args.folds}-fold x {args.repeats}), 73 tasks x 104 LightGBM configs",

@@ -208,3 +208,18 @@ def test_pairwise_within_group_pairs_ignore_offsets_between_groups(key):
     u = model.score(params, x[300:])
     taus = [ranking_metrics(u[g * 20:(g + 1) * 20], p[300:][g * 20:(g + 1) * 20])["kendall_tau"] for g in range(5)]
     assert np.mean(taus) > 0.6
+
+
+def test_darts_adjacency_ops_encoding_is_injective_and_readable(key):
+    from metanas.search_spaces.darts_cnn import DartsCNNSpace
+
+    space = DartsCNNSpace()
+    archs = np.asarray(jax.vmap(space.sample)(jax.random.split(key, 3000)))
+    enc = np.asarray(jax.jit(jax.vmap(lambda a: E.darts_adjacency_ops(space, a)))(archs))
+    assert enc.shape == (3000, 2 * 14 * 8)
+    distinct_archs = {a.tobytes() for a in archs}
+    assert len({e.tobytes() for e in enc}) == len(distinct_archs)  # distinct archs -> distinct encodings
+    cell = enc[0, : 14 * 8]
+    adj, ops = cell[:14], cell[14:].reshape(14, 7)
+    np.testing.assert_array_equal(adj, archs[0, :14] != space.none_index)
+    assert adj.sum() == 8 and (ops.sum(1) == adj).all()  # 2 kept inputs per node, one op each

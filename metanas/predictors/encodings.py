@@ -128,3 +128,19 @@ def nb201_zero_cost_features(space: NB201Space, zc: np.ndarray) -> np.ndarray:
     f = np.where(np.isnan(f), np.nanmedian(f, 0), f)
     f = np.sign(f) * np.log1p(np.abs(f))
     return ((f - f.mean(0)) / (f.std(0) + 1e-8)).astype(np.float32)
+
+
+def darts_adjacency_ops(space, arch: jax.Array) -> jax.Array:
+    """DARTS cell encoding "adjacency + ops" (BANANAS' adjacency encoding, White et al. 2021, Sec. 3), jittable.
+
+    Per cell (normal, then reduction): the 14-entry adjacency of the candidate edges ``(dst <- src)`` in
+    ``DARTS_EDGES`` order (1 = kept) and, per edge, the one-hot of its op among the non-``none`` ops (zeros when the
+    edge is not kept). Float32 [2 * 14 * (1 + K')], K' = ops other than ``none``; injective on valid archs.
+    ``space`` is a ``metanas.search_spaces.darts_cnn.DartsCNNSpace``.
+    """
+    arch = jnp.asarray(arch, jnp.int32).reshape(2, -1)  # [cell, 14]
+    none = space.none_index
+    kept = arch != none
+    code = jnp.where(arch > none, arch - 1, arch)  # op index among the non-none ops
+    ops = jax.nn.one_hot(code, len(space.ops) - 1, dtype=jnp.float32) * kept[..., None]
+    return jnp.concatenate([kept.astype(jnp.float32), ops.reshape(2, -1)], axis=1).reshape(-1)
