@@ -89,3 +89,14 @@ def test_hpo_bad_task_is_a_one_line_error(tmp_path):
     assert p.returncode != 0
     line = [ln for ln in p.stderr.splitlines() if ln.startswith("metanas: error:")]
     assert line and "is not a TabRepo task id" in line[0]
+
+
+@pytest.mark.slow  # ~3 min on a loaded 2-core CPU: every trial compiles a MAML CNN
+def test_hpo_sh_omniglot_fast(tmp_path):
+    _run(tmp_path, "experiment=hpo_sh_omniglot")
+    s, run_dir = _summary(tmp_path, "hpo_sh_omniglot")
+    trials = json.loads((run_dir / "trials.json").read_text())
+    assert [t["fidelity"] for t in trials] == [1.0, 1.0, 2.0]
+    assert all(-1.0 <= t["loss"] <= 0.0 for t in trials)  # loss = -accuracy
+    rec = read_jsonl(tmp_path / "meta.jsonl")[-1]
+    assert rec["metafeatures"]["NumberOfClasses"] == 50 and rec["metafeatures"]["NumberOfFeatures"] == 196
