@@ -93,6 +93,7 @@ class DARTS(SearchOptimizers):
     order: int = 1  # 1: first order; 2: unrolled (second order)
     hessian: Literal["exact", "finite_difference"] = "exact"
     fd_eps: float = 0.01  # eq. 8: eps = fd_eps / ||grad_w' L_val||
+    alpha_first: bool = True  # paper Algorithm 1; False: weight step first (xautodl DARTS-V1 loop, bench W1)
 
     def __post_init__(self):
         if self.order not in (1, 2):
@@ -123,15 +124,19 @@ class DARTS(SearchOptimizers):
         return lv, jax.tree.map(lambda g, p, m: g - xi * (p - m) / (2 * eps), ga, gp, gm)
 
     def step(self, state: SearchState, train: Batch, val: Batch, key: jax.Array, *, net, total_steps: int):
-        """One search step (alpha on ``val``, then weights on ``train``). Returns ``(state, metrics)``."""
+        """One search step (alpha on ``val``, then weights on ``train``; swapped if not ``alpha_first``).
+        Returns ``(state, metrics)``."""
         xi = self.w_schedule(total_steps)(state.step)
-        val_loss, ga = self.hypergradient(state.weights, state.alphas, state.batch_stats, train, val, xi, net=net)
-        state = self.alpha_step(state, ga)
 
         def w_loss(w):
             logits, bs = net.apply(w, state.alphas, state.batch_stats, train[0], True)
             return cross_entropy(logits, train[1]), (bs, accuracy(logits, train[1]))
 
-        state, loss, acc = self.weight_step(state, w_loss, total_steps=total_steps)
+        if not self.alpha_first:
+            state, loss, acc = self.weight_step(state, w_loss, total_steps=total_steps)
+        val_loss, ga = self.hypergradient(state.weights, state.alphas, state.batch_stats, train, val, xi, net=net)
+        state = self.alpha_step(state, ga)
+        if self.alpha_first:
+            state, loss, acc = self.weight_step(state, w_loss, total_steps=total_steps)
         return state._replace(step=state.step + 1), {"loss": loss, "train_acc": acc, "val_loss": val_loss,
                                                      "lr": xi}
