@@ -83,6 +83,19 @@ def test_hpo_warmstart_fast_and_warm_start_from_the_run_store(tmp_path):
     assert second["hpo"]["warm_start_source"].startswith("run store (1 past tasks)")
 
 
+@pytest.mark.slow  # ~50 s on a loaded 2-core CPU (two searches)
+def test_live_search_warm_starts_from_an_earlier_search_in_the_run_store(tmp_path):
+    _run(tmp_path, "experiment=hpo_random")
+    first = read_jsonl(tmp_path / "meta.jsonl")[-1]["hpo"]
+    _run(tmp_path, "experiment=hpo_random", "train.task_name=toy_b", "train.warm_start.k=1")
+    s, run_dir = _summary(tmp_path, "hpo_random")
+    trials = json.loads((run_dir / "trials.json").read_text())
+    assert trials[0]["config"] == first["best_config"]  # the nearest past task's incumbent goes first
+    keys = [json.dumps(t["config"], sort_keys=True) for t in trials]
+    assert len(set(keys)) == len(keys)  # and is not drawn again by the fallback sampler
+    assert read_jsonl(tmp_path / "meta.jsonl")[-1]["hpo"]["warm_start_configs"] == [first["best_config"]]
+
+
 def test_hpo_bad_task_is_a_one_line_error(tmp_path):
     p = run_metanas("experiment=hpo_warmstart", "debug=fast", "train.objective.task=nope",
                     f"results_dir={tmp_path}/runs", f"meta_dataset={tmp_path}/meta.jsonl", cwd=REPO)

@@ -135,6 +135,12 @@ def test_portfolio_sampler_proposes_warm_configs_first_and_skips_seen():
     assert sampler(3, [], np.random.default_rng(0)) == ["a", "b", "rand0"]
     hist = RandomSearch(n_trials=1).run(sampler, lambda c, f: 0.0, np.random.default_rng(0))
     assert sampler(2, hist, np.random.default_rng(0)) == ["b", "rand0"]
+    # the fallback's proposals never repeat a warm or evaluated config while fresh ones can be drawn
+    draw = lambda n, h, r: list(r.choice(["a", "b", "c", "d"], n))  # noqa: E731
+    for seed in range(20):
+        out = PortfolioSampler(("a", "b"), draw)(4, [], np.random.default_rng(seed))
+        assert out[:2] == ["a", "b"] and sorted(out[2:]) == ["c", "d"]
+    assert len(PortfolioSampler(("a",), lambda n, h, r: ["a"] * n)(3, [], np.random.default_rng(0))) == 3
 
 
 def test_candidate_sampler_never_repeats_and_uses_prior():

@@ -35,10 +35,12 @@ class RandomSampler:
 
 @dataclass(frozen=True)
 class PortfolioSampler:
-    """Propose ``initial`` (skipping those already evaluated) before falling back to ``base``."""
+    """Propose ``initial`` (skipping those already evaluated) before falling back to ``base``, whose proposals
+    are drawn again when they repeat an evaluated or already proposed config (up to ``redraws`` times)."""
 
     initial: tuple[Any, ...]
     base: Any  # another proposer
+    redraws: int = 20
 
     def __call__(self, n: int, history: Sequence[Trial], rng: np.random.Generator) -> list:
         seen = {dedup_key(t.config) for t in history}
@@ -48,7 +50,15 @@ class PortfolioSampler:
             if k not in seen and k not in keys and len(out) < n:
                 out.append(c)
                 keys.add(k)
-        return out + (self.base(n - len(out), history, rng) if len(out) < n else [])
+        for _ in range(self.redraws):
+            if len(out) >= n:
+                break
+            for c in self.base(n - len(out), history, rng):
+                k = dedup_key(c)
+                if k not in seen and k not in keys:
+                    out.append(c)
+                    keys.add(k)
+        return out + (self.base(n - len(out), history, rng) if len(out) < n else [])  # small spaces: repeats
 
 
 def _fit_set(history: Sequence[Trial], min_points: int) -> list[Trial]:
