@@ -46,7 +46,8 @@ def test_first_order_meta_gradient_is_gradient_at_adapted_params(key):
     assert not np.allclose(jax.tree.leaves(grads)[0], jax.tree.leaves(at_theta)[0], rtol=1e-3)
 
 
-@pytest.mark.parametrize("algo_cls", [MAML, ANIL, MetaSGD])
+@pytest.mark.parametrize("algo_cls", [MAML, pytest.param(ANIL, marks=pytest.mark.slow),
+                                      pytest.param(MetaSGD, marks=pytest.mark.slow)])
 def test_second_order_meta_gradient_matches_finite_differences(key, algo_cls):
     with jax.enable_x64(True):
         algo = algo_cls(inner_steps=2, inner_lr=0.1, first_order=False)
@@ -157,6 +158,7 @@ def test_meta_train_step_does_not_retrace(key, algo):
     chex.clear_trace_counter()
 
 
+@pytest.mark.slow
 def test_meta_training_lowers_post_adaptation_loss(key):
     """A few hundred MAML steps on sinusoids lower the post-adaptation query MSE (synthetic tasks)."""
     algo, tx = MAML(inner_steps=1, inner_lr=0.01, eval_inner_steps=1), optax.adam(1e-2)
@@ -185,8 +187,8 @@ def test_metasgd_learns_step_sizes_and_anil_keeps_body(key):
 
 
 def test_non_transductive_query_points_are_independent(key):
-    params = cnn4.init(key, 3, channels=4)
-    x = jax.random.normal(key, (9, 28, 28, 1))
+    params = cnn4.init(key, 3, channels=4, hw=16)
+    x = jax.random.normal(key, (9, 16, 16, 1))
     task = Task(x[:3], jnp.arange(3), x[3:], jnp.array([0, 1, 2, 0, 1, 2]))
     apply = jax.jit(cnn4.apply)
     a = query_metrics(params, task, apply_fn=apply, loss=cross_entropy, transductive=False)
@@ -197,11 +199,19 @@ def test_non_transductive_query_points_are_independent(key):
     full1, full2 = apply(params, task.query_x)[0], apply(params, task2.query_x)[0]
     assert not np.allclose(full1, full2, atol=1e-4)  # transductive batch statistics do mix query points
     assert np.isfinite(float(a[0]))
+    # Reptile's ``transductive`` flag picks the protocol in ``evaluate`` (inner_lr 0: params stay at theta)
+    batch = jax.tree.map(lambda v: v[None], task)
+    for flag, expected in ((False, a[0]), (True, cross_entropy(apply(params, task.query_x), task.query_y)[0])):
+        algo = Reptile(inner_steps=1, inner_lr=0.0, inner_opt="sgd", inner_batch=0, eval_inner_steps=1,
+                       transductive=flag)
+        r = algo.evaluate({"theta": params}, batch, key, apply_fn=apply, loss=cross_entropy)
+        np.testing.assert_allclose(r["query_loss"][0], expected, rtol=1e-5)
+    assert not np.isclose(float(a[0]), float(cross_entropy(apply(params, task.query_x), task.query_y)[0]))
 
 
 def test_cnn4_patches_conv_matches_lax_conv(key):
-    params = cnn4.init(key, 5, channels=8)
-    x = jax.random.normal(key, (4, 28, 28, 1))
+    params = cnn4.init(key, 5, channels=8, hw=16)
+    x = jax.random.normal(key, (4, 16, 16, 1))
     patches, xla_patches, lax = (jax.jit(functools.partial(cnn4.apply, impl=i))
                                  for i in ("patches", "xla_patches", "lax"))
     np.testing.assert_allclose(patches(params, x), lax(params, x), rtol=1e-4, atol=1e-4)
