@@ -38,7 +38,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--encoding", default="onehot_pruned")
     ap.add_argument("--out", default="results/predictor_nb201")
+    ap.add_argument("--replot", action="store_true", help="only redraw the png files from <out>/quality.json")
     args = ap.parse_args()
+    if args.replot:
+        q = json.load(open(Path(args.out) / "quality.json"))
+        table = {k: {int(n): {m: np.asarray(v) for m, v in d.items()} for n, d in per.items()} for k, per in q.items()}
+        for metric in ("kendall_tau", "precision_at_10"):
+            plot_quality(table, metric, Path(args.out) / f"{metric}.png",
+                         f"NB201 CIFAR-10, {args.seeds} seeds, held-out cells")
+        return
     from metanas.benchmarks.nb201 import ZC_COLUMNS, load_cost, load_zero_cost
     from metanas.predictors.encodings import nb201_zero_cost_features
 

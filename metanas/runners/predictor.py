@@ -176,11 +176,13 @@ def plot_quality(table: dict, metric: str, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, per_n in table.items():
+    colors = plt.get_cmap("tab20").colors
+    for i, (name, per_n) in enumerate(table.items()):
         ns = sorted(per_n)
         m = np.array([np.mean(per_n[n][metric]) for n in ns])
         s = np.array([np.std(per_n[n][metric]) for n in ns])
-        ax.errorbar(ns, m, yerr=s, marker="o", ms=3, capsize=2, label=name, lw=1)
+        ax.errorbar(ns, m, yerr=s, marker="os^v"[i % 4], ms=3, capsize=2, label=name, lw=1,
+                    color=colors[(2 * i) % 20 + (i >= 10)])
     ax.set_xscale("log")
     ax.set_xlabel("training architectures n")
     ax.set_ylabel(f"{metric} on held-out cells (mean ± sd over seeds)")
