@@ -125,7 +125,8 @@ def table(rows: list[dict]) -> list[str]:
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |"]
     for r in rows:
         key = json.dumps(r["config"], sort_keys=True)
-        lines.append(f"| {r['index']} | {r['rung']} | {r['steps']} | {ids[key]} | {r['lr']:.2e} | {r['inner_lr']:.3f} | "
+        lines.append(f"| {r['index']} | {r['rung']} | {r['steps']} | {ids[key]} | {r['lr']:.2e} | "
+                     f"{r['inner_lr']:.3f} | "
                      f"{100 * r['acc']:.1f} +- {100 * r['ci']:.1f} | {100 * r['pre']:.1f} | {r['train_s']:.0f} | "
                      f"{r['wall_s']:.0f} | {'yes' if (r['rung'], key) in nxt else ''} |")
     return lines
@@ -187,10 +188,10 @@ def main(argv=None):
         "",
         "Command: `" + shlex.join([".venv/bin/python", "experiments/hpo_live_omniglot.py", *sys.argv[1:]]) + "`" +
         (f", which ran `{' '.join(command)}`" if command else f" (reported from the finished run {run_dir})") + "  ",
-        f"Search wall time {s['wall_time_s']:.0f} s (sum of trial wall times {sum(r['wall_s'] for r in rows):.0f} s) on a "
-        "**shared, heavily loaded 2-core CPU VM** (" + ("" if a.run_dir else f"load average {load_start[0]:.1f} at "
-        f"the start, {load_end[0]:.1f} at the end; ") + "other jobs were running): timings are indicative only. Commit recorded in the run's summary.json: "
-        f"`{s.get('git_commit', '?')}`.",
+        f"Search wall time {s['wall_time_s']:.0f} s (sum of trial wall times {sum(r['wall_s'] for r in rows):.0f} s) "
+        "on a **shared, heavily loaded 2-core CPU VM** (" + ("" if a.run_dir else f"load average {load_start[0]:.1f} "
+        f"at the start, {load_end[0]:.1f} at the end; ") + "other jobs were running): timings are indicative only. "
+        f"Commit recorded in the run's summary.json: `{s.get('git_commit', '?')}`.",
         "",
         f"Setup: `{o.experiment}` (CNN4, {'with overrides ' + ', '.join(f'`{v}`' for v in o.overrides)}) is the "
         f"objective; the fidelity knob is `{o.fidelity_key}` (meta-training steps); successive halving with "

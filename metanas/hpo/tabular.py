@@ -10,7 +10,7 @@ Only the full-fidelity value is real; the cost of an evaluation is r (full-evalu
 Warm starts (all leave-tasks-out: the target task is never among the past tasks):
 - ``knn_warm_configs``: best config of each of the k nearest past tasks by OpenML meta-features
   (Feurer et al. 2015).
-- ``fit_meta_learner``: an RFF-ridge regression (task meta-features ++ config encoding -> regret) over the
+- ``fit_meta_learner``: an RFF-ridge regression (task meta-features ++ config encoding -> per-task rank) over the
   past tasks; its prediction for the new task ranks configs zero-shot and is the GP prior mean for BO.
 - ``autosklearn_warm_configs``: auto-sklearn's own meta-data as past tasks (the anchor): nearest
   auto-sklearn data sets by L1 distance on min-max-scaled meta-features that OpenML qualities determine,
