@@ -106,6 +106,8 @@ def test_run_writes_the_run_store(tmp_path):
     assert (d / "config.yaml").exists() and (d / "plots" / "train.png").stat().st_size > 1000
     (record,) = read_jsonl(tmp_path / "meta.jsonl")
     assert record["metrics"] == s["metrics"] and record["config"]["train.steps"] == 6
+    assert record["metafeatures"]["NumberOfInstances"] == 512 and "NumberOfClasses" not in record["metafeatures"]
+    assert json.loads((d / "metafeatures.json").read_text())["sinusoid_synthetic"] == record["metafeatures"]
 
 
 def test_nan_guard_stops_naming_the_step_and_keeps_last_checkpoint(tmp_path):

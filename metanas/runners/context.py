@@ -75,6 +75,28 @@ class RunContext:
     def log(self, phase: str, step: int, metrics: Mapping[str, Any]) -> None:
         self.metrics.write(phase, step, metrics)
 
+    def record_dataset(self, name: str, x: Any, y: Any, *, classification: bool = True,
+                       max_rows: int = 2000) -> dict[str, float]:
+        """Meta-features of a data set the run uses (``x`` [N, ...] flattened to a table, ``y`` [N]).
+
+        Stored in ``metafeatures.json`` and in the run's meta-dataset record (``datasets.<name>``; the first
+        data set recorded is also the record's ``metafeatures``), so warm starts can find similar past tasks.
+        A subsample of ``max_rows`` rows (fixed seed) keeps this cheap for image sets.
+        """
+        from metanas.metafeatures import compute_metafeatures
+
+        x = np.asarray(x).reshape(len(x), -1)
+        y = np.asarray(y).reshape(-1)
+        if len(x) > max_rows:
+            idx = np.random.default_rng(0).choice(len(x), max_rows, replace=False)
+            x, y = x[idx], y[idx]
+        mf = compute_metafeatures(x, y, classification=classification, seed=self.cfg.seed)
+        datasets = self.meta_record.setdefault("datasets", {})
+        datasets[name] = mf
+        self.meta_record.setdefault("metafeatures", mf)
+        self.save_json("metafeatures.json", datasets)
+        return mf
+
     def progress(self, total: int, *, initial: int = 0, desc: str = ""):
         from tqdm.auto import tqdm
 

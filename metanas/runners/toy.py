@@ -65,6 +65,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float]]:
         xs, ys = zip(*(sample_batch(s + offset, step, batch_size, noise) for s in seeds))
         return np.stack(xs), np.stack(ys)
 
+    ctx.record_dataset("sinusoid_synthetic", *sample_batch(cfg.seed, 0, 512, t.noise), classification=False)
     state = jax.vmap(init)(jnp.asarray(seeds))
     update = jax.jit(jax.vmap(make_update(tx)), donate_argnums=0)
     state, last = train_loop(ctx, "train", state, lambda s, step: update(s, *batches(step, t.batch_size, t.noise)),
