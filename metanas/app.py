@@ -211,7 +211,7 @@ def task(cfg: DictConfig) -> float | None:
         summary = run_experiment(cfg, run_dir, list(HydraConfig.get().overrides.task))
         print(f"{summary['experiment']}: {summary['metrics']}  ->  {run_dir}")
     except ConfigError as e:
-        _fail(run_dir, multirun, f"config error: {e}", EXIT_CONFIG)
+        _fail(run_dir, multirun, f"config error: {e}", EXIT_CONFIG, resumed=bool(cfg.resume))
         return float("nan")
     except Exception as e:
         _fail(run_dir, multirun, f"{type(e).__name__}: {e}", EXIT_FAILED)
@@ -224,7 +224,7 @@ def task(cfg: DictConfig) -> float | None:
     return float(summary["metrics"][cfg.objective])
 
 
-def _fail(run_dir: Path, multirun: bool, message: str, code: int) -> None:
+def _fail(run_dir: Path, multirun: bool, message: str, code: int, *, resumed: bool = False) -> None:
     from metanas.run_store import append_jsonl
 
     if multirun:  # record and go on with the other points of the sweep
@@ -235,8 +235,9 @@ def _fail(run_dir: Path, multirun: bool, message: str, code: int) -> None:
                      {"job": hc.job.num, "overrides": list(hc.overrides.task), "error": message})
         log.error("job %s failed: %s", hc.job.num, message)
         return
-    if code == EXIT_CONFIG and not (run_dir / "summary.json").exists():
-        shutil.rmtree(run_dir, ignore_errors=True)  # nothing half-written is left behind
+    if code == EXIT_CONFIG and not resumed and not (run_dir / "checkpoints").exists():
+        # a config error found by the runner before any work was saved: leave nothing behind
+        shutil.rmtree(run_dir, ignore_errors=True)
     print(f"metanas: error: {message}", file=sys.stderr)
     sys.exit(code)
 

@@ -93,6 +93,13 @@ def test_default_experiment_is_the_predictor_guided_search(tmp_path):
     assert s["status"] == "ok" and 0 < s["metrics"]["best_test_acc"] <= 94.37 + 1e-6
 
 
+def test_config_error_found_by_a_runner_leaves_no_run_directory(tmp_path):
+    p = run_metanas("experiment=search_nb201", "debug=fast", "train.budget=13", f"results_dir={tmp_path}/runs",
+                    f"meta_dataset={tmp_path}/meta.jsonl", cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].startswith("metanas: error: config error:")
+    assert not list((tmp_path / "runs").rglob("*.json")) and not (tmp_path / "meta.jsonl").exists()
+
+
 def test_run_writes_the_run_store(tmp_path):
     p = run_metanas("experiment=toy_regression", "debug=fast", f"results_dir={tmp_path}/runs",
                     f"meta_dataset={tmp_path}/meta.jsonl", cwd=tmp_path)
