@@ -68,6 +68,7 @@ def test_baselines_respect_budget_and_never_repeat(key):
     _check_trace(rea, 80)
 
 
+@pytest.mark.slow
 def test_regularized_evolution_beats_random_on_average(key):
     keys = jax.random.split(key, 8)
     rs = jax.vmap(functools.partial(S.random_search, table=TABLE, budget=150))(keys)

@@ -161,7 +161,7 @@ def test_ridge_matches_closed_form_and_ignores_rows_past_n(key):
     np.testing.assert_allclose(Ridge(lam).fit(key, jnp.asarray(x), jnp.asarray(y), 50)["w"], ref, rtol=1e-3)
 
 
-@pytest.mark.parametrize("model", [MLP(hidden=32, layers=1, steps=200, ensemble=2),
+@pytest.mark.parametrize("model", [pytest.param(MLP(hidden=32, layers=1, steps=200, ensemble=2), marks=pytest.mark.slow),
                                    Pairwise(hidden=32, layers=1, embed=8, steps=200, batch=128, ensemble=2)])
 def test_predictors_learn_a_synthetic_ranking(key, model):
     """SYNTHETIC: p = 50 + 10 tanh(x . v) + x0 * x1; trained on 150 points, ranked on 500 held-out points."""
@@ -197,6 +197,7 @@ def test_meta_dataset_experiment_filter_skips_other_records(tmp_path):
         read_meta_dataset(path, "val_acc", experiment="collect")
 
 
+@pytest.mark.slow
 def test_pairwise_within_group_pairs_ignore_offsets_between_groups(key):
     """SYNTHETIC: 20 groups, p = offset_g * (1 + 0.1 x.v); only within-group order is learnable and is learnt."""
     kx, kv, ko = jax.random.split(key, 3)
