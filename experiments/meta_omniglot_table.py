@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
@@ -31,6 +32,13 @@ def newest_run(root: Path, name: str) -> Path | None:
     return (finished or runs or [None])[-1]
 
 
+def resumed_wall_min(run: Path, summary: dict) -> float:
+    """A resumed run: start (run dir name) to its last checkpoint's write time, plus the resumed process's wall."""
+    start = datetime.strptime(run.name, "%Y-%m-%d_%H-%M-%S-%f").replace(tzinfo=timezone.utc)
+    last = max((run / "checkpoints").glob("*/*"), key=lambda p: p.stat().st_mtime)
+    return ((last.stat().st_mtime - start.timestamp()) + summary["wall_time_s"]) / 60
+
+
 def last_eval(run: Path) -> tuple[int, float] | None:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] \
         if (run / "metrics.jsonl").exists() else []
@@ -41,17 +49,22 @@ def last_eval(run: Path) -> tuple[int, float] | None:
 def row(run: Path, name: str) -> dict:
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
-    keep = [o for o in overrides if not o.split("=")[0] in ("results_dir", "data_dir", "meta_dataset")]
+    keep = [o for o in overrides if o.split("=")[0] not in ("experiment", "results_dir", "data_dir", "meta_dataset",
+                                                            "resume")]
     t, meta = cfg["train"], cfg["meta"]
-    out = {"name": name, "run": str(run), "command": "python -m metanas " + " ".join(keep),
+    out = {"name": name, "run": str(run), "command": " ".join(["python -m metanas", f"experiment={name}", *keep]),
            "steps": t["steps"], "meta_batch": t["meta_batch"], "algo": meta["_target_"].rsplit(".", 1)[-1],
            "transductive": meta.get("transductive"), "paper": PAPER[name]}
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else None
     if summary and summary.get("status") == "ok":
         m = summary["metrics"]
-        out |= {"finished": True, "acc": 100 * m["test_acc"], "ci": 100 * m["test_acc_ci95"],
+        wall = f"{summary['wall_time_s'] / 60:.1f}"
+        if summary.get("resumed"):
+            out["resumed"] = True
+            wall = f"{resumed_wall_min(run, summary):.1f} (resumed: training to the last checkpoint + final test)"
+        out |= {"train_s": m.get("train_time_s", m.get("search_time_s", 0.0)), "finished": True, "acc": 100 * m["test_acc"], "ci": 100 * m["test_acc_ci95"],
                 "pre": 100 * m["test_acc_pre_adapt"], "n": int(m["n_test_tasks"]),
-                "wall_min": summary["wall_time_s"] / 60, "extra": {k: v for k, v in m.items()
+                "wall_min": wall, "extra": {k: v for k, v in m.items()
                                                                    if k.startswith(("supernet_", "official_"))}}
         if name == "metanas_omniglot" and (run / "genotype.json").exists():
             out["extra"]["genotype"] = json.loads((run / "genotype.json").read_text())["arch"]
@@ -73,7 +86,7 @@ def render(rows: list[dict], note: str) -> str:
         bn = "transductive" if r["transductive"] else "non-transductive"
         if r["finished"]:
             ours = f"**{r['acc']:.2f} ± {r['ci']:.2f}** ({r['n']})"
-            pre, wall = f"{r['pre']:.1f}", f"{r['wall_min']:.1f}"
+            pre, wall = f"{r['pre']:.1f}", r["wall_min"]
         else:
             le = r["last_eval"]
             ours = (f"not finished; last eval {100 * le[1]:.1f} at step {le[0]}" if le else "not finished, no eval")
@@ -83,8 +96,17 @@ def render(rows: list[dict], note: str) -> str:
     lines += ["", "## Commands and run directories", ""]
     for r in rows:
         lines.append(f"- `{r['command']}`  ->  `{r['run']}`")
+        if r.get("resumed"):
+            lines.append("  - resumed once: `python -m metanas resume=RUN_DIR` (see below)")
+        elif r.get("finished"):
+            lines.append(f"  - meta-training time (train_time_s of the last process): {r['train_s'] / 60:.1f} min")
         for k, v in r.get("extra", {}).items():
             lines.append(f"  - {k}: {v:.4f}" if isinstance(v, float) else f"  - {k}: {v}")
+    if any(r.get("resumed") for r in rows):
+        lines += ["", "A resumed run: its first process was OOM-killed during the final 600-task test (chunks of 100 "
+                  "tasks on the shared 24 GB VM); `train.test_batch` was lowered to 25 in the run's config.yaml "
+                  "(chunking only; now the default) and the run resumed from its final checkpoint, so its "
+                  "train_time_s covers only the resumed process."]
     lines += ["", "The budgets are far below the papers' (MAML 60k steps x 32 tasks, Reptile 100k x 5), so lower "
               "accuracy is expected; the full-length commands are in the headers of "
               "`conf/experiment/{maml,reptile,metanas}_omniglot.yaml`.", ""]
