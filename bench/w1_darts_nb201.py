@@ -1,0 +1,127 @@
+"""W1 of shared/bench/README.md: one DARTS first-order search step on the NB201 supernet (C=16, N=5, batch 64,
+random data), as xautodl's DARTS-V1 loop: SGD(lr 0.025 fixed, momentum 0.9, nesterov, wd 3e-4, clip 5) on the
+weights with a train batch, Adam(3e-4, (0.5, 0.999), wd 1e-3) on alpha with a val batch; plus the second-order
+(exact unrolled) step. Prints one JSON line with the peer script's keys plus ours.
+
+    .venv/bin/python bench/w1_darts_nb201.py                      # the W1 protocol: 3 warm-ups, 15 timed steps
+    .venv/bin/python bench/w1_darts_nb201.py --steps 2 --warmup 1 --second-order-steps 1   # smoke check
+
+The first-order step runs in xautodl's DARTS-V1 order (weight step on the train batch, then the alpha step on the
+val batch: ``DARTS(alpha_first=False)``); the second-order step in the paper's order (alpha step with the exact
+unrolled hypergradient, then the weight step), as xautodl's DARTS-V2. JAX computes only the gradients each step
+needs (the alpha step does not form weight gradients, which the PyTorch peer does).
+Extra keys: ``compile_s`` (wall time of the first step, compile included), ``median_cpu_s_per_step`` (process CPU
+time, less sensitive to other jobs on a shared VM), ``second_order_*``, ``ceiling_gflops_now`` (matmul now). FLOPs
+come from XLA's HLO cost analysis, which also counts elementwise work (the peer counts conv/matmul only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metanas.search.darts import DARTS, cross_entropy
+from metanas.search_spaces.nb201 import NB201Space
+from metanas.supernet import make_supernet
+
+PEER_MEDIAN_S = 3.954  # shared/bench/README.md, W1 DARTS-V1, torch 2.13 CPU, 2 threads
+PEER_SECOND_ORDER_S = 8.75  # same README, "W1 DARTS-V2 (second order, unrolled)"
+B, C, N, NCLS = 64, 16, 5, 10
+WARMUP, STEPS = 3, 15
+
+
+def timed_steps(step, state, batches, warmup, steps):
+    """``(first step wall s, [wall s per timed step], [process CPU s per timed step], state)``."""
+    t0 = time.perf_counter()
+    state, m = step(state, *batches)
+    jax.block_until_ready(m)
+    first = time.perf_counter() - t0
+    print(f"  first step (compile + run): {first:.1f}s", file=sys.stderr, flush=True)
+    for _ in range(warmup - 1):
+        state, m = step(state, *batches)
+    jax.block_until_ready(state)
+    ts, cpu = [], []
+    for _ in range(steps):
+        t0, c0 = time.perf_counter(), time.process_time()
+        state, m = step(state, *batches)
+        jax.block_until_ready(state)
+        ts.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+        print(f"  step {len(ts)}: {ts[-1]:.3f}s (cpu {cpu[-1]:.2f}s)", file=sys.stderr, flush=True)
+    return first, ts, cpu, state
+
+
+def main(steps: int = STEPS, warmup: int = WARMUP, second_order_steps: int = 5) -> dict:
+    space = NB201Space()
+    net = make_supernet(space, C=C, N=N, num_classes=NCLS)
+    rng = np.random.default_rng(1)
+    xt, xv = (jnp.asarray(rng.standard_normal((B, 32, 32, 3), np.float32)) for _ in range(2))
+    yt, yv = (jnp.asarray(rng.integers(0, NCLS, B), jnp.int32) for _ in range(2))
+    weights, alphas, bs = net.init(jax.random.PRNGKey(0), xt)
+    key = jax.random.PRNGKey(0)
+    out = {"workload": "w1_darts_nb201", "framework": "jax", "torch": None, "jax": jax.__version__,
+           "batch": B, "C": C, "N": N, "max_nodes": 4, "num_cells": 3 * N + 2,
+           "weight_params": int(sum(x.size for x in jax.tree.leaves(weights))),
+           "alpha_params": int(alphas.size), "warmup": warmup, "steps": steps}
+
+    # FLOPs as XLA's HLO cost analysis counts them (fwd, and fwd+bwd of the train loss; elementwise included, unlike
+    # the peer's FlopCounterMode), from the lowered (uncompiled) programs
+    def fwd(w, a, x):
+        return net.apply(w, a, bs, x, True)[0]
+
+    def fwdbwd(w, a, x, y):
+        return jax.grad(lambda w: cross_entropy(fwd(w, a, x), y))(w)
+
+    f = jax.jit(fwd).lower(weights, alphas, xt).cost_analysis()
+    fb = jax.jit(fwdbwd).lower(weights, alphas, xt, yt).cost_analysis()
+    f, fb = (c[0] if isinstance(c, list) else c for c in (f, fb))
+    out |= {"fwd_flops": f.get("flops"), "fwd_bwd_flops": fb.get("flops"), "step_flops_est": 2 * fb.get("flops", 0.0)}
+    for order in (1, 2):
+        # fixed LR as in the peer: w_lr_min = w_lr
+        algo = DARTS(order=order, w_lr=0.025, w_lr_min=0.025, w_nesterov=True, alpha_first=order == 2)
+        w0, a0 = jax.tree.map(jnp.array, (weights, alphas))  # fresh copies: the step donates its state
+        state = algo.init(w0, a0, bs, total_steps=1000)
+        fn = jax.jit(functools.partial(algo.step, net=net, total_steps=1000), donate_argnums=(0,))
+        step = lambda s, *b: fn(s, (b[0], b[1]), (b[2], b[3]), key)  # noqa: E731
+        n = steps if order == 1 else second_order_steps
+        first, ts, cpu, state = timed_steps(step, state, (xt, yt, xv, yv), warmup if order == 1 else min(warmup, 2), n)
+        if order == 1:
+            out |= {"median_s_per_step": statistics.median(ts), "min_s_per_step": min(ts),
+                    "all_s": [round(t, 3) for t in ts], "compile_s": first,
+                    "median_cpu_s_per_step": statistics.median(cpu),
+                    "achieved_gflops_per_s": out["step_flops_est"] / statistics.median(ts) / 1e9}
+        else:
+            out |= {"second_order_median_s_per_step": statistics.median(ts),
+                    "second_order_median_cpu_s_per_step": statistics.median(cpu),
+                    "second_order_all_s": [round(t, 3) for t in ts], "second_order_compile_s": first}
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _ceiling import PEER_CEILING_GFLOPS, matmul_gflops
+
+    ceiling = matmul_gflops()
+    out |= {"ceiling_gflops_now": ceiling, "peer_ceiling_gflops": PEER_CEILING_GFLOPS,
+            "fraction_of_ceiling_now": out["achieved_gflops_per_s"] / ceiling}
+    out |= {"threads": os.cpu_count(), "device": str(jax.devices()[0]),
+            "peer_median_s_per_step": PEER_MEDIAN_S, "peer_second_order_s_per_step": PEER_SECOND_ORDER_S,
+            "speedup_vs_peer": PEER_MEDIAN_S / out["median_s_per_step"],
+            "second_order_speedup_vs_peer": PEER_SECOND_ORDER_S / out["second_order_median_s_per_step"],
+            "peer_source": "shared/bench/README.md",
+            "note": "timings on a shared 2-core VM (noisy); peer figure not re-measured here (no torch)"}
+    return out
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=STEPS)
+    ap.add_argument("--warmup", type=int, default=WARMUP)
+    ap.add_argument("--second-order-steps", type=int, default=5)
+    a = ap.parse_args()
+    print(json.dumps(main(a.steps, a.warmup, a.second_order_steps)))
