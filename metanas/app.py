@@ -21,6 +21,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from metanas.config import REPO_ROOT, ConfigError, apply_fast_overrides, import_target, register_configs, validate
@@ -35,7 +36,12 @@ def _run_dir_resolver(resume: str | None, default: str) -> str:
     return str(resume) if resume else default
 
 
+def _if_resume_resolver(resume: str | None, if_resumed: str, otherwise: str) -> str:
+    return if_resumed if resume else otherwise
+
+
 OmegaConf.register_new_resolver("metanas.run_dir", _run_dir_resolver, replace=True)
+OmegaConf.register_new_resolver("metanas.if_resume", _if_resume_resolver, replace=True)
 register_configs()
 
 
@@ -128,10 +134,28 @@ def prepare(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, bool]:
         cfg = OmegaConf.merge(OmegaConf.structured(import_target("metanas.config.Config")), OmegaConf.load(saved))
         cfg.resume = resume_dir
         resumed = True
+        _apply_resume_overrides(cfg, overrides + _RESUME_OVERRIDES)
     else:
         apply_fast_overrides(cfg, overrides)
     validate(cfg)
     return cfg, resumed
+
+
+_RESUME_OVERRIDES: list[str] = []  # set by main() from the command line of a resume
+
+
+def _apply_resume_overrides(cfg: DictConfig, overrides: list[str]) -> None:
+    """``resume=DIR key=value ...``: the saved config wins, except for the dotted keys given again (e.g. a smaller
+    ``train.test_batch`` after running out of memory). Group choices (``experiment=``, ``debug=``) are ignored."""
+    keys = [o for o in overrides if "=" in o and not o.startswith(("resume=", "hydra.", "~", "+"))
+            and "." in o.split("=", 1)[0]]
+    if keys:
+        log.warning("resume: overriding the saved config with %s", " ".join(keys))
+        for o in keys:
+            key, value = o.split("=", 1)
+            if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+                raise ConfigError(f"resume override '{key}' is not a key of the saved config in {cfg.resume}")
+            OmegaConf.update(cfg, key, yaml.safe_load(value) if value else None, merge=False)
 
 
 def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict[str, Any]:
@@ -266,6 +290,11 @@ def main() -> None:
     import hydra
 
     args = sys.argv[1:]
+    if any(a.startswith("resume=") for a in args):  # dotted overrides apply to the saved config, not to a new compose
+        global _RESUME_OVERRIDES
+        _RESUME_OVERRIDES = [a for a in args if "=" in a and "." in a.split("=", 1)[0] and not a.startswith("hydra.")]
+        args = [a for a in args if a not in _RESUME_OVERRIDES]
+        sys.argv = sys.argv[:1] + args
     multirun = any(a in ("-m", "--multirun") for a in args)
     flags = [a for a in args if a.startswith("-")]
     if not multirun and not flags:

@@ -100,6 +100,20 @@ def test_config_error_found_by_a_runner_leaves_no_run_directory(tmp_path):
     assert not list((tmp_path / "runs").rglob("*.json")) and not (tmp_path / "meta.jsonl").exists()
 
 
+def test_resume_keeps_the_original_command_and_takes_dotted_overrides(tmp_path):
+    common = (f"results_dir={tmp_path}/runs", f"meta_dataset={tmp_path}/meta.jsonl")
+    assert run_metanas("experiment=toy_regression", "debug=fast", *common, cwd=tmp_path).returncode == 0
+    d = _run_dir(tmp_path / "runs")
+    p = run_metanas(f"resume={d}", "train.noise=0.25", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "experiment=toy_regression" in (d / ".hydra" / "overrides.yaml").read_text()
+    (again,) = d.glob(".hydra-resumed-*")
+    assert f"resume={d}" in (again / "overrides.yaml").read_text()
+    assert "noise: 0.25" in (d / "config.yaml").read_text()
+    p = run_metanas(f"resume={d}", "train.nois=0.25", cwd=tmp_path)
+    assert p.returncode == 2 and "resume override 'train.nois' is not a key" in p.stderr.strip().splitlines()[-1]
+
+
 def test_run_writes_the_run_store(tmp_path):
     p = run_metanas("experiment=toy_regression", "debug=fast", f"results_dir={tmp_path}/runs",
                     f"meta_dataset={tmp_path}/meta.jsonl", cwd=tmp_path)
