@@ -130,6 +130,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
                                     jnp.zeros((t.chunk, space.num_edges), jnp.int32), x, y, xv, yv).compile()
     compile_s = time.perf_counter() - t0
     dataset = f"omniglot-{t.classes}c-{t.image_size}px-d{t.data_seed}"
+    ctx.record_dataset(dataset, x, y)
     settings = {"C": t.C, "N": t.N, "stages": t.stages, "steps": t.steps, "lr": t.lr, "optimizer": "adam", "image_size": t.image_size,
                 "classes": t.classes, "train_drawers": t.train_drawers, "hardware": jax.devices()[0].platform}
     metafeatures = {"n_classes": float(t.classes), "n_train": float(len(y)), "n_val": float(len(yv)),

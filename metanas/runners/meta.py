@@ -60,6 +60,16 @@ def make_sampler(cfg: DictConfig, family):
     return sample
 
 
+def record_task_family(ctx: RunContext, cfg: DictConfig, sample, *, classification: bool) -> None:
+    """Meta-features of the task family, from the support + query sets of a few meta-training tasks."""
+    task = sample("train", cfg.seed, 0, 4, True)
+    x = np.concatenate([np.asarray(task.support_x), np.asarray(task.query_x)], 1)
+    y = np.concatenate([np.asarray(task.support_y), np.asarray(task.query_y)], 1)
+    name = cfg.task.get("_target_", "task").rsplit(".", 1)[-1]
+    ctx.record_dataset(name, x.reshape(-1, *x.shape[2:]), y.reshape(len(x) * x.shape[1], -1)[:, 0],
+                       classification=classification)
+
+
 def outer_optimizer(cfg: DictConfig, steps: int) -> optax.GradientTransformation:
     tx = hydra.utils.instantiate(cfg.optimizer)
     if cfg.train.anneal_outer:  # Reptile: outer step size annealed linearly to 0 (Nichol et al. 2018, App. A)
@@ -130,6 +140,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     loss = LOSSES[family.loss]
     init_fn, apply_fn = build_model(t, cfg.task)
     sample = make_sampler(cfg, family)
+    record_task_family(ctx, cfg, sample, classification=family.loss == "cross_entropy")
     k_init, k_train, k_eval = jax.random.split(ctx.key, 3)
     state, last, train_time = meta_train(ctx, "meta_train", cfg, algo, init_fn(k_init), apply_fn, loss, sample,
                                          k_train, k_eval, steps=int(t.steps))
