@@ -69,7 +69,10 @@ def write_readme(rows: list[dict]) -> None:
               f"median cell {float(sorted(acc[:, 0])[len(acc) // 2]):.2f} %; DARTS-V1 searched on CIFAR-10 in the",
               "NB201 paper (Dong & Yang 2020, Table 5) collapses to an all-skip cell (54.30 %). These runs search on a",
               "different, much smaller task than CIFAR-10, so the NB201 columns say how good the found cell is on CIFAR,",
-              "not on Omniglot.", ""]
+              "not on Omniglot.", "",
+              "The seed-0 rows of 2026-11-23 were run with the code of commit 79be759 (rolled `lax.scan` over a stage's",
+              "cells); later commits unroll it, which is ~19x faster per cell backward on XLA:CPU, so these wall times",
+              "overstate the current cost. One seed each: no error bars.", ""]
     (OUT / "README.md").write_text("\n".join(lines))
     (OUT / "rows.json").write_text(json.dumps(rows, indent=1))
 
