@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated subset of " + ",".join(WORKLOADS))
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=1200)
+    ap.add_argument("--log", default="bench/compare_raw.jsonl", help="append every raw JSON result here")
     a = ap.parse_args()
     names = [n.strip() for n in a.only.split(",") if n.strip()]
     bad = [n for n in names if n not in WORKLOADS]
@@ -84,11 +85,18 @@ def main() -> None:
     for r in range(a.rounds):
         for n in names:
             peer_script, our_script, _ = WORKLOADS[n]
-            if a.peer_python:
-                print(f"[round {r + 1}/{a.rounds}] peer {peer_script}", file=sys.stderr, flush=True)
-                peer[n].append(run_json(a.peer_python, PEER_DIR / peer_script, a.timeout))
-            print(f"[round {r + 1}/{a.rounds}] metanas {our_script}", file=sys.stderr, flush=True)
-            ours[n].append(run_json(sys.executable, HERE / our_script, a.timeout))
+            jobs = ([("peer", a.peer_python, PEER_DIR / peer_script, peer)] if a.peer_python else []) + \
+                [("metanas", sys.executable, HERE / our_script, ours)]
+            for who, python, script, store in jobs:
+                print(f"[round {r + 1}/{a.rounds}] {who} {script.name}", file=sys.stderr, flush=True)
+                try:
+                    res = run_json(python, script, a.timeout)
+                except (RuntimeError, subprocess.TimeoutExpired) as e:  # report it, go on with the others
+                    print(f"  failed: {e}", file=sys.stderr, flush=True)
+                    continue
+                store[n].append(res)
+                with open(a.log, "a") as f:  # every raw result, as it arrives
+                    f.write(json.dumps({"round": r + 1, "who": who, **res}) + "\n")
 
     rows, out = [], {}
     for n in names:

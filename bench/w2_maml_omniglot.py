@@ -65,7 +65,7 @@ def main() -> None:
     for name in args.orders.split(","):
         algo = MAML(inner_steps=INNER_STEPS, inner_lr=INNER_LR, first_order=(name == "first_order"),
                     task_map="map" if args.variant == "map" else "vmap")
-        state = algo.init_state(params, tx)
+        state = algo.init_state(jax.tree.map(jnp.array, params), tx)  # a fresh copy: the step donates its state
         if args.variant in ("vmap", "map"):
             step = jax.jit(functools.partial(algo.meta_train_step, apply_fn=apply_fn, loss=cross_entropy, tx=tx),
                            donate_argnums=(0,))

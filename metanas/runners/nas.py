@@ -132,6 +132,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     ds = load_image_dataset(t.dataset, data_dir=cfg.data_dir, root=t.data_root, num_classes=t.num_classes,
                             image_size=t.image_size, train_per_class=t.train_per_class)
     log.info("data %s: train %s, test %s", ds.name, ds.x_train.shape, ds.x_test.shape)
+    ctx.record_dataset(ds.name, ds.x_train, ds.y_train)
     bsh, rep = data_parallel_shardings(bool(t.data_parallel))
     k_init, k_search, k_retrain = jax.random.split(ctx.key, 3)
 
