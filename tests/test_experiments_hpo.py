@@ -83,7 +83,6 @@ def test_hpo_warmstart_fast_and_warm_start_from_the_run_store(tmp_path):
     assert second["hpo"]["warm_start_source"].startswith("run store (1 past tasks)")
 
 
-@pytest.mark.slow  # ~50 s on a loaded 2-core CPU (two searches)
 def test_live_search_warm_starts_from_an_earlier_search_in_the_run_store(tmp_path):
     _run(tmp_path, "experiment=hpo_random")
     first = read_jsonl(tmp_path / "meta.jsonl")[-1]["hpo"]
@@ -104,7 +103,6 @@ def test_hpo_bad_task_is_a_one_line_error(tmp_path):
     assert line and "is not a TabRepo task id" in line[0]
 
 
-@pytest.mark.slow  # ~3 min on a loaded 2-core CPU: every trial compiles a MAML CNN
 def test_hpo_sh_omniglot_fast(tmp_path):
     _run(tmp_path, "experiment=hpo_sh_omniglot")
     s, run_dir = _summary(tmp_path, "hpo_sh_omniglot")

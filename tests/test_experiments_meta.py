@@ -35,7 +35,6 @@ def test_maml_sinusoid_fast(tmp_path):
     assert summary["metrics"]["n_test_tasks"] == 20
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", OMNIGLOT)
 def test_omniglot_experiments_fast(name, tmp_path, data_dir):
     summary = _run(name, tmp_path, f"data_dir={data_dir}")
@@ -44,7 +43,6 @@ def test_omniglot_experiments_fast(name, tmp_path, data_dir):
     assert m["test_support_loss_after"] < m["test_support_loss_before"]
 
 
-@pytest.mark.slow
 def test_metanas_omniglot_fast(tmp_path, data_dir):
     summary = _run("metanas_omniglot", tmp_path, f"data_dir={data_dir}", timeout=1800)
     m = summary["metrics"]

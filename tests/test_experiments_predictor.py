@@ -50,7 +50,6 @@ def test_search_nb201_fast_budget_no_repeats(tmp_path):
     assert len(rec["nb201"]["best_arch_encoding"]) == 30
 
 
-@pytest.mark.slow
 def test_search_nb201_resume_from_a_mid_search_checkpoint(tmp_path):
     """Resume from the round-1 checkpoint: round 2 is recomputed and gives exactly the same queries."""
     _run(tmp_path, "experiment=search_nb201")
@@ -73,7 +72,6 @@ def test_search_nb201_bad_budget_is_one_line(tmp_path):
     assert len(err) == 1 and "budget - init to be a multiple of topk" in err[0]
 
 
-@pytest.mark.slow  # 84 s measured on the loaded shared 2-core VM; the default run keeps search_nb201 (the default experiment)
 def test_predictor_nb201_fast(tmp_path):
     _run(tmp_path, "experiment=predictor_nb201")
     s, run_dir = _last_run(tmp_path, "predictor_nb201")
@@ -86,7 +84,6 @@ def test_predictor_nb201_fast(tmp_path):
     assert s["metrics"]["ridge_tau_n20"] > 0.2
 
 
-@pytest.mark.slow  # 164 s measured on the loaded shared 2-core VM (compiles a vmapped NB201 network)
 def test_collect_fast_writes_records_predictor_reads_them(tmp_path, data_dir):
     _run(tmp_path, "experiment=collect", f"data_dir={data_dir}")
     s, run_dir = _last_run(tmp_path, "collect")

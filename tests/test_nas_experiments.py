@@ -42,25 +42,21 @@ def _fast(tmp_path, experiment, *extra):
     return p
 
 
-@pytest.mark.slow
 def test_gdas_nb201_fast(tmp_path):
     _fast(tmp_path, "gdas_nb201")
     _check_run(tmp_path, "gdas_nb201", nb201=True)
 
 
-@pytest.mark.slow
 def test_darts_nb201_fast(tmp_path):
     _fast(tmp_path, "darts_nb201")
     _check_run(tmp_path, "darts_nb201", nb201=True)
 
 
-@pytest.mark.slow
 def test_darts2_nb201_fast(tmp_path):
     _fast(tmp_path, "darts2_nb201")
     _check_run(tmp_path, "darts2_nb201", nb201=True)
 
 
-@pytest.mark.slow
 def test_darts_cnn_fast(tmp_path):
     _fast(tmp_path, "darts_cnn")
     _, geno = _check_run(tmp_path, "darts_cnn", nb201=False)
