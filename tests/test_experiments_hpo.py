@@ -6,23 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_metanas
+from conftest import REPO, last_summary as _summary, run_fast as _run, run_metanas
 from metanas.run_store import read_jsonl
-
-
-def _run(tmp_path, *overrides, meta="meta.jsonl"):
-    p = run_metanas(*overrides, "debug=fast", f"results_dir={tmp_path}/runs", f"meta_dataset={tmp_path}/{meta}",
-                    cwd=REPO)
-    assert p.returncode == 0, p.stderr[-3000:]
-    return p
-
-
-def _summary(tmp_path, name):
-    runs = sorted((tmp_path / "runs" / name).glob("*/summary.json"))
-    assert runs, f"no run of {name}"
-    s = json.loads(runs[-1].read_text())
-    assert s["status"] == "ok", s["error"]
-    return s, runs[-1].parent
 
 
 def test_hpo_random_fast_every_trial_is_a_run(tmp_path):

@@ -7,25 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import REPO, run_metanas
+from conftest import REPO, last_summary as _last_run, run_fast as _run, run_metanas
 from metanas.benchmarks.nb201 import NB201Benchmark
 from metanas.predictors.meta_dataset import read_meta_dataset
 from metanas.run_store import read_jsonl
-
-
-def _run(tmp_path, *overrides):
-    p = run_metanas(*overrides, "debug=fast", f"results_dir={tmp_path}/runs", f"meta_dataset={tmp_path}/meta.jsonl",
-                    cwd=REPO)
-    assert p.returncode == 0, p.stderr[-3000:]
-    return p
-
-
-def _last_run(tmp_path, name):
-    runs = sorted((tmp_path / "runs" / name).glob("*/summary.json"))
-    assert runs, f"no run of {name}"
-    s = json.loads(runs[-1].read_text())
-    assert s["status"] == "ok", s["error"]
-    return s, runs[-1].parent
 
 
 def test_search_nb201_fast_budget_no_repeats(tmp_path):
