@@ -7,6 +7,14 @@ Record schema (``REQUIRED`` keys; ``collect`` writes these, and any run store re
      "metrics": {"val_acc": 0.61, ...},                       # the target metric must be > 0
      "wall_time_s": 3.2, ...}                                 # anything else is kept but not used
 
+Where the features come from (``read_meta_dataset``): the row's ``encoding`` (default); or, with ``arch_encoding``
+and ``space``, its ``arch`` string re-encoded with ``encodings.encode_arch`` (so one table can be read with any
+encoding); plus, with ``hparams``, ``encodings.encode_hparams`` of its flattened ``config`` (e.g.
+``NumericHP("optimizer.learning_rate", 1e-4, 1e-1, log=True)``). Every finished metanas run appends such a row
+(``metanas.app``): ``dataset`` and ``split`` come from ``RunContext.record_dataset`` (split = a fingerprint of the
+recorded data unless the runner names one), NAS runs add the derived ``arch`` and its one-hot ``encoding``, and
+``config`` holds the run's flattened config; so ordinary runs load into the same (x, y, group) format.
+
 Reading goes through ``metanas.run_store.read_jsonl``: a truncated line or a missing key raises ``JsonlError``
 naming the file and the line; a wrong-typed field raises ``MetaDatasetError`` the same way.
 """
@@ -14,6 +22,7 @@ naming the file and the line; a wrong-typed field raises ``MetaDatasetError`` th
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -40,33 +49,68 @@ def _line_numbers(path) -> list[int]:
         return [i for i, line in enumerate(f, 1) if line.strip()]
 
 
-def read_meta_dataset(path: str | os.PathLike, metric: str, experiment: str | None = None) -> MetaDataset:
-    """Load ``path``; every row needs ``REQUIRED`` keys, a numeric encoding of one length and ``metrics[metric] > 0``.
+def _features(row: dict, path, lineno: int, space, arch_encoding, hparams) -> list[float]:
+    from metanas.predictors.encodings import encode_arch, encode_hparams
+
+    if arch_encoding is not None:
+        if not isinstance(row.get("arch"), str):
+            raise MetaDatasetError(f"{path}:{lineno}: arch_encoding={arch_encoding!r} needs an 'arch' string "
+                                   f"(a run that derives an architecture records it), got {row.get('arch')!r:.60}")
+        try:
+            arch = space.from_string(row["arch"])
+        except ValueError as e:
+            raise MetaDatasetError(f"{path}:{lineno}: 'arch' is not a {type(space).__name__} arch: {e}") from None
+        feats = np.asarray(encode_arch(space, arch, arch_encoding)).tolist()
+    elif "encoding" in row or not hparams:
+        feats = row["encoding"]
+        if not isinstance(feats, list) or not feats or not all(isinstance(v, (int, float)) for v in feats):
+            raise MetaDatasetError(f"{path}:{lineno}: 'encoding' must be a non-empty list of numbers")
+    else:
+        feats = []
+    if hparams:
+        cfg = row.get("config")
+        if not isinstance(cfg, dict):
+            raise MetaDatasetError(f"{path}:{lineno}: hparams need the run's flattened 'config' dict")
+        try:
+            feats = list(feats) + encode_hparams(hparams, cfg).tolist()
+        except (ValueError, TypeError) as e:
+            raise MetaDatasetError(f"{path}:{lineno}: {e}") from None
+    return feats
+
+
+def read_meta_dataset(path: str | os.PathLike, metric: str, experiment: str | None = None, *, space=None,
+                      arch_encoding: str | None = None, hparams: Sequence | None = None) -> MetaDataset:
+    """Load ``path``; every row needs ``REQUIRED`` keys, features of one length and ``metrics[metric] > 0``.
 
     ``experiment``: use only rows whose ``experiment`` field equals it (the run store's meta-dataset mixes the
     per-run records of every experiment with the per-architecture records of ``collect``); others are skipped.
+    ``arch_encoding`` + ``space``: features from the row's ``arch`` string instead of its ``encoding``.
+    ``hparams`` (``NumericHP`` / ``CategoricalHP`` over flattened config keys): appended from the row's ``config``;
+    a row without ``encoding`` then has these features alone.
     """
+    if arch_encoding is not None and space is None:
+        raise ValueError(f"read_meta_dataset(arch_encoding={arch_encoding!r}) needs the search space of the archs")
     if not os.path.exists(path):
         raise MetaDatasetError(f"meta-dataset {path} not found; run `python -m metanas experiment=collect` "
                                f"or point train.meta_dataset at a JSON-lines file with keys {list(REQUIRED)}")
+    required = tuple(k for k in REQUIRED if k != "encoding" or (arch_encoding is None and not hparams))
     all_rows = read_jsonl(path)
     all_lines = _line_numbers(path)
     rows, lines = [], []
     for row, lineno in zip(all_rows, all_lines):
         if experiment is not None and row.get("experiment") != experiment:
             continue
-        missing = [k for k in REQUIRED if k not in row]
+        missing = [k for k in required if k not in row]
         if missing:
-            raise JsonlError(f"{path}:{lineno}: missing key(s) {missing}; each row needs {list(REQUIRED)}")
+            raise JsonlError(f"{path}:{lineno}: missing key(s) {missing}; each row needs {list(required)}")
         rows.append(row)
         lines.append(lineno)
     xs, ys, gid, groups = [], [], [], {}
     for row, lineno in zip(rows, lines):
-        enc = row["encoding"]
-        if not isinstance(enc, list) or not enc or not all(isinstance(v, (int, float)) for v in enc):
-            raise MetaDatasetError(f"{path}:{lineno}: 'encoding' must be a non-empty list of numbers")
+        enc = _features(row, path, lineno, space, arch_encoding, hparams)
         if xs and len(enc) != len(xs[0]):
-            raise MetaDatasetError(f"{path}:{lineno}: 'encoding' has length {len(enc)}, expected {len(xs[0])} "
+            what = "'encoding'" if "encoding" in required else "features"
+            raise MetaDatasetError(f"{path}:{lineno}: {what} has length {len(enc)}, expected {len(xs[0])} "
                                    f"as on line {lines[0]}")
         m = row["metrics"]
         if not isinstance(m, dict) or not isinstance(m.get(metric), (int, float)) or not m[metric] > 0:

@@ -171,6 +171,6 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
                              checkpoint_every=1, loss_key="train_loss_mean")
     recs = read_jsonl(ctx.path("records.jsonl"))
     val = np.array([r["metrics"]["val_acc"] for r in recs])
-    ctx.meta_record = {"metafeatures": metafeatures, "settings": settings, "data": dataset}
+    ctx.meta_record |= {"metafeatures": metafeatures, "settings": settings, "data": dataset}
     return {"n_records": float(len(recs)), "val_acc_mean": float(val.mean()), "val_acc_max": float(val.max()),
             "val_acc_min": float(val.min()), "compile_s": compile_s}

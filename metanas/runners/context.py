@@ -76,17 +76,20 @@ class RunContext:
         self.metrics.write(phase, step, metrics)
 
     def record_dataset(self, name: str, x: Any, y: Any, *, classification: bool = True,
-                       max_rows: int = 2000) -> dict[str, float]:
+                       max_rows: int = 2000, split: str | None = None) -> dict[str, float]:
         """Meta-features of a data set the run uses (``x`` [N, ...] flattened to a table, ``y`` [N]).
 
-        Stored in ``metafeatures.json`` and in the run's meta-dataset record (``datasets.<name>``; the first
-        data set recorded is also the record's ``metafeatures``), so warm starts can find similar past tasks.
-        A subsample of ``max_rows`` rows (fixed seed) keeps this cheap for image sets.
+        Stored in ``metafeatures.json`` and in the run's meta-dataset record (``datasets.<name>``). The first data
+        set recorded is the record's ``metafeatures``, ``dataset`` (its name) and ``split``: ``split`` if given,
+        else ``data_fingerprint(x, y)``, so two runs share a split exactly when they recorded the same rows (the
+        predictors pair runs only within one (dataset, split); pass ``split`` when the evaluation data can differ
+        for the same recorded rows). A subsample of ``max_rows`` rows (fixed seed) keeps this cheap for image sets.
         """
         from metanas.metafeatures import compute_metafeatures
 
         x = np.asarray(x).reshape(len(x), -1)
         y = np.asarray(y).reshape(-1)
+        n = len(x)
         if len(x) > max_rows:
             idx = np.random.default_rng(0).choice(len(x), max_rows, replace=False)
             x, y = x[idx], y[idx]
@@ -94,6 +97,8 @@ class RunContext:
         datasets = self.meta_record.setdefault("datasets", {})
         datasets[name] = mf
         self.meta_record.setdefault("metafeatures", mf)
+        self.meta_record.setdefault("dataset", name)
+        self.meta_record.setdefault("split", split if split is not None else data_fingerprint(x, y, n))
         self.save_json("metafeatures.json", datasets)
         return mf
 
@@ -148,6 +153,16 @@ class RunContext:
         for m in self._managers.values():
             m.close()
         self._managers.clear()
+
+
+def data_fingerprint(x: np.ndarray, y: np.ndarray, n: int | None = None) -> str:
+    """``"data-<12 hex>"``: sha1 of the rows' bytes, shapes and dtypes (and the full size ``n`` they came from)."""
+    import hashlib
+
+    h = hashlib.sha1(repr((x.shape, x.dtype.str, y.shape, y.dtype.str, n)).encode())
+    h.update(np.ascontiguousarray(x).tobytes())
+    h.update(np.ascontiguousarray(y).tobytes())
+    return "data-" + h.hexdigest()[:12]
 
 
 def _finite(x: Any) -> bool:

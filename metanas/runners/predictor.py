@@ -211,7 +211,9 @@ def run_predictor(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
         what = f"NB201 {bench.dataset} {bench.metric}"
     elif t.source == "meta_dataset":
         path = t.meta_dataset or cfg.meta_dataset
-        md = read_meta_dataset(path, t.metric, experiment=t.experiment)
+        space = hydra.utils.instantiate(cfg.search_space) if t.reencode else None  # rows' arch -> train.encoding
+        md = read_meta_dataset(path, t.metric, experiment=t.experiment, space=space,
+                               arch_encoding=t.encoding if t.reencode else None)
         x, y = md.x, md.y
         what = f"{path} ({len(y)} rows of {t.experiment or 'any experiment'}, {t.metric})"
     else:
