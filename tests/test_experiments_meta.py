@@ -40,6 +40,7 @@ def test_omniglot_experiments_fast(name, tmp_path, data_dir):
     summary = _run(name, tmp_path, f"data_dir={data_dir}")
     m = summary["metrics"]
     assert 0.0 <= m["test_acc"] <= 1.0 and m["n_test_tasks"] == 6
+    assert 0.0 <= m["val_acc"] <= 1.0 and m["n_val_tasks"] == 3  # meta-validation split, train.eval_tasks tasks
     assert m["test_support_loss_after"] < m["test_support_loss_before"]
 
 
@@ -47,6 +48,7 @@ def test_metanas_omniglot_fast(tmp_path, data_dir):
     summary = _run("metanas_omniglot", tmp_path, f"data_dir={data_dir}", timeout=1800)
     m = summary["metrics"]
     assert 0.0 <= m["test_acc"] <= 1.0 and m["n_test_tasks"] == 4 and m["n_supernet_test_tasks"] == 2
+    assert 0.0 <= m["val_acc"] <= 1.0 and m["n_val_tasks"] == 2
     genotype = json.loads((Path(summary["run_dir"]) / "genotype.json").read_text())
     assert len(genotype["indices"]) == 6 and genotype["arch"].startswith("|")
     assert len(genotype["alpha_softmax"]) == 6

@@ -28,9 +28,15 @@ def test_omniglot_folder_loader_reads_the_standard_layout(tmp_path):
     assert ink.shape == (5, 4, 28, 28) and ink.dtype == np.uint8
     assert ink.max() > 200 and np.median(ink) == 0  # inverted: strokes bright, background 0
     fam = FewShotImages(ways=2, shots=1, queries=2, layout="omniglot_folders", root=str(tmp_path), n_train_chars=3,
-                        rotations=True, cache_dir=None)
+                        n_val_chars=1, rotations=True, cache_dir=None)
     sampler = fam.build(data_dir="/nonexistent")
-    assert sampler.splits["train"].shape[0] == 3 and sampler.splits["test"].shape[0] == 2
+    assert {k: v.shape[0] for k, v in sampler.splits.items()} == {"train": 2, "val": 1, "test": 2}
+    no_val = FewShotImages(layout="omniglot_folders", root=str(tmp_path), n_train_chars=3, n_val_chars=0,
+                           cache_dir=None).build(data_dir="/nonexistent")
+    assert {k: v.shape[0] for k, v in no_val.splits.items()} == {"train": 3, "test": 2}
+    np.testing.assert_array_equal(no_val.splits["test"], sampler.splits["test"])  # the test split never moves
+    with pytest.raises(DataFormatError, match="n_val_chars=3"):  # all meta-train characters held out: named
+        FewShotImages(layout="omniglot_folders", root=str(tmp_path), n_train_chars=3, n_val_chars=3).build("")
     sx, sy, qx, qy = sampler.sample("train", 0, 0, 3, 2, 1, 2)
     assert sx.shape == (3, 2, 28, 28, 1) and qx.shape == (3, 4, 28, 28, 1)
 
@@ -48,7 +54,7 @@ def test_omniglot_folder_loader_names_what_is_missing(tmp_path):
 def test_miniimagenet_csv_loader(tmp_path):
     (tmp_path / "images").mkdir()
     rng = np.random.default_rng(0)
-    for split, labels in (("train", ["n01", "n02", "n03"]), ("test", ["n09", "n08"])):
+    for split, labels in (("train", ["n01", "n02", "n03"]), ("val", ["n05", "n06"]), ("test", ["n09", "n08"])):
         rows = ["filename,label"]
         for lab in labels:
             for i in range(3):
@@ -59,8 +65,14 @@ def test_miniimagenet_csv_loader(tmp_path):
     x = load_miniimagenet_csv(tmp_path, "train", size=12)
     assert x.shape == (3, 3, 12, 12, 3)
     sampler = FewShotImages(layout="miniimagenet_csv", root=str(tmp_path), image_size=12).build("")
+    assert {k: v.shape[0] for k, v in sampler.splits.items()} == {"train": 3, "val": 2, "test": 2}
     sx, sy, qx, qy = sampler.sample("test", 0, 0, 2, 2, 1, 2)
     assert sx.shape == (2, 2, 12, 12, 3) and qy.shape == (2, 4)
+    (tmp_path / "val.csv").unlink()
+    with pytest.raises(DataFormatError, match="val.csv.*n_val_chars=0"):
+        FewShotImages(layout="miniimagenet_csv", root=str(tmp_path), image_size=12).build("")
+    assert "val" not in FewShotImages(layout="miniimagenet_csv", root=str(tmp_path), image_size=12,
+                                      n_val_chars=0).build("").splits
     (tmp_path / "test.csv").unlink()
     with pytest.raises(DataFormatError, match="test.csv"):
         load_miniimagenet_csv(tmp_path, "test")
@@ -103,16 +115,31 @@ def test_rotations_are_new_classes():
     assert seen == {0, 1, 2, 3}
 
 
-def test_maml_split_is_a_partition():
-    train, test = maml_split(1623, 1200, seed=1)
-    assert len(train) == 1200 and len(test) == 423
-    assert len(np.union1d(train, test)) == 1623
+def test_maml_split_is_a_deterministic_partition_into_train_val_test():
+    train, val, test = maml_split(1623, 1200, seed=1, n_val=100)
+    assert (len(train), len(val), len(test)) == (1100, 100, 423)
+    assert not np.intersect1d(train, val).size and not np.intersect1d(train, test).size \
+        and not np.intersect1d(val, test).size
+    assert len(np.union1d(np.union1d(train, val), test)) == 1623
+    again = maml_split(1623, 1200, seed=1, n_val=100)
+    for a, b in zip((train, val, test), again):
+        np.testing.assert_array_equal(a, b)
+    train0, val0, test0 = maml_split(1623, 1200, seed=1)  # n_val=0: the old 1200 / 423 split, same test characters
+    assert len(train0) == 1200 and len(val0) == 0
+    np.testing.assert_array_equal(test0, test)
+    np.testing.assert_array_equal(train0, np.union1d(train, val))
+    with pytest.raises(DataFormatError, match="n_val_chars"):
+        maml_split(1623, 1200, seed=1, n_val=1200)
 
 
 def test_full_omniglot_and_official_runs(data_dir):
     sampler = FewShotImages().build(str(data_dir))
-    assert sampler.splits["train"].shape == (1200, 20, 28, 28) and sampler.splits["test"].shape == (423, 20, 28, 28)
-    assert sampler.num_classes("train") == 4800 and sampler.num_classes("test") == 1692
+    assert {k: v.shape for k, v in sampler.splits.items()} == {
+        "train": (1100, 20, 28, 28), "val": (100, 20, 28, 28), "test": (423, 20, 28, 28)}
+    assert [sampler.num_classes(s) for s in ("train", "val", "test")] == [4400, 400, 1692]
+    flat = {k: v.reshape(len(v), -1) for k, v in sampler.splits.items()}  # no character image in two splits
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        assert not set(map(bytes, flat[a])) & set(map(bytes, flat[b])), (a, b)
     sx, sy, qx, qy = sampler.sample("test", 0, 0, 4, 5, 1, 15)
     assert sx.shape == (4, 5, 28, 28, 1) and qx.shape == (4, 75, 28, 28, 1)
     assert 0.0 <= sx.min() and sx.max() <= 1.0 and 0.02 < sx.mean() < 0.5  # ink is the minority of pixels

@@ -9,9 +9,12 @@ Sources (``FewShotImages.layout``):
   + ``root/images/<filename>``; RGB resized to ``image_size`` (84 by default in that layout).
 
 Omniglot follows MAML (Finn et al. 2017, Sec. 5.2 and its data generator): ink = 1 - pixel/255, images resized
-to 28x28 with PIL LANCZOS, all 1623 characters shuffled with ``split_seed`` and the first 1200 used for
-meta-training, the other 423 for meta-testing; each rotation by a multiple of 90 degrees is a new class
-(4800 / 1692 classes). miniImageNet uses its own train / test csv split and no rotations.
+to 28x28 with PIL LANCZOS, all 1623 characters shuffled with ``split_seed``; of the first 1200 (``n_train_chars``)
+the first 1100 are meta-training and the last 100 (``n_val_chars``) meta-validation, the other 423 meta-test
+(as in MAML's ``data_generator.py``: ``num_val = 100``). Splits ``train`` / ``val`` / ``test``; each rotation by a
+multiple of 90 degrees is a new class (4400 / 400 / 1692 classes). ``n_val_chars=0`` drops the validation split
+(1200 / 423, the test split is the same either way). miniImageNet uses its own train / val / test csv files
+(``val.csv`` only when ``n_val_chars > 0``) and no rotations.
 
 Sampling is host numpy, seeded by ``(seed, step)``: a task is N classes drawn without replacement, then
 K + Q distinct examples per class, labels 0..N-1 in random class order. ``official_one_shot_runs`` reads the
@@ -198,10 +201,19 @@ class FewShotSampler:
                 flat(y, shots, shots + queries))
 
 
-def maml_split(n_chars: int, n_train: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Character indices (train, test): a permutation of all characters, the first ``n_train`` for meta-training."""
+def maml_split(n_chars: int, n_train: int, seed: int, n_val: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted character indices (train, val, test) of one permutation of all characters (seeded by ``seed``).
+
+    ``perm[:n_train - n_val]`` meta-train, ``perm[n_train - n_val:n_train]`` meta-validation, ``perm[n_train:]``
+    meta-test (MAML's order), so the test split does not depend on ``n_val``.
+    """
+    if not 0 <= n_val < n_train < n_chars:
+        raise DataFormatError(f"Omniglot split needs 0 <= n_val_chars < n_train_chars < the {n_chars} characters, "
+                              f"got n_val_chars={n_val}, n_train_chars={n_train}; set task.n_val_chars / "
+                              f"task.n_train_chars (n_val_chars=0: no validation split)")
     perm = np.random.default_rng(seed).permutation(n_chars)
-    return np.sort(perm[:n_train]), np.sort(perm[n_train:])
+    cut = n_train - n_val
+    return np.sort(perm[:cut]), np.sort(perm[cut:n_train]), np.sort(perm[n_train:])
 
 
 @dataclass(frozen=True)
@@ -216,7 +228,8 @@ class FewShotImages:
     image_size: int = 28
     layout: str = "npz"  # "npz" | "omniglot_folders" | "miniimagenet_csv"
     root: str | None = None  # a user's copy; null = <data_dir>/omniglot
-    n_train_chars: int = 1200  # Omniglot: characters for meta-training (MAML split); the rest meta-test
+    n_train_chars: int = 1200  # Omniglot: characters for meta-training + validation (MAML split); the rest meta-test
+    n_val_chars: int = 100  # of those, held out as meta-validation (MAML: 100); 0 = no ``val`` split (old behaviour)
     split_seed: int = 1
     rotations: bool = True
     max_chars: int = 0  # >0: keep only this many characters per split (tiny tests / debug runs)
@@ -224,12 +237,18 @@ class FewShotImages:
     loss: str = "cross_entropy"
 
     def build(self, data_dir: str) -> FewShotSampler:
-        """Load the images and return the host sampler with splits ``train`` and ``test``."""
+        """Load the images and return the host sampler with splits ``train``, ``val`` (if ``n_val_chars``), ``test``."""
+        if self.n_val_chars < 0:
+            raise DataFormatError(f"task.n_val_chars must be >= 0 (0 = no validation split), got {self.n_val_chars}")
         if self.layout == "miniimagenet_csv":
             if self.root is None:
-                raise DataFormatError("task.layout=miniimagenet_csv needs task.root=<folder with train.csv, test.csv, "
-                                      "images/>")
-            splits = {s: load_miniimagenet_csv(self.root, s, self.image_size) for s in ("train", "test")}
+                raise DataFormatError("task.layout=miniimagenet_csv needs task.root=<folder with train.csv, val.csv, "
+                                      "test.csv, images/>")
+            names = ("train", "val", "test") if self.n_val_chars else ("train", "test")
+            if self.n_val_chars and not (Path(self.root) / "val.csv").exists():
+                raise DataFormatError(f"miniImageNet: {Path(self.root) / 'val.csv'} not found; the validation split "
+                                      f"reads val.csv (filename,label) - add it or set task.n_val_chars=0")
+            splits = {s: load_miniimagenet_csv(self.root, s, self.image_size) for s in names}
             return FewShotSampler(self._trim(splits), rotations=False)
         if self.layout == "npz":
             root = self.root or str(Path(data_dir) / "omniglot")
@@ -244,8 +263,10 @@ class FewShotImages:
             raise DataFormatError(f"task.layout '{self.layout}' is unknown; use npz, omniglot_folders or "
                                   f"miniimagenet_csv")
         n_train = min(self.n_train_chars, ink.shape[0] - 1)
-        train, test = maml_split(ink.shape[0], n_train, self.split_seed)
-        return FewShotSampler(self._trim({"train": ink[train], "test": ink[test]}), rotations=self.rotations)
+        train, val, test = maml_split(ink.shape[0], n_train, self.split_seed, self.n_val_chars)
+        splits = {"train": ink[train], "val": ink[val], "test": ink[test]} if self.n_val_chars else \
+            {"train": ink[train], "test": ink[test]}
+        return FewShotSampler(self._trim(splits), rotations=self.rotations)
 
     def _trim(self, splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {k: v[:self.max_chars] if self.max_chars else v for k, v in splits.items()}

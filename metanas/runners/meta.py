@@ -2,9 +2,14 @@
 
 ``run(cfg, ctx)`` builds the algorithm (``cfg.meta``), the task family (``cfg.task``), the outer optimizer
 (``cfg.optimizer``) and the model (``train.model``), jits ``meta_train_step`` once and drives it with
-``train_loop`` (resume, NaN guard, metrics). It then evaluates on ``train.test_tasks`` meta-test tasks
-(mean ± 95% CI, 1.96 * std / sqrt(n)), on the 20 official Omniglot 20-way 1-shot runs when the task is
-20-way 1-shot, and for sinusoids writes the paper-style plot ``sinusoid_fits.png`` (Finn et al. 2017, Fig. 2).
+``train_loop`` (resume, NaN guard, metrics). Model selection data: the in-training evaluation
+(``val_query_metric``, every ``train.eval_every`` steps on ``train.eval_tasks`` tasks) and the final ``val_*``
+metrics (``train.eval_tasks`` tasks, e.g. ``val_acc`` for HPO) read the meta-validation split (``eval_split``:
+Omniglot's 100 held-out meta-train characters, miniImageNet's val.csv, fresh sinusoid seeds). The meta-test split
+is read only once, at the end: ``train.test_tasks`` tasks (mean ± 95% CI, 1.96 * std / sqrt(n)), the 20 official
+Omniglot 20-way 1-shot runs when the task is 20-way 1-shot, and for sinusoids the paper-style plot
+``sinusoid_fits.png`` (Finn et al. 2017, Fig. 2). With ``task.n_val_chars=0`` there is no validation split and
+the in-training evaluation falls back to the test split (the behaviour before the split existed; logged).
 """
 
 from __future__ import annotations
@@ -45,8 +50,10 @@ def build_model(t: DictConfig, task_cfg) -> tuple:
 def make_sampler(cfg: DictConfig, family):
     """``sample(split, seed, step, meta_batch, train) -> Task`` of host numpy arrays."""
     if type(family).__name__ == "SinusoidTasks":
+        offsets = {"train": 0, "test": 1_000_003, "val": 2_000_029}  # disjoint seed streams per split
+
         def sample(split, seed, step, meta_batch, train):
-            return Task(*family.sample(seed + (0 if split == "train" else 1_000_003), step, meta_batch))
+            return Task(*family.sample(seed + offsets[split], step, meta_batch))
         return sample
     sampler = family.build(cfg.data_dir)
     train_shots = family.train_shots or family.shots
@@ -58,6 +65,14 @@ def make_sampler(cfg: DictConfig, family):
         return Task(*sampler.sample(split, seed, step, meta_batch, family.ways, shots, queries))
 
     return sample
+
+
+def eval_split(family) -> str:
+    """The split used for model selection during and after meta-training: ``val`` where the family has one."""
+    if type(family).__name__ == "SinusoidTasks" or getattr(family, "n_val_chars", 0) > 0:
+        return "val"
+    log.warning("task.n_val_chars=0: no validation split, the in-training evaluation reads the meta-TEST split")
+    return "test"
 
 
 def record_task_family(ctx: RunContext, cfg: DictConfig, sample, *, classification: bool) -> None:
@@ -82,11 +97,11 @@ def ci95(x: np.ndarray) -> float:
 
 
 def meta_train(ctx: RunContext, phase: str, cfg: DictConfig, algo: AbstractMetaAlgorithm, params, apply_fn, loss,
-               sample, k_train: jax.Array, k_eval: jax.Array, *, steps: int):
+               sample, k_train: jax.Array, k_eval: jax.Array, *, steps: int, split: str = "val"):
     """Meta-train ``params`` for ``steps`` outer steps (one jitted ``meta_train_step``, resumable ``train_loop``).
 
-    Returns ``(state, last metrics, wall time s)``; evaluates ``train.eval_tasks`` meta-test tasks every
-    ``train.eval_every`` steps (``val_query_metric``).
+    Returns ``(state, last metrics, wall time s)``; evaluates ``train.eval_tasks`` tasks of ``split`` (the
+    meta-validation split, see ``eval_split``) every ``train.eval_every`` steps (``val_query_metric``).
     """
     t = cfg.train
     tx = outer_optimizer(cfg, steps)
@@ -99,7 +114,8 @@ def meta_train(ctx: RunContext, phase: str, cfg: DictConfig, algo: AbstractMetaA
         return meta_step(state, tasks, jax.random.fold_in(k_train, step))
 
     def eval_fn(state, step):
-        r = meta_test(cfg, algo, state.params, apply_fn, loss, sample, k_eval, int(t.eval_tasks), 7919 * step)
+        r = meta_test(cfg, algo, state.params, apply_fn, loss, sample, k_eval, int(t.eval_tasks), 7919 * step,
+                      split=split)
         return {"val_query_metric": float(r["query_metric"].mean())}
 
     t0 = time.perf_counter()
@@ -109,7 +125,7 @@ def meta_train(ctx: RunContext, phase: str, cfg: DictConfig, algo: AbstractMetaA
 
 
 def meta_test(cfg: DictConfig, algo: AbstractMetaAlgorithm, meta_params, apply_fn, loss, sample, key: jax.Array,
-              n_tasks: int, seed_offset: int, *, split: str = "test") -> dict[str, np.ndarray]:
+              n_tasks: int, seed_offset: int, *, split: str) -> dict[str, np.ndarray]:
     """``algo.evaluate`` on ``n_tasks`` tasks of ``split`` in chunks of ``train.test_batch``; per-task arrays."""
     evaluate = _jitted_evaluate(algo, apply_fn, loss)
     chunk, chunks = int(cfg.train.test_batch), []
@@ -141,12 +157,14 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     init_fn, apply_fn = build_model(t, cfg.task)
     sample = make_sampler(cfg, family)
     record_task_family(ctx, cfg, sample, classification=family.loss == "cross_entropy")
+    split = eval_split(family)
     k_init, k_train, k_eval = jax.random.split(ctx.key, 3)
     state, last, train_time = meta_train(ctx, "meta_train", cfg, algo, init_fn(k_init), apply_fn, loss, sample,
-                                         k_train, k_eval, steps=int(t.steps))
-    r = meta_test(cfg, algo, state.params, apply_fn, loss, sample, k_eval, int(t.test_tasks), 104_729)
+                                         k_train, k_eval, steps=int(t.steps), split=split)
     metric = "acc" if family.loss == "cross_entropy" else "mse"
-    out = summarize_test(r, metric) | {"train_loss": float(last.get("loss", np.nan)), "train_time_s": train_time}
+    out = final_val(cfg, algo, state.params, apply_fn, loss, sample, k_eval, split, metric)
+    r = meta_test(cfg, algo, state.params, apply_fn, loss, sample, k_eval, int(t.test_tasks), 104_729, split="test")
+    out |= summarize_test(r, metric) | {"train_loss": float(last.get("loss", np.nan)), "train_time_s": train_time}
     ctx.log("meta_test", int(t.steps), out)
     if metric == "acc" and cfg.task.layout == "npz" and cfg.task.ways == 20 and cfg.task.shots == 1:
         out |= official_runs(cfg, algo, state.params, apply_fn, loss, k_eval)
@@ -154,6 +172,15 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
         plot_sinusoid_fits(ctx.path("sinusoid_fits.png"), algo, state.params, apply_fn, loss, family, cfg.seed)
     ctx.meta_record |= {"meta_algorithm": type(algo).__name__, "task_family": type(family).__name__}
     return out
+
+
+def final_val(cfg, algo, params, apply_fn, loss, sample, key, split: str, metric: str) -> dict[str, float]:
+    """``val_<metric>`` (± CI) on ``train.eval_tasks`` meta-validation tasks, for model selection (HPO); {} without
+    a validation split or with ``train.eval_tasks=0``."""
+    if split != "val" or int(cfg.train.eval_tasks) <= 0:
+        return {}
+    r = meta_test(cfg, algo, params, apply_fn, loss, sample, key, int(cfg.train.eval_tasks), 15_485_863, split="val")
+    return summarize_test(r, metric, prefix="val")
 
 
 def official_runs(cfg, algo, params, apply_fn, loss, key) -> dict[str, float]:

@@ -4,11 +4,12 @@
    ``train.C`` channels, ``train.N`` cells per stage) is meta-trained with ``cfg.meta`` (``MetaNAS``: Reptile on
    ``{"w": weights, "alpha": alphas}``) for ``train.steps`` outer steps. Then it is evaluated few-shot as is
    (adapt weights and alphas on each support set, accuracy on the query set): ``supernet_test_acc``.
+   The in-training evaluation (``train.eval_every``) reads the meta-validation split (``runners.meta.eval_split``).
 2. ``derive``: the genotype of the meta-learned alphas (``metanas.supernet.derive``), one per task family,
    written to ``genotype.json`` with the alphas' softmax.
 3. ``derived``: the discrete network (``make_derived``, ``train.derived_C`` / ``train.derived_N``) is meta-trained
    from scratch with the same algorithm for ``train.derived_steps`` steps and evaluated on ``train.test_tasks``
-   meta-test tasks: ``test_acc`` ± 95% CI.
+   meta-test tasks: ``test_acc`` ± 95% CI (and ``val_acc`` on ``train.eval_tasks`` meta-validation tasks).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from omegaconf import DictConfig
 from metanas.meta.base import LOSSES
 from metanas.meta.metanas import supernet_apply
 from metanas.runners.context import RunContext
-from metanas.runners.meta import make_sampler, meta_test, meta_train, summarize_test
+from metanas.runners.meta import eval_split, final_val, make_sampler, meta_test, meta_train, summarize_test
 
 log = logging.getLogger("metanas")
 
@@ -40,6 +41,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
         raise ValueError(f"metanas needs an image classification task, got task loss '{family.loss}'")
     loss = LOSSES[family.loss]
     sample = make_sampler(cfg, family)
+    split = eval_split(family)
     in_ch = 3 if cfg.task.layout == "miniimagenet_csv" else 1
     sample_x = jnp.zeros((2, cfg.task.image_size, cfg.task.image_size, in_ch), jnp.float32)
     k_init, k_train, k_eval, k_dinit, k_dtrain = jax.random.split(ctx.key, 5)
@@ -49,10 +51,11 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     w, alphas, _ = net.init(k_init, sample_x)
     apply_fn = supernet_apply(net)
     state, last, search_time = meta_train(ctx, "search", cfg, algo, {"w": w, "alpha": alphas}, apply_fn, loss,
-                                          sample, k_train, k_eval, steps=int(t.steps))
+                                          sample, k_train, k_eval, steps=int(t.steps), split=split)
     out = {"search_train_loss": float(last.get("loss", np.nan)), "search_time_s": search_time}
     if int(t.supernet_test_tasks) > 0:
-        r = meta_test(cfg, algo, state.params, apply_fn, loss, sample, k_eval, int(t.supernet_test_tasks), 104_729)
+        r = meta_test(cfg, algo, state.params, apply_fn, loss, sample, k_eval, int(t.supernet_test_tasks), 104_729,
+                      split="test")
         out |= summarize_test(r, "acc", prefix="supernet_test")
 
     # 2. derive the genotype of this task family
@@ -71,8 +74,9 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     dw, _, _ = dnet.init(k_dinit, sample_x)
     d_apply = supernet_apply(dnet)  # alpha is {} for a derived network
     dstate, dlast, derived_time = meta_train(ctx, "derived", cfg, algo, {"w": dw, "alpha": {}}, d_apply, loss,
-                                             sample, k_dtrain, k_eval, steps=int(t.derived_steps))
-    r = meta_test(cfg, algo, dstate.params, d_apply, loss, sample, k_eval, int(t.test_tasks), 104_729)
+                                             sample, k_dtrain, k_eval, steps=int(t.derived_steps), split=split)
+    out |= final_val(cfg, algo, dstate.params, d_apply, loss, sample, k_eval, split, "acc")
+    r = meta_test(cfg, algo, dstate.params, d_apply, loss, sample, k_eval, int(t.test_tasks), 104_729, split="test")
     out |= summarize_test(r, "acc") | {"derived_train_loss": float(dlast.get("loss", np.nan)),
                                         "derived_time_s": derived_time}
     ctx.log("meta_test", int(t.steps) + int(t.derived_steps), out)
