@@ -1,0 +1,88 @@
+"""Model selection on the training rows only: ``CVSelect`` picks one of several predictors by k-fold CV.
+
+The candidate set is the hyperparameter grid (e.g. ``Pairwise`` weight decays) and, through ``Columns``, feature
+subsets. Selection sees only the first ``n`` rows passed to ``fit`` (the training architectures), never the rows it
+will later rank, and is a pure, jittable and vmappable function of ``(key, x, y, n)`` like every other predictor, so
+``evaluate.quality_table`` runs it per (seed, n) like any model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+
+def masked_kendall_tau(score: jax.Array, y: jax.Array, mask: jax.Array) -> jax.Array:
+    """Kendall tau-a of ``score`` against ``y`` over the rows where ``mask`` (pairs of masked rows only)."""
+    ds = jnp.sign(score[:, None] - score[None, :])
+    dy = jnp.sign(y[:, None] - y[None, :])
+    pm = (mask[:, None] & mask[None, :]).astype(jnp.float32)
+    pairs = jnp.maximum(pm.sum() - mask.sum(), 1.0)  # ordered pairs, diagonal excluded (its sign product is 0)
+    return jnp.sum(ds * dy * pm) / pairs
+
+
+@dataclass(frozen=True)
+class Columns:
+    """``model`` on a subset of the feature columns: ``keep`` (bool tuple, one per column; others set to 0).
+
+    Zeroed columns carry no signal, so for the MLP-based predictors this is the model on the kept columns alone,
+    with the same input width for every candidate (which keeps one jitted program)."""
+
+    model: object
+    keep: tuple[bool, ...]
+
+    def _x(self, x: jax.Array) -> jax.Array:
+        return x * jnp.asarray(self.keep, x.dtype).reshape((1,) * (x.ndim - 1) + (-1,))
+
+    def fit(self, key: jax.Array, x: jax.Array, y: jax.Array, n) -> dict:
+        return self.model.fit(key, self._x(x), y, n)
+
+    def score_std(self, params: dict, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return self.model.score_std(params, self._x(x))
+
+    def score(self, params: dict, x: jax.Array) -> jax.Array:
+        return self.score_std(params, x)[0]
+
+
+@dataclass(frozen=True)
+class CVSelect:
+    """Choose among ``candidates`` by mean ``folds``-fold CV Kendall tau on the first ``n`` rows, then use the chosen
+    one fitted on all ``n`` rows. Costs ``len(candidates) * (folds + 1)`` fits.
+
+    The rows are split into folds by position (row i in fold i % folds): the training rows ``evaluate`` passes are a
+    random permutation, so this is a random split. ``params["cv_tau"]`` keeps every candidate's CV score.
+    """
+
+    candidates: tuple
+    folds: int = 3
+
+    def fit(self, key: jax.Array, x: jax.Array, y: jax.Array, n) -> dict:
+        pos = jnp.arange(x.shape[0])
+        inside = pos < n
+        fold = pos % self.folds
+
+        def cv_tau(model, k):
+            taus = []
+            for f in range(self.folds):
+                test = inside & (fold == f)
+                train = inside & ~test
+                order = jnp.argsort(jnp.where(train, 0, 1), stable=True)  # this fold's training rows first
+                params = model.fit(jax.random.fold_in(k, f), x[order], y[order], train.sum())
+                taus.append(masked_kendall_tau(model.score(params, x), y, test))
+            return jnp.mean(jnp.stack(taus))
+
+        keys = jax.random.split(key, 2)
+        cv = jnp.stack([cv_tau(m, jax.random.fold_in(keys[0], c)) for c, m in enumerate(self.candidates)])
+        members = tuple(m.fit(jax.random.fold_in(keys[1], c), x, y, n) for c, m in enumerate(self.candidates))
+        return {"members": members, "best": jnp.argmax(cv), "cv_tau": cv}
+
+    def score_std(self, params: dict, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        pick = jax.nn.one_hot(params["best"], len(self.candidates))
+        outs = [m.score_std(p, x) for m, p in zip(self.candidates, params["members"])]
+        return (sum(pick[c] * mean for c, (mean, _) in enumerate(outs)),
+                sum(pick[c] * std for c, (_, std) in enumerate(outs)))
+
+    def score(self, params: dict, x: jax.Array) -> jax.Array:
+        return self.score_std(params, x)[0]
