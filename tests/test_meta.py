@@ -229,3 +229,24 @@ def test_sinusoid_tasks_follow_the_paper_ranges():
     again = fam.sample(0, 3, 64)
     np.testing.assert_array_equal(again[0], sx)
     assert not np.array_equal(fam.sample(0, 4, 64)[0], sx)
+
+
+def test_reptile_task_map_equals_vmap(key):
+    """task_map="map" (lax.map over tasks, the fast path for conv nets on CPU) = "vmap": meta-step and evaluate."""
+    import dataclasses
+
+    base = Reptile(inner_steps=3, inner_lr=0.01, inner_opt="adam", inner_batch=3, eval_inner_steps=4)
+    tx = optax.sgd(0.7)
+    params = mlp.init(key, (1, 8, 1))
+    tasks = sinusoid_tasks(meta_batch=3, k=6)
+    out = {}
+    for mode in ("vmap", "map"):
+        algo = dataclasses.replace(base, task_map=mode)
+        state = algo.init_state(params, tx)
+        new, metrics = algo.meta_train_step(state, tasks, key, apply_fn=mlp.apply, loss=mse, tx=tx)
+        out[mode] = (new.params, metrics, algo.evaluate(new.params, tasks, key, apply_fn=mlp.apply, loss=mse))
+    chex.assert_trees_all_close(out["map"], out["vmap"], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(out["map"][0]["theta"]["head"]["w"], params["head"]["w"])  # the step moved theta
+    with pytest.raises(ValueError, match="task_map"):
+        dataclasses.replace(base, task_map="pmap").meta_train_step(base.init_state(params, tx), tasks, key,
+                                                                    apply_fn=mlp.apply, loss=mse, tx=tx)
