@@ -1,0 +1,32 @@
+"""Fused ensemble ranking (metanas.predictors.fast) agrees with Pairwise.score."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from metanas.predictors import fast
+from metanas.predictors.encodings import encode_archs
+from metanas.predictors.pairwise import Pairwise
+from metanas.search_spaces.nb201 import NB201Space
+
+
+@pytest.mark.parametrize("layers,skip,ensemble", [(2, True, 3), (0, False, 2)])
+def test_fused_scores_equal_score_up_to_a_constant(key, layers, skip, ensemble):
+    space = NB201Space()
+    archs = jnp.asarray(space.enumerate()[::31])
+    x = encode_archs(space, archs, "onehot_pruned")
+    pred = Pairwise(hidden=16, layers=layers, embed=4, ensemble=ensemble, linear_skip=skip)
+    params = jax.vmap(lambda k: pred.init(k, x.shape[1]))(jax.random.split(key, ensemble))  # the layout fit returns
+    params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(key, p.shape), params)  # non-trivial biases, skip
+    want = np.asarray(pred.score(params, x))
+    f = fast.fuse(pred, params)
+    got = np.asarray(fast.fused_utility(f, x))
+    np.testing.assert_allclose(got - got.mean(), want - want.mean(), rtol=1e-4, atol=1e-4)
+    table = fast.candidate_table(space, archs, "onehot_pruned")
+    assert table.x.shape[0] < len(archs)  # pruning makes some cells share an encoding
+    np.testing.assert_array_equal(table.x[table.inverse], x)
+    order = np.asarray(fast.rank_table(f, table))
+    assert sorted(order.tolist()) == list(range(len(archs))) and (np.diff(want[order]) <= 1e-4).all()  # best first
+    top = np.asarray(fast.rank_table(f, table, top=5))
+    np.testing.assert_allclose(want[top], want[order[:5]], atol=1e-5)
