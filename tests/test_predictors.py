@@ -177,8 +177,15 @@ def test_predictors_learn_a_synthetic_ranking(key, model):
 def test_zero_cost_features_cover_all_cells(data_dir):
     from metanas.benchmarks.nb201 import load_zero_cost
 
-    f = E.nb201_zero_cost_features(SPACE, load_zero_cost(str(data_dir)))
+    zc = load_zero_cost(str(data_dir))
+    f = E.nb201_zero_cost_features(SPACE, zc)
     assert f.shape == (15625, 13) and np.isfinite(f).all()
+    g = E.nb201_zero_cost_features(SPACE, zc, normal_scores=True)
+    np.testing.assert_array_equal(g[:, :13], f)
+    assert g.shape == (15625, 26) and np.isfinite(g).all() and abs(g[:, 13:].mean()) < 0.05  # ties: mean ranks
+    from scipy.stats import spearmanr  # a monotone transform of each proxy: the same ranking
+
+    assert spearmanr(f[:, 7], g[:, 20]).statistic > 0.999
 
 
 def test_meta_dataset_experiment_filter_skips_other_records(tmp_path):

@@ -137,18 +137,26 @@ def encode_hparams(spec: Sequence[NumericHP | CategoricalHP], values: Mapping[st
     return np.asarray(out, np.float32)
 
 
-def nb201_zero_cost_features(space: NB201Space, zc: np.ndarray) -> np.ndarray:
+def nb201_zero_cost_features(space: NB201Space, zc: np.ndarray, *, normal_scores: bool = False) -> np.ndarray:
     """Float32 [N, 13] standardised signed-log zero-cost proxies for every cell in enumerate order.
 
     ``zc`` (from ``benchmarks.nb201.load_zero_cost``) is NaN for the 6,180 cells with dead branches; each of
     those computes the same function as its pruned cell (``nb201_prune``), whose row is used instead.
+    ``normal_scores``: [N, 26], each proxy also as the normal score of its rank among all N cells
+    (``Phi^-1((rank - 1/2) / N)``: heavy tails and outliers flattened). That uses the proxies of the whole candidate
+    set (no accuracies), which a search over the space computes anyway.
     """
+    from scipy.stats import norm, rankdata
+
     archs = space.enumerate()
     pruned = np.asarray(jax.vmap(lambda a: nb201_prune(space, a))(archs))
     f = np.asarray(zc, np.float64)[space.arch_code(pruned)]
     f = np.where(np.isnan(f), np.nanmedian(f, 0), f)
     f = np.sign(f) * np.log1p(np.abs(f))
-    return ((f - f.mean(0)) / (f.std(0) + 1e-8)).astype(np.float32)
+    out = (f - f.mean(0)) / (f.std(0) + 1e-8)
+    if normal_scores:
+        out = np.concatenate([out, norm.ppf((rankdata(f, axis=0) - 0.5) / len(f))], 1)
+    return out.astype(np.float32)
 
 
 def darts_adjacency_ops(space: DartsCNNSpace, arch: jax.Array) -> jax.Array:
