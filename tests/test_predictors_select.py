@@ -33,3 +33,14 @@ def test_cv_select_picks_the_informative_columns_from_training_rows_only(key):
     # vmappable over n like every predictor
     best = jax.jit(jax.vmap(model.fit, in_axes=(None, None, None, 0)))(key, x, y, jnp.asarray([30, 90]))["best"]
     assert best.tolist() == [0, 0]
+
+
+def test_cv_select_final_models_are_fitted_for_the_choice(key):
+    x = jax.random.normal(key, (90, 2))
+    y = 2.0 + x[:, 1]  # SYNTHETIC: column 1 informative
+    cands = (Columns(Ridge(lam=1.0), (True, False)), Columns(Ridge(lam=1.0), (False, True)))
+    final = (Columns(Ridge(lam=1.0), (True, False)), Columns(Ridge(lam=100.0), (False, True)))
+    params = CVSelect(cands, folds=3, final=final).fit(key, x, y, 90)
+    assert int(params["best"]) == 1
+    np.testing.assert_allclose(CVSelect(cands, final=final).score(params, x), final[1].score(params["members"][1], x),
+                               rtol=1e-6)

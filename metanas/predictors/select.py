@@ -51,12 +51,21 @@ class CVSelect:
     """Choose among ``candidates`` by mean ``folds``-fold CV Kendall tau on the first ``n`` rows, then use the chosen
     one fitted on all ``n`` rows. Costs ``len(candidates) * (folds + 1)`` fits.
 
+    ``final`` (optional, one per candidate): the model fitted on all ``n`` rows for the chosen candidate, e.g. an
+    ensemble of the single model that was cross-validated (CV with single members is cheaper).
+
     The rows are split into folds by position (row i in fold i % folds): the training rows ``evaluate`` passes are a
     random permutation, so this is a random split. ``params["cv_tau"]`` keeps every candidate's CV score.
     """
 
     candidates: tuple
     folds: int = 3
+    final: tuple | None = None
+
+    def _final(self) -> tuple:
+        if self.final is not None and len(self.final) != len(self.candidates):
+            raise ValueError(f"CVSelect: {len(self.final)} final models for {len(self.candidates)} candidates")
+        return self.candidates if self.final is None else self.final
 
     def fit(self, key: jax.Array, x: jax.Array, y: jax.Array, n) -> dict:
         pos = jnp.arange(x.shape[0])
@@ -75,12 +84,12 @@ class CVSelect:
 
         keys = jax.random.split(key, 2)
         cv = jnp.stack([cv_tau(m, jax.random.fold_in(keys[0], c)) for c, m in enumerate(self.candidates)])
-        members = tuple(m.fit(jax.random.fold_in(keys[1], c), x, y, n) for c, m in enumerate(self.candidates))
+        members = tuple(m.fit(jax.random.fold_in(keys[1], c), x, y, n) for c, m in enumerate(self._final()))
         return {"members": members, "best": jnp.argmax(cv), "cv_tau": cv}
 
     def score_std(self, params: dict, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         pick = jax.nn.one_hot(params["best"], len(self.candidates))
-        outs = [m.score_std(p, x) for m, p in zip(self.candidates, params["members"])]
+        outs = [m.score_std(p, x) for m, p in zip(self._final(), params["members"])]
         return (sum(pick[c] * mean for c, (mean, _) in enumerate(outs)),
                 sum(pick[c] * std for c, (_, std) in enumerate(outs)))
 
