@@ -1,0 +1,52 @@
+"""experiments/meta_metanas_study.py reports finished runs (fabricated run directories; no training)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import yaml
+
+from tests.conftest import REPO
+
+
+def fake_run(root, name, acc, alpha_lr, arch_idx):
+    d = root / "metanas_omniglot" / name
+    (d / ".hydra").mkdir(parents=True)
+    m = {"test_acc": acc, "test_acc_ci95": 0.01, "test_acc_pre_adapt": 0.2, "n_test_tasks": 600.0,
+         "supernet_test_acc": acc - 0.1, "supernet_test_acc_ci95": 0.03, "n_supernet_test_tasks": 50.0,
+         "val_acc": acc + 0.01, "val_acc_ci95": 0.02, "n_val_tasks": 50.0, "search_time_s": 600.0,
+         "derived_time_s": 300.0}
+    (d / "summary.json").write_text(json.dumps({"status": "ok", "metrics": m, "wall_time_s": 1500.0}))
+    (d / "config.yaml").write_text(yaml.safe_dump({
+        "train": {"C": 8, "N": 1, "steps": 100, "derived_C": 8, "derived_N": 1, "derived_steps": 150, "meta_batch": 5},
+        "meta": {"inner_steps": 5, "inner_batch": 10, "inner_lr": 0.001, "alpha_lr": alpha_lr, "eval_inner_steps": 50}}))
+    (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["results_dir=x"] + (
+        [f"meta.alpha_lr={alpha_lr}"] if alpha_lr == 0 else [])))
+    ops = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
+    (d / "genotype.json").write_text(json.dumps({"arch": f"|{ops[arch_idx]}~0|", "indices": [arch_idx] * 6, "ops": ops,
+                                                 "alpha_softmax": [[0.2] * 5] * 6}))
+    (d / "metrics.jsonl").write_text(json.dumps({"phase": "search", "step": 50, "val_query_metric": 0.5}) + "\n")
+    return d
+
+
+def test_study_report_from_finished_runs(tmp_path):
+    runs = tmp_path / "runs"
+    a = fake_run(runs, "a", 0.8123, 0.003, 3)
+    b = fake_run(runs, "b", 0.7012, 0.0, 1)
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "experiments/meta_metanas_study.py", "--results-dir", str(runs), "--out",
+                        str(out), "--search-run", str(a), "--baseline-run", str(b), "--note", "test machine"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    text = (out / "README.md").read_text()
+    assert "**81.23 ± 1.00** (600)" in text and "**70.12 ± 1.00** (600)" in text
+    assert "`|nor_conv_3x3~0|`" in text and "meta.alpha_lr=0" in text and "test machine" in text
+    assert "see results/meta_omniglot/README.md" in text  # no CNN4 runs under this results dir
+    assert (out / "alphas.png").stat().st_size > 5_000
+    one = subprocess.run([sys.executable, "experiments/meta_metanas_study.py", "--results-dir", str(runs), "--out",
+                          str(tmp_path / "one"), "--search-run", str(a), "--skip-baseline"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert "70.12" not in (tmp_path / "one" / "README.md").read_text()
