@@ -22,6 +22,8 @@ import functools
 import json
 import os
 import statistics
+import subprocess
+import tempfile
 import sys
 import time
 
@@ -58,6 +60,31 @@ def timed_steps(step, state, batches, warmup, steps):
         cpu.append(time.process_time() - c0)
         print(f"  step {len(ts)}: {ts[-1]:.3f}s (cpu {cpu[-1]:.2f}s)", file=sys.stderr, flush=True)
     return first, ts, cpu, state
+
+
+def first_step_with_cache(cache_dir: str) -> float:
+    """Wall time of the first first-order step in a fresh process with JAX's persistent compilation cache at
+    ``cache_dir`` (what ``device.compilation_cache=DIR`` does for an experiment); cold on the first call, warm after."""
+    code = (f"import jax; jax.config.update('jax_compilation_cache_dir', {cache_dir!r}); "
+            "jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0); "
+            "import sys; sys.path.insert(0, 'bench'); import w1_darts_nb201 as w; print(w.probe_first_step())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def probe_first_step() -> float:
+    """Wall time of the first first-order W1 step (trace + compile or cache load + run) in this process."""
+    net = make_supernet(NB201Space(), C=C, N=N, num_classes=NCLS)
+    rng = np.random.default_rng(1)
+    x, y = jnp.asarray(rng.standard_normal((B, 32, 32, 3), np.float32)), jnp.asarray(rng.integers(0, NCLS, B))
+    weights, alphas, bs = net.init(jax.random.PRNGKey(0), x)
+    algo = DARTS(order=1, w_lr=0.025, w_lr_min=0.025, w_nesterov=True, alpha_first=False)
+    state = algo.init(weights, alphas, bs, total_steps=1000)
+    fn = jax.jit(functools.partial(algo.step, net=net, total_steps=1000), donate_argnums=(0,))
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(state, (x, y), (x, y), jax.random.PRNGKey(0)))
+    return time.perf_counter() - t0
 
 
 def main(steps: int = STEPS, warmup: int = WARMUP, second_order_steps: int = 5) -> dict:
@@ -123,5 +150,11 @@ if __name__ == "__main__":
     ap.add_argument("--steps", type=int, default=STEPS)
     ap.add_argument("--warmup", type=int, default=WARMUP)
     ap.add_argument("--second-order-steps", type=int, default=5)
+    ap.add_argument("--cache-probe", action="store_true",
+                    help="also time the first step in fresh processes with a cold and a warm compilation cache")
     a = ap.parse_args()
-    print(json.dumps(main(a.steps, a.warmup, a.second_order_steps)))
+    res = main(a.steps, a.warmup, a.second_order_steps)
+    if a.cache_probe:
+        with tempfile.TemporaryDirectory() as d:
+            res |= {"first_step_cold_cache_s": first_step_with_cache(d), "first_step_warm_cache_s": first_step_with_cache(d)}
+    print(json.dumps(res))

@@ -96,3 +96,17 @@ def test_device_settings_reach_the_environment(tmp_path):
             "os.environ['XLA_PYTHON_CLIENT_MEM_FRACTION'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.stdout.split() == ["false", "0.3"], out.stderr
+
+
+def test_compilation_cache_is_written_and_reused(tmp_path):
+    """device.compilation_cache: the first run fills the cache, a rerun loads from it and gives the same result."""
+    cache = tmp_path / "xla_cache"
+    env = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    args = ("experiment=toy_regression", "debug=fast", f"device.compilation_cache={cache}")
+    out = [run_metanas(*args, f"results_dir={tmp_path / f'r{i}'}", cwd=tmp_path, env=env) for i in range(2)]
+    assert all(p.returncode == 0 for p in out), out[-1].stderr
+    entries = sorted(cache.iterdir())
+    assert entries, "no compiled program was cached"
+    summaries = [json.loads(next((tmp_path / f"r{i}").rglob("summary.json")).read_text())["metrics"] for i in range(2)]
+    assert summaries[0] == summaries[1]
+    assert sorted(cache.iterdir()) == entries  # the rerun hit the cache: nothing new compiled
