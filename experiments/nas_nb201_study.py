@@ -42,9 +42,9 @@ def run_one(name: str, seed: int, extra: list[str], results_dir: Path) -> dict:
 
 def write_readme(rows: list[dict]) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    lines = ["# NB201 differentiable NAS at the default CPU budgets", "",
+    lines = ["# Differentiable NAS at the default CPU budgets (NB201 cell space; DARTS CNN space)", "",
              "Made by `.venv/bin/python experiments/nas_nb201_study.py " + " ".join(dict.fromkeys(r["experiment"] for r in rows))
-             + "` (one run per experiment, seed 0, default budgets of each config).",
+             + "` (one run per experiment, seed 0, default budgets of each config; rows are appended run by run).",
              "Machine: the shared 2-core VM, heavily loaded by other jobs (load average in the table), so wall times",
              "are upper bounds, not benchmarks. Data: REAL 20-class Omniglot classification at 16x16 (15 drawers per",
              "class for search/retrain, 5 for test); NB201 columns: the derived cell's 200-epoch test accuracy (%) in",
@@ -56,12 +56,11 @@ def write_readme(rows: list[dict]) -> None:
             lines.append(f"| {r['experiment']} | {r['seed']} | FAILED: {r.get('error', '')} | | | | | | "
                          f"{r['wall_s']:.0f} | {r['load']} |")
             continue
+        nb = [r.get(f"nb201_{d}_test_acc") for d in ("cifar10", "cifar100", "ImageNet16-120")]
+        nb = ["n/a" if v is None else f"{v:.2f}" for v in nb]  # n/a: not an NB201 cell (DARTS CNN genotype)
         lines.append(f"| {r['experiment']} {r['extra']} | {r['seed']} | `{r['arch'].replace('|', chr(92) + '|')}` | "
-                     f"{r.get('nb201_cifar10_test_acc', float('nan')):.2f} | "
-                     f"{r.get('nb201_cifar100_test_acc', float('nan')):.2f} | "
-                     f"{r.get('nb201_ImageNet16-120_test_acc', float('nan')):.2f} | "
-                     f"{r['supernet_val_acc']:.3f} | {r.get('test_acc', float('nan')):.3f} | {r['wall_s']:.0f} | "
-                     f"{r['load']} |")
+                     f"{' | '.join(nb)} | {r['supernet_val_acc']:.3f} | {r.get('test_acc', float('nan')):.3f} | "
+                     f"{r['wall_s']:.0f} | {r['load']} |")
     from metanas.benchmarks.nb201 import load_tables
 
     acc = load_tables(None).test_acc
@@ -70,9 +69,11 @@ def write_readme(rows: list[dict]) -> None:
               "NB201 paper (Dong & Yang 2020, Table 5) collapses to an all-skip cell (54.30 %). These runs search on a",
               "different, much smaller task than CIFAR-10, so the NB201 columns say how good the found cell is on CIFAR,",
               "not on Omniglot.", "",
-              "The seed-0 rows of 2026-11-23 were run with the code of commit 79be759 (rolled `lax.scan` over a stage's",
-              "cells); later commits unroll it, which is ~19x faster per cell backward on XLA:CPU, so these wall times",
-              "overstate the current cost. One seed each: no error bars.", ""]
+              "The gdas_nb201 and darts_nb201 rows were run with the code of commit 79be759 (rolled `lax.scan` over a",
+              "stage's cells); later commits unroll it (XLA:CPU runs convolutions inside a while loop with a slow",
+              "fallback instead of its YNNPACK kernels), so those wall times overstate the current cost. The darts2_nb201",
+              "and darts_cnn rows ran at nice 19 beside other jobs (session of 2026-11-23, 18:19-). darts_cnn searches the",
+              "DARTS CNN space, whose genotypes are not NB201 cells (n/a). One seed each: no error bars.", ""]
     (OUT / "README.md").write_text("\n".join(lines))
     (OUT / "rows.json").write_text(json.dumps(rows, indent=1))
 
