@@ -230,3 +230,19 @@ def test_source_fused_cell_equals_edge_by_edge_cell(key, affine):
     fused, plain = jax.jit(lambda p: (cell_apply(spec, p, mix, (x,)),
                                       cell_apply(spec, p, mix, (x,), drop_key=key, drop_prob=0.0)))(p)
     np.testing.assert_allclose(fused, plain, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_gdas_step_on_the_darts_cnn_space(key):
+    """GDAS samples one op per edge in both cell types of the DARTS CNN supernet; both alphas get a gradient."""
+    space = DartsCNNSpace(ops=("none", "skip_connect", "sep_conv_3x3", "max_pool_3x3"))
+    x = jax.random.normal(key, (4, 8, 8, 3))
+    y = jnp.arange(4) % 3
+    net = make_supernet(space, C=2, N=3, num_classes=3)
+    w, alphas, bs = net.init(key, x)
+    algo = GDAS()
+    state = algo.init(w, alphas, bs, total_steps=4)
+    s2, m = jax.jit(lambda s, k: algo.step(s, (x, y), (x, y), k, net=net, total_steps=4))(state, key)
+    assert all(np.isfinite(float(v)) for v in m.values())
+    for cell in ("normal", "reduce"):
+        assert not np.allclose(s2.alphas[cell], state.alphas[cell]), cell
