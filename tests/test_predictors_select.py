@@ -6,7 +6,7 @@ import numpy as np
 from scipy import stats
 
 from metanas.predictors.pointwise import Ridge
-from metanas.predictors.select import Columns, CVSelect, masked_kendall_tau
+from metanas.predictors.select import Blend, Columns, CVSelect, masked_kendall_tau
 
 
 def test_masked_kendall_tau_matches_scipy_on_the_masked_rows():
@@ -44,3 +44,16 @@ def test_cv_select_final_models_are_fitted_for_the_choice(key):
     assert int(params["best"]) == 1
     np.testing.assert_allclose(CVSelect(cands, final=final).score(params, x), final[1].score(params["members"][1], x),
                                rtol=1e-6)
+
+
+def test_blend_standardises_on_training_rows(key):
+    x = jax.random.normal(key, (80, 2))
+    y = 2.0 + x[:, 0] + 0.5 * x[:, 1]  # SYNTHETIC
+    a, b = Columns(Ridge(lam=1.0), (True, False)), Columns(Ridge(lam=1.0), (False, True))
+    model = Blend((a, b), (0.5, 0.5))
+    params = model.fit(key, x, y, 60)
+    sa, sb = a.score(params["members"][0]["params"], x), b.score(params["members"][1]["params"], x)
+    z = lambda s: (s - s[:60].mean()) / s[:60].std()  # noqa: E731  training-row statistics
+    np.testing.assert_allclose(model.score(params, x), 0.5 * z(sa) + 0.5 * z(sb), rtol=1e-4, atol=1e-5)
+    # scoring a subset gives the same values (no batch-dependent standardisation)
+    np.testing.assert_allclose(model.score(params, x[60:]), model.score(params, x)[60:], rtol=1e-5, atol=1e-6)

@@ -95,3 +95,38 @@ class CVSelect:
 
     def score(self, params: dict, x: jax.Array) -> jax.Array:
         return self.score_std(params, x)[0]
+
+
+@dataclass(frozen=True)
+class Blend:
+    """Weighted sum of ``models``' scores, each standardised by its mean and sd over the n training rows (so the
+    blend of a pairwise utility and a ridge prediction is on one scale). Uncertainty: the weighted member spreads."""
+
+    models: tuple
+    weights: tuple[float, ...] | None = None  # None: equal weights
+
+    def _w(self) -> tuple[float, ...]:
+        return self.weights if self.weights is not None else tuple(1.0 / len(self.models) for _ in self.models)
+
+    def fit(self, key: jax.Array, x: jax.Array, y: jax.Array, n) -> dict:
+        m = (jnp.arange(x.shape[0]) < n).astype(jnp.float32)
+        cnt = jnp.maximum(m.sum(), 1.0)
+        out = []
+        for i, model in enumerate(self.models):
+            p = model.fit(jax.random.fold_in(key, i), x, y, n)
+            s = model.score(p, x)
+            mu = (m @ s) / cnt
+            sd = jnp.sqrt((m @ (s - mu) ** 2) / cnt) + 1e-8
+            out.append({"params": p, "mu": mu, "sd": sd})
+        return {"members": tuple(out)}
+
+    def score_std(self, params: dict, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        mean = std = 0.0
+        for w, model, p in zip(self._w(), self.models, params["members"]):
+            s, sd = model.score_std(p["params"], x)
+            mean = mean + w * (s - p["mu"]) / p["sd"]
+            std = std + w * sd / p["sd"]
+        return mean, std
+
+    def score(self, params: dict, x: jax.Array) -> jax.Array:
+        return self.score_std(params, x)[0]
