@@ -186,7 +186,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
         genotype["nb201_200ep_test_acc"] = bench
         result |= bench
     ctx.save_json("genotype.json", genotype)
-    ctx.meta_record |= {"arch": genotype["arch"], "encoding": np.asarray(space.encode(arch)).tolist()}
+    ctx.meta_record |= {"arch": genotype["arch"], "search_space": type(space).__name__,
+                        "encoding": np.asarray(space.encode(arch)).tolist()}
     log.info("derived: %s", genotype["arch"])
 
     # ---- 3. retrain the derived network from scratch
