@@ -58,7 +58,11 @@ def launch(results_dir: str, runs: list[list[str]]) -> list[Path]:
 
 
 def read_run(run: Path) -> dict:
-    summary = json.loads((run / "summary.json").read_text())
+    """A run's metrics, config, genotype and evaluations; an unfinished run (no summary.json) gets ``finished:
+    False`` and the losses it has logged so far."""
+    finished = (run / "summary.json").exists()
+    summary = json.loads((run / "summary.json").read_text()) if finished else {"status": "ok", "metrics": {},
+                                                                               "wall_time_s": float("nan")}
     if summary.get("status") != "ok":
         sys.exit(f"{run}: status {summary.get('status')}: {summary.get('error')}")
     cfg = yaml.safe_load((run / "config.yaml").read_text())
@@ -67,7 +71,8 @@ def read_run(run: Path) -> dict:
     overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
     keep = [o for o in overrides if o.split("=")[0] not in ("experiment", "results_dir", "data_dir", "meta_dataset",
                                                             "progress", "resume")]
-    return {"run": str(run), "command": " ".join(["python -m metanas", f"experiment={EXPERIMENT}", *keep]), "metrics": summary["metrics"], "wall_s": summary["wall_time_s"], "train": cfg["train"],
+    return {"finished": finished, "logged": [(r["phase"], r["step"], r["loss"]) for r in rows if "loss" in r],
+            "run": str(run), "command": " ".join(["python -m metanas", f"experiment={EXPERIMENT}", *keep]), "metrics": summary["metrics"], "wall_s": summary["wall_time_s"], "train": cfg["train"],
             "meta": cfg["meta"], "genotype": geno, "evals": [(r["phase"], r["step"], r["val_query_metric"])
                                                              for r in rows if "val_query_metric" in r]}
 
@@ -86,10 +91,11 @@ def reference_rows(runs_dir: Path) -> list[str]:
             continue
         run, d = done[-1]
         m, t = d["metrics"], yaml.safe_load((run / "config.yaml").read_text())["train"]
+        wall = "resumed run: see results/meta_omniglot" if d.get("resumed") else f"{d['wall_time_s'] / 60:.1f}"
         out.append(f"| {name}: CNN4 {t['channels']} ch (reference; 1,200 train characters, no val split) | "
                    f"{t['steps']} x {t['meta_batch']} | - | - | {100 * m['test_acc']:.2f} ± "
                    f"{100 * m['test_acc_ci95']:.2f} ({int(m['n_test_tasks'])}) | {100 * m['test_acc_pre_adapt']:.1f} | "
-                   f"{d['wall_time_s'] / 60:.1f} |")
+                   f"{wall} |")
     return out
 
 
@@ -123,7 +129,7 @@ def render(runs: dict[str, dict], ref: list[str], note: str, total_s: float | No
         "",
         "Made by `nice -n 19 python experiments/meta_metanas_study.py` (real Omniglot: MAML split, 1,100 meta-train / "
         "100 meta-validation / 423 meta-test characters, rotations as classes, 28x28). Test accuracy: mean over "
-        f"{int(s['metrics']['n_test_tasks'])} meta-test tasks of the query accuracy after {meta['eval_inner_steps']} "
+        f"{t['test_tasks']} meta-test tasks of the query accuracy after {meta['eval_inner_steps']} "
         "inner steps on the 5-image support set, ± 1.96 std / sqrt(n); non-transductive BN (each query image is "
         "scored with the support set as its batch). The in-training evaluations and val_acc read the validation "
         "split only.",
@@ -142,6 +148,12 @@ def render(runs: dict[str, dict], ref: list[str], note: str, total_s: float | No
     ]
     for label, r in runs.items():
         m = r["metrics"]
+        if not r["finished"]:
+            logged = ", ".join(f"{ph} step {st}: {loss:.3f}" for ph, st, loss in r["logged"])
+            lines.append(f"| {label} | {r['train']['steps']} + {r['train']['derived_steps']} x "
+                         f"{r['train']['meta_batch']} | not finished | `{r['genotype']['arch']}` | not finished "
+                         f"(meta-training loss logged: {logged}) | - | - |")
+            continue
         sup = (f"{100 * m['supernet_test_acc']:.2f} ± {100 * m['supernet_test_acc_ci95']:.2f} "
                f"({int(m['n_supernet_test_tasks'])})" if "supernet_test_acc" in m else "-")
         lines.append(f"| {label} | {r['train']['steps']} + {r['train']['derived_steps']} x {r['train']['meta_batch']}"
@@ -153,6 +165,9 @@ def render(runs: dict[str, dict], ref: list[str], note: str, total_s: float | No
               "train.eval_tasks tasks, last in-training validation evaluations):", ""]
     for label, r in runs.items():
         m = r["metrics"]
+        if not r["finished"]:
+            lines += [f"- **{label}**: `{r['command']}` -> `{r['run']}`: NOT FINISHED when this README was written"]
+            continue
         val = (f"{100 * m['val_acc']:.2f} ± {100 * m['val_acc_ci95']:.2f} ({int(m['n_val_tasks'])} tasks)"
                if "val_acc" in m else "-")
         evals = ", ".join(f"{p} step {st}: {100 * v:.1f}" for p, st, v in r["evals"][-4:]) or "none"
@@ -170,7 +185,7 @@ def render(runs: dict[str, dict], ref: list[str], note: str, total_s: float | No
         ("How to read it: the baseline meta-learns the same supernet's weights with the alphas frozen at a near-"
         "uniform mixture, so its supernet row isolates what meta-learning the alphas adds, and its derived row is a "
         "random NB201 cell (the argmax of the random initialisation) given the same derived-network budget. " if baseline
-         else "How to read it: no same-budget NAS baseline was run (``--skip-baseline``). ") + "The CNN4 "
+         else "How to read it: no same-budget NAS baseline was run (`--skip-baseline`). ") + "The CNN4 "
         "rows are other networks at other budgets, quoted for scale only. One seed per run: differences within the "
         "95% CIs are not evidence either way. The paper (Elsken et al. 2020) searches the DARTS space with far "
         "larger budgets; its figures are not comparable to this CPU budget.",

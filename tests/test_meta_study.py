@@ -20,14 +20,16 @@ def fake_run(root, name, acc, alpha_lr, arch_idx):
          "derived_time_s": 300.0}
     (d / "summary.json").write_text(json.dumps({"status": "ok", "metrics": m, "wall_time_s": 1500.0}))
     (d / "config.yaml").write_text(yaml.safe_dump({
-        "train": {"C": 8, "N": 1, "steps": 100, "derived_C": 8, "derived_N": 1, "derived_steps": 150, "meta_batch": 5},
+        "train": {"C": 8, "N": 1, "steps": 100, "derived_C": 8, "derived_N": 1, "derived_steps": 150, "meta_batch": 5,
+                  "test_tasks": 600},
         "meta": {"inner_steps": 5, "inner_batch": 10, "inner_lr": 0.001, "alpha_lr": alpha_lr, "eval_inner_steps": 50}}))
     (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["results_dir=x"] + (
         [f"meta.alpha_lr={alpha_lr}"] if alpha_lr == 0 else [])))
     ops = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
     (d / "genotype.json").write_text(json.dumps({"arch": f"|{ops[arch_idx]}~0|", "indices": [arch_idx] * 6, "ops": ops,
                                                  "alpha_softmax": [[0.2] * 5] * 6}))
-    (d / "metrics.jsonl").write_text(json.dumps({"phase": "search", "step": 50, "val_query_metric": 0.5}) + "\n")
+    (d / "metrics.jsonl").write_text(json.dumps({"phase": "search", "step": 50, "loss": 1.25}) + "\n"
+                                     + json.dumps({"phase": "search", "step": 50, "val_query_metric": 0.5}) + "\n")
     return d
 
 
@@ -50,3 +52,10 @@ def test_study_report_from_finished_runs(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert one.returncode == 0, one.stderr[-2000:]
     assert "70.12" not in (tmp_path / "one" / "README.md").read_text()
+    (a / "summary.json").unlink()  # a run still testing: reported as not finished, with its logged losses
+    part = subprocess.run([sys.executable, "experiments/meta_metanas_study.py", "--results-dir", str(runs), "--out",
+                           str(tmp_path / "part"), "--search-run", str(a), "--skip-baseline"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert part.returncode == 0, part.stderr[-2000:]
+    text = (tmp_path / "part" / "README.md").read_text()
+    assert "not finished" in text and "search step 50: 1.250" in text and "81.23" not in text
