@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metanas.meta.base import AbstractMetaAlgorithm, ApplyFn, LossFn, MetaState, PyTree, Task, query_metrics, sgd_adapt
+from metanas.meta.base import (AbstractMetaAlgorithm, ApplyFn, LossFn, MetaState, PyTree, Task, map_tasks,
+                               query_metrics, sgd_adapt)
 
 
 class _MetaGradient(AbstractMetaAlgorithm, abc.ABC):
@@ -37,13 +38,7 @@ class _MetaGradient(AbstractMetaAlgorithm, abc.ABC):
             return q_loss, {"query_metric": q_metric, "support_loss_first": support_losses[0],
                             "support_loss_last": support_losses[-1]}
 
-        keys = jax.random.split(key, tasks.support_x.shape[0])
-        if self.task_map == "vmap":
-            losses, aux = jax.vmap(one)(tasks, keys)
-        elif self.task_map == "map":  # sequential over tasks inside one program (less memory, no batching)
-            losses, aux = jax.lax.map(lambda tk: one(*tk), (tasks, keys))
-        else:
-            raise ValueError(f"task_map '{self.task_map}' is unknown; use 'vmap' or 'map'")
+        losses, aux = map_tasks(one, tasks, jax.random.split(key, tasks.support_x.shape[0]), self.task_map)
         return jnp.mean(losses), jax.tree.map(jnp.mean, aux)
 
     def meta_train_step(self, state: MetaState, tasks: Task, key: jax.Array, *, apply_fn: ApplyFn,

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metanas.meta.base import AbstractMetaAlgorithm, MetaState, PyTree, Task
+from metanas.meta.base import AbstractMetaAlgorithm, MetaState, PyTree, Task, map_tasks
 
 
 @dataclass(frozen=True)
@@ -80,29 +80,6 @@ class Reptile(AbstractMetaAlgorithm):
                                              batch=self.eval_inner_batch if steps else self.inner_batch)
         return params, losses
 
-    def _map_tasks(self, fn, tasks, keys):
-        if self.task_map == "vmap":
-            return jax.vmap(fn)(tasks, keys)
-        if self.task_map == "map":
-            return jax.lax.map(lambda tk: fn(*tk), (tasks, keys))
-        raise ValueError(f"task_map '{self.task_map}' is unknown; use 'vmap' or 'map'")
-
-    def evaluate(self, meta_params: dict, tasks: Task, key: jax.Array, *, apply_fn, loss) -> dict:
-        """``AbstractMetaAlgorithm.evaluate`` with tasks batched by ``task_map``.
-
-        The per-task keys differ between "vmap" and "map"; a key only draws the inner mini-batches, so with the
-        default ``eval_inner_batch=0`` (full support set) both give the same numbers.
-        """
-        if self.task_map == "vmap":
-            return super().evaluate(meta_params, tasks, key, apply_fn=apply_fn, loss=loss)
-        evaluate_batch = super().evaluate
-
-        def one(task, k):  # ``evaluate`` on a batch of one task
-            r = evaluate_batch(meta_params, jax.tree.map(lambda a: a[None], task), k, apply_fn=apply_fn, loss=loss)
-            return jax.tree.map(lambda a: a[0], r)
-
-        return self._map_tasks(one, tasks, jax.random.split(key, tasks.support_x.shape[0]))
-
     def meta_train_step(self, state: MetaState, tasks: Task, key: jax.Array, *, apply_fn, loss,
                         tx: optax.GradientTransformation) -> tuple[MetaState, dict]:
         theta = state.params["theta"]
@@ -121,7 +98,7 @@ class Reptile(AbstractMetaAlgorithm):
                                                   (task.support_x, task.support_y), k, **kw)
                 return phi, losses
 
-            phis, losses = self._map_tasks(one, tasks, keys)
+            phis, losses = map_tasks(one, tasks, keys, self.task_map)
             inner_state = state.inner_opt_state
         mean_phi = jax.tree.map(lambda p: jnp.mean(p, axis=0), phis)
         pseudo_grad = {"theta": jax.tree.map(jnp.subtract, theta, mean_phi)}
