@@ -73,28 +73,35 @@ def first_step_with_cache(cache_dir: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def probe_first_step() -> float:
-    """Wall time of the first first-order W1 step (trace + compile or cache load + run) in this process."""
+def problem():
+    """The W1 supernet, its initial ``(weights, alphas, batch_stats)`` and the fixed batches ``(xt, yt, xv, yv)``."""
     net = make_supernet(NB201Space(), C=C, N=N, num_classes=NCLS)
     rng = np.random.default_rng(1)
-    x, y = jnp.asarray(rng.standard_normal((B, 32, 32, 3), np.float32)), jnp.asarray(rng.integers(0, NCLS, B))
-    weights, alphas, bs = net.init(jax.random.PRNGKey(0), x)
-    algo = DARTS(order=1, w_lr=0.025, w_lr_min=0.025, w_nesterov=True, alpha_first=False)
-    state = algo.init(weights, alphas, bs, total_steps=1000)
+    xt, xv = (jnp.asarray(rng.standard_normal((B, 32, 32, 3), np.float32)) for _ in range(2))
+    yt, yv = (jnp.asarray(rng.integers(0, NCLS, B), jnp.int32) for _ in range(2))
+    return net, net.init(jax.random.PRNGKey(0), xt), (xt, yt, xv, yv)
+
+
+def search_step(net, order: int):
+    """``(algo, step(state, xt, yt, xv, yv))``: the jitted W1 step of ``order`` (fixed LR as in the peer: w_lr_min =
+    w_lr), xautodl's DARTS-V1 order for 1, DARTS-V2's for 2; the step donates its state."""
+    algo = DARTS(order=order, w_lr=0.025, w_lr_min=0.025, w_nesterov=True, alpha_first=order == 2)
     fn = jax.jit(functools.partial(algo.step, net=net, total_steps=1000), donate_argnums=(0,))
+    return algo, lambda s, xt, yt, xv, yv: fn(s, (xt, yt), (xv, yv), jax.random.PRNGKey(0))
+
+
+def probe_first_step() -> float:
+    """Wall time of the first first-order W1 step (trace + compile or cache load + run) in this process."""
+    net, (weights, alphas, bs), batches = problem()
+    algo, step = search_step(net, 1)
+    state = algo.init(weights, alphas, bs, total_steps=1000)
     t0 = time.perf_counter()
-    jax.block_until_ready(fn(state, (x, y), (x, y), jax.random.PRNGKey(0)))
+    jax.block_until_ready(step(state, *batches))
     return time.perf_counter() - t0
 
 
 def main(steps: int = STEPS, warmup: int = WARMUP, second_order_steps: int = 5) -> dict:
-    space = NB201Space()
-    net = make_supernet(space, C=C, N=N, num_classes=NCLS)
-    rng = np.random.default_rng(1)
-    xt, xv = (jnp.asarray(rng.standard_normal((B, 32, 32, 3), np.float32)) for _ in range(2))
-    yt, yv = (jnp.asarray(rng.integers(0, NCLS, B), jnp.int32) for _ in range(2))
-    weights, alphas, bs = net.init(jax.random.PRNGKey(0), xt)
-    key = jax.random.PRNGKey(0)
+    net, (weights, alphas, bs), (xt, yt, xv, yv) = problem()
     out = {"workload": "w1_darts_nb201", "framework": "jax", "torch": None, "jax": jax.__version__,
            "batch": B, "C": C, "N": N, "max_nodes": 4, "num_cells": 3 * N + 2,
            "weight_params": int(sum(x.size for x in jax.tree.leaves(weights))),
@@ -113,12 +120,9 @@ def main(steps: int = STEPS, warmup: int = WARMUP, second_order_steps: int = 5) 
     f, fb = (c[0] if isinstance(c, list) else c for c in (f, fb))
     out |= {"fwd_flops": f.get("flops"), "fwd_bwd_flops": fb.get("flops"), "step_flops_est": 2 * fb.get("flops", 0.0)}
     for order in (1, 2):
-        # fixed LR as in the peer: w_lr_min = w_lr
-        algo = DARTS(order=order, w_lr=0.025, w_lr_min=0.025, w_nesterov=True, alpha_first=order == 2)
+        algo, step = search_step(net, order)
         w0, a0 = jax.tree.map(jnp.array, (weights, alphas))  # fresh copies: the step donates its state
         state = algo.init(w0, a0, bs, total_steps=1000)
-        fn = jax.jit(functools.partial(algo.step, net=net, total_steps=1000), donate_argnums=(0,))
-        step = lambda s, *b: fn(s, (b[0], b[1]), (b[2], b[3]), key)  # noqa: E731
         n = steps if order == 1 else second_order_steps
         first, ts, cpu, state = timed_steps(step, state, (xt, yt, xv, yv), warmup if order == 1 else min(warmup, 2), n)
         if order == 1:
