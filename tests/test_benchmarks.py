@@ -47,6 +47,20 @@ def test_side_tables_join_on_arch(data_dir):
     assert abs(np.corrcoef(np.random.default_rng(0).permutation(hw[:, 8]), cost[:, 0])[0, 1]) < 0.1
 
 
+def test_imagenet_zero_cost_proxies_join_and_differ(data_dir):
+    d = str(data_dir)
+    c10, in16 = nb201.load_zero_cost(d), nb201.load_zero_cost(d, "ImageNet16-120")
+    ok = ~np.isnan(in16[:, 0])
+    assert ok.sum() == 9445 and (ok == ~np.isnan(c10[:, 0])).all()  # the same non-degenerate cells
+    params = nb201.ZC_COLUMNS.index("params")  # 120 classes instead of 10: a bigger head, the same ranking
+    assert (in16[ok, params] > c10[ok, params]).all() and np.corrcoef(in16[ok, params], c10[ok, params])[0, 1] > 0.99
+    acc = nb201.NB201Benchmark(dataset="ImageNet16-120").table()
+    synflow = nb201.ZC_COLUMNS.index("synflow")  # tracks that data set's accuracy (Pearson r 0.69)
+    assert np.corrcoef(in16[ok, synflow], acc[ok])[0, 1] > 0.5
+    with pytest.raises(nb201.NB201DataError, match="no zero-cost proxies for dataset 'cifar100'; available: cifar10"):
+        nb201.load_zero_cost(d, "cifar100")
+
+
 def test_missing_file_names_it(tmp_path):
     with pytest.raises(nb201.NB201DataError, match="nats_tss_test_acc_200ep.csv"):
         nb201.load_tables(str(tmp_path))

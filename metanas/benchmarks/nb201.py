@@ -6,7 +6,8 @@ Sources (all real, see ``shared/data/nasbench201/README.md``; files read from ``
 - ``nats_tss_test_acc_200ep.csv``: 200-epoch test accuracy (%) on CIFAR-10 / CIFAR-100 / ImageNet16-120.
 - ``minibench_12ep_accs.csv``: 12-epoch accuracies (the low-fidelity "training setting").
 - ``hw_<dataset>.csv``: HW-NAS-Bench latency / energy on 6 devices.
-- ``nb201_zc_proxies.csv``: 13 zero-cost proxies (9,445 non-degenerate cells; NaN elsewhere).
+- ``nb201_zc_proxies.csv`` / ``nb201_ImageNet16-120_zc_proxies.csv``: 13 zero-cost proxies on CIFAR-10 /
+  ImageNet16-120 (9,445 non-degenerate cells; NaN elsewhere).
 - ``nb201_cifar10_cost_metrics_15625.csv``: official FLOPs / params / latency / train time (CIFAR-10).
 
 The small table the default experiment needs (200-epoch test accuracies + 12-epoch accuracies) ships inside
@@ -29,6 +30,7 @@ SUBDIR = "nasbench201"
 ACC_FILE = "nats_tss_test_acc_200ep.csv"
 LOWFI_FILE = "minibench_12ep_accs.csv"
 ZC_FILE = "nb201_zc_proxies.csv"
+ZC_FILES = {"cifar10": ZC_FILE, "ImageNet16-120": "nb201_ImageNet16-120_zc_proxies.csv"}  # no CIFAR-100 file shared
 COST_FILE = "nb201_cifar10_cost_metrics_15625.csv"
 PACKAGED = Path(__file__).parent / "data" / "nb201_accs.npz"
 
@@ -125,9 +127,12 @@ def load_tables(data_dir: str | None = None) -> NB201Tables:
 
 
 @functools.lru_cache(maxsize=4)
-def load_zero_cost(data_dir: str) -> np.ndarray:
-    """float32 [N, 13] zero-cost proxies (ZC_COLUMNS) for CIFAR-10; NaN for the 6,180 degenerate cells."""
-    path = Path(data_dir) / SUBDIR / ZC_FILE
+def load_zero_cost(data_dir: str, dataset: str = "cifar10") -> np.ndarray:
+    """float32 [N, 13] zero-cost proxies (ZC_COLUMNS) computed on ``dataset`` (``cifar10`` or ``ImageNet16-120``);
+    NaN for the 6,180 degenerate cells."""
+    if dataset not in ZC_FILES:
+        raise NB201DataError(f"no zero-cost proxies for dataset {dataset!r}; available: {', '.join(ZC_FILES)}")
+    path = Path(data_dir) / SUBDIR / ZC_FILES[dataset]
     space = _space()
     f, reader = _open_csv(path, ("net", *ZC_COLUMNS))
     out = np.full((space.size(), len(ZC_COLUMNS)), np.nan, np.float32)
