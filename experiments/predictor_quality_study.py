@@ -184,6 +184,8 @@ def main() -> None:
               "of test-set selection; so is the ridge lam = 10 offered to `pairwise_cv_blend`. The choices the `_cv` rows "
               "make (weight decay, blend or not) use the training cells only; the other rows use library defaults."]
     cmd = " ".join(["experiments/predictor_quality_study.py"] + ([f"--dataset {args.dataset}"] if args.dataset != "cifar10" else [])
+                   + ([f"--seeds {args.seeds}"] if args.seeds != 10 else [])
+                   + ([f"--encoding {args.encoding}"] if args.encoding != "onehot_pruned" else [])
                    + ([f"--ns {' '.join(map(str, args.ns))}"] if args.ns else [])
                    + ([f"--only {' '.join(args.only)}"] if only_these else []))
     lines += ["", f"Command: `.venv/bin/python {cmd}`  ",
