@@ -59,3 +59,44 @@ def test_study_report_from_finished_runs(tmp_path):
     assert part.returncode == 0, part.stderr[-2000:]
     text = (tmp_path / "part" / "README.md").read_text()
     assert "not finished" in text and "search step 50: 1.250" in text and "81.23" not in text
+
+
+def fake_cnn4_run(root, name, stamp, acc, *, n_val_chars=100, finished=True):
+    d = root / name / stamp
+    (d / ".hydra").mkdir(parents=True)
+    maml = name.startswith("maml")
+    (d / "config.yaml").write_text(yaml.safe_dump({
+        "train": {"steps": 600 if maml else 1500, "meta_batch": 32 if maml else 5},
+        "meta": {"_target_": "metanas.meta.maml.MAML" if maml else "metanas.meta.reptile.Reptile",
+                 "transductive": maml, "inner_steps": 1 if maml else 5, "eval_inner_steps": 10 if maml else 50,
+                 "first_order": False},
+        "task": {"n_train_chars": 1200, "n_val_chars": n_val_chars, "shots": 1, "train_shots": 0 if maml else 10,
+                 "queries": 15, "train_queries": 1 if maml else 0},
+        "optimizer": {"learning_rate": 3e-3 if maml else 1.0}}))
+    (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"experiment={name}", "results_dir=x"]))
+    (d / "metrics.jsonl").write_text(json.dumps({"phase": "meta_train", "step": 300, "val_query_metric": acc - 0.05})
+                                     + "\n")
+    if finished:
+        m = {"test_acc": acc, "test_acc_ci95": 0.01, "test_acc_pre_adapt": 0.2, "n_test_tasks": 600.0,
+             "val_acc": acc + 0.01, "val_acc_ci95": 0.02, "n_val_tasks": 100.0, "train_time_s": 900.0}
+        (d / "summary.json").write_text(json.dumps({"status": "ok", "metrics": m, "wall_time_s": 1200.0}))
+        (d / "time_v.txt").write_text("\tUser time (seconds): 1500.50\n\tSystem time (seconds): 299.50\n"
+                                      "\tMaximum resident set size (kbytes): 4194304\n")
+    return d
+
+
+def test_omniglot_table_from_finished_runs(tmp_path):
+    """experiments/meta_omniglot_table.py (no --run): newest finished run of each, split, val acc, CPU time."""
+    runs = tmp_path / "runs"
+    fake_cnn4_run(runs, "maml_omniglot", "2026-01-01_00-00-00-000000", 0.5)  # older: not the one reported
+    fake_cnn4_run(runs, "maml_omniglot", "2026-01-02_00-00-00-000000", 0.9512)
+    fake_cnn4_run(runs, "reptile_omniglot", "2026-01-02_00-00-00-000000", 0.8, finished=False)
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "experiments/meta_omniglot_table.py", "--runs", str(runs), "--out", str(out),
+                        "--note", "test machine"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    text = (out / "README.md").read_text()
+    assert "**95.12 ± 1.00** (600)" in text and "96.12 ± 2.00 (100)" in text and "| 20.0 | 30.0 |" in text
+    assert "1,100 / 100 / 423" in text and "test machine" in text and "50.00" not in text
+    assert "not finished; last val eval 75.0 at step 300" in text
+    assert "outer lr 0.003" in text and "train support / query per class 1 / 1" in text
