@@ -2,8 +2,9 @@
 
 Every op is registered with ``@register_op(name)`` as a factory ``(C, stride, affine) -> Op``. An ``Op`` is a pair of
 pure functions ``init(key) -> params`` and ``apply(params, x) -> y`` on NHWC float32 arrays (``C`` channels in and
-out, spatial size divided by ``stride``). The layers are plain JAX (``lax.conv_general_dilated``), so a cell's
-parameters are an ordinary pytree that ``lax.scan`` can stack across cells of the same shape.
+out, spatial size divided by ``stride``). The layers are plain JAX (``conv``: ``lax.conv_general_dilated`` or GEMMs,
+see ``CONV_IMPL``), so a cell's parameters are an ordinary pytree that ``lax.scan`` can stack across cells of the
+same shape.
 
 Op definitions follow the papers' reference code: NB201 (Dong & Yang 2020, xautodl ``cell_operations.py``:
 ``nor_conv_kxk`` = ReLU -> Conv(bias = not affine) -> BN) and DARTS (Liu et al. 2019, ``operations.py``:
@@ -60,12 +61,62 @@ def conv_init(key: jax.Array, k: int, cin: int, cout: int, groups: int = 1) -> j
     return jax.random.normal(key, (k, k, cin // groups, cout), jnp.float32) * jnp.sqrt(2.0 / fan_in)
 
 
-def conv(x: jax.Array, w: jax.Array, stride: int = 1, dilation: int = 1, groups: int = 1,
-         padding: int | None = None) -> jax.Array:
-    k = w.shape[0]
-    p = dilation * (k - 1) // 2 if padding is None else padding
+# "gemm": 1x1 convolutions are matmuls and stride-1 'same' kxk convolutions have a custom VJP whose filter gradient
+# is k*k GEMMs (shifted input^T @ dy) and whose input gradient is a canonical (NHWC/HWIO) convolution; everything
+# else, and "lax", is lax.conv_general_dilated with JAX's own derivatives. Same values and gradients up to float
+# rounding. On XLA:CPU the filter-gradient convolution JAX emits for small channel counts is several times slower
+# than the GEMMs, and inside a rolled lax.scan XLA:CPU runs it with a slow fallback. "gemm" supports reverse-mode
+# autodiff at any order but not forward mode (jax.jvp / jacfwd): use "lax" for that.
+CONV_IMPLS = ("gemm", "lax")
+CONV_IMPL = "gemm"
+
+
+def _conv_lax(x: jax.Array, w: jax.Array, stride: int, dilation: int, groups: int, p: int) -> jax.Array:
     return lax.conv_general_dilated(x, w, (stride, stride), ((p, p), (p, p)), rhs_dilation=(dilation, dilation),
                                     dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+
+
+@jax.custom_vjp
+def _conv_same(x: jax.Array, w: jax.Array) -> jax.Array:
+    """Stride-1 convolution with 'same' padding (odd k), no dilation or groups."""
+    return _conv_lax(x, w, 1, 1, 1, (w.shape[0] - 1) // 2)
+
+
+def _conv_same_fwd(x, w):
+    return _conv_same(x, w), (x, w)
+
+
+def _conv_same_bwd(res, dy):
+    x, w = res
+    k, _, cin, cout = w.shape
+    p = (k - 1) // 2
+    # input gradient: correlation of dy with the spatially flipped, in/out-transposed kernel (canonical layouts)
+    dx = _conv_lax(dy, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2), 1, 1, 1, p)
+    # filter gradient: dw[i, j] = sum over (n, h, w) of x_pad[n, h + i, w + j]^T dy[n, h, w], one GEMM per tap
+    _, h, wd, _ = x.shape
+    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+    d2 = dy.reshape(-1, cout)
+    dw = jnp.stack([xp[:, i:i + h, j:j + wd, :].reshape(-1, cin).T @ d2 for i in range(k) for j in range(k)])
+    return dx, dw.reshape(w.shape)
+
+
+_conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
+
+
+def conv(x: jax.Array, w: jax.Array, stride: int = 1, dilation: int = 1, groups: int = 1,
+         padding: int | None = None, impl: str | None = None) -> jax.Array:
+    """NHWC x HWIO convolution, 'same' padding by default; ``impl`` (default ``CONV_IMPL``): see ``CONV_IMPLS``."""
+    impl = CONV_IMPL if impl is None else impl
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"conv impl {impl!r} is unknown; use one of {CONV_IMPLS}")
+    k = w.shape[0]
+    p = dilation * (k - 1) // 2 if padding is None else padding
+    if impl == "gemm" and groups == 1 and w.shape[0] == w.shape[1]:
+        if k == 1 and p == 0:
+            return x[:, ::stride, ::stride, :] @ w.reshape(w.shape[2], w.shape[3])
+        if stride == 1 and dilation == 1 and k % 2 == 1 and p == (k - 1) // 2:
+            return _conv_same(x, w)
+    return _conv_lax(x, w, stride, dilation, groups, p)
 
 
 def batch_norm(x: jax.Array, p: Params | None = None, eps: float = 1e-5) -> jax.Array:
