@@ -57,7 +57,7 @@ class CellNetwork:
     """NB201 skeleton (Dong & Yang 2020, xautodl ``TinyNetworkDarts``): stem Conv3x3 -> BN; ``num_stages`` stages of
     ``N`` identical cells, a residual reduction block (stride 2, channels x2) between stages; BN -> ReLU -> global
     average pool -> linear. One ``alphas [E, K]`` is shared by all cells. The ``N`` cells of a stage have stacked
-    parameters and run as ``lax.scan`` (unrolled by default, see ``unroll``).
+    parameters and run as a rolled ``lax.scan`` (see ``unroll``).
     """
 
     edges: tuple[tuple[int, int], ...]
@@ -67,9 +67,10 @@ class CellNetwork:
     num_stages: int = 3
     num_classes: int = 10
     affine: bool = False  # cell BN affine (False in search, True for a derived network)
-    # unroll the scan over a stage's cells: XLA:CPU runs the rolled scan's backward pass ~19x slower (residuals
-    # copied each iteration; measured 37 vs 2 CPU-s for 5 NB201 cells, C=16, batch 64); False: rolled, faster compile
-    unroll: bool = True
+    # unroll the scan over a stage's cells (True) or run it rolled (False, default: one compiled cell body per stage,
+    # a several times shorter compile). With lax.conv's own derivatives XLA:CPU ran the rolled backward pass ~10x
+    # slower (a slow fallback for the loop's filter-gradient convolutions); ops.conv's default "gemm" impl avoids them
+    unroll: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "edges", tuple(tuple(e) for e in self.edges))
