@@ -96,8 +96,16 @@ def _conv_same_bwd(res, dy):
     _, h, wd, _ = x.shape
     xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
     d2 = dy.reshape(-1, cout)
-    dw = jnp.stack([xp[:, i:i + h, j:j + wd, :].reshape(-1, cin).T @ d2 for i in range(k) for j in range(k)])
+    dw = jnp.stack([_tdot(xp[:, i:i + h, j:j + wd, :].reshape(-1, cin), d2) for i in range(k) for j in range(k)])
     return dx, dw.reshape(w.shape)
+
+
+def _tdot(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``a.T @ b``; when the contracted (batch) axis is sharded (data parallel), the sum comes out replicated."""
+    sh = jax.typeof(a).sharding
+    if any(s is not None for s in getattr(sh, "spec", ())):
+        return jnp.matmul(a.T, b, out_sharding=jax.sharding.NamedSharding(sh.mesh, jax.sharding.PartitionSpec()))
+    return a.T @ b
 
 
 _conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
