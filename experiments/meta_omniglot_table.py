@@ -93,7 +93,7 @@ def row(run: Path, name: str) -> dict:
            "steps": t["steps"], "meta_batch": t["meta_batch"], "algo": meta["_target_"].rsplit(".", 1)[-1],
            "transductive": meta.get("transductive"), "paper": PAPER[name], "split": split_text(task),
            "n_val_chars": int(task["n_val_chars"]), "evals": evals(run), "time": time_report(run),
-           "settings": (f"inner {meta['inner_steps']} steps (test {meta['eval_inner_steps']}), "
+           "settings": (f"inner steps {meta['inner_steps']} (validation / test {meta['eval_inner_steps']}), "
                         f"outer lr {cfg['optimizer']['learning_rate']:g}, train support / query per class "
                         f"{task['train_shots'] or task['shots']} / "
                         f"{task['queries'] if task['train_queries'] < 0 else task['train_queries']}"
