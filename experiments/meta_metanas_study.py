@@ -90,9 +90,11 @@ def reference_rows(runs_dir: Path) -> list[str]:
             out.append(f"| {name} (CNN4, reference) | see results/meta_omniglot/README.md | | | | | |")
             continue
         run, d = done[-1]
-        m, t = d["metrics"], yaml.safe_load((run / "config.yaml").read_text())["train"]
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        m, t, n_val = d["metrics"], cfg["train"], cfg.get("task", {}).get("n_val_chars", 0)
         wall = "resumed run: see results/meta_omniglot" if d.get("resumed") else f"{d['wall_time_s'] / 60:.1f}"
-        out.append(f"| {name}: CNN4 {t['channels']} ch (reference; 1,200 train characters, no val split) | "
+        split = (f"{1200 - n_val:,} / {n_val} / 423 characters" if n_val else "1,200 train characters, no val split")
+        out.append(f"| {name}: CNN4 {t['channels']} ch (reference; {split}) | "
                    f"{t['steps']} x {t['meta_batch']} | - | - | {100 * m['test_acc']:.2f} ± "
                    f"{100 * m['test_acc_ci95']:.2f} ({int(m['n_test_tasks'])}) | {100 * m['test_acc_pre_adapt']:.1f} | "
                    f"{wall} |")
