@@ -30,3 +30,22 @@ def test_fused_scores_equal_score_up_to_a_constant(key, layers, skip, ensemble):
     assert sorted(order.tolist()) == list(range(len(archs))) and (np.diff(want[order]) <= 1e-4).all()  # best first
     top = np.asarray(fast.rank_table(f, table, top=5))
     np.testing.assert_allclose(want[top], want[order[:5]], atol=1e-5)
+
+
+def test_argsort_desc_orders_candidates_with_ties_and_nan():
+    space = NB201Space()
+    table = fast.candidate_table(space, jnp.asarray(space.enumerate()[::7]), "onehot_pruned")
+    inv = np.asarray(table.inverse)
+    rng = np.random.default_rng(0)
+    n_rows = table.x.shape[0]
+    distinct = rng.permutation(n_rows).astype(np.float32) - 100.0
+    # distinct row utilities: exactly the stable argsort of the candidates' utilities
+    np.testing.assert_array_equal(fast.argsort_desc(table, jnp.asarray(distinct)),
+                                  np.argsort(-distinct[inv], kind="stable"))
+    # heavy ties between rows, -0.0 / 0.0, -inf and NaN: best first, NaN last, ties by row then candidate index
+    tied = np.round(rng.standard_normal(n_rows) * 2).astype(np.float32) / 2
+    tied[:4] = [np.nan, -np.inf, -0.0, 0.0]
+    order = np.asarray(fast.argsort_desc(table, jnp.asarray(tied)))
+    key = np.where(np.isnan(tied), -np.inf, tied)
+    want = sorted(range(len(inv)), key=lambda i: (-key[inv[i]], np.isnan(tied[inv[i]]), inv[i], i))
+    np.testing.assert_array_equal(order, want)

@@ -7,7 +7,8 @@
 - ``fused_utility`` scores a batch of encodings with one matmul for the first layer, a batched einsum per hidden
   layer and one contraction for the folded heads;
 - ``candidate_table`` encodes a finite candidate set once and keeps its distinct encodings (NB201 with
-  ``onehot_pruned``: 9,445 of 15,625), ``rank_table`` scores those and sorts all candidates (or ``lax.top_k``).
+  ``onehot_pruned``: 9,445 of 15,625), ``rank_table`` scores those and sorts all candidates (``argsort_desc``,
+  which sorts only the distinct rows' utilities) or takes the top few (``lax.top_k``).
 
 (A gather-based first layer for one-hot rows, skipping the encoding, was tried and was ~5x slower on XLA:CPU.)
 
@@ -78,19 +79,53 @@ class CandidateTable(NamedTuple):
 
     x: jax.Array  # float32 [U, D] distinct encodings (U = 9,445 of NB201's 15,625 cells with ``onehot_pruned``)
     inverse: jax.Array  # int32 [N] row of ``x`` of each candidate
+    count: jax.Array  # int32 [U] candidates per distinct encoding
+    within: jax.Array  # int32 [N] place of each candidate among those sharing its encoding (by candidate index)
 
 
 def candidate_table(space, archs, kind: str = "onehot_pruned") -> CandidateTable:
     """Encode ``archs`` [N, E] once and keep the distinct rows (host; once per space, e.g. all NB201 cells)."""
     x = np.asarray(encode_archs(space, archs, kind))
-    ux, inverse = np.unique(x, axis=0, return_inverse=True)
-    return CandidateTable(jnp.asarray(ux), jnp.asarray(inverse.reshape(-1), jnp.int32))
+    ux, inverse, count = np.unique(x, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    by_row = np.argsort(inverse, kind="stable")  # candidates grouped by row, each group in index order
+    within = np.empty(len(inverse), np.int64)
+    within[by_row] = np.arange(len(inverse)) - np.repeat(np.cumsum(count) - count, count)
+    return CandidateTable(*(jnp.asarray(a, d) for a, d in ((ux, jnp.float32), (inverse, jnp.int32),
+                                                           (count, jnp.int32), (within, jnp.int32))))
+
+
+def _int_key(u: jax.Array) -> jax.Array:
+    """int32 keys in the order of the floats ``u`` (-0.0 = 0.0; NaN below -inf, so it ranks last)."""
+    bits = jax.lax.bitcast_convert_type(jnp.where(u == 0, 0.0, u), jnp.int32)
+    key = jnp.where(bits < 0, bits ^ jnp.int32(0x7FFFFFFF), bits)
+    return jnp.where(jnp.isnan(u), jnp.iinfo(jnp.int32).min, key)
+
+
+def argsort_desc(table: CandidateTable, row_u: jax.Array) -> jax.Array:
+    """Indices of all candidates by decreasing utility, from the U distinct rows' utilities ``row_u``.
+
+    Candidates sharing an encoding come in index order; distinct encodings with equal utility in row order. The
+    same order as a stable ``jnp.argsort(-row_u[table.inverse])`` up to the order within such ties, but XLA:CPU sorts
+    one int32 array several times faster than floats and far faster than (value, index) pairs, so: sort the rows'
+    order-preserving int32 keys, pack (rank of the key, row) into one int32 and sort that, then lay each row's
+    candidates out in index order. Needs U**2 < 2**31 (U <= 46,340); larger tables take the pair sort.
+    """
+    u_count, n = row_u.shape[0], table.inverse.shape[0]
+    if u_count * u_count >= 2**31:
+        return jnp.argsort(-row_u[table.inverse]).astype(jnp.int32)
+    key = _int_key(row_u)
+    better = u_count - jnp.searchsorted(jnp.sort(key), key, side="right").astype(jnp.int32)  # rows above it
+    rows = jnp.sort(better * u_count + jnp.arange(u_count, dtype=jnp.int32)) % u_count  # best row first
+    start = jnp.zeros(u_count, jnp.int32).at[rows].set(jnp.cumsum(table.count[rows]) - table.count[rows])
+    slot = start[table.inverse] + table.within
+    return jnp.zeros(n, jnp.int32).at[slot].set(jnp.arange(n, dtype=jnp.int32), unique_indices=True)
 
 
 def rank_table(f: Fused, table: CandidateTable, top: int | None = None) -> jax.Array:
-    """int32 indices of the table's candidates, best first: all N (``top=None``, a full sort) or the best ``top``
-    (``lax.top_k``, far cheaper than sorting everything when a search only needs the top few)."""
-    u = fused_utility(f, table.x)[table.inverse]
+    """int32 indices of the table's candidates, best first: all N (``top=None``, a full sort, ``argsort_desc``) or
+    the best ``top`` (``lax.top_k``, cheaper still when a search only needs the top few)."""
+    row_u = fused_utility(f, table.x)
     if top is None:
-        return jnp.argsort(-u).astype(jnp.int32)
-    return jax.lax.top_k(u, top)[1].astype(jnp.int32)
+        return argsort_desc(table, row_u)
+    return jax.lax.top_k(row_u[table.inverse], top)[1].astype(jnp.int32)
