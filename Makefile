@@ -22,11 +22,12 @@ setup: $(VENV)/.installed
 run: $(VENV)/.installed-run
 	$(BIN)/python -m metanas
 
+# -n auto: one pytest worker per core (xdist); the suite is mostly XLA compilation, which is single-threaded
 test: setup
-	$(BIN)/python -m pytest -m "not slow and not gpu" -q
+	$(BIN)/python -m pytest -m "not slow and not gpu" -q -n auto --dist worksteal
 
 test-all: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 clean:
 	rm -rf $(VENV) results/runs results/multirun
