@@ -10,6 +10,10 @@ Op definitions follow the papers' reference code: NB201 (Dong & Yang 2020, xauto
 ``nor_conv_kxk`` = ReLU -> Conv(bias = not affine) -> BN) and DARTS (Liu et al. 2019, ``operations.py``:
 ``sep_conv``, ``dil_conv``, ``FactorizedReduce``). Batch norm always uses the batch statistics
 (``track_running_stats=False`` as in both search codes); ``affine`` adds a learned scale and shift.
+
+For speed on XLA:CPU, ``batch_norm``'s normalisation, stride-1 ``avg_pool`` and the "gemm" ``conv`` have custom
+VJPs (same values and gradients up to float rounding): reverse-mode autodiff works at any order, forward mode
+(``jax.jvp`` / ``jacfwd``) does not.
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 Params = Any
@@ -28,7 +35,8 @@ class Op(NamedTuple):
     init: Callable[[jax.Array], Params]  # key -> params pytree
     apply: Callable[[Params, jax.Array], jax.Array]  # (params, x [B,H,W,C]) -> y [B,H/s,W/s,C]
     # what the supernet may fuse across edges that read the same node: ("stateless",) = output depends on x only
-    # (computed once); ("relu_conv_bn", stride) = ReLU -> Conv -> [bias] -> BN (kernels concatenated on C_out)
+    # (computed once; ("stateless", "zero"): always zeros, left out of a mixed sum); ("relu_conv_bn", stride) =
+    # ReLU -> Conv -> [bias] -> BN (kernels concatenated on C_out)
     kind: tuple = ()
 
 
@@ -121,18 +129,42 @@ def conv(x: jax.Array, w: jax.Array, stride: int = 1, dilation: int = 1, groups:
     p = dilation * (k - 1) // 2 if padding is None else padding
     if impl == "gemm" and groups == 1 and w.shape[0] == w.shape[1]:
         if k == 1 and p == 0:
-            return x[:, ::stride, ::stride, :] @ w.reshape(w.shape[2], w.shape[3])
+            xs = x[:, ::stride, ::stride, :]  # a 2-D matmul: XLA:CPU runs the 4-D dot_general's VJP ~3x slower
+            return (xs.reshape(-1, w.shape[2]) @ w.reshape(w.shape[2], w.shape[3])).reshape(*xs.shape[:3], w.shape[3])
         if stride == 1 and dilation == 1 and k % 2 == 1 and p == (k - 1) // 2:
             return _conv_same(x, w)
     return _conv_lax(x, w, stride, dilation, groups, p)
 
 
-def batch_norm(x: jax.Array, p: Params | None = None, eps: float = 1e-5) -> jax.Array:
-    """BN over (batch, H, W) with batch statistics; ``p = {"scale", "bias"}`` when affine."""
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _bn_normalize(x: jax.Array, eps: float) -> jax.Array:
+    """``(x - mean) / sqrt(var + eps)`` per channel over (batch, H, W), with the closed-form backward
+    ``dx = (g - mean(g) - y * mean(g * y)) / sqrt(var + eps)``: two reductions instead of autodiff's chain through
+    mean and variance. Differentiable again (the backward is plain JAX), so second-order DARTS works."""
+    return _bn_normalize_fwd(x, eps)[0]
+
+
+def _bn_normalize_fwd(x, eps):
     axes = tuple(range(x.ndim - 1))
     mean = jnp.mean(x, axes, keepdims=True)
     var = jnp.mean(jnp.square(x - mean), axes, keepdims=True)
-    y = (x - mean) * lax.rsqrt(var + eps)
+    rstd = lax.rsqrt(var + eps)
+    y = (x - mean) * rstd
+    return y, (y, rstd)
+
+
+def _bn_normalize_bwd(eps, res, g):
+    y, rstd = res
+    axes = tuple(range(y.ndim - 1))
+    return ((g - jnp.mean(g, axes, keepdims=True) - y * jnp.mean(g * y, axes, keepdims=True)) * rstd,)
+
+
+_bn_normalize.defvjp(_bn_normalize_fwd, _bn_normalize_bwd)
+
+
+def batch_norm(x: jax.Array, p: Params | None = None, eps: float = 1e-5) -> jax.Array:
+    """BN over (batch, H, W) with batch statistics; ``p = {"scale", "bias"}`` when affine."""
+    y = _bn_normalize(x, eps)
     if p is not None:
         y = y * p["scale"].reshape((1,) * (x.ndim - 1) + (-1,)) + p["bias"].reshape((1,) * (x.ndim - 1) + (-1,))
     return y
@@ -142,14 +174,48 @@ def bn_init(C: int, affine: bool) -> Params:
     return {"scale": jnp.ones((C,), jnp.float32), "bias": jnp.zeros((C,), jnp.float32)} if affine else None
 
 
+def _pool_counts(n: int, k: int, stride: int, padding: int) -> np.ndarray:
+    """Number of in-image pixels of each output window along an axis of length ``n``."""
+    out = (n + 2 * padding - k) // stride + 1
+    start = np.arange(out) * stride - padding
+    return (np.minimum(start + k, n) - np.maximum(start, 0)).astype(np.float32)
+
+
+def _window_sum(x: jax.Array, k: int, stride: int, padding: int) -> jax.Array:
+    """Sum over k x k windows (zero padding): one pad, then k strided slices per spatial axis (separable)."""
+    oh, ow = ((n + 2 * padding - k) // stride + 1 for n in x.shape[1:3])
+    xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    s = sum(xp[:, i:i + stride * (oh - 1) + 1:stride] for i in range(k))
+    return sum(s[:, :, j:j + stride * (ow - 1) + 1:stride] for j in range(k))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _avg_pool_same(x: jax.Array, k: int, padding: int) -> jax.Array:
+    """Stride-1 'same' average pool; its transpose is the window sum of g / count (the box is symmetric)."""
+    n = np.outer(_pool_counts(x.shape[1], k, 1, padding), _pool_counts(x.shape[2], k, 1, padding))
+    return _window_sum(x, k, 1, padding) / jnp.asarray(n[None, :, :, None], x.dtype)
+
+
+def _avg_pool_same_fwd(x, k, padding):
+    return _avg_pool_same(x, k, padding), None
+
+
+def _avg_pool_same_bwd(k, padding, _, g):
+    n = np.outer(_pool_counts(g.shape[1], k, 1, padding), _pool_counts(g.shape[2], k, 1, padding))
+    return (_window_sum(g / jnp.asarray(n[None, :, :, None], g.dtype), k, 1, padding),)
+
+
+_avg_pool_same.defvjp(_avg_pool_same_fwd, _avg_pool_same_bwd)
+
+
 def avg_pool(x: jax.Array, k: int = 3, stride: int = 1, padding: int = 1) -> jax.Array:
-    """Average pool with ``count_include_pad=False`` (PyTorch semantics used by NB201 and DARTS)."""
-    pads = ((0, 0), (padding, padding), (padding, padding), (0, 0))
-    win, strides = (1, k, k, 1), (1, stride, stride, 1)
-    s = lax.reduce_window(x, 0.0, lax.add, win, strides, pads)
-    ones = jnp.ones((1, x.shape[1], x.shape[2], 1), x.dtype)
-    n = lax.reduce_window(ones, 0.0, lax.add, win, strides, pads)
-    return s / n
+    """Average pool with ``count_include_pad=False`` (PyTorch semantics used by NB201 and DARTS), as shifted slices
+    (separable window sum) divided by the constant per-pixel count; XLA:CPU's reduce_window and its transpose are
+    several times slower. Stride-1 'same' pooling (NB201) has a custom VJP (the window sum of g / count)."""
+    if stride == 1 and 2 * padding == k - 1:
+        return _avg_pool_same(x, k, padding)
+    n = np.outer(_pool_counts(x.shape[1], k, stride, padding), _pool_counts(x.shape[2], k, stride, padding))
+    return _window_sum(x, k, stride, padding) / jnp.asarray(n[None, :, :, None], x.dtype)
 
 
 def max_pool(x: jax.Array, k: int = 3, stride: int = 1, padding: int = 1) -> jax.Array:
@@ -211,7 +277,7 @@ def _no_params(fn: Callable[[jax.Array], jax.Array]) -> Op:
 # ---- NB201 ops (Dong & Yang 2020) -----------------------------------------------------------------------------------
 @register_op("none")
 def none_op(C: int, stride: int, affine: bool) -> Op:
-    return _no_params(lambda x: jnp.zeros_like(x[:, ::stride, ::stride, :]))
+    return _no_params(lambda x: jnp.zeros_like(x[:, ::stride, ::stride, :]))._replace(kind=("stateless", "zero"))
 
 
 @register_op("skip_connect")
