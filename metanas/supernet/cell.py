@@ -149,6 +149,10 @@ def _cell_apply_by_source(spec: CellSpec, ops: list[list[Op]], params: Params, m
         for e in edges:
             dst = spec.edges[e][0]
             K = len(spec.edge_ops[e])
-            h = outs[(e, 0)] if mix is None else sum(mix[e, k] * outs[(e, k)] for k in range(K))
+            if mix is None:
+                h = outs[(e, 0)]
+            else:  # a "zero" op (NB201 "none") adds w_k * 0: left out (same sum; its alpha keeps its softmax gradient)
+                terms = [mix[e, k] * outs[(e, k)] for k in range(K) if ops[e][k].kind[1:] != ("zero",)]
+                h = sum(terms[1:], terms[0]) if terms else outs[(e, 0)]
             acc[dst] = h if dst not in acc else acc[dst] + h
     return acc[spec.nodes[-1]]
