@@ -174,11 +174,12 @@ def bn_init(C: int, affine: bool) -> Params:
     return {"scale": jnp.ones((C,), jnp.float32), "bias": jnp.zeros((C,), jnp.float32)} if affine else None
 
 
-def _pool_counts(n: int, k: int, stride: int, padding: int) -> np.ndarray:
-    """Number of in-image pixels of each output window along an axis of length ``n``."""
-    out = (n + 2 * padding - k) // stride + 1
-    start = np.arange(out) * stride - padding
-    return (np.minimum(start + k, n) - np.maximum(start, 0)).astype(np.float32)
+def _pool_counts(x: jax.Array, k: int, stride: int, padding: int) -> jax.Array:
+    """[1, OH, OW, 1] number of in-image pixels in each k x k output window of ``x`` [B, H, W, C] (a constant)."""
+    def axis(n):
+        start = np.arange((n + 2 * padding - k) // stride + 1) * stride - padding
+        return np.minimum(start + k, n) - np.maximum(start, 0)
+    return jnp.asarray(np.outer(axis(x.shape[1]), axis(x.shape[2]))[None, :, :, None], x.dtype)
 
 
 def _window_sum(x: jax.Array, k: int, stride: int, padding: int) -> jax.Array:
@@ -192,8 +193,7 @@ def _window_sum(x: jax.Array, k: int, stride: int, padding: int) -> jax.Array:
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
 def _avg_pool_same(x: jax.Array, k: int, padding: int) -> jax.Array:
     """Stride-1 'same' average pool; its transpose is the window sum of g / count (the box is symmetric)."""
-    n = np.outer(_pool_counts(x.shape[1], k, 1, padding), _pool_counts(x.shape[2], k, 1, padding))
-    return _window_sum(x, k, 1, padding) / jnp.asarray(n[None, :, :, None], x.dtype)
+    return _window_sum(x, k, 1, padding) / _pool_counts(x, k, 1, padding)
 
 
 def _avg_pool_same_fwd(x, k, padding):
@@ -201,8 +201,7 @@ def _avg_pool_same_fwd(x, k, padding):
 
 
 def _avg_pool_same_bwd(k, padding, _, g):
-    n = np.outer(_pool_counts(g.shape[1], k, 1, padding), _pool_counts(g.shape[2], k, 1, padding))
-    return (_window_sum(g / jnp.asarray(n[None, :, :, None], g.dtype), k, 1, padding),)
+    return (_window_sum(g / _pool_counts(g, k, 1, padding), k, 1, padding),)
 
 
 _avg_pool_same.defvjp(_avg_pool_same_fwd, _avg_pool_same_bwd)
@@ -214,8 +213,7 @@ def avg_pool(x: jax.Array, k: int = 3, stride: int = 1, padding: int = 1) -> jax
     several times slower. Stride-1 'same' pooling (NB201) has a custom VJP (the window sum of g / count)."""
     if stride == 1 and 2 * padding == k - 1:
         return _avg_pool_same(x, k, padding)
-    n = np.outer(_pool_counts(x.shape[1], k, stride, padding), _pool_counts(x.shape[2], k, stride, padding))
-    return _window_sum(x, k, stride, padding) / jnp.asarray(n[None, :, :, None], x.dtype)
+    return _window_sum(x, k, stride, padding) / _pool_counts(x, k, stride, padding)
 
 
 def max_pool(x: jax.Array, k: int = 3, stride: int = 1, padding: int = 1) -> jax.Array:
