@@ -17,6 +17,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from metanas import initializers
+
 BN_EPS = 1e-5
 
 
@@ -30,15 +32,15 @@ def init(key: jax.Array, ways: int, *, channels: int = 64, in_channels: int = 1,
     for i in range(4):
         bound = 1.0 / jnp.sqrt(9 * cin)
         kw, kb = jax.random.split(keys[i])
-        params[f"conv{i}"] = {"w": jax.random.uniform(kw, (3, 3, cin, channels), minval=-bound, maxval=bound),
-                              "b": jax.random.uniform(kb, (channels,), minval=-bound, maxval=bound)}
+        params[f"conv{i}"] = {"w": initializers.uniform(kw, (3, 3, cin, channels), -bound, bound),
+                              "b": initializers.uniform(kb, (channels,), -bound, bound)}
         params[f"bn{i}"] = {"scale": jnp.ones((channels,)), "bias": jnp.zeros((channels,))}
         cin, s = channels, s // 2
     fin = channels * s * s
     bound = 1.0 / jnp.sqrt(fin)
     kw, kb = jax.random.split(keys[4])
-    params["head"] = {"w": jax.random.uniform(kw, (fin, ways), minval=-bound, maxval=bound),
-                      "b": jax.random.uniform(kb, (ways,), minval=-bound, maxval=bound)}
+    params["head"] = {"w": initializers.uniform(kw, (fin, ways), -bound, bound),
+                      "b": initializers.uniform(kb, (ways,), -bound, bound)}
     return params
 
 

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from metanas import initializers
+
 
 def init(key: jax.Array, sizes: Sequence[int]) -> dict:
     """Params for an MLP with layer widths ``sizes`` (input first, output last), e.g. (1, 40, 40, 1).
@@ -19,7 +21,7 @@ def init(key: jax.Array, sizes: Sequence[int]) -> dict:
     for i, (k, fin, fout) in enumerate(zip(keys, sizes[:-1], sizes[1:])):
         name = "head" if i == len(sizes) - 2 else f"dense{i}"
         bound = 1.0 / jnp.sqrt(fin)
-        params[name] = {"w": jax.random.uniform(k, (fin, fout), minval=-bound, maxval=bound),
+        params[name] = {"w": initializers.uniform(k, (fin, fout), -bound, bound),
                         "b": jnp.zeros((fout,))}
     return params
 

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from metanas import initializers
 from metanas.search_spaces.ops import batch_norm, bn_init, conv, conv_init, factorized_reduce, relu_conv_bn
 from metanas.supernet.cell import CellSpec, cell_apply, cell_init
 
@@ -29,7 +30,7 @@ Params = dict
 
 def _dense_init(key, cin, cout):
     bound = 1.0 / jnp.sqrt(cin)
-    return {"w": jax.random.uniform(key, (cin, cout), jnp.float32, -bound, bound), "b": jnp.zeros((cout,), jnp.float32)}
+    return {"w": initializers.uniform(key, (cin, cout), -bound, bound), "b": jnp.zeros((cout,), jnp.float32)}
 
 
 def _softmax(alphas):
@@ -97,7 +98,7 @@ class CellNetwork:
             w["stages"].append(jax.tree.map(lambda *xs: jnp.stack(xs), *cells))
         C_last = self.C * 2 ** (self.num_stages - 1)
         w["head"] = {"bn": bn_init(C_last, True), **_dense_init(k_head, C_last, self.num_classes)}
-        alphas = (1e-3 * jax.random.normal(k_alpha, (len(self.edges), len(self.edge_ops[0])), jnp.float32)
+        alphas = (initializers.normal(k_alpha, (len(self.edges), len(self.edge_ops[0])), 1e-3)
                   if self.searchable else {})
         return w, alphas, {}
 
@@ -200,7 +201,7 @@ class DartsNetwork:
         if self.searchable:
             ka, kb = jax.random.split(k_alpha)
             shape = (14, len(self.ops))
-            alphas = {"normal": 1e-3 * jax.random.normal(ka, shape), "reduce": 1e-3 * jax.random.normal(kb, shape)}
+            alphas = {"normal": initializers.normal(ka, shape, 1e-3), "reduce": initializers.normal(kb, shape, 1e-3)}
         else:
             alphas = {}
         return w, alphas, {}
