@@ -22,6 +22,7 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 
 Batch = tuple[jax.Array, jax.Array]  # (x [B, H, W, C] float32, y [B] int32)
 
@@ -30,7 +31,7 @@ class SearchState(NamedTuple):
     weights: Any  # supernet weights pytree
     alphas: Any  # architecture parameters pytree ([E, K] or {"normal", "reduce"})
     batch_stats: Any  # network state (``{}``: batch-statistics BN)
-    w_opt: optax.OptState  # weight optimiser state
+    w_opt: optax.OptState  # weight optimiser state (of the raveled weight vector, see ``weight_step``)
     a_opt: optax.OptState  # alpha optimiser state
     step: jax.Array  # int32 [], completed steps
 
@@ -74,14 +75,19 @@ class SearchOptimizers:
                            optax.adam(self.a_lr, b1=self.a_beta1, b2=self.a_beta2))
 
     def init(self, weights, alphas, batch_stats, *, total_steps: int) -> SearchState:
-        return SearchState(weights, alphas, batch_stats, self.w_tx(total_steps).init(weights),
+        return SearchState(weights, alphas, batch_stats, self.w_tx(total_steps).init(ravel_pytree(weights)[0]),
                            self.a_tx().init(alphas), jnp.zeros((), jnp.int32))
 
     def weight_step(self, state: SearchState, loss_fn, *, total_steps: int):
-        """``loss_fn(weights) -> (loss, (batch_stats, acc))``; one SGD step on the weights."""
+        """``loss_fn(weights) -> (loss, (batch_stats, acc))``; one SGD step on the weights.
+
+        The optimiser runs on the weights and gradients raveled into one vector (its state is that vector's
+        momentum): the same update as leaf by leaf, but a few fused loops instead of several per weight array (the
+        NB201 supernet has ~90), which cuts XLA compile time and per-step overhead."""
         (loss, (bs, acc)), g = jax.value_and_grad(loss_fn, has_aux=True)(state.weights)
-        upd, w_opt = self.w_tx(total_steps).update(g, state.w_opt, state.weights)
-        return state._replace(weights=optax.apply_updates(state.weights, upd), w_opt=w_opt, batch_stats=bs), loss, acc
+        flat_w, unravel = ravel_pytree(state.weights)
+        upd, w_opt = self.w_tx(total_steps).update(ravel_pytree(g)[0], state.w_opt, flat_w)
+        return state._replace(weights=unravel(flat_w + upd), w_opt=w_opt, batch_stats=bs), loss, acc
 
     def alpha_step(self, state: SearchState, grad_alphas):
         upd, a_opt = self.a_tx().update(grad_alphas, state.a_opt, state.alphas)
