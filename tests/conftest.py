@@ -11,6 +11,32 @@ DATA_DIR = Path(os.environ.get("METANAS_DATA_DIR", REPO.parent / "shared" / "dat
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
+def pytest_configure(config):
+    """One persistent XLA compilation cache per test session, shared by the xdist workers and the ``python -m
+    metanas`` runs they start (they inherit the environment): the many tests that run the same program more than
+    once (resume, kill -9, sweeps, K seeds vs K runs, HPO trials) compile it once. A fresh directory per session,
+    removed at the end, so a run never reuses programs from an earlier one; ``JAX_COMPILATION_CACHE_DIR`` set by the
+    caller wins (``=''`` turns it off)."""
+    if hasattr(config, "workerinput") or "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        return
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="metanas-test-xla-cache-")
+    config._metanas_xla_cache = d
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = d
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(8 << 30))  # a size limit turns on JAX's file lock
+    jax.config.update("jax_compilation_cache_dir", d)
+    jax.config.update("jax_compilation_cache_max_size", 8 << 30)
+
+
+def pytest_unconfigure(config):
+    d = getattr(config, "_metanas_xla_cache", None)
+    if d:
+        import shutil
+
+        shutil.rmtree(d, ignore_errors=True)
+
+
 @pytest.fixture
 def key():
     return jax.random.PRNGKey(0)
