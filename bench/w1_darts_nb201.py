@@ -5,6 +5,7 @@ weights with a train batch, Adam(3e-4, (0.5, 0.999), wd 1e-3) on alpha with a va
 
     .venv/bin/python bench/w1_darts_nb201.py                      # the W1 protocol: 3 warm-ups, 15 timed steps
     .venv/bin/python bench/w1_darts_nb201.py --steps 2 --warmup 1 --second-order-steps 1   # smoke check
+    .venv/bin/python bench/w1_darts_nb201.py --steps 3 --warmup 1 --second-order-steps 0 --phases  # compile split
 
 The first-order step runs in xautodl's DARTS-V1 order (weight step on the train batch, then the alpha step on the
 val batch: ``DARTS(alpha_first=False)``); the second-order step in the paper's order (alpha step with the exact
@@ -101,6 +102,25 @@ def probe_first_step() -> float:
     return time.perf_counter() - t0
 
 
+def first_step_phases() -> dict:
+    """The first first-order W1 step in this process, split: ``trace_lower_s`` (Python tracing + lowering to
+    StableHLO), ``xla_compile_s`` (wall and process CPU), ``first_run_s``, and the compiled program's fusion count."""
+    net, (weights, alphas, bs), (xt, yt, xv, yv) = problem()
+    algo = DARTS(order=1, w_lr=0.025, w_lr_min=0.025, w_nesterov=True, alpha_first=False)
+    fn = jax.jit(functools.partial(algo.step, net=net, total_steps=1000), donate_argnums=(0,))
+    state = algo.init(weights, alphas, bs, total_steps=1000)
+    args = (state, (xt, yt), (xv, yv), jax.random.PRNGKey(0))
+    t0 = time.perf_counter()
+    lowered = fn.lower(*args)
+    t1, c1 = time.perf_counter(), time.process_time()
+    compiled = lowered.compile()
+    t2, c2 = time.perf_counter(), time.process_time()
+    jax.block_until_ready(compiled(*args))
+    t3 = time.perf_counter()
+    return {"trace_lower_s": t1 - t0, "xla_compile_s": t2 - t1, "xla_compile_cpu_s": c2 - c1, "first_run_s": t3 - t2,
+            "fusions": compiled.as_text().count(" fusion(")}
+
+
 def main(steps: int = STEPS, warmup: int = WARMUP, second_order_steps: int = 5) -> dict:
     net, (weights, alphas, bs), (xt, yt, xv, yv) = problem()
     out = {"workload": "w1_darts_nb201", "framework": "jax", "torch": None, "jax": jax.__version__,
@@ -161,8 +181,15 @@ if __name__ == "__main__":
     ap.add_argument("--second-order-steps", type=int, default=5, help="0: skip the second-order step")
     ap.add_argument("--cache-probe", action="store_true",
                     help="also time the first step in fresh processes with a cold and a warm compilation cache")
+    ap.add_argument("--phases", action="store_true",
+                    help="also split the first step (trace + lower, XLA compile, run) in a fresh process")
     a = ap.parse_args()
     res = main(a.steps, a.warmup, a.second_order_steps)
+    if a.phases:
+        code = "import sys, json; sys.path.insert(0, 'bench'); import w1_darts_nb201 as w; print(json.dumps(w.first_step_phases()))"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        res |= {f"first_step_{k}": v for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
     if a.cache_probe:
         with tempfile.TemporaryDirectory() as d:
             res |= {"first_step_cold_cache_s": first_step_with_cache(d), "first_step_warm_cache_s": first_step_with_cache(d)}
