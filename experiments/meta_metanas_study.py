@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from metanas.data.omniglot import OMNIGLOT_CHARS
+
 EXPERIMENT = "metanas_omniglot"
 BASELINE = ["meta.alpha_lr=0"]
 
@@ -91,9 +93,12 @@ def reference_rows(runs_dir: Path) -> list[str]:
             continue
         run, d = done[-1]
         cfg = yaml.safe_load((run / "config.yaml").read_text())
-        m, t, n_val = d["metrics"], cfg["train"], cfg.get("task", {}).get("n_val_chars", 0)
+        m, t, task = d["metrics"], cfg["train"], cfg.get("task", {})
+        n_val, n_train = task.get("n_val_chars", 0), task.get("n_train_chars", 1200)  # 1,200: the MAML split
+        n_test = OMNIGLOT_CHARS - n_train
         wall = "resumed run: see results/meta_omniglot" if d.get("resumed") else f"{d['wall_time_s'] / 60:.1f}"
-        split = (f"{1200 - n_val:,} / {n_val} / 423 characters" if n_val else "1,200 train characters, no val split")
+        split = (f"{n_train - n_val:,} / {n_val} / {n_test} characters" if n_val
+                 else f"{n_train:,} train characters, no val split")
         out.append(f"| {name}: CNN4 {t['channels']} ch (reference; {split}) | "
                    f"{t['steps']} x {t['meta_batch']} | - | - | {100 * m['test_acc']:.2f} ± "
                    f"{100 * m['test_acc_ci95']:.2f} ({int(m['n_test_tasks'])}) | {100 * m['test_acc_pre_adapt']:.1f} | "

@@ -61,16 +61,16 @@ def test_study_report_from_finished_runs(tmp_path):
     assert "not finished" in text and "search step 50: 1.250" in text and "81.23" not in text
 
 
-def fake_cnn4_run(root, name, stamp, acc, *, n_val_chars=100, finished=True):
+def fake_cnn4_run(root, name, stamp, acc, *, n_val_chars=100, n_train_chars=1200, finished=True):
     d = root / name / stamp
     (d / ".hydra").mkdir(parents=True)
     maml = name.startswith("maml")
     (d / "config.yaml").write_text(yaml.safe_dump({
-        "train": {"steps": 600 if maml else 1500, "meta_batch": 32 if maml else 5},
+        "train": {"steps": 600 if maml else 1500, "meta_batch": 32 if maml else 5, "channels": 32},
         "meta": {"_target_": "metanas.meta.maml.MAML" if maml else "metanas.meta.reptile.Reptile",
                  "transductive": maml, "inner_steps": 1 if maml else 5, "eval_inner_steps": 10 if maml else 50,
                  "first_order": False},
-        "task": {"n_train_chars": 1200, "n_val_chars": n_val_chars, "shots": 1, "train_shots": 0 if maml else 10,
+        "task": {"n_train_chars": n_train_chars, "n_val_chars": n_val_chars, "shots": 1, "train_shots": 0 if maml else 10,
                  "queries": 15, "train_queries": 1 if maml else 0},
         "optimizer": {"learning_rate": 3e-3 if maml else 1.0}}))
     (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"experiment={name}", "results_dir=x"]))
@@ -100,3 +100,17 @@ def test_omniglot_table_from_finished_runs(tmp_path):
     assert "1,100 / 100 / 423" in text and "test machine" in text and "50.00" not in text
     assert "not finished; last val eval 75.0 at step 300" in text
     assert "outer lr 0.003" in text and "train support / query per class 1 / 1" in text
+
+
+def test_study_reference_rows_read_the_runs_split(tmp_path):
+    """The CNN4 reference rows of meta_metanas_study.py label each run's own character split (task.n_*_chars)."""
+    runs = tmp_path / "runs"
+    a = fake_run(runs, "a", 0.8123, 0.003, 3)
+    fake_cnn4_run(runs, "maml_omniglot", "2026-01-02_00-00-00-000000", 0.9512, n_train_chars=1000)
+    fake_cnn4_run(runs, "reptile_omniglot", "2026-01-02_00-00-00-000000", 0.8, n_val_chars=0)
+    p = subprocess.run([sys.executable, "experiments/meta_metanas_study.py", "--results-dir", str(runs), "--out",
+                        str(tmp_path / "out"), "--search-run", str(a), "--skip-baseline"], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    text = (tmp_path / "out" / "README.md").read_text()
+    assert "900 / 100 / 623 characters" in text and "1,200 train characters, no val split" in text
