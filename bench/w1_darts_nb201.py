@@ -64,15 +64,22 @@ def timed_steps(step, state, batches, warmup, steps):
     return first, ts, cpu, state
 
 
+def in_fresh_process(expr: str, setup: str = ""):
+    """``json`` value of ``expr`` (an expression over this module, ``w``) evaluated in a fresh Python process after
+    the statements ``setup``: nothing compiled or cached in memory from this one."""
+    code = (f"{setup}import sys, json; sys.path.insert(0, 'bench'); import w1_darts_nb201 as w; "
+            f"print(json.dumps({expr}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def first_step_with_cache(cache_dir: str) -> float:
     """Wall time of the first first-order step in a fresh process with JAX's persistent compilation cache at
     ``cache_dir`` (what ``device.compilation_cache=DIR`` does for an experiment); cold on the first call, warm after."""
-    code = (f"import jax; jax.config.update('jax_compilation_cache_dir', {cache_dir!r}); "
-            "jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0); "
-            "import sys; sys.path.insert(0, 'bench'); import w1_darts_nb201 as w; print(w.probe_first_step())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return float(out.stdout.strip().splitlines()[-1])
+    return in_fresh_process("w.probe_first_step()",
+                            f"import jax; jax.config.update('jax_compilation_cache_dir', {cache_dir!r}); "
+                            "jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0); ")
 
 
 def problem():
@@ -84,18 +91,24 @@ def problem():
     return net, net.init(jax.random.PRNGKey(0), xt), (xt, yt, xv, yv)
 
 
+def step_args(state, xt, yt, xv, yv) -> tuple:
+    """The arguments of the jitted ``algo.step``: (state, train batch, val batch, key)."""
+    return state, (xt, yt), (xv, yv), jax.random.PRNGKey(0)
+
+
 def search_step(net, order: int):
-    """``(algo, step(state, xt, yt, xv, yv))``: the jitted W1 step of ``order`` (fixed LR as in the peer: w_lr_min =
-    w_lr), xautodl's DARTS-V1 order for 1, DARTS-V2's for 2; the step donates its state."""
+    """``(algo, fn, step)``: the W1 step of ``order`` (fixed LR as in the peer: w_lr_min = w_lr), xautodl's DARTS-V1
+    order for 1, DARTS-V2's for 2. ``fn`` is the jitted ``algo.step`` (it donates its state; ``fn.lower(*step_args(
+    state, xt, yt, xv, yv))``), ``step(state, xt, yt, xv, yv)`` calls it."""
     algo = DARTS(order=order, w_lr=0.025, w_lr_min=0.025, w_nesterov=True, alpha_first=order == 2)
     fn = jax.jit(functools.partial(algo.step, net=net, total_steps=1000), donate_argnums=(0,))
-    return algo, lambda s, xt, yt, xv, yv: fn(s, (xt, yt), (xv, yv), jax.random.PRNGKey(0))
+    return algo, fn, lambda *batch: fn(*step_args(*batch))
 
 
 def probe_first_step() -> float:
     """Wall time of the first first-order W1 step (trace + compile or cache load + run) in this process."""
     net, (weights, alphas, bs), batches = problem()
-    algo, step = search_step(net, 1)
+    algo, _, step = search_step(net, 1)
     state = algo.init(weights, alphas, bs, total_steps=1000)
     t0 = time.perf_counter()
     jax.block_until_ready(step(state, *batches))
@@ -105,11 +118,9 @@ def probe_first_step() -> float:
 def first_step_phases() -> dict:
     """The first first-order W1 step in this process, split: ``trace_lower_s`` (Python tracing + lowering to
     StableHLO), ``xla_compile_s`` (wall and process CPU), ``first_run_s``, and the compiled program's fusion count."""
-    net, (weights, alphas, bs), (xt, yt, xv, yv) = problem()
-    algo = DARTS(order=1, w_lr=0.025, w_lr_min=0.025, w_nesterov=True, alpha_first=False)
-    fn = jax.jit(functools.partial(algo.step, net=net, total_steps=1000), donate_argnums=(0,))
-    state = algo.init(weights, alphas, bs, total_steps=1000)
-    args = (state, (xt, yt), (xv, yv), jax.random.PRNGKey(0))
+    net, (weights, alphas, bs), batches = problem()
+    algo, fn, _ = search_step(net, 1)
+    args = step_args(algo.init(weights, alphas, bs, total_steps=1000), *batches)
     t0 = time.perf_counter()
     lowered = fn.lower(*args)
     t1, c1 = time.perf_counter(), time.process_time()
@@ -144,7 +155,7 @@ def main(steps: int = STEPS, warmup: int = WARMUP, second_order_steps: int = 5) 
     f, fb = (c[0] if isinstance(c, list) else c for c in (f, fb))
     out |= {"fwd_flops": f.get("flops"), "fwd_bwd_flops": fb.get("flops"), "step_flops_est": 2 * fb.get("flops", 0.0)}
     for order in (1, 2) if second_order_steps > 0 else (1,):
-        algo, step = search_step(net, order)
+        algo, _, step = search_step(net, order)
         w0, a0 = jax.tree.map(jnp.array, (weights, alphas))  # fresh copies: the step donates its state
         state = algo.init(w0, a0, bs, total_steps=1000)
         n = steps if order == 1 else second_order_steps
@@ -186,10 +197,7 @@ if __name__ == "__main__":
     a = ap.parse_args()
     res = main(a.steps, a.warmup, a.second_order_steps)
     if a.phases:
-        code = "import sys, json; sys.path.insert(0, 'bench'); import w1_darts_nb201 as w; print(json.dumps(w.first_step_phases()))"
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        res |= {f"first_step_{k}": v for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
+        res |= {f"first_step_{k}": v for k, v in in_fresh_process("w.first_step_phases()").items()}
     if a.cache_probe:
         with tempfile.TemporaryDirectory() as d:
             res |= {"first_step_cold_cache_s": first_step_with_cache(d), "first_step_warm_cache_s": first_step_with_cache(d)}
