@@ -35,13 +35,14 @@ def _draw(key: jax.Array, kind: str, shape: tuple[int, ...], a, b) -> np.ndarray
     return np.asarray(_block(key, kind, n, jnp.float32(a), jnp.float32(b)))[:size].reshape(shape)
 
 
-def _traced(key) -> bool:
+def _plain(key) -> bool:
+    """Use ``jax.random`` itself: a traced key (under ``jit`` / ``vmap``), or a threefry without the prefix property."""
     return isinstance(key, jax.core.Tracer) or not jax.config.jax_threefry_partitionable
 
 
 def normal(key: jax.Array, shape: tuple[int, ...], scale: float | jax.Array = 1.0) -> jax.Array:
     """``jnp.float32(scale) * jax.random.normal(key, shape, float32)``."""
-    if _traced(key) or isinstance(scale, jax.core.Tracer):
+    if _plain(key) or isinstance(scale, jax.core.Tracer):
         return jnp.float32(scale) * jax.random.normal(key, shape, jnp.float32)
     return jnp.asarray(_draw(key, "normal", tuple(shape), 0.0, 0.0) * np.float32(scale))  # float32 product, as XLA
 
@@ -49,6 +50,6 @@ def normal(key: jax.Array, shape: tuple[int, ...], scale: float | jax.Array = 1.
 def uniform(key: jax.Array, shape: tuple[int, ...], minval: float | jax.Array = 0.0,
             maxval: float | jax.Array = 1.0) -> jax.Array:
     """``jax.random.uniform(key, shape, float32, minval, maxval)``."""
-    if _traced(key) or any(isinstance(v, jax.core.Tracer) for v in (minval, maxval)):
+    if _plain(key) or any(isinstance(v, jax.core.Tracer) for v in (minval, maxval)):
         return jax.random.uniform(key, shape, jnp.float32, minval, maxval)
     return jnp.asarray(_draw(key, "uniform", tuple(shape), minval, maxval))

@@ -26,7 +26,7 @@ def pytest_configure(config):
     os.environ["JAX_COMPILATION_CACHE_DIR"] = d
     os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(8 << 30))  # a size limit turns on JAX's file lock
     jax.config.update("jax_compilation_cache_dir", d)
-    jax.config.update("jax_compilation_cache_max_size", 8 << 30)
+    jax.config.update("jax_compilation_cache_max_size", int(os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"]))
 
 
 def pytest_unconfigure(config):

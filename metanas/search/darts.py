@@ -83,7 +83,7 @@ class SearchOptimizers:
 
         The optimiser runs on the weights and gradients raveled into one vector (its state is that vector's
         momentum): the same update as leaf by leaf, but a few fused loops instead of several per weight array (the
-        NB201 supernet has ~90), which cuts XLA compile time and per-step overhead."""
+        NB201 supernet has ~90), which cuts XLA compile time."""
         (loss, (bs, acc)), g = jax.value_and_grad(loss_fn, has_aux=True)(state.weights)
         flat_w, unravel = ravel_pytree(state.weights)
         upd, w_opt = self.w_tx(total_steps).update(ravel_pytree(g)[0], state.w_opt, flat_w)

@@ -18,10 +18,9 @@ VJPs (same values and gradients up to float rounding): reverse-mode autodiff wor
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
-
-import functools
 
 import jax
 import jax.numpy as jnp
