@@ -78,8 +78,9 @@ def main() -> None:
     lines = ["# Ranking all 15,625 NB201 cells: end to end (encode + score + sort)", "",
              "A `Pairwise` model (hidden 64, 2 layers, embed 16, linear skip; `onehot_pruned`) with 1 or 3 members. "
              "`fast` = `metanas.predictors.fast`: the encodings of the space computed once (`candidate_table`, 9,445 "
-             "distinct rows; its one-off cost is in the json), the ensemble fused per call (`fuse`: one first-layer "
-             "matmul for all members, heads folded), then a full argsort or `lax.top_k`. Median of "
+             "distinct rows; its one-off cost is in the json), the ensemble fused per call (`fuse`: heads folded into "
+             "the last layers, skips into one vector; one 2-D matmul per member and layer), then a full argsort or "
+             "`lax.top_k`. Median of "
              f"{args.reps} calls.", "",
              "Command: `.venv/bin/python experiments/predictor_throughput_study.py`  ",
              f"Machine: shared 2-core CPU VM ({platform.machine()}) with other jobs running, this script at nice 19; "
