@@ -54,6 +54,23 @@ def test_supernet_with_one_hot_alpha_equals_derived_network(key):
     assert alphas.shape == (3, 3)
 
 
+def test_stages_set_the_nb201_skeleton_depth_and_are_checked(key):
+    """``stages`` (the debug=fast runs use 1): stage s has C * 2**s channels and one reduction block before it."""
+    space = NB201Space(ops=("skip_connect", "nor_conv_1x1"))
+    x = jnp.zeros((2, 8, 8, 3))
+    for stages, width in ((1, 4), (2, 8), (None, 16)):  # None: NB201's 3 stages
+        net = make_supernet(space, C=4, N=1, num_classes=3, stages=stages)
+        w, alphas, bs = net.init(key, x)
+        assert len(w["stages"]) == (stages or 3) and len(w["res"]) == (stages or 3) - 1
+        assert w["head"]["w"].shape == (width, 3)
+        assert net.apply(w, alphas, bs, x)[0].shape == (2, 3)
+        assert make_derived(space, np.zeros(6, np.int32), C=4, N=1, num_classes=3, stages=stages).num_stages == (stages or 3)
+    with pytest.raises(ValueError, match="stages must be >= 1"):
+        make_supernet(space, C=4, N=1, num_classes=3, stages=0)
+    with pytest.raises(ValueError, match="DARTS network's depth is N"):
+        make_supernet(DartsCNNSpace(), C=4, N=3, num_classes=3, stages=2)
+
+
 def _toy_problem(key):
     space = ToySpace(ops=("skip_connect", "nor_conv_3x3"))
     net = make_supernet(space, C=2, N=1, num_classes=3)

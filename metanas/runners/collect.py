@@ -103,8 +103,7 @@ def _done_indices(path: str | None, run_dir: str) -> set[int]:
 
 
 def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
-    from metanas.search_spaces.nb201 import EDGES as NB201_EDGES
-    from metanas.supernet import CellNetwork
+    from metanas.supernet import make_supernet
 
     t = cfg.train
     space = hydra.utils.instantiate(cfg.search_space)
@@ -118,8 +117,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     codes = np.random.default_rng([cfg.seed, 3]).permutation(space.size())[: t.n_archs]
     archs = space.enumerate()[codes]
     enc = np.asarray(encode_archs(space, archs, t.encoding))
-    net = CellNetwork(NB201_EDGES, tuple(space.ops for _ in NB201_EDGES), C=t.C, N=t.N, num_stages=t.stages,
-                      num_classes=t.classes)  # = make_supernet(nb201) when stages=3
+    net = make_supernet(space, C=t.C, N=t.N, num_classes=t.classes, stages=t.stages)
     train = make_trainer(net, space.num_ops, t.steps, t.lr)
     seeds = np.arange(cfg.seed, cfg.seed + cfg.seeds)
     # [seeds, chunk] grid: vmap over seeds of vmap over archs

@@ -47,7 +47,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     k_init, k_train, k_eval, k_dinit, k_dtrain = jax.random.split(ctx.key, 5)
 
     # 1. meta-learn weights and alphas of the supernet
-    net = make_supernet(space, C=int(t.C), N=int(t.N), num_classes=family.ways)
+    net = make_supernet(space, C=int(t.C), N=int(t.N), num_classes=family.ways, stages=t.get("stages"))
     w, alphas, _ = net.init(k_init, sample_x)
     apply_fn = supernet_apply(net)
     state, last, search_time = meta_train(ctx, "search", cfg, algo, {"w": w, "alpha": alphas}, apply_fn, loss,
@@ -70,7 +70,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     log.info("derived genotype: %s", genotype["arch"])
 
     # 3. meta-train the derived network from scratch and evaluate it few-shot
-    dnet = make_derived(space, arch, C=int(t.derived_C), N=int(t.derived_N), num_classes=family.ways)
+    dnet = make_derived(space, arch, C=int(t.derived_C), N=int(t.derived_N), num_classes=family.ways,
+                        stages=t.get("stages"))
     dw, _, _ = dnet.init(k_dinit, sample_x)
     d_apply = supernet_apply(dnet)  # alpha is {} for a derived network
     dstate, dlast, derived_time = meta_train(ctx, "derived", cfg, algo, {"w": dw, "alpha": {}}, d_apply, loss,

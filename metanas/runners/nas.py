@@ -140,7 +140,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     perm = np.random.default_rng([cfg.seed, 7]).permutation(len(ds.x_train))
     n_val = int(round(len(perm) * t.val_fraction))
     tr_idx, va_idx = perm[n_val:], perm[:n_val]
-    net = make_supernet(space, C=t.C, N=t.N, num_classes=ds.num_classes)
+    net = make_supernet(space, C=t.C, N=t.N, num_classes=ds.num_classes, stages=t.get("stages"))
     T, B = int(t.search_steps), int(t.batch_size)
     state = algo.init(*net.init(k_init, jnp.asarray(ds.x_train[:2])), total_steps=T)
     if rep is not None:
@@ -194,7 +194,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     R = int(t.retrain_steps)
     if R > 0:
         dnet = make_derived(space, arch, C=t.retrain_C, N=t.retrain_N, num_classes=ds.num_classes,
-                            drop_path_prob=t.drop_path_prob)
+                            drop_path_prob=t.drop_path_prob, stages=t.get("stages"))
         w0, _, _ = dnet.init(k_retrain, jnp.asarray(ds.x_train[:2]))
         sched = optax.cosine_decay_schedule(t.retrain_lr, R)
         tx = optax.chain(optax.clip_by_global_norm(5.0), optax.add_decayed_weights(t.retrain_weight_decay),

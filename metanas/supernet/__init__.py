@@ -27,27 +27,42 @@ __all__ = ["make_supernet", "make_derived", "derive", "CellNetwork", "DartsNetwo
            "cell_init", "mixed_op", "derive_argmax", "derive_darts"]
 
 
-def make_supernet(space: SearchSpace, *, C: int, N: int, num_classes: int) -> CellNetwork | DartsNetwork:
-    """The weight-sharing supernet of ``space``. ``N``: cells per stage (NB201/toy) or total layers (DARTS)."""
-    if isinstance(space, NB201Space):
-        return CellNetwork(NB201_EDGES, tuple(space.ops for _ in NB201_EDGES), C=C, N=N, num_stages=3,
+def _cell_stages(space: SearchSpace, stages: int | None) -> int:
+    """Stages of the one-input cell skeleton: NB201's 3 (toy: 1) unless ``stages`` is given (>= 1; 1 = no reduction
+    blocks, as the ``debug=fast`` runs use: each stage is one more compiled scan per pass)."""
+    if stages is None:
+        return 3 if isinstance(space, NB201Space) else 1
+    if isinstance(space, DartsCNNSpace):
+        raise ValueError(f"stages={stages} applies to the NB201 / toy cell skeleton; the DARTS network's depth is N "
+                         "(layers, reduction cells at 1/3 and 2/3)")
+    if int(stages) < 1:
+        raise ValueError(f"stages must be >= 1, got {stages}")
+    return int(stages)
+
+
+def make_supernet(space: SearchSpace, *, C: int, N: int, num_classes: int,
+                  stages: int | None = None) -> CellNetwork | DartsNetwork:
+    """The weight-sharing supernet of ``space``. ``N``: cells per stage (NB201/toy) or total layers (DARTS);
+    ``stages``: see ``_cell_stages`` (default NB201's 3)."""
+    if isinstance(space, (NB201Space, ToySpace)):
+        edges = NB201_EDGES if isinstance(space, NB201Space) else space.edges
+        return CellNetwork(edges, tuple(space.ops for _ in edges), C=C, N=N, num_stages=_cell_stages(space, stages),
                            num_classes=num_classes)
-    if isinstance(space, ToySpace):
-        return CellNetwork(space.edges, tuple(space.ops for _ in space.edges), C=C, N=N, num_stages=1,
-                           num_classes=num_classes)
+    _cell_stages(space, stages)
     if isinstance(space, DartsCNNSpace):
         return DartsNetwork(ops=space.ops, C=C, layers=N, num_classes=num_classes)
     raise TypeError(f"no supernet for search space {type(space).__name__}; expected NB201Space, ToySpace or "
                     "DartsCNNSpace")
 
 
-def make_derived(space: SearchSpace, arch, *, C: int, N: int, num_classes: int,
-                 drop_path_prob: float = 0.0) -> CellNetwork | DartsNetwork:
+def make_derived(space: SearchSpace, arch, *, C: int, N: int, num_classes: int, drop_path_prob: float = 0.0,
+                 stages: int | None = None) -> CellNetwork | DartsNetwork:
     """The discrete network of ``arch`` for retraining from scratch (affine BN, one op per edge)."""
     if isinstance(space, (NB201Space, ToySpace)):
         edges = NB201_EDGES if isinstance(space, NB201Space) else space.edges
         return CellNetwork(edges, tuple((space.ops[int(a)],) for a in arch), C=C, N=N,
-                           num_stages=3 if isinstance(space, NB201Space) else 1, num_classes=num_classes, affine=True)
+                           num_stages=_cell_stages(space, stages), num_classes=num_classes, affine=True)
+    _cell_stages(space, stages)
     if isinstance(space, DartsCNNSpace):
         g = space.genotype(arch)
         return DartsNetwork(normal=tuple(g["normal"]), reduce=tuple(g["reduce"]), C=C, layers=N,
