@@ -37,18 +37,6 @@ def pytest_unconfigure(config):
         shutil.rmtree(d, ignore_errors=True)
 
 
-# Modules of the longest tests (they start `python -m metanas` runs, each mostly XLA compilation), longest first.
-# Collected first, so pytest-xdist's work stealing ends the session on short tests instead of leaving one worker
-# with a two-minute run at the end (scheduling only: every test still runs, on its own).
-LONG_FIRST = ("test_nas_experiments.py", "test_experiments_meta.py", "test_experiments_hpo.py",
-              "test_experiments_predictor.py", "test_conv_impl.py", "test_sweeps.py", "test_app.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(LONG_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))  # stable: file order otherwise
-
-
 @pytest.fixture
 def key():
     return jax.random.PRNGKey(0)
