@@ -31,7 +31,7 @@ from metanas.predictors.pairwise import Pairwise
 
 class Fused(NamedTuple):
     layers: tuple  # ((W [K, in, H], b [K, H]), ...) each member's encoder up to its last layer; () if linear
-    head: jax.Array  # [K, H] each member's last layer folded with its head (W_last @ w)
+    head: jax.Array  # [K, H] each member's last layer folded with its head (W_last @ w); [0, 0] if linear
     skip: jax.Array  # [D] the members' mean linear term (for a linear encoder, its folded heads too)
     const: jax.Array  # [] mean over members of b_last . w (constant in x; kept so values match utility's mean)
 
@@ -43,7 +43,7 @@ def fuse(pred: Pairwise, params: dict) -> Fused:
     const = jnp.mean(jnp.einsum("ke,ke->k", enc[-1]["b"], params["w"]))
     skip = jnp.mean(params["v"], 0) if pred.linear_skip else jnp.zeros(params["v"].shape[1])
     if len(enc) == 1:  # linear encoder: u = x . (mean_k W_k w_k + v)
-        return Fused((), jnp.zeros((head.shape[0], 0)), jnp.mean(head, 0) + skip, const)
+        return Fused((), jnp.zeros((0, 0)), jnp.mean(head, 0) + skip, const)
     return Fused(tuple((layer["w"], layer["b"]) for layer in enc[:-1]), head, skip, const)
 
 
@@ -51,7 +51,7 @@ def fused_utility(f: Fused, x: jax.Array) -> jax.Array:
     """[N] utilities of encodings ``x`` [N, D]: ``Pairwise.score`` + a constant."""
     total = x @ f.skip + f.const
     k = f.head.shape[0]
-    for m in range(k if f.layers else 0):
+    for m in range(k):
         a = x
         for w, b in f.layers:
             a = jax.nn.relu(a @ w[m] + b[m][None])
