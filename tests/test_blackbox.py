@@ -154,3 +154,22 @@ def test_reported_best_is_the_test_accuracy_of_the_best_by_validation_cell():
     test = np.array([70.0, 60.0, 99.0, 0.0])
     codes = np.array([[0, 1, 2]])
     np.testing.assert_array_equal(S.best_so_far(valid, test, codes), [[70.0, 60.0, 60.0]])
+
+
+def test_every_search_respects_excluded_cells(key):
+    canon = S.canonical_cells(SPACE)
+    assert canon.sum() == 9445  # one cell per class of equivalent cells (the NB201 "valid nets")
+    excluded = jnp.asarray(~canon)
+    keys = jax.random.split(key, 2)
+    runs = {
+        "random": functools.partial(S.random_search, budget=40, excluded=excluded),
+        "rea": functools.partial(S.regularized_evolution, space=SPACE, budget=40, population=8, sample_size=3,
+                                 excluded=excluded),
+        "ls": functools.partial(S.local_search, space=SPACE, budget=40, init=4, excluded=excluded),
+        "pairwise": lambda k, table: S.PredictorSearch(budget=16, init=4, topk=6).run(
+            k, table, FEATURES, predictor=TINY, space=SPACE, excluded=excluded),
+    }
+    for name, fn in runs.items():
+        tr = jax.jit(jax.vmap(lambda k, fn=fn: fn(k, TABLE)))(keys)
+        _check_trace(tr, tr.codes.shape[-1])
+        assert canon[np.asarray(tr.codes)].all(), name

@@ -42,9 +42,28 @@ def code_to_arch(space: NB201Space, codes: jax.Array) -> jax.Array:
     return ((jnp.asarray(codes)[..., None] // w) % space.num_ops).astype(jnp.int32)
 
 
-def random_search(key: jax.Array, table: jax.Array, *, budget: int) -> Trace:
-    """Uniform sampling without replacement."""
-    codes = jax.random.permutation(key, table.shape[0])[:budget].astype(jnp.int32)
+def canonical_cells(space: NB201Space) -> np.ndarray:
+    """bool [N]: the cells equal to their pruned form (``nb201_prune``), one per class of cells that compute the same
+    function (the others differ from it only by dead branches); 9,445 of the 15,625 NB201 cells."""
+    from metanas.predictors.encodings import nb201_prune
+
+    archs = space.enumerate()
+    return (np.asarray(jax.vmap(lambda a: nb201_prune(space, a))(archs)) == archs).all(1)
+
+
+def _excluded(excluded, n: int) -> jax.Array:
+    """bool [N] cells a search may not query (``None``: none); every search treats them as already queried."""
+    return jnp.zeros(n, bool) if excluded is None else jnp.asarray(excluded, bool)
+
+
+def _first_random(key: jax.Array, excluded: jax.Array, k: int) -> jax.Array:
+    """int32 [k] distinct random cells outside ``excluded`` (a uniform sample without replacement)."""
+    return jax.lax.top_k(jnp.where(excluded, -jnp.inf, jax.random.gumbel(key, excluded.shape)), k)[1].astype(jnp.int32)
+
+
+def random_search(key: jax.Array, table: jax.Array, *, budget: int, excluded=None) -> Trace:
+    """Uniform sampling without replacement (outside ``excluded``)."""
+    codes = _first_random(key, _excluded(excluded, table.shape[0]), budget)
     return Trace(codes, table[codes])
 
 
@@ -53,15 +72,17 @@ def _random_unqueried(key, queried):
 
 
 def regularized_evolution(key: jax.Array, table: jax.Array, *, space: NB201Space, budget: int,
-                          population: int = 20, sample_size: int = 5, max_tries: int = 32) -> Trace:
+                          population: int = 20, sample_size: int = 5, max_tries: int = 32, excluded=None) -> Trace:
     """Regularized (aging) evolution, Real et al. (AAAI 2019), Alg. 1, with a cache: a child that was already
-    queried is mutated again (up to ``max_tries``, then a random unqueried cell), so no query is wasted."""
+    queried (or is ``excluded``) is mutated again (up to ``max_tries``, then a random unqueried cell), so no query
+    is wasted."""
     n = table.shape[0]
     k_init, key = jax.random.split(key)
-    codes0 = jax.random.permutation(k_init, n)[:population].astype(jnp.int32)
+    excluded = _excluded(excluded, n)
+    codes0 = _first_random(k_init, excluded, population)
     codes = jnp.zeros(budget, jnp.int32).at[:population].set(codes0)
     values = jnp.zeros(budget, jnp.float32).at[:population].set(table[codes0])
-    queried = jnp.zeros(n, bool).at[codes0].set(True)
+    queried = excluded.at[codes0].set(True)
 
     def step(carry, xs):
         codes, values, queried = carry
@@ -111,21 +132,23 @@ class LocalSearchState(NamedTuple):
     ptr: jax.Array  # next neighbour to evaluate (M: the neighbourhood is done)
 
 
-def local_search(key: jax.Array, table: jax.Array, *, space: NB201Space, budget: int, init: int = 10) -> Trace:
+def local_search(key: jax.Array, table: jax.Array, *, space: NB201Space, budget: int, init: int = 10,
+                 excluded=None) -> Trace:
     """Local search as in White et al. (UAI 2021) and NASLib's ``LocalSearch``: ``init`` random queries; then evaluate
     the whole neighbourhood (one-edge changes) of the best cell in random order, move to the best cell found if it
-    improved, else restart from a random cell. Neighbours that were already queried are skipped (no query is spent
-    on them), so it never queries a cell twice."""
+    improved, else restart from a random cell. Neighbours that were already queried (or are ``excluded``) are skipped
+    (no query is spent on them), so it never queries a cell twice."""
     n = table.shape[0]
     m = space.num_edges * (space.num_ops - 1)
     k_init, key = jax.random.split(key)
     init = min(init, budget)
-    codes0 = jax.random.permutation(k_init, n)[:init].astype(jnp.int32)
+    excluded = _excluded(excluded, n)
+    codes0 = _first_random(k_init, excluded, init)
     vals0 = table[codes0]
     b = jnp.argmax(vals0)
     state = LocalSearchState(jnp.zeros(budget, jnp.int32).at[:init].set(codes0),
                              jnp.zeros(budget, jnp.float32).at[:init].set(vals0),
-                             jnp.zeros(n, bool).at[codes0].set(True), jnp.float32(-jnp.inf), codes0[b], vals0[b],
+                             excluded.at[codes0].set(True), jnp.float32(-jnp.inf), codes0[b], vals0[b],
                              jnp.zeros(m, jnp.int32), jnp.int32(m))
 
     def next_query(st: LocalSearchState, k):
@@ -195,7 +218,7 @@ def mutation_candidates(key: jax.Array, space: NB201Space, codes: jax.Array, val
 class SearchState(NamedTuple):
     codes: jax.Array  # int32 [budget] queried rows so far (zeros past the current count)
     values: jax.Array  # float32 [budget] their queried metric
-    queried: jax.Array  # bool [N] mask over the whole space
+    queried: jax.Array  # bool [N] mask over the whole space (queried or excluded)
 
 
 Acquisition = Literal["exhaustive", "evolution", "reinforce", "mutation"]
@@ -237,13 +260,14 @@ class PredictorSearch:
     def rounds(self) -> int:
         return (self.budget - self.init) // self.topk
 
-    def init_state(self, key: jax.Array, table: jax.Array) -> SearchState:
-        """The ``init`` random queries. ``key`` is the first half of ``split(search_key)`` (see ``run``)."""
-        n_cells = table.shape[0]
-        codes0 = jax.random.permutation(key, n_cells)[: self.init].astype(jnp.int32)
+    def init_state(self, key: jax.Array, table: jax.Array, excluded=None) -> SearchState:
+        """The ``init`` random queries (outside ``excluded``, which is never queried). ``key`` is the first half of
+        ``split(search_key)`` (see ``run``)."""
+        excluded = _excluded(excluded, table.shape[0])
+        codes0 = _first_random(key, excluded, self.init)
         return SearchState(jnp.zeros(self.budget, jnp.int32).at[: self.init].set(codes0),
                            jnp.zeros(self.budget, jnp.float32).at[: self.init].set(table[codes0]),
-                           jnp.zeros(n_cells, bool).at[codes0].set(True))
+                           excluded.at[codes0].set(True))
 
     def round(self, state: SearchState, r: jax.Array, key: jax.Array, table: jax.Array, features: jax.Array, *,
               predictor, space: NB201Space) -> SearchState:
@@ -293,14 +317,15 @@ class PredictorSearch:
         k_init, key = jax.random.split(key)
         return k_init, jax.random.split(key, self.rounds)
 
-    def run(self, key: jax.Array, table: jax.Array, features: jax.Array, *, predictor, space: NB201Space) -> Trace:
+    def run(self, key: jax.Array, table: jax.Array, features: jax.Array, *, predictor, space: NB201Space,
+            excluded=None) -> Trace:
         k_init, keys = self.round_keys(key)
 
         def round_(state, xs):
             r, k = xs
             return self.round(state, r, k, table, features, predictor=predictor, space=space), None
 
-        state, _ = jax.lax.scan(round_, self.init_state(k_init, table), (jnp.arange(self.rounds), keys))
+        state, _ = jax.lax.scan(round_, self.init_state(k_init, table, excluded), (jnp.arange(self.rounds), keys))
         return Trace(state.codes, state.values)
 
 

@@ -94,6 +94,11 @@ def query_tables(bench: NB201Benchmark, keys: jax.Array) -> jax.Array:
     return jnp.broadcast_to(jnp.asarray(bench.table()), (keys.shape[0], bench.table().shape[0]))
 
 
+def excluded_cells(cfg: DictConfig, space: NB201Space) -> np.ndarray | None:
+    """``train.canonical``: every method searches only the canonical cells (one per class of equivalent cells)."""
+    return ~S.canonical_cells(space) if cfg.train.canonical else None
+
+
 def baseline_traces(cfg: DictConfig, space: NB201Space, tables: jax.Array, keys: jax.Array, budget: int
                     ) -> dict[str, S.Trace]:
     """The baselines of ``train.baselines``, each one jit(vmap) program over the seeds (same seeds, budget, tables)."""
@@ -102,15 +107,16 @@ def baseline_traces(cfg: DictConfig, space: NB201Space, tables: jax.Array, keys:
     if unknown:
         raise ConfigError(f"train.baselines: unknown {sorted(unknown)}; choose from {', '.join(BASELINES)}")
     k_base = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    excluded = excluded_cells(cfg, space)
     out = {}
     for name in t.baselines:
         if name == "random":
-            fn = functools.partial(S.random_search, budget=budget)
+            fn = functools.partial(S.random_search, budget=budget, excluded=excluded)
         elif name == "rea":
-            fn = functools.partial(S.regularized_evolution, space=space, budget=budget,
+            fn = functools.partial(S.regularized_evolution, space=space, budget=budget, excluded=excluded,
                                    population=min(t.rea_population, budget), sample_size=t.rea_sample_size)
         elif name == "ls":
-            fn = functools.partial(S.local_search, space=space, budget=budget, init=t.init)
+            fn = functools.partial(S.local_search, space=space, budget=budget, init=t.init, excluded=excluded)
         else:  # BANANAS: the predictor-guided search with its own predictor, encoding and acquisition
             b = t.bananas
             try:
@@ -120,14 +126,14 @@ def baseline_traces(cfg: DictConfig, space: NB201Space, tables: jax.Array, keys:
             except ValueError as e:
                 raise ConfigError(str(e)) from None
             feats = encode_archs(space, space.enumerate(), b.encoding)
-            fn = functools.partial(_trace_of_search, search=search, features=feats,
+            fn = functools.partial(_trace_of_search, search=search, features=feats, excluded=excluded,
                                    predictor=hydra.utils.instantiate(b.predictor), space=space)
         out[name] = jax.jit(jax.vmap(lambda k, tab, fn=fn: fn(k, tab)))(k_base, tables)
     return out
 
 
-def _trace_of_search(key, table, *, search, features, predictor, space):
-    return search.run(key, table, features, predictor=predictor, space=space)
+def _trace_of_search(key, table, *, search, features, predictor, space, excluded):
+    return search.run(key, table, features, predictor=predictor, space=space, excluded=excluded)
 
 
 def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float]]:
@@ -146,7 +152,8 @@ def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float
     keys = jnp.stack([jax.random.PRNGKey(s) for s in range(cfg.seed, cfg.seed + cfg.seeds)])  # [S]
     tables = query_tables(bench, keys)  # [S, N]
     k_init, round_keys = jax.vmap(search.round_keys)(keys)  # [S], [S, rounds]
-    state = jax.vmap(search.init_state)(k_init, tables)
+    excluded = excluded_cells(cfg, space)
+    state = jax.vmap(functools.partial(search.init_state, excluded=excluded))(k_init, tables)
     round_fn = jax.jit(jax.vmap(functools.partial(search.round, features=feats, predictor=predictor, space=space),
                                 in_axes=(0, None, 0, 0)))
 
