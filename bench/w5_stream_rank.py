@@ -9,7 +9,7 @@ region is one full run (``--repeats`` runs, median).
 
 ``flop_per_candidate`` is counted from the layer sizes (``stream.flop_per_candidate``): the gather-sum first layer
 is 7 adds per hidden unit (8 node rows, bias folded), the later layer 2*64*64 + 64, the folded head 2*64 + 1, per
-member, the mean over members 1 add each, plus 7 adds of the skip term: 26,506 for 3 members. ``flop_per_candidate_dense`` counts the same network
+member, plus 7 adds of the skip term: 26,506 for 3 members. ``flop_per_candidate_dense`` counts the same network
 with the first layer as the [224] x [64] matmul (2*224*64 + 64 per member). ReLU, gathers, id decoding and the top-k
 merge are not counted. ``dense_candidates_per_s`` (on ``--dense-candidates``, 0: skip) times the reference path
 (decode -> one-hot encode -> matmuls) for comparison. Plus the matmul ceiling measured now (the VM is shared).
@@ -79,8 +79,9 @@ def main(argv=None) -> dict:
     compile_s, ts, res = time_stream(f, space, n, a.chunk, a.k, key, "gather", a.repeats)
     wall = statistics.median(ts)
     flop = stream.flop_per_candidate(f, space, "onehot", "gather")
+    dev = jax.devices()[0]
     out = {"workload": "w5_stream_rank", "framework": "jax", "jax": jax.__version__,
-           "device": f"{jax.devices()[0].platform}:{getattr(jax.devices()[0], 'device_kind', '')} x{jax.device_count()}",
+           "device": f"{dev.platform}:{getattr(dev, 'device_kind', '')} x{jax.device_count()}",
            "space": "darts_cnn", "space_size": DartsCNNSpace().count(), "order": "enumerate" if a.enumerate else
            "sampled without replacement", "candidates": n, "chunk": a.chunk, "k": a.k, "ensemble": a.ensemble,
            "ranker": "Pairwise(hidden 64, layers 2, embed 16, linear skip), onehot (D=224), gather-sum first layer",

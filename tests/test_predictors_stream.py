@@ -38,7 +38,8 @@ def brute_force_top(f, ids, k):
 
 def test_ids_count_the_space_and_round_trip(key):
     assert S.node_radices(SPACE) == (49, 147, 294, 490) and P * P == SPACE.count()
-    ids = jnp.concatenate([jnp.asarray([[0, 0], [P - 1, P - 1], [0, P - 1]], jnp.uint32), random_ids(key, 300)])
+    corners = jnp.asarray([[0, 0], [P - 1, P - 1], [0, P - 1]], jnp.uint32)
+    ids = jnp.concatenate([corners, random_ids(key, 300)])
     archs = np.asarray(jax.jit(lambda i: S.decode(SPACE, i))(ids))
     for a in archs:
         SPACE.validate(a)
