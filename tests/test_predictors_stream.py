@@ -45,7 +45,7 @@ def test_ids_count_the_space_and_round_trip(key):
         SPACE.validate(a)
     np.testing.assert_array_equal(S.arch_ids(SPACE, archs), np.asarray(ids))
     assert len({SPACE.to_string(a) for a in archs}) == len({tuple(i) for i in np.asarray(ids).tolist()})
-    sampled = np.asarray(jax.jit(jax.vmap(SPACE.sample))(jax.random.split(key, 20)))  # every arch of the space has an id
+    sampled = np.asarray(jax.jit(jax.vmap(SPACE.sample))(jax.random.split(key, 20)))  # any arch has an id
     np.testing.assert_array_equal(np.asarray(S.decode(SPACE, S.arch_ids(SPACE, sampled))), sampled)
     assert S.genotype_ids(SPACE, [[1, 2]]) == [P + 2]
 
