@@ -17,7 +17,8 @@ suite sets one per session, ``''`` = off), which ``"auto"`` and ``None`` leave i
 The size bound (default 2 GiB, least recently used entries evicted) is JAX's ``jax_compilation_cache_max_size``;
 ``JAX_COMPILATION_CACHE_MAX_SIZE`` overrides it. JAX enforces it under a file lock (the ``filelock`` package); without
 that package the cache stays on, unbounded, with a warning. Only programs that took at least ``min_compile_time_s``
-(1 s; ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` overrides) to compile are written. A directory that cannot be created turns the cache off with a warning: a cache never fails a run.
+(1 s; ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` overrides) to compile are written. A directory that cannot be
+created turns the cache off with a warning: a cache never fails a run.
 """
 
 from __future__ import annotations
