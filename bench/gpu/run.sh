@@ -67,7 +67,7 @@ if ! "$PY" -c "import hydra, omegaconf, antlr4, yaml" 2>/dev/null; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$OUT/site" "$HERE"/wheels/*.whl >&2
   export PYTHONPATH="$PYTHONPATH:$OUT/site"
 fi
-"$PY" -c "import metanas.app" 2>/dev/null || say "warning: metanas.app does not import here (the benchmarks do not need it)"
+"$PY" -c "import metanas.app" 2>/dev/null || say "warning: metanas.app does not import (the benchmarks do not need it)"
 
 # peers: torch on the same GPU through torch_on_cuda.py (on the CPU in a dry run)
 PEER="${PEER_PYTHON:-$PY}"
