@@ -102,6 +102,11 @@ def test_sampled_stream_is_without_replacement_and_equals_brute_force(key):
     ids = jnp.stack(S.permute(jax.random.bits(key, (4,), jnp.uint32), jnp.asarray(c_hi, jnp.uint32),
                               jnp.asarray(c_lo, jnp.uint32), P), 1)
     assert len(np.unique(np.asarray(ids).astype(np.int64) @ np.array([P, 1]))) == n
+    from scipy.stats import chisquare  # every node digit of both cells looks uniform (the counter's hi is 0 here)
+
+    for cell in range(2):
+        for radix, digit in zip(S.node_radices(SPACE), S._digits(SPACE, ids[:, cell])):
+            assert chisquare(np.bincount(np.asarray(digit), minlength=radix)).pvalue > 1e-4
     want_s, want_ids = brute_force_top(f, ids, k)
     np.testing.assert_array_equal(np.asarray(got.ids), want_ids)
     np.testing.assert_allclose(got.scores, want_s, rtol=1e-5, atol=1e-5)
