@@ -48,8 +48,10 @@ def canonical_held_out(train: np.ndarray, held: np.ndarray, groups: np.ndarray) 
 
 
 def fit_and_score(model, key: jax.Array, x: jax.Array, y: jax.Array, perms: np.ndarray,
-                  n_train: Sequence[int]) -> np.ndarray:
-    """float32 [S, len(n_train), N] scores of every row by ``model`` fitted on each seed's first ``n`` rows."""
+                  n_train: Sequence[int], on_fit=None) -> np.ndarray:
+    """float32 [S, len(n_train), N] scores of every row by ``model`` fitted on each seed's first ``n`` rows.
+
+    ``on_fit(seed_index, n, params)``: called after each host fit (e.g. to keep a CV model's choices)."""
     n_max = max(n_train)
     keys = jax.random.split(key, perms.shape[0])
     if not is_jittable(model):  # host model: the same rows, seed keys and n's, one fit at a time
@@ -58,7 +60,10 @@ def fit_and_score(model, key: jax.Array, x: jax.Array, y: jax.Array, perms: np.n
         for s in range(perms.shape[0]):
             for a, n in enumerate(n_train):
                 rows = perms[s, :n_max]
-                out[s, a] = model.score(model.fit(keys[s], xh[rows], yh[rows], int(n)), xh)
+                params = model.fit(keys[s], xh[rows], yh[rows], int(n))
+                out[s, a] = model.score(params, xh)
+                if on_fit is not None:
+                    on_fit(s, int(n), params)
         return out
     idx = jnp.asarray(perms[:, :n_max])
     ns = jnp.asarray(n_train, jnp.int32)
