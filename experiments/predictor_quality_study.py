@@ -171,6 +171,8 @@ def goal_lines(table: dict, dataset: str, n: int = 100, target: str = "valid") -
     if not ours or not trees:
         return []
     best, tree = max(ours, key=ours.get), max(trees, key=trees.get)
+    no_trees = {k: v for k, v in ours.items() if k != "pairwise_cv_trees"}
+    alone = max(no_trees, key=no_trees.get) if no_trees else None
     gap = ours[best] - trees[tree]
     need = 0.02 if dataset == "cifar10" else 0.0
     met = gap >= need
@@ -188,7 +190,11 @@ def goal_lines(table: dict, dataset: str, n: int = 100, target: str = "valid") -
             f"{diff.mean():+.3f} ± {diff.std():.3f}, ahead on {int((diff > 0).sum())} of {len(diff)}. "
             f"The best ranker at n = {n} here is **{winner}**"
             + ("." if winner.startswith("pairwise") else
-               " (a tree model: `search_nb201` can use it as its predictor)."), ""]
+               " (a tree model: `search_nb201` can use it as its predictor).")
+            + (f" Without trees inside: the best pairwise row that blends no tree model, {alone} {ours[alone]:.3f}, "
+               f"is {ours[alone] - trees[tree]:+.3f} against {tree}; "
+               + ("the lead over the trees comes from blending the pairwise model with them." if best != alone
+                  and ours[alone] < trees[tree] else "the pairwise model alone is ahead too.") if alone else ""), ""]
 
 
 def main() -> None:
