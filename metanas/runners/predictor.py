@@ -251,7 +251,7 @@ def plot_quality(table: dict, metric: str, path: Path, title: str) -> None:
 
 
 def run_predictor(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
-    from metanas.predictors.evaluate import quality_table
+    from metanas.predictors.evaluate import canonical_groups, quality_table
     from metanas.predictors.meta_dataset import read_meta_dataset
 
     t = cfg.train
@@ -259,11 +259,13 @@ def run_predictor(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     n_train = [int(n) for n in t.n_train]
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
     proxies: dict[str, np.ndarray] = {}
+    groups = None  # NB201: rank only canonical held-out cells (pruned encoding unlike any training / other cell's)
     if t.source == "nb201":
         space, bench = _space_and_bench(cfg)
         x, y = _nb201_rows(cfg, space, bench, t.encoding)
+        groups = canonical_groups(np.asarray(encode_archs(space, space.enumerate(), "onehot_pruned")))
         proxies = _proxies(cfg, list(t.proxies), space, bench)
-        what = f"NB201 {bench.dataset} {bench.metric}"
+        what = f"NB201 {bench.dataset} {bench.metric}, canonical held-out cells"
     elif t.source == "meta_dataset":
         path = t.meta_dataset or cfg.meta_dataset
         space = hydra.utils.instantiate(cfg.search_space) if t.reencode else None  # rows' arch -> train.encoding
@@ -275,7 +277,8 @@ def run_predictor(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
         raise ConfigError(f"train.source={t.source!r}; choose nb201 or meta_dataset")
     if max(n_train) >= len(y):
         raise ConfigError(f"train.n_train up to {max(n_train)} but only {len(y)} rows; lower it or collect more")
-    table = quality_table(models, ctx.key, x, y, seeds=seeds, n_train=n_train, proxies=proxies, top=t.top)
+    table = quality_table(models, ctx.key, x, y, seeds=seeds, n_train=n_train, proxies=proxies, top=t.top,
+                          groups=groups)
     prec = f"precision_at_{t.top}"
     for n in n_train:
         row = {}
