@@ -191,9 +191,12 @@ def _install_signal_handlers() -> None:
 
     default_hook = sys.unraisablehook
 
-    def hook(u: Any) -> None:  # raised where Python ignores it (a gc callback): check_stop() raises it again
-        if not isinstance(u.exc_value, Interrupted):
-            default_hook(u)
+    def hook(u: Any) -> None:
+        if isinstance(u.exc_value, Interrupted):  # raised where Python ignores it (a gc callback): check_stop()
+            return  # raises it again at the next step
+        if isinstance(u.exc_value, RuntimeError) and "Event loop is closed" in str(u.exc_value):
+            return  # tensorstore's callbacks after a failed checkpoint read, already named in one warning line
+        default_hook(u)
 
     sys.unraisablehook = hook
     try:
