@@ -289,6 +289,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) ->
     finished_before = previous is not None and previous.get("status") == "ok"
     kept = {n: (run_dir / n).read_bytes() for n in _KEPT_ON_FAILED_RESUME
             if finished_before and (run_dir / n).exists()}
+    if resumed and previous is None and (run_dir / "summary.json").exists():
+        log.warning("resume: %s/summary.json cannot be read (damaged?); it is rewritten when this resume ends", run_dir)
     if finished_before:
         log.warning("resume: %s already finished (summary.json ok); it is kept unless this resume succeeds", run_dir)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))

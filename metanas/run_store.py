@@ -182,16 +182,26 @@ class MetricWriter:
         """Drop rows of ``phase`` logged after ``step`` (used when resuming from a checkpoint)."""
         if not self.path.exists():
             return
-        keep = []
-        with open(self.path) as f:
-            for line in f:
+        keep, bad = [], []
+        with open(self.path, errors="replace") as f:
+            for lineno, line in enumerate(f, 1):
                 try:
                     row = json.loads(line)
-                except json.JSONDecodeError:  # a row cut by a kill: drop it
+                    if not isinstance(row, dict):
+                        raise ValueError
+                except ValueError:  # a row cut by a kill, or a damaged one: set aside, named in a warning
+                    if line.strip():
+                        bad.append((lineno, line))
                     continue
                 if row.get("phase") == phase and row.get("step", -1) > step:
                     continue
                 keep.append(json.dumps(row, sort_keys=True) + "\n")
+        if bad:
+            aside = self.path.with_name(self.path.name + ".damaged")
+            with open(aside, "a") as f:
+                f.writelines(line if line.endswith("\n") else line + "\n" for _, line in bad)
+            log.warning("%s: dropped %d line(s) that are not valid JSON (line %s; a kill mid-write?), kept in %s",
+                        self.path, len(bad), ", ".join(str(n) for n, _ in bad[:5]), aside.name)
         atomic_write_text(self.path, "".join(keep))
 
 

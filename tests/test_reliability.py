@@ -125,3 +125,213 @@ def test_meta_dataset_source_without_a_meta_dataset_is_one_line():
     cfg = _compose(["experiment=predictor_nb201", "meta_dataset=null", "train.source=meta_dataset"])
     with pytest.raises(ConfigError, match="train.source=meta_dataset reads train.meta_dataset"):
         validate(cfg)
+
+
+def test_runner_without_a_seed_vmap_rejects_seeds_above_1(tmp_path):
+    p = run_metanas("experiment=maml_sinusoid", "debug=fast", "seeds=2", f"results_dir={tmp_path}/runs",
+                    f"meta_dataset={tmp_path}/meta.jsonl", cwd=tmp_path)
+    assert p.returncode == 2, p.stderr[-2000:]
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("metanas: error: config error: seeds=2: experiment maml_sinusoid runs one seed"), last
+    assert not list(tmp_path.rglob("summary.json")) and not (tmp_path / "meta.jsonl").exists()
+
+
+def test_unwritable_meta_dataset_is_one_line_before_the_run(tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    p = run_metanas("experiment=toy_regression", "debug=fast", f"results_dir={tmp_path}/runs",
+                    f"meta_dataset={tmp_path}/afile/meta.jsonl", cwd=tmp_path)
+    assert p.returncode == 2 and "is not a directory" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cfg_job_shows_the_config_as_it_will_run(tmp_path):
+    p = run_metanas("experiment=toy_regression", "debug=fast", "--cfg", "job", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    cfg = OmegaConf.create(p.stdout)
+    assert cfg.train.steps == 6 and cfg.train.hidden == 8 and cfg.log_every == 1  # the fast overrides
+
+
+# ---- one finished toy run per module, copied by the tests that damage or resume it -----------------------------
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """``(run_dir, meta.jsonl, stderr)`` of one finished ``toy_regression debug=fast`` run (do not modify)."""
+    root = tmp_path_factory.mktemp("finished")
+    p = run_metanas("experiment=toy_regression", "debug=fast", f"results_dir={root}/runs",
+                    f"meta_dataset={root}/meta.jsonl", cwd=root)
+    assert p.returncode == 0, p.stderr[-2000:]
+    (d,) = (root / "runs" / "toy_regression").iterdir()
+    return d, root / "meta.jsonl", p.stdout + p.stderr
+
+
+def _copy(finished, tmp_path):
+    """A copy of the finished run and of its meta-dataset (record's run_dir pointing at the copy)."""
+    import shutil
+
+    d, meta, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(d, run)
+    rec = json.loads(meta.read_text())
+    rec["run_dir"] = str(run)
+    (tmp_path / "meta.jsonl").write_text(json.dumps(rec) + "\n")
+    return run, tmp_path / "meta.jsonl"
+
+
+def _resume(run, meta, *extra):
+    return run_metanas(f"resume={run}", f"meta_dataset={meta}", *extra, cwd=run.parent)
+
+
+def _summary(run):
+    return json.loads((run / "summary.json").read_text())
+
+
+def test_backend_probing_is_quiet(finished):
+    assert "Unable to initialize backend" not in finished[2] and "Traceback" not in finished[2]
+
+
+@pytest.mark.parametrize("damage", ["garbled", "no_default_folder"])
+def test_damaged_newest_checkpoint_falls_back_with_one_warning(finished, tmp_path, damage):
+    run, meta = _copy(finished, tmp_path)
+    newest = max((run / "checkpoints" / "train").iterdir(), key=lambda p: int(p.name))
+    if damage == "garbled":
+        for f in (newest / "default").rglob("*"):
+            if f.is_file() and "/d/" in str(f):
+                f.write_bytes(b"garbage")
+    else:  # a partially copied checkpoint
+        import shutil
+
+        shutil.rmtree(newest / "default")
+    before = _summary(run)
+    p = _resume(run, meta)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = p.stdout + p.stderr  # Hydra's log goes to stdout
+    warn = [ln for ln in out.splitlines() if "is damaged" in ln]
+    assert len(warn) == 1 and f"step {newest.name}" in warn[0] and "falling back to step" in warn[0], out
+    assert "Traceback" not in out and "Event loop is closed" not in out
+    s = _summary(run)
+    assert s["status"] == "ok" and s["metrics"] == before["metrics"], "bitwise equal after the fallback"
+    assert (run / "damaged_checkpoints" / "train" / newest.name).is_dir(), "the damaged checkpoint is kept aside"
+    assert len(meta.read_text().splitlines()) == 1, "resuming a finished run appends no second record"
+    _figure("damaged_checkpoint", files_damaged=1)
+
+
+def test_resume_names_ignored_overrides_and_honours_meta_dataset_null(finished, tmp_path):
+    run, meta = _copy(finished, tmp_path)
+    meta.unlink()
+    p = run_metanas(f"resume={run}", "seed=3", "experiment=maml_sinusoid", "meta_dataset=null", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    ign = [ln for ln in p.stderr.splitlines() if "resume ignores" in ln]
+    assert len(ign) == 1 and "seed=3" in ign[0] and "experiment=maml_sinusoid" in ign[0]
+    assert not meta.exists() and "meta_dataset: null" in (run / "config.yaml").read_text()
+
+
+def test_summary_missing_after_the_record_was_appended_resumes_to_one_record(finished, tmp_path):
+    """The state a kill leaves between the meta-dataset append and the ok summary."""
+    run, meta = _copy(finished, tmp_path)
+    before = _summary(run)
+    (run / "summary.json").unlink()
+    p = _resume(run, meta)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert _summary(run)["metrics"] == before["metrics"] and len(meta.read_text().splitlines()) == 1
+    _figure("missing_summary", files_damaged=1)
+
+
+def test_damaged_summary_is_reported_and_rewritten_by_resume(finished, tmp_path):
+    run, meta = _copy(finished, tmp_path)
+    before = _summary(run)
+    (run / "summary.json").write_text('{"status": "ok", "metr')
+    r = subprocess.run([sys.executable, "-m", "metanas.report", str(tmp_path)], capture_output=True, text=True,
+                       cwd=REPO)
+    assert r.returncode == 0 and "summary.json cannot be read" in r.stdout, "never dropped, never a false ok"
+    p = _resume(run, meta)
+    assert p.returncode == 0 and "summary.json cannot be read" in p.stdout + p.stderr
+    assert _summary(run)["metrics"] == before["metrics"] and len(meta.read_text().splitlines()) == 1
+    _figure("damaged_summary", files_damaged=1)
+
+
+@pytest.mark.parametrize("damage", ["cut_last_row", "garbled_middle_row"])
+def test_damaged_metrics_jsonl_is_rewritten_exactly_by_resume(finished, tmp_path, damage):
+    run, meta = _copy(finished, tmp_path)
+    good = (run / "metrics.jsonl").read_text()
+    lines = good.splitlines(keepends=True)
+    if damage == "cut_last_row":
+        (run / "metrics.jsonl").write_text("".join(lines[:-1]) + lines[-1][:15])
+    else:
+        lines[2] = "\x00\x01garbage\n"
+        (run / "metrics.jsonl").write_text("".join(lines))
+    p = _resume(run, meta)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "not valid JSON" in p.stdout + p.stderr and (run / "metrics.jsonl.damaged").exists()
+    s = _summary(run)
+    assert s["status"] == "ok" and s["metrics"] == json.loads((finished[0] / "summary.json").read_text())["metrics"]
+    if damage == "cut_last_row":  # the final row is redone from the previous checkpoint, bitwise equal
+        assert (run / "metrics.jsonl").read_text() == good
+    _figure("damaged_metrics", files_damaged=1)
+
+
+def test_failed_resume_keeps_a_finished_runs_record(finished, tmp_path, monkeypatch):
+    """In process: the runner fails on resume; summary.json (ok), metrics.jsonl and config.yaml stay as they were."""
+    from metanas import app
+    import metanas.runners.toy as toy
+
+    run, meta = _copy(finished, tmp_path)
+    kept = {n: (run / n).read_bytes() for n in ("summary.json", "metrics.jsonl", "config.yaml")}
+
+    def boom(cfg, ctx):
+        ctx.log("train", 99, {"loss": 1.0})
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(toy, "run", boom)
+    cfg = _compose([f"resume={run}", f"meta_dataset={meta}"])
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        app.run_experiment(cfg, run, [f"resume={run}", "train.noise=0.5"])
+    assert {n: (run / n).read_bytes() for n in kept} == kept
+    failed = json.loads((run / "resume_failed.json").read_text())
+    assert failed["status"] == "failed" and "disk on fire" in failed["error"]
+
+
+def test_record_that_cannot_be_appended_makes_the_summary_failed(tmp_path, monkeypatch):
+    """The summary's status agrees with the exit code when the meta-dataset append fails during the run."""
+    from metanas import app, run_store
+
+    import jax
+
+    append = run_store.append_jsonl
+
+    def no_space(path, *a, **k):
+        if str(path).endswith("meta.jsonl"):
+            raise OSError(28, "No space left on device")
+        return append(path, *a, **k)
+
+    monkeypatch.setattr(run_store, "append_jsonl", no_space)
+    cfg = _compose(["experiment=toy_regression", "debug=fast", f"meta_dataset={tmp_path}/meta.jsonl"])
+    with jax.numpy_rank_promotion("allow"), pytest.raises(OSError, match="could not be appended"):
+        app.run_experiment(cfg, tmp_path / "run", ["experiment=toy_regression", "debug=fast"])
+    s = _summary(tmp_path / "run")
+    assert s["status"] == "failed" and "No space left" in s["error"]
+
+
+# ---- 3. interrupts ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_is_recorded_as_interrupted_with_a_resume_hint(tmp_path, sig, code):
+    env = dict(os.environ, CI="1")
+    proc = subprocess.Popen([sys.executable, "-m", "metanas", "experiment=toy_regression", "train.steps=100000",
+                             "checkpoint_every=20", f"results_dir={tmp_path}/runs",
+                             f"meta_dataset={tmp_path}/meta.jsonl"],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob("runs/toy_regression/*/checkpoints/train/20")):
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == code, err[-2000:]
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    (run,) = (tmp_path / "runs" / "toy_regression").iterdir()
+    assert last.startswith("metanas: interrupted") and f"resume with: python -m metanas resume={run}" in last
+    s = _summary(run)
+    assert s["status"] == "interrupted" and s["metrics"] == {} and not (tmp_path / "meta.jsonl").exists()
+    r = subprocess.run([sys.executable, "-m", "metanas.report", str(tmp_path / "runs")], capture_output=True,
+                       text=True, cwd=REPO)
+    assert r.returncode == 0 and "1 interrupted run(s)" in r.stdout and str(run) in r.stdout

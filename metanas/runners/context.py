@@ -130,7 +130,7 @@ class RunContext:
             )
         return self._managers[phase]
 
-    def restore(self, phase: str, template: State) -> tuple[State, int]:
+    def restore(self, phase: str, template: State, *, max_step: int | None = None) -> tuple[State, int]:
         """Newest intact checkpoint of ``phase`` as ``(state, step)``, or ``(template, 0)`` when there is none.
 
         A checkpoint that cannot be restored (a damaged file, a partial copy without its ``default/`` folder) is
@@ -142,6 +142,8 @@ class RunContext:
 
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         for step in sorted(self._manager(phase).all_steps(), reverse=True):
+            if max_step is not None and step > max_step:
+                continue
             mngr = self._manager(phase)
             step_dir = self.run_dir / "checkpoints" / phase / str(step)
             why = None if (step_dir / "default").is_dir() else "no default/ folder (a partial copy?)"
@@ -235,12 +237,19 @@ def train_loop(
     cfg = ctx.cfg
     log_every = log_every or cfg.log_every
     checkpoint_every = checkpoint_every or cfg.checkpoint_every
-    state, start = ctx.restore(phase, state)
+    template = state
+    state, start = ctx.restore(phase, template)
     last: dict[str, float] = {}
     if start >= num_steps:
         rows = [r for r in ctx.metrics.rows() if r["phase"] == phase]
-        last = {k: v for r in rows for k, v in r.items() if k not in ("phase", "step")}
-        return state, last
+        if rows and rows[-1]["step"] == num_steps:  # the last step is always logged
+            last = {k: v for r in rows for k, v in r.items() if k not in ("phase", "step")}
+            return state, last
+        # finished, but metrics.jsonl lost its final row(s) (damaged file): redo the last stretch, which
+        # rewrites those rows exactly, rather than report the metrics of an earlier step as final
+        log.warning("metrics.jsonl has no final row of phase %r (damaged?); re-running its last steps from the "
+                    "previous checkpoint", phase)
+        state, start = ctx.restore(phase, template, max_step=num_steps - 1)
     bar = ctx.progress(num_steps, initial=start, desc=phase)
     try:
         for step in range(start + 1, num_steps + 1):
