@@ -335,3 +335,171 @@ def test_interrupt_is_recorded_as_interrupted_with_a_resume_hint(tmp_path, sig, 
     r = subprocess.run([sys.executable, "-m", "metanas.report", str(tmp_path / "runs")], capture_output=True,
                        text=True, cwd=REPO)
     assert r.returncode == 0 and "1 interrupted run(s)" in r.stdout and str(run) in r.stdout
+
+
+# ---- 5. meta-dataset appends and 6. caches, with concurrent writers --------------------------------------------
+
+def test_cut_last_meta_dataset_line_is_ended_before_the_next_record(tmp_path):
+    from metanas.run_store import JsonlError, append_jsonl, read_jsonl
+
+    f = tmp_path / "meta.jsonl"
+    f.write_text('{"run_dir": "a", "metrics": {"x": 1}}\n{"run_dir": "b", "metr')
+    assert append_jsonl(f, {"run_dir": "c", "metrics": {"x": 3}})
+    lines = f.read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[2]) == {"metrics": {"x": 3}, "run_dir": "c"}
+    assert json.loads(lines[0])["run_dir"] == "a", "the earlier record is kept"
+    with pytest.raises(JsonlError, match=r"meta.jsonl:2: not valid JSON"):  # the cut line is named, not glued
+        read_jsonl(f)
+    assert not append_jsonl(f, {"run_dir": "c", "metrics": {"x": 3}}, unless_run_dir="c")
+    assert len(f.read_text().splitlines()) == 3
+    _figure("damaged_meta_dataset_line", files_damaged=1)
+
+
+def test_a_run_after_a_cut_meta_dataset_line_keeps_its_record(finished, tmp_path):
+    d, meta, _ = finished
+    m = tmp_path / "meta.jsonl"
+    m.write_text(meta.read_text()[:-40])  # a record cut by a kill mid-append
+    p = run_metanas("experiment=toy_regression", "debug=fast", f"results_dir={tmp_path}/runs", f"meta_dataset={m}",
+                    cwd=tmp_path)
+    assert p.returncode == 0 and "has no final newline" in p.stdout + p.stderr
+    lines = m.read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[1])["metrics"] == _summary(d)["metrics"]
+
+
+_APPENDER = """
+import sys
+from metanas.run_store import append_jsonl
+path, who, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(n):
+    append_jsonl(path, {"who": who, "i": i, "pad": "x" * (100 + 997 * (i % 7))})
+"""
+
+
+def test_concurrent_meta_dataset_writers(tmp_path):
+    """2-4 processes append to one meta-dataset at once (starting from a cut line): every row whole, none lost."""
+    f = tmp_path / "meta.jsonl"
+    tries = 0
+    for n_procs in (2, 3, 4):
+        f.write_text('{"cut": ')
+        procs = [subprocess.Popen([sys.executable, "-c", _APPENDER, str(f), str(w), "40"], cwd=REPO)
+                 for w in range(n_procs)]
+        assert all(p.wait(timeout=120) == 0 for p in procs)
+        rows = [json.loads(ln) for ln in f.read_text().splitlines()[1:]]
+        assert sorted((r["who"], r["i"]) for r in rows) == [(w, i) for w in range(n_procs) for i in range(40)]
+        tries += 1
+    _figure("concurrent_meta_dataset", writers=[2, 3, 4], rows_each=40, repeats=tries)
+
+
+def _fake_omniglot(root: Path, chars: int = 2) -> None:
+    rng = np.random.default_rng(0)
+    for name in ("images_background", "images_evaluation"):
+        np.savez(root / f"{name}.npz", images=rng.random((chars, 20, 105, 105)) > 0.2)
+
+
+_BUILDER = """
+import sys
+import metanas.data.omniglot as o
+o.OMNIGLOT_CHARS = 4  # the tiny fake input below
+ink = o.load_omniglot_npz(sys.argv[1], 28, cache_dir=sys.argv[2])
+assert ink.shape == (4, 20, 28, 28), ink.shape
+"""
+
+
+def test_concurrent_cache_builders_and_a_damaged_cache(tmp_path):
+    """2-4 processes build the same Omniglot cache at once (tiny fake input, SYNTHETIC): all succeed, one whole
+    cache, no temporary file left; a damaged cache is rebuilt with a warning."""
+    from metanas.data.cache import read_cache
+
+    _fake_omniglot(tmp_path)
+    cache = tmp_path / "cache"
+    for n_procs in (2, 3, 4, 4):
+        import shutil
+
+        shutil.rmtree(cache, ignore_errors=True)
+        procs = [subprocess.Popen([sys.executable, "-c", _BUILDER, str(tmp_path), str(cache)], cwd=REPO,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(n_procs)]
+        errs = [p.communicate(timeout=120)[1] for p in procs]
+        assert all(p.returncode == 0 for p in procs), errs
+        (f,) = list(cache.iterdir())
+        assert read_cache(f, "ink").shape == (4, 20, 28, 28)
+    f.write_bytes(f.read_bytes()[:100])  # a cache cut short
+    p = subprocess.run([sys.executable, "-c", _BUILDER + "\nimport logging\n", str(tmp_path), str(cache)], cwd=REPO,
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and "is damaged" in p.stderr, p.stderr
+    assert read_cache(f, "ink").shape == (4, 20, 28, 28)
+    _figure("concurrent_cache", writers=[2, 3, 4, 4], files_damaged=1)
+
+
+# ---- 4. reports ------------------------------------------------------------------------------------------------
+
+def _fake_run(d: Path, config: dict, metrics: dict, *, overrides=(), status="ok", per_seed=None, seeds=1):
+    """A run directory as the app writes it (SYNTHETIC numbers, for the report's bookkeeping only)."""
+    import yaml
+
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text(yaml.safe_dump(config))
+    (d / ".hydra").mkdir()
+    (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(overrides)))
+    (d / "summary.json").write_text(json.dumps({"experiment": config["name"], "status": status, "metrics": metrics,
+                                                "metrics_per_seed": per_seed, "seeds": seeds, "error": None}))
+
+
+def test_report_counts_seeds_from_metrics_per_seed_and_never_pools_trials(tmp_path):
+    from metanas.report import _bar_label, aggregate, find_runs, to_markdown
+
+    base = {"name": "toy_regression", "seed": 0, "train": {"steps": 6, "hidden": 8}}
+    # a runner that ignored seeds=2 recorded one value: n is 1, not 2
+    _fake_run(tmp_path / "a", base, {"loss": 1.0}, overrides=["experiment=toy_regression"], seeds=2)
+    # a seeds=3 run: n is 3
+    _fake_run(tmp_path / "b", base | {"train": {"steps": 6, "hidden": 16}}, {"loss": 2.0},
+              overrides=["experiment=toy_regression", "train.hidden=16"], per_seed={"loss": [1.0, 2.0, 3.0]}, seeds=3)
+    # three HPO trials without overrides, with different configs: three rows
+    for i, lr in enumerate([0.1, 0.01, 0.001]):
+        _fake_run(tmp_path / "hpo" / "trials" / f"{i:04d}", base | {"optimizer": {"learning_rate": lr}},
+                  {"loss": lr})
+    _fake_run(tmp_path / "c", base, {}, status="interrupted")
+    table, failed, counts, interrupted = aggregate(find_runs([tmp_path]))
+    assert counts["experiment=toy_regression"] == 1 and counts["experiment=toy_regression train.hidden=16"] == 3
+    trial_rows = [s for s in table if "optimizer.learning_rate" in s]
+    assert len(trial_rows) == 3 and len(set(trial_rows)) == 3, table.keys()
+    assert len(interrupted) == 1 and not failed
+    md = to_markdown(table, failed, counts, interrupted)
+    assert "1 interrupted run(s)" in md
+    labels = [_bar_label(s, sorted(table)) for s in sorted(table)]
+    assert len(set(labels)) == len(labels), labels
+
+
+def test_optuna_labels_differ(tmp_path):
+    from metanas.report import _bar_label, aggregate, find_runs
+
+    long = "experiment=darts_nb201 objective=supernet_val_acc hydra.sweeper.direction=maximize"
+    for i, lr in enumerate([0.0123, 0.0456]):
+        _fake_run(tmp_path / str(i), {"name": "darts_nb201", "search": {"w_lr": lr}}, {"supernet_val_acc": 50.0 + i},
+                  overrides=[*long.split(), f"search.w_lr={lr}"])
+    table, *_ = aggregate(find_runs([tmp_path]))
+    labels = [_bar_label(s, sorted(table)) for s in sorted(table)]
+    assert len(table) == 2 and len(set(labels)) == 2 and all("search.w_lr=" in lb for lb in labels), labels
+
+
+# ---- 7. sweeper example ----------------------------------------------------------------------------------------
+
+def test_sweep_objective_that_is_not_a_final_metric_is_one_line_and_a_sweep_summary(tmp_path):
+    p = run_metanas("-m", "hydra/sweeper=tpe", "experiment=toy_regression", "debug=fast", "objective=nope",
+                    "hydra.sweeper.n_trials=3", "optimizer.learning_rate=tag(log, interval(1e-3, 1e-1))",
+                    f"hydra.sweep.dir={tmp_path}/sweep", "meta_dataset=null", cwd=tmp_path)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert "Traceback" not in p.stderr
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("metanas: error: objective=nope is not a final metric of toy_regression; choose one of")
+    s = json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())
+    assert "objective=nope" in s["aborted"] and s["jobs"] == 1
+
+
+@pytest.mark.slow
+def test_tpe_example_runs(tmp_path):
+    p = run_metanas("-m", "hydra/sweeper=tpe", "experiment=toy_regression", "debug=fast", "objective=loss",
+                    "hydra.sweeper.n_trials=3", "optimizer.learning_rate=tag(log, interval(1e-3, 1e-1))",
+                    f"hydra.sweep.dir={tmp_path}/sweep", "meta_dataset=null", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    s = json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())
+    assert s["ok"] == 3 and (tmp_path / "sweep" / "optimization_results.yaml").exists()
