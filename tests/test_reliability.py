@@ -503,3 +503,63 @@ def test_tpe_example_runs(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     s = json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())
     assert s["ok"] == 3 and (tmp_path / "sweep" / "optimization_results.yaml").exists()
+
+
+# ---- fault injection: SIGKILL at random moments ----------------------------------------------------------------
+
+@pytest.mark.slow
+def test_sigkill_at_20_random_moments_then_resume_ends_bitwise_equal(tmp_path):
+    """20 SIGKILLs at random moments of a toy_regression run (checkpoint every 5 steps, so many land inside an
+    orbax write), each followed by ``resume=``: bitwise the final metrics and metrics.jsonl of the uninterrupted
+    run, and one valid meta-dataset record per finished run. ``METANAS_FAULT_SEED`` picks other moments."""
+    from metanas.run_store import MetricWriter, read_jsonl
+
+    common = ["experiment=toy_regression", "train.steps=400", "checkpoint_every=5", "log_every=10"]
+    t0 = time.time()
+    ref = run_metanas(*common, f"results_dir={tmp_path}/ref", f"meta_dataset={tmp_path}/ref.jsonl", cwd=tmp_path)
+    wall = time.time() - t0
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    (ref_dir,) = (tmp_path / "ref" / "toy_regression").iterdir()
+    ref_metrics, ref_rows = _summary(ref_dir)["metrics"], MetricWriter(ref_dir).rows()
+
+    meta = tmp_path / "meta.jsonl"
+    rnd = random.Random(int(os.environ.get("METANAS_FAULT_SEED", "17")))
+    env = dict(os.environ, CI="1")
+    seen = {"kills": 0, "before_config": 0, "during_checkpoint_write": 0, "after_finish": 0, "cut_metrics_row": 0}
+    runs = []
+    for i in range(20):
+        out = tmp_path / f"k{i:02d}"
+        proc = subprocess.Popen([sys.executable, "-m", "metanas", *common, f"results_dir={out}",
+                                 f"meta_dataset={meta}"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(rnd.uniform(0.3, wall + 0.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        seen["kills"] += 1
+        dirs = [d for d in out.glob("toy_regression/*") if (d / "config.yaml").exists()]
+        if not dirs:  # killed before the run had a config: start it again
+            seen["before_config"] += 1
+            p = run_metanas(*common, f"results_dir={out}", f"meta_dataset={meta}", cwd=tmp_path)
+            dirs = [d for d in out.glob("toy_regression/*") if (d / "config.yaml").exists()]
+        else:
+            (d,) = dirs
+            if list((d / "checkpoints" / "train").glob("*tmp*")):
+                seen["during_checkpoint_write"] += 1
+            if (d / "summary.json").exists():
+                seen["after_finish"] += 1
+            text = (d / "metrics.jsonl").read_text() if (d / "metrics.jsonl").exists() else ""
+            seen["cut_metrics_row"] += bool(text) and not text.endswith("\n")
+            p = run_metanas(f"resume={d}", cwd=tmp_path)
+        assert p.returncode == 0, (i, p.stderr[-2000:])
+        (d,) = dirs
+        s = _summary(d)
+        assert s["status"] == "ok" and s["metrics"] == ref_metrics, (i, s)
+        assert MetricWriter(d).rows() == ref_rows, i
+        runs.append(d)
+    records = read_jsonl(meta)
+    per_run = {str(d): sum(Path(r["run_dir"]).resolve() == d.resolve() for r in records) for d in runs}
+    assert all(n == 1 for n in per_run.values()), per_run
+    assert len(records) == len(runs)
+    assert all(r["metrics"] == ref_metrics for r in records)
+    _figure("sigkill", **seen)
+    print(f"\nfault injection (SIGKILL): {seen}")
