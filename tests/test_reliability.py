@@ -364,6 +364,7 @@ def test_a_run_after_a_cut_meta_dataset_line_keeps_its_record(finished, tmp_path
     assert p.returncode == 0 and "has no final newline" in p.stdout + p.stderr
     lines = m.read_text().splitlines()
     assert len(lines) == 2 and json.loads(lines[1])["metrics"] == _summary(d)["metrics"]
+    _figure("damaged_meta_dataset_line_then_run", files_damaged=1)
 
 
 _APPENDER = """
