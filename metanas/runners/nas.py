@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 
 from metanas.data import augment, load_image_dataset
 from metanas.run_store import atomic_write_text
-from metanas.runners.context import RunContext, train_loop
+from metanas.runners.context import RunContext, train_loop, require_one_seed
 from metanas.search.darts import accuracy, cross_entropy
 from metanas.search_spaces.darts_cnn import DartsCNNSpace
 from metanas.search_spaces.nb201 import NB201Space
@@ -128,6 +128,7 @@ def plot_alphas(path, rows: list[dict], space) -> None:
 
 # ---- the experiment --------------------------------------------------------------------------------------------------
 def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
+    require_one_seed(cfg)  # no vmap over seeds here: seeds>1 is one line, not a mislabelled run
     t = cfg.train
     space = hydra.utils.instantiate(cfg.search_space)
     algo = hydra.utils.instantiate(cfg.search)
