@@ -110,12 +110,9 @@ def _configure_devices(cfg: DictConfig) -> None:
         os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = str(dev.preallocate).lower()
     if dev.mem_fraction is not None:
         os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = str(dev.mem_fraction)
-    if dev.compilation_cache:
-        import jax
+    from metanas.compilation_cache import configure as configure_compilation_cache
 
-        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(str(dev.compilation_cache)))
-        if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:  # cache only programs worth it
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    configure_compilation_cache(dev.compilation_cache)  # "auto": per-user dir, 2 GiB bound; null: off
     if dev.distributed:
         import jax
 

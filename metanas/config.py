@@ -41,9 +41,10 @@ class DeviceConfig:
     preallocate: Optional[bool] = None  # false: several jobs can share one GPU (XLA_PYTHON_CLIENT_PREALLOCATE)
     mem_fraction: Optional[float] = None  # cap per process (XLA_PYTHON_CLIENT_MEM_FRACTION), e.g. 0.3
     distributed: bool = False  # call jax.distributed.initialize() (multi-host; coordinator from the cluster env)
-    # directory of JAX's persistent compilation cache: a rerun of the same program loads its compiled executable
-    # instead of recompiling (W1 NB201 supernet step on 2 CPU cores: first step 44 s cold, ~20 s warm). null: off
-    compilation_cache: Optional[str] = None
+    # JAX's persistent compilation cache (metanas.compilation_cache): a rerun of the same program loads its compiled
+    # executables instead of recompiling. "auto": a per-user directory (~/.cache/metanas/jax) with a 2 GiB bound;
+    # a path: that directory; null: off (METANAS_COMPILATION_CACHE=off in the environment wins over everything)
+    compilation_cache: Optional[str] = "auto"
 
 
 @dataclass
