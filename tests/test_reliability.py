@@ -564,3 +564,15 @@ def test_sigkill_at_20_random_moments_then_resume_ends_bitwise_equal(tmp_path):
     assert all(r["metrics"] == ref_metrics for r in records)
     _figure("sigkill", **seen)
     print(f"\nfault injection (SIGKILL): {seen}")
+
+
+def test_atomic_writes_keep_the_usual_file_permissions(tmp_path):
+    """mkstemp creates 0600 files; a run's summary must stay readable like any other file the user writes."""
+    import os
+
+    from metanas.run_store import atomic_write_json
+
+    atomic_write_json(tmp_path / "summary.json", {"status": "ok"})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == 0o666 & ~mask
