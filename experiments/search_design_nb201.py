@@ -9,7 +9,7 @@ accuracy. The chosen variant is frozen in ``conf/experiment/search_nb201.yaml`` 
 
 A variant is comma-separated ``key=value``: ``f`` features (enc: onehot_pruned; zc: + 13 zero-cost proxies + log
 params; zcns: + their normal scores), ``init``, ``topk``, ``steps``, ``ens``, ``wd``, ``h`` (Pairwise), ``beta`` (UCB),
-``canon=1`` (search the canonical cells only), ``local`` (queries per round from the incumbents' neighbourhoods), ``prior=nwot+synflow`` (initial cells = the top of that zero-cost score
+``canon=1`` (search the canonical cells only), ``prior=nwot+synflow`` (initial cells = the top of that zero-cost score
 instead of random). Environment: SEEDS (20), BUDGET (100). The zero-cost features need the shared data.
 """
 
@@ -50,7 +50,7 @@ def main() -> None:
         pw = Pairwise(steps=int(spec.get("steps", 300)), ensemble=int(spec.get("ens", 3)),
                       weight_decay=float(spec.get("wd", 0.1)), hidden=int(spec.get("h", 64)))
         search = S.PredictorSearch(budget=budget, init=int(spec.get("init", 10)), topk=int(spec.get("topk", 10)),
-                                   beta=float(spec.get("beta", 0)), local_topk=int(spec.get("local", 0)))
+                                   beta=float(spec.get("beta", 0)))
         excluded = jnp.asarray(~S.canonical_cells(space)) if spec.get("canon") else None
         if spec.get("prior"):
             prior = jnp.asarray(sum(zc[:, 13 + ZC_COLUMNS.index(n)] for n in spec["prior"].split("+")))

@@ -234,8 +234,6 @@ class PredictorSearch:
     ``mutation_candidates`` mutations of the ``mutate_parents`` best queried cells (BANANAS).
     Score = mean + ``beta`` * ensemble std (UCB; beta 0 = greedy), or with ``thompson`` an independent Thompson
     sample mean + std * N(0, 1) per cell (BANANAS' ITS acquisition).
-    ``local_topk`` of each round's ``topk`` queries are the best-scored unqueried one-edge neighbours of the
-    ``mutate_parents`` best queried cells (local refinement around the incumbents); the rest come from the ranking.
     """
 
     budget: int = 100
@@ -249,7 +247,6 @@ class PredictorSearch:
     rl_steps: int = 40
     rl_batch: int = 64
     thompson: bool = False
-    local_topk: int = 0
     mutate_parents: int = 2
     mutation_candidates: int = 100
     max_mutations: int = 1
@@ -309,17 +306,7 @@ class PredictorSearch:
             shift = jnp.max(acq) - jnp.min(acq) + 1.0
             acq = jnp.where(proposed, acq, acq - shift)
         acq = jnp.where(queried, -jnp.inf, acq)
-        _, new = jax.lax.top_k(acq, self.topk - self.local_topk)  # distinct and never queried before
-        if self.local_topk:
-            live = jnp.where(jnp.arange(values.shape[0]) < n, values, -jnp.inf)
-            parents = codes[jax.lax.top_k(live, self.mutate_parents)[1]]
-            near = jnp.zeros(n_cells, bool).at[jax.vmap(lambda c: neighbour_codes(space, c))(parents).reshape(-1)].set(True)
-            taken = queried.at[new].set(True)
-            rest = jnp.where(taken, -jnp.inf, acq)
-            shift = jnp.max(mean) - jnp.min(mean) + jnp.max(jnp.abs(acq - mean), where=~queried, initial=0.0) * 2 + 1.0
-            # neighbours of the incumbents first (by score); if fewer are left, the next cells of the ranking
-            _, local = jax.lax.top_k(jnp.where(near & ~taken, rest + shift, rest), self.local_topk)
-            new = jnp.concatenate([new, local])
+        _, new = jax.lax.top_k(acq, self.topk)  # distinct and never queried before
         new = new.astype(jnp.int32)
         codes = jax.lax.dynamic_update_slice(codes, new, (n,))
         values = jax.lax.dynamic_update_slice(values, table[new], (n,))
