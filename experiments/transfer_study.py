@@ -114,9 +114,42 @@ def plot_transnas(r) -> None:
     plt.close(fig)
 
 
+def run_tabrepo(args) -> None:
+    from metanas.benchmarks.tabrepo import load_tabrepo, normalized_regret
+    from metanas.hpo.portfolio import leave_tasks_out
+
+    tr = load_tabrepo(args.tabrepo_dir or args.data_dir)
+    # raw meta-features: leave_tasks_out standardises them with the training folds' statistics only
+    res = leave_tasks_out(tr.task_features_raw, normalized_regret(tr.error), folds=5, shuffles=2, k=args.knn_k if len(args.knn_k) > 1 else args.knn_k[0],
+                          size=8, seed=args.seed)
+    res.update(n_tasks=len(tr.task_names), n_configs=len(tr.config_names), command=" ".join(["python"] + sys.argv))
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "tabrepo.json").write_text(json.dumps(res, indent=1))
+    print(report_tabrepo())
+
+
+def report_tabrepo() -> str:
+    r = json.loads((OUT / "tabrepo.json").read_text())
+    lab = {"greedy": "greedy portfolio (Feurer et al. 2022)", "best_on_average": "best-on-average portfolio",
+           "knn": f"meta-learned: greedy portfolio of the k nearest tasks (k-NN on meta-features, k in {r['k']} "
+                  f"chosen per fold on its training tasks: {r['k_chosen']})"}
+    lines = [f"TabRepo, {r['n_tasks']} tasks x {r['n_configs']} LightGBM configs, {r['folds']} folds x "
+             f"{r['shuffles']} shuffles ({r['n_task_evals']} held-out task evaluations):", "",
+             "| warm start | regret @1 | @4 | @8 | Kendall tau of its ranking |", "|---|---|---|---|---|"]
+    for m in ("greedy", "best_on_average", "knn"):
+        c = r["mean_regret"][m]
+        tau = r["mean_tau"].get(m)
+        lines.append(f"| {lab[m]} | {c[0]:.4f} | {c[3]:.4f} | {c[7]:.4f} | "
+                     f"{'—' if tau is None else f'{tau:.3f}'} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["transnas", "report"])
+    p.add_argument("what", choices=["transnas", "tabrepo", "report"])
+    p.add_argument("--tabrepo-dir", default=None, help="your own TabRepo-layout folder")
+    p.add_argument("--knn-k", type=int, nargs="+", default=[4, 8, 16, 32, 1000],
+                   help="candidate k of the k-NN warm start, chosen per fold on its training tasks (1000: all)")
     p.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     p.add_argument("--file", default=None, help="your own TransNAS-format JSON instead of the shared one")
     p.add_argument("--seeds", type=int, default=20)
@@ -126,6 +159,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.what == "transnas":
         run_transnas(args)
+    elif args.what == "tabrepo":
+        run_tabrepo(args)
     else:
         print(report_transnas())
 
