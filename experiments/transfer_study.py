@@ -24,7 +24,7 @@ PREDICTOR = dict(hidden=64, layers=2, embed=16, steps=120, lr=3e-3, weight_decay
                  temperature=0.05, ensemble=1, linear_skip=True)
 SEARCH = dict(budget=50, init=5, topk=5, pretrain_steps=500, finetune_steps=60, scale=0.1)
 # the candidates the nested (sources-only) selection chooses among, per held-out target
-CONFIGS = [dict(mix=0.5, similarity_temp=0.0), dict(mix=0.5, similarity_temp=0.1)]
+CONFIGS = [dict(mix=0.5, similarity_temp=0.0), dict(mix=0.5, similarity_temp=0.1), dict(mix=0.1, similarity_temp=0.1)]
 
 
 def run_transnas(args) -> None:
@@ -144,9 +144,50 @@ def report_tabrepo() -> str:
     return "\n".join(lines)
 
 
+NB201_SEARCH = dict(budget=20, init=5, topk=5, pretrain_steps=500, finetune_steps=60, mix=0.5, similarity_temp=0.0,
+                   scale=0.1)
+
+
+def run_nb201(args) -> None:
+    import jax
+
+    from metanas.blackbox.transfer import TransferSearch, fixed_config_study
+    from metanas.predictors.pairwise import Pairwise
+    from metanas.runners.transfer import nb201_tables
+
+    t0 = time.time()
+    x, values, report, names = nb201_tables(args.nb201_metric, args.data_dir, "onehot_pruned")
+    res = fixed_config_study(jax.random.PRNGKey(args.seed), x, values, report, search=TransferSearch(**NB201_SEARCH),
+                             predictor=Pairwise(**PREDICTOR), seeds=args.seeds, top=16,
+                             log=lambda m: print(f"[{time.time() - t0:.0f}s] {m}", flush=True))
+    res.update(tasks=names, metric=args.nb201_metric, search=NB201_SEARCH, predictor=PREDICTOR, seeds=args.seeds,
+               wall_s=time.time() - t0, command=" ".join(["python"] + sys.argv))
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "nb201.json").write_text(json.dumps(res, indent=1))
+    print(report_nb201())
+
+
+def report_nb201() -> str:
+    r = json.loads((OUT / "nb201.json").read_text())
+    b = r["search"]["budget"]
+    cap = lambda q: f"{q:g}" if q <= b else f">{b}"  # noqa: E731
+    lines = [f"NB201, queried metric `{r['metric']}`, reported: 200-epoch test accuracy of the best cell by the "
+             f"queried metric after {b} queries (median of {r['seeds']} seeds):", "",
+             "| held-out | transfer: queries to top-16 | from scratch | random | zero-shot z-score order | "
+             "transfer test acc | scratch | random | best-by-validation cell's test acc |", "|---|---|---|---|---|---|---|---|---|"]
+    for t, name in enumerate(r["tasks"]):
+        x = r["targets"][str(t)]
+        m = lambda k: float(np.median(x[k]))  # noqa: E731
+        lines.append(f"| {name} | {cap(m('transfer'))} | {cap(m('scratch'))} | {cap(m('random'))} | "
+                     f"{x['zero_shot_zscore']} | {m('transfer_report'):.2f} | {m('scratch_report'):.2f} | "
+                     f"{m('random_report'):.2f} | {x['optimum_report']:.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["transnas", "tabrepo", "report"])
+    p.add_argument("what", choices=["transnas", "tabrepo", "nb201", "report"])
+    p.add_argument("--nb201-metric", default="lowfi_val", help="queried NB201 metric (a validation metric)")
     p.add_argument("--tabrepo-dir", default=None, help="your own TabRepo-layout folder")
     p.add_argument("--knn-k", type=int, nargs="+", default=[4, 8, 16, 32, 1000],
                    help="candidate k of the k-NN warm start, chosen per fold on its training tasks (1000: all)")
@@ -161,6 +202,8 @@ def main(argv=None) -> None:
         run_transnas(args)
     elif args.what == "tabrepo":
         run_tabrepo(args)
+    elif args.what == "nb201":
+        run_nb201(args)
     else:
         print(report_transnas())
 

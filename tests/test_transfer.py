@@ -168,3 +168,12 @@ def test_transfer_transnas_rejects_target_among_sources(tmp_path):
     p = run_metanas("experiment=transfer_transnas", "debug=fast", f"train.file={tmp_path}/mine.json",
                     "train.target=a", "train.source_tasks=[a,b]", f"results_dir={tmp_path}/runs", cwd=REPO)
     assert p.returncode != 0 and "must not contain the target" in p.stderr
+
+
+def test_transfer_nb201_fast(tmp_path):
+    run_fast(tmp_path, "experiment=transfer_nb201", "seeds=2", "train.target=cifar10")
+    s, run_dir = last_summary(tmp_path, "transfer_nb201")
+    m = s["metrics_per_seed"]
+    assert len(m["queries_to_top"]) == 2 and all(50 < a < 100 for a in m["best_test_acc"])
+    q = json.loads((run_dir / "queried.json").read_text())
+    assert all(len(set(c)) == 10 for c in q["transfer"]["codes"])

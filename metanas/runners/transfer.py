@@ -83,3 +83,52 @@ def run_transnas(cfg: DictConfig, ctx: RunContext) -> dict:
     ctx.meta_record = {"transfer": {"target": t.target, "sources": names,
                                     "config": OmegaConf.to_container(t, resolve=True)}}
     return out
+
+
+def nb201_tables(metric: str, data_dir: str | None, encoding: str):
+    """(features [15625, D], queried metric [3, N], report = 200-epoch test accuracy [3, N]) for NB201's data sets."""
+    from metanas.benchmarks.nb201 import DATASETS, NB201Benchmark
+    from metanas.predictors.encodings import encode_archs
+    from metanas.search_spaces.nb201 import NB201Space
+
+    space = NB201Space()
+    benches = [NB201Benchmark(dataset=d, metric=metric, data_dir=data_dir) for d in DATASETS]
+    x = np.asarray(encode_archs(space, space.enumerate(), encoding), np.float32)
+    return (x, np.stack([b.table() for b in benches]).astype(np.float32),
+            np.stack([b.report_table() for b in benches]).astype(np.float32), list(DATASETS))
+
+
+def run_nb201(cfg: DictConfig, ctx: RunContext) -> dict:
+    """transfer_nb201: hold out ``train.target`` (an NB201 data set), pre-train on the other two (query the
+    benchmark's metric -- a validation metric --, report test accuracy). Baselines as transfer_transnas."""
+    t = cfg.train
+    if cfg.benchmark.metric == "test_acc":
+        raise ConfigError("transfer_nb201 queries a validation metric (query validation, report test); set "
+                          "benchmark.metric to a validation metric (lowfi_val, or valid_acc where available)")
+    x, values, report, names = nb201_tables(cfg.benchmark.metric, cfg.benchmark.data_dir, t.encoding)
+    target = _task_index(names, t.target, "train.target")
+    src_names = list(t.source_tasks) if t.source_tasks else [n for n in names if n != t.target]
+    sources = [_task_index(names, n, "train.source_tasks") for n in src_names]
+    if target in sources:
+        raise ConfigError(f"train.source_tasks must not contain the target {t.target!r} (leave-one-task-out)")
+    predictor = hydra.utils.instantiate(cfg.predictor)
+    search = T.TransferSearch(budget=t.budget, init=t.init, topk=t.topk, pretrain_steps=t.pretrain_steps,
+                              finetune_steps=t.finetune_steps, mix=t.mix, similarity_temp=t.similarity_temp,
+                              scale=t.scale)
+    src, tv = T.leave_one_out(values, target, sources)
+    hit = top_cells(tv, t.top / tv.shape[0])
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(cfg.seed, cfg.seed + cfg.seeds)])
+    z = T.zscore_order(src)
+    out: dict = {"zscore_queries_to_top": T.order_queries_to_hit(z, hit)}
+    queried = {}
+    for name, s in (("transfer", search), ("scratch", dataclasses.replace(search, source=False))):
+        tr = jax.jit(jax.vmap(lambda k: s.run(k, jnp.asarray(x), jnp.asarray(src), jnp.asarray(tv),
+                                              predictor=predictor)))(keys)
+        codes = np.asarray(tr.codes)
+        prefix = "" if name == "transfer" else "scratch_"
+        out[f"{prefix}queries_to_top"] = T.queries_to_hit(codes, hit).astype(float).tolist()
+        out[f"{prefix}best_test_acc"] = [float(report[target, c[np.argmax(tv[c])]]) for c in codes]
+        queried[name] = {"codes": codes.tolist(), "values": np.asarray(tr.values).tolist()}
+    ctx.save_json("queried.json", queried)
+    ctx.meta_record = {"transfer": {"target": t.target, "sources": src_names, "metric": cfg.benchmark.metric}}
+    return out
