@@ -184,6 +184,25 @@ def report_nb201() -> str:
     return "\n".join(lines)
 
 
+def write_readme() -> Path:
+    """results/transfer/README.md from the saved JSONs (sections whose JSON is missing say so)."""
+    parts = [(OUT / "intro.md").read_text() if (OUT / "intro.md").exists() else "# Transfer across tasks\n"]
+    for title, name, fn in (("## TransNAS-Bench-101 micro (the test of transfer)", "transnas.json", report_transnas),
+                            ("## NB201 (sanity check)", "nb201.json", report_nb201),
+                            ("## TabRepo: warm start vs portfolios", "tabrepo.json", report_tabrepo)):
+        parts.append(title + "\n")
+        if (OUT / name).exists():
+            r = json.loads((OUT / name).read_text())
+            parts.append(f"Command: `{r.get('command', '')}`" + (f"; wall {r['wall_s']:.0f} s" if "wall_s" in r else "")
+                         + (f"; machine: {r['machine']}" if "machine" in r else "") + "\n")
+            parts.append(fn() + "\n")
+        else:
+            parts.append(f"(not run: {name} missing)\n")
+    path = OUT / "README.md"
+    path.write_text("\n".join(parts))
+    return path
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", choices=["transnas", "tabrepo", "nb201", "report"])
@@ -205,7 +224,7 @@ def main(argv=None) -> None:
     elif args.what == "nb201":
         run_nb201(args)
     else:
-        print(report_transnas())
+        print(write_readme().read_text())
 
 
 if __name__ == "__main__":
