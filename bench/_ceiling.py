@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -9,8 +10,13 @@ import jax
 import jax.numpy as jnp
 
 
+# METANAS_BENCH_TINY=1: every bench/w*.py runs at tiny sizes (the CPU dry run of bench/gpu/run.sh; figures meaningless)
+TINY = os.environ.get("METANAS_BENCH_TINY") == "1"
+
+
 def matmul_gflops(n: int = 2048, iters: int = 5) -> float:
-    """Median GFLOP/s of a jitted f32 [n,n] @ [n,n] (shared/bench/ceiling.py's workload)."""
+    """Median GFLOP/s of a jitted f32 [n,n] @ [n,n] (shared/bench/ceiling.py's workload; n=256 when ``TINY``)."""
+    n = 256 if TINY else n
     a = jnp.ones((n, n), jnp.float32)
     f = jax.jit(lambda x, y: x @ y)
     f(a, a).block_until_ready()

@@ -3,17 +3,23 @@
     python bench/compare.py --peer-python /path/to/peer-venv/bin/python            # all workloads, 2 rounds
     python bench/compare.py --peer-python ... --only w3,w4 --rounds 1
     make bench                                                                      # builds the peer venv too
+    bench/gpu/run.sh                  # the same on one NVIDIA GPU (peers through bench/gpu/torch_on_cuda.py)
 
 Each round runs peer then metanas for every workload (A B A B), as ../shared/bench/README.md asks on a shared VM.
 Every script prints one JSON line; this reads the headline figure of each, takes the median over rounds, and
 prints a markdown table (stderr) and one JSON line (stdout) (``{"workload": "compare", ...}``). Without ``--peer-python`` the
 peer figures are the published ones in ../shared/bench/README.md (marked "published").
+``--args NAME='...'`` passes arguments to one script (``w2``: metanas's, ``peer:w2``: the peer's), ``--peer-wrapper``
+runs each peer script through a launcher (``peer-python WRAPPER SCRIPT ARGS``), ``--budget-s`` stops starting scripts
+once the whole run has taken that long (and caps each script's timeout at what is left), ``--meta k=v`` adds keys to
+the JSON line, ``--no-published`` leaves out the published (CPU) peer figures. W5 has no peer.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import subprocess
 import sys
@@ -39,6 +45,8 @@ WORKLOADS = {
     "w4": ("w4_predictor.py", "w4_predictor.py", [
         ("W4 predictor inference, pairs/s", "inference_pairs_per_s", "inference_pairs_per_s", 1.36e6, False),
         ("W4 predictor training, s / 200 epochs", "train_median_s_200_epochs", "train_median_s_200_epochs", 1.151, True)]),
+    "w5": (None, "w5_stream_rank.py", [
+        ("W5 DARTS-space candidates ranked (streamed top-k), candidates/s", None, "candidates_per_s", None, False)]),
 }
 
 
@@ -52,9 +60,10 @@ def get(d: dict, path: str | None):
     return d
 
 
-def run_json(python: str, script: Path, timeout: float) -> dict:
-    """Run one benchmark script; its last stdout line that parses as JSON."""
-    p = subprocess.run([python, str(script)], capture_output=True, text=True, timeout=timeout)
+def run_json(python: str, script: Path, timeout: float, args: list[str] = (), wrapper: str | None = None) -> dict:
+    """Run one benchmark script (through ``wrapper`` if given); its last stdout line that parses as JSON."""
+    cmd = [python] + ([wrapper] if wrapper else []) + [str(script), *args]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if p.returncode != 0:
         raise RuntimeError(f"{script} failed ({p.returncode}): {p.stderr.strip().splitlines()[-1:]}")
     for line in reversed(p.stdout.strip().splitlines()):
@@ -72,6 +81,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=1200)
     ap.add_argument("--log", default="bench/compare_raw.jsonl", help="append every raw JSON result here")
+    ap.add_argument("--args", action="append", default=[], metavar="NAME=ARGS",
+                    help="arguments for one script: w2='4 --orders first_order' (metanas) or peer:w2='4' (peer)")
+    ap.add_argument("--peer-wrapper", help="run each peer script as: peer-python WRAPPER SCRIPT ARGS")
+    ap.add_argument("--budget-s", type=float, default=None, help="start no script after this many seconds in all")
+    ap.add_argument("--no-published", action="store_true",
+                    help="no published peer figures: ratios only against peers measured in this run (other machines)")
+    ap.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="extra keys for the JSON line")
     a = ap.parse_args()
     names = [n.strip() for n in a.only.split(",") if n.strip()]
     bad = [n for n in names if n not in WORKLOADS]
@@ -79,18 +95,32 @@ def main() -> None:
         sys.exit(f"compare: error: unknown workload(s) {bad}; choose from {list(WORKLOADS)}")
     if a.peer_python and not Path(a.peer_python).exists():
         sys.exit(f"compare: error: --peer-python {a.peer_python} does not exist; pass a venv's bin/python")
+    script_args: dict[str, list[str]] = {}
+    for spec in a.args:
+        name, eq, value = spec.partition("=")
+        if not eq or name.removeprefix("peer:") not in WORKLOADS:
+            sys.exit(f"compare: error: --args {spec!r}: expected NAME=ARGS with NAME one of {list(WORKLOADS)} "
+                     "(or peer:NAME)")
+        script_args[name] = shlex.split(value)
+    meta = dict(m.partition("=")[::2] for m in a.meta)
     ours: dict[str, list[dict]] = {n: [] for n in names}
     peer: dict[str, list[dict]] = {n: [] for n in names}
     t0 = time.perf_counter()
     for r in range(a.rounds):
         for n in names:
             peer_script, our_script, _ = WORKLOADS[n]
-            jobs = ([("peer", a.peer_python, PEER_DIR / peer_script, peer)] if a.peer_python else []) + \
-                [("metanas", sys.executable, HERE / our_script, ours)]
-            for who, python, script, store in jobs:
-                print(f"[round {r + 1}/{a.rounds}] {who} {script.name}", file=sys.stderr, flush=True)
+            jobs = ([("peer", a.peer_python, PEER_DIR / peer_script, peer, script_args.get(f"peer:{n}", []),
+                      a.peer_wrapper)] if a.peer_python and peer_script else []) + \
+                [("metanas", sys.executable, HERE / our_script, ours, script_args.get(n, []), None)]
+            for who, python, script, store, args, wrapper in jobs:
+                left = None if a.budget_s is None else a.budget_s - (time.perf_counter() - t0)
+                if left is not None and left <= 0:
+                    print(f"[round {r + 1}/{a.rounds}] {who} {script.name}: skipped (--budget-s spent)",
+                          file=sys.stderr, flush=True)
+                    continue
+                print(f"[round {r + 1}/{a.rounds}] {who} {script.name} {' '.join(args)}", file=sys.stderr, flush=True)
                 try:
-                    res = run_json(python, script, a.timeout)
+                    res = run_json(python, script, a.timeout if left is None else min(a.timeout, left), args, wrapper)
                 except (RuntimeError, subprocess.TimeoutExpired) as e:  # report it, go on with the others
                     print(f"  failed: {e}", file=sys.stderr, flush=True)
                     continue
@@ -105,6 +135,7 @@ def main() -> None:
             ov = statistics.median(v for v in ov if v is not None) if any(v is not None for v in ov) else None
             pv = [get(d, pkey) for d in peer[n]] if pkey else []
             pv = [v for v in pv if v is not None]
+            published = None if a.no_published else published
             src = "measured now" if pv else ("published" if published is not None else "-")
             pm = statistics.median(pv) if pv else published
             ratio = None if ov is None or pm is None else (pm / ov if lower else ov / pm)
@@ -117,7 +148,7 @@ def main() -> None:
         table.append(f"| {label} | {f(pm)} | {f(ov)} | {'-' if ratio is None else f'{ratio:.2f}x'} | {src} |")
     print("\n".join(table), file=sys.stderr)
     print(json.dumps({"workload": "compare", "rounds": a.rounds, "wall_s": round(time.perf_counter() - t0, 1),
-                      "results": out}))
+                      **meta, "results": out}))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ PEER_MEDIAN_S = 3.954  # shared/bench/README.md, W1 DARTS-V1, torch 2.13 CPU, 2 
 PEER_SECOND_ORDER_S = 8.75  # same README, "W1 DARTS-V2 (second order, unrolled)"
 B, C, N, NCLS = 64, 16, 5, 10
 WARMUP, STEPS = 3, 15
+if os.environ.get("METANAS_BENCH_TINY") == "1":  # the dry run of bench/gpu/run.sh (see _ceiling.TINY)
+    B, C, N = 2, 4, 1
 
 
 def timed_steps(step, state, batches, warmup, steps):

@@ -30,12 +30,14 @@ import numpy as np
 import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _ceiling import PEER_CEILING_GFLOPS, matmul_gflops  # noqa: E402
+from _ceiling import PEER_CEILING_GFLOPS, TINY, matmul_gflops  # noqa: E402
 
 from metanas.meta import MAML, Task, cross_entropy  # noqa: E402
 from metanas.models import cnn4  # noqa: E402
 
 WAYS, SHOTS, QUERIES, META_BATCH, INNER_STEPS, INNER_LR, OUTER_LR, WARMUP = 5, 1, 15, 32, 5, 0.4, 1e-3, 2
+if TINY:  # the dry run of bench/gpu/run.sh
+    META_BATCH, INNER_STEPS, WARMUP = 2, 1, 1
 PEER = {"second_order": 4.566, "first_order": 2.598}  # hand-written peer, s/meta-iter (shared/bench/README.md)
 PEER_L2L = {"second_order": 4.470, "first_order": 2.371}  # learn2learn 0.2.0
 

@@ -28,12 +28,14 @@ import numpy as np
 import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _ceiling import PEER_CEILING_GFLOPS, matmul_gflops  # noqa: E402
+from _ceiling import PEER_CEILING_GFLOPS, TINY, matmul_gflops  # noqa: E402
 
 from metanas.meta import Reptile, Task, cross_entropy  # noqa: E402
 from metanas.models import cnn4  # noqa: E402
 
 WAYS, TRAIN_SHOTS, INNER_BATCH, INNER_ITERS, INNER_LR, META_BATCH, META_STEP, WARMUP = 5, 12, 10, 5, 1e-3, 5, 1.0, 2
+if TINY:  # the dry run of bench/gpu/run.sh
+    META_BATCH, INNER_ITERS, WARMUP = 2, 1, 1
 PEER_MEDIAN_S = 0.2638  # shared/bench/README.md, W3
 
 

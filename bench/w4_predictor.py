@@ -32,7 +32,7 @@ import numpy as np
 import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _ceiling import PEER_CEILING_GFLOPS, matmul_gflops  # noqa: E402
+from _ceiling import PEER_CEILING_GFLOPS, TINY, matmul_gflops  # noqa: E402
 
 from metanas.predictors import fast  # noqa: E402
 from metanas.predictors.encodings import encode_archs  # noqa: E402
@@ -40,6 +40,9 @@ from metanas.predictors.pairwise import Pairwise  # noqa: E402
 from metanas.search_spaces.nb201 import NB201Space  # noqa: E402
 
 D, H, NPAIRS_INF, INF_BATCH, NTRAIN, TRAIN_BATCH, EPOCHS = 30, 128, 1_000_000, 65536, 1000, 128, 200
+SAMPLED, REPS, FIT_STEPS = 1_000_000, 20, 1000
+if TINY:  # the dry run of bench/gpu/run.sh
+    NPAIRS_INF, INF_BATCH, NTRAIN, EPOCHS, SAMPLED, REPS, FIT_STEPS = 4096, 1024, 300, 2, 4096, 2, 5
 PEER = {"inference_pairs_per_s": 1.36e6, "train_median_s_200_epochs": 1.151}  # shared/bench/README.md (quiet)
 
 
@@ -110,10 +113,10 @@ def make_train():
     return jax.jit(train)
 
 
-def nb201_ranking(ensemble: int, reps: int = 20):
+def nb201_ranking(ensemble: int, reps: int = REPS):
     space = NB201Space()
     archs = jnp.asarray(space.enumerate())
-    pred = Pairwise(ensemble=ensemble)  # the default experiment's architecture (conf/predictor/pairwise.yaml)
+    pred = Pairwise(ensemble=ensemble, steps=FIT_STEPS)  # the default experiment's architecture (conf/predictor/pairwise.yaml)
     x0 = encode_archs(space, archs[:64], "onehot_pruned")
     params = pred.fit(jax.random.PRNGKey(0), x0, jnp.linspace(50.0, 94.0, 64), 64)  # trained weights; any would do
 
@@ -124,10 +127,10 @@ def nb201_ranking(ensemble: int, reps: int = 20):
 
     rank_all(params, archs).block_until_ready()
     ts = timed(lambda: rank_all(params, archs), reps)
-    big = jax.vmap(space.sample)(jax.random.split(jax.random.PRNGKey(3), 1_000_000))
+    big = jax.vmap(space.sample)(jax.random.split(jax.random.PRNGKey(3), SAMPLED))
     score_big = jax.jit(lambda p, a: pred.score(p, encode_archs(space, a, "onehot_pruned")))
     score_big(params, big).block_until_ready()
-    tb = timed(lambda: score_big(params, big), 3)
+    tb = timed(lambda: score_big(params, big), 1 if TINY else 3)
     # the library's fast path (metanas.predictors.fast): the finite space encoded once (a table of its distinct
     # encodings, built outside the timed region, as a search over NB201 does), the ensemble folded into fewer,
     # larger matmuls, then a full sort or the top 100
@@ -153,7 +156,7 @@ def main() -> None:
     t0 = time.perf_counter()
     train = train.lower(jax.random.PRNGKey(2), x, yt).compile()
     compile_s = time.perf_counter() - t0
-    train_ts = timed(lambda: train(jax.random.PRNGKey(2), x, yt), 3)
+    train_ts = timed(lambda: train(jax.random.PRNGKey(2), x, yt), 1 if TINY else 3)
 
     rank3, rank3_all, big3, fast3 = nb201_ranking(3)
     rank1, _, big1, fast1 = nb201_ranking(1)
@@ -177,7 +180,7 @@ def main() -> None:
            "nb201_table_top100_candidates_per_s": 15625 / fast3[100],
            "nb201_table_candidates_per_s_ensemble1": 15625 / fast1[None],
            "nb201_table_top100_candidates_per_s_ensemble1": 15625 / fast1[100],
-           "sampled_1m_candidates_per_s": 1e6 / big3, "sampled_1m_candidates_per_s_ensemble1": 1e6 / big1,
+           "sampled_1m_candidates_per_s": SAMPLED / big3, "sampled_1m_candidates_per_s_ensemble1": SAMPLED / big1,
            "ranker": "Pairwise(hidden 64, layers 2, embed 16, linear skip), onehot_pruned, utility + argsort",
            "matmul_gflops_now": round(ceiling, 1), "peer_matmul_gflops": PEER_CEILING_GFLOPS,
            "peer_inference_pairs_per_s": PEER["inference_pairs_per_s"],

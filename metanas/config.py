@@ -15,7 +15,7 @@ import types
 import typing
 import collections.abc
 from dataclasses import dataclass, field
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Optional
 
@@ -172,11 +172,138 @@ def _check_target_node(node: DictConfig, where: str) -> None:
             raise ConfigError(f"'{where}.{key}' = {value!r} has the wrong type; expected {_type_name(ann)}")
 
 
+@dataclass(frozen=True)
+class Range:
+    """Allowed interval of a number (``lo``/``hi`` None: unbounded; ``*_open``: the bound itself is excluded)."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, v: float) -> bool:
+        return ((self.lo is None or (v > self.lo if self.lo_open else v >= self.lo))
+                and (self.hi is None or (v < self.hi if self.hi_open else v <= self.hi)))
+
+    def __str__(self) -> str:
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        return f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+
+
+COUNT, NONNEG, POSITIVE = Range(1), Range(0), Range(0, lo_open=True)
+# The one declarative place for value ranges. Top-level keys by their name; ``train.*`` keys (of every experiment)
+# by their last component, also for each element of a list (e.g. ``train.hidden: [40, 40]``). Types are not listed
+# here: a ``train.*`` value must have the type of the experiment's own default (conf/experiment/NAME.yaml).
+TOP_LEVEL_RANGES: dict[str, Range] = {"seeds": COUNT, "log_every": COUNT, "checkpoint_every": COUNT}
+TRAIN_RANGES: dict[str, Range] = {
+    **dict.fromkeys(
+        ["steps", "search_steps", "retrain_steps", "derived_steps", "budget", "seeds", "batch_size", "meta_batch",
+         "test_tasks", "test_batch", "eval_tasks", "eval_batch", "supernet_test_tasks", "hidden", "channels", "C",
+         "N", "stages", "retrain_C", "retrain_N", "derived_C", "derived_N", "n_archs", "chunk", "classes",
+         "num_classes", "image_size", "train_drawers", "train_per_class", "init", "topk", "top", "evo_population",
+         "evo_generations", "rl_steps", "rl_batch", "rea_population", "rea_sample_size", "n_train"], COUNT),
+    **dict.fromkeys(["eval_every", "search_eval_every", "crop_pad", "cutout", "k", "noise", "beta", "data_seed",
+                     "retrain_weight_decay"], NONNEG),
+    **dict.fromkeys(["lr", "retrain_lr"], POSITIVE),
+    "drop_path_prob": Range(0, 1, hi_open=True),
+    "val_fraction": Range(0, 1, lo_open=True, hi_open=True),
+}
+
+
+def _kind(v: Any) -> str:
+    """The declared type of a default value: bool, int, float, str, list, dict or None (any)."""
+    if v is None:
+        return "any"
+    for t in (bool, int, float, str):
+        if isinstance(v, t):
+            return t.__name__
+    return "list" if isinstance(v, (list, tuple, ListConfig)) else "dict"
+
+
+def _fits(v: Any, kind: str) -> bool:
+    if kind == "any":
+        return True
+    if kind == "float":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if kind == "int":
+        return isinstance(v, int) and not isinstance(v, bool)
+    return _kind(v) == kind
+
+
+def _check_value(where: str, leaf: str, value: Any, default: Any, ranges: Mapping[str, Range]) -> None:
+    kind = _kind(default)
+    rng = ranges.get(leaf)
+    expects = kind if rng is None or kind not in ("int", "float", "list") else f"{kind} {rng}"
+    if not _fits(value, kind):
+        raise ConfigError(f"'{where}' = {value!r} has the wrong type; expected {expects} "
+                          f"(default {default!r})")
+    if kind == "list":
+        kinds = {_kind(d) for d in default}
+        for i, item in enumerate(value):
+            if len(kinds) == 1 and not _fits(item, next(iter(kinds))):
+                raise ConfigError(f"'{where}[{i}]' = {item!r} has the wrong type; expected "
+                                  f"{next(iter(kinds))} elements (default {list(default)!r})")
+            if rng is not None and isinstance(item, (int, float)) and not isinstance(item, bool) and item not in rng:
+                raise ConfigError(f"'{where}[{i}]' = {item!r} is out of range; expected {rng}")
+    elif rng is not None and kind in ("int", "float") and value not in rng:
+        raise ConfigError(f"'{where}' = {value!r} is out of range; expected {expects}")
+
+
+def experiment_defaults(name: str) -> DictConfig | None:
+    """The ``train:`` block of ``conf/experiment/NAME.yaml`` as declared (None if there is no such file)."""
+    f = REPO_ROOT / "conf" / "experiment" / f"{name}.yaml"
+    if not f.exists():
+        return None
+    node = OmegaConf.load(f).get("train")
+    return node if isinstance(node, DictConfig) else None
+
+
+def check_train(cfg: DictConfig) -> None:
+    """Top-level counts and every ``train.*`` value against the experiment's declared types and the ranges above."""
+    for key, rng in TOP_LEVEL_RANGES.items():
+        v = cfg.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v not in rng:
+            raise ConfigError(f"'{key}' = {v!r} is out of range; expected an integer {rng}")
+    train = cfg.get("train")
+    if not isinstance(train, DictConfig):
+        return
+    defaults = experiment_defaults(str(cfg.name)) if not OmegaConf.is_missing(cfg, "name") else None
+
+    def walk(node: DictConfig, dflt: Any, where: str) -> None:
+        if "_target_" in node:  # a component: checked against its target's signature
+            return
+        for k in node.keys():
+            k = str(k)
+            if OmegaConf.is_missing(node, k):
+                continue
+            value = OmegaConf.to_container(node[k], resolve=True) if OmegaConf.is_config(node[k]) else node[k]
+            d = dflt.get(k, None) if isinstance(dflt, DictConfig) else None
+            d = OmegaConf.to_container(d, resolve=False) if OmegaConf.is_config(d) else d
+            if isinstance(node[k], DictConfig):
+                if d is not None and not isinstance(d, dict):
+                    raise ConfigError(f"'{where}.{k}' is a mapping; expected {_kind(d)} (default {d!r})")
+                walk(node[k], dflt.get(k) if isinstance(dflt, DictConfig) else None, f"{where}.{k}")
+            elif d is not None:
+                _check_value(f"{where}.{k}", k, value, d, TRAIN_RANGES)
+            elif k in TRAIN_RANGES and isinstance(value, (int, float)) and not isinstance(value, bool):
+                if value not in TRAIN_RANGES[k]:
+                    raise ConfigError(f"'{where}.{k}' = {value!r} is out of range; expected {TRAIN_RANGES[k]}")
+
+    walk(train, defaults, "train")
+    source = train.get("source")
+    if source == "meta_dataset" and not (train.get("meta_dataset") or cfg.get("meta_dataset")):
+        raise ConfigError("train.source=meta_dataset reads train.meta_dataset, else the top-level meta_dataset, "
+                          "and both are null; set one of them to a meta-dataset file")
+
+
 def validate(cfg: DictConfig) -> None:
-    """Check everything that Hydra's composition does not: targets, keys and types of components."""
+    """Check everything that Hydra's composition does not: targets, keys and types of components, ``train.*`` types
+    and ranges."""
     if OmegaConf.is_missing(cfg, "runner"):
         raise ConfigError("no experiment selected; pass experiment=NAME (see conf/experiment/)")
     import_target(cfg.runner)
+    check_train(cfg)
 
     def walk(node: Any, where: str) -> None:
         if isinstance(node, DictConfig):

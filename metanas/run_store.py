@@ -18,12 +18,46 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("metanas")
+
+
+class Interrupted(BaseException):
+    """SIGINT/SIGTERM during a run; like KeyboardInterrupt it passes ``except Exception``."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_STOP: list[int] = []  # signals received; the handler also raises, this catches a raise that Python swallowed
+
+
+def note_stop(signum: int, frame: Any = None) -> None:
+    """Start-up signal handler (``python -m metanas`` before its heavy imports): only remember the signal."""
+    _STOP.append(signum)
+
+
+def request_stop(signum: int, frame: Any = None) -> None:
+    """Signal handler: remember the signal and raise ``Interrupted`` (``train_loop`` re-raises it at the next step
+    if the raise landed where Python ignores exceptions, e.g. in a garbage-collection callback)."""
+    _STOP.append(signum)
+    raise Interrupted(signum)
+
+
+def check_stop() -> None:
+    """Raise ``Interrupted`` if a stop was requested (polled between steps)."""
+    if _STOP:
+        raise Interrupted(_STOP[-1])
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -63,15 +97,40 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=True) + "\n")
 
 
-def append_jsonl(path: str | os.PathLike, row: Mapping[str, Any]) -> None:
-    """Append one JSON row with a single locked ``write`` (safe across processes of a sweep)."""
+def append_jsonl(path: str | os.PathLike, row: Mapping[str, Any], *,
+                 unless_run_dir: str | os.PathLike | None = None) -> bool:
+    """Append one JSON row with a single ``write`` under an exclusive lock (safe across processes of a sweep).
+
+    Under the same lock: a last line without its final newline (a writer killed mid-append) is ended first, with a
+    one-line warning, so the new row starts on a line of its own and the cut line stays where a reader names it.
+    ``unless_run_dir``: skip the row (return False) when a row with that ``run_dir`` is already there (a resumed run
+    whose record was written before it was stopped). Returns True when the row was appended.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(to_jsonable(row), sort_keys=True) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, line)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            n = os.pread(fd, size, 0).count(b"\n") + 1
+            log.warning("%s: line %d has no final newline (a writer was stopped mid-line); ended it so the new row "
+                        "starts on its own line", path, n)
+            os.write(fd, b"\n")
+        if unless_run_dir is not None and size:
+            want = Path(unless_run_dir).resolve()
+            for raw in os.pread(fd, os.fstat(fd).st_size, 0).splitlines():
+                try:
+                    r = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(r, dict) and r.get("run_dir") and Path(str(r["run_dir"])).resolve() == want:
+                    return False
+        written = os.write(fd, line)
+        if written != len(line):
+            raise OSError(f"{path}: short write ({written} of {len(line)} bytes)")
+        return True
     finally:
         os.close(fd)
 
@@ -123,16 +182,26 @@ class MetricWriter:
         """Drop rows of ``phase`` logged after ``step`` (used when resuming from a checkpoint)."""
         if not self.path.exists():
             return
-        keep = []
-        with open(self.path) as f:
-            for line in f:
+        keep, bad = [], []
+        with open(self.path, errors="replace") as f:
+            for lineno, line in enumerate(f, 1):
                 try:
                     row = json.loads(line)
-                except json.JSONDecodeError:  # a row cut by a kill: drop it
+                    if not isinstance(row, dict):
+                        raise ValueError
+                except ValueError:  # a row cut by a kill, or a damaged one: set aside, named in a warning
+                    if line.strip():
+                        bad.append((lineno, line))
                     continue
                 if row.get("phase") == phase and row.get("step", -1) > step:
                     continue
                 keep.append(json.dumps(row, sort_keys=True) + "\n")
+        if bad:
+            aside = self.path.with_name(self.path.name + ".damaged")
+            with open(aside, "a") as f:
+                f.writelines(line if line.endswith("\n") else line + "\n" for _, line in bad)
+            log.warning("%s: dropped %d line(s) that are not valid JSON (line %s; a kill mid-write?), kept in %s",
+                        self.path, len(bad), ", ".join(str(n) for n, _ in bad[:5]), aside.name)
         atomic_write_text(self.path, "".join(keep))
 
 

@@ -13,12 +13,14 @@ def test_packaged_table_matches_csv_and_published_maxima(data_dir):
     packaged, csv = nb201.load_tables(None), nb201.load_tables(str(data_dir))
     np.testing.assert_array_equal(packaged.test_acc, csv.test_acc)
     np.testing.assert_array_equal(packaged.lowfi_acc, csv.lowfi_acc)
+    np.testing.assert_array_equal(packaged.valid_acc, csv.valid_acc)
+    np.testing.assert_array_equal(packaged.valid_seeds, csv.valid_seeds)
     np.testing.assert_allclose(packaged.test_acc.max(0), [94.373, 73.513, 47.311], atol=1e-3)  # NB201 paper maxima
     assert sorted(packaged.nb201_index) == list(range(15625))
 
 
 def test_lookup_by_arch_string():
-    bench = nb201.NB201Benchmark()
+    bench = nb201.NB201Benchmark(metric="test_acc")
     best = SPACE.from_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|")
     assert bench.lookup(best) == pytest.approx(94.3733, abs=1e-3)
     # a cell whose output is cut off by `none` edges is at chance level (10 classes)
@@ -28,7 +30,7 @@ def test_lookup_by_arch_string():
 
 
 def test_low_fidelity_correlates_with_200_epochs():
-    lo, hi = nb201.NB201Benchmark(metric="lowfi_val").table(), nb201.NB201Benchmark().table()
+    lo, hi = nb201.NB201Benchmark(metric="lowfi_val").table(), nb201.NB201Benchmark(metric="test_acc").table()
     assert np.corrcoef(lo, hi)[0, 1] > 0.85  # README: r = 0.90
 
 
@@ -78,3 +80,37 @@ def test_truncated_or_malformed_file_names_file_and_line(tmp_path, data_dir):
     with pytest.raises(nb201.NB201DataError, match=r"nats_tss_test_acc_200ep.csv:4: bad NB201 arch string") as e:
         nb201.load_tables(str(tmp_path))
     assert "\n" not in str(e.value)
+
+
+def test_validation_metric_is_the_default_and_matches_the_published_protocol():
+    b = nb201.NB201Benchmark()
+    assert b.metric == "valid_acc" and not b.oracle
+    space = NB201Space()
+    for dataset, (valid, test) in {"cifar10": (91.61, 94.37), "cifar100": (73.49, 73.51)}.items():
+        bench = nb201.NB201Benchmark(dataset=dataset)
+        best = int(np.argmax(bench.table()))
+        # NB201 paper, Table 5 "optimal": the best cell by validation and its test accuracy
+        assert bench.table()[best] == pytest.approx(valid, abs=0.01)
+        assert bench.report_table()[best] == pytest.approx(test, abs=0.01)
+    im = nb201.NB201Benchmark(dataset="ImageNet16-120")
+    best = int(np.argmax(im.table()))
+    assert im.report_table()[best] < im.report_table().max()  # here the best by validation is not the best by test
+    assert space.to_string(space.enumerate()[int(np.argmax(b.table()))]).startswith("|nor_conv_3x3~0|")
+
+
+def test_seed_draw_reads_one_trained_seed_per_cell(key):
+    import jax
+
+    b = nb201.NB201Benchmark(seed_draw=True)
+    seeds = b.seed_tables()
+    assert np.isnan(seeds[:, 2]).sum() == 7456 and not np.isnan(seeds[:, :2]).any()  # 2 or 3 seeds per cell
+    np.testing.assert_allclose(np.nanmean(seeds, 1), b.table(), atol=1e-3)
+    draws = np.stack([np.asarray(nb201.draw_table(k, seeds)) for k in jax.random.split(key, 4)])
+    assert not np.isnan(draws).any()
+    hits = (draws[..., None] == seeds[None]).any(-1)
+    assert hits.all()  # every draw is one of that cell's seeds
+    assert (draws[0] != draws[1]).mean() > 0.3  # and different searches draw differently
+    with pytest.raises(ValueError, match="seed_draw=true needs metric=valid_acc and dataset=cifar10"):
+        nb201.NB201Benchmark(dataset="cifar100", seed_draw=True)
+    with pytest.raises(ValueError, match="benchmark.metric='val'; choose one of valid_acc, test_acc, lowfi_val"):
+        nb201.NB201Benchmark(metric="val")

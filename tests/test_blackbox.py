@@ -92,3 +92,84 @@ def test_evolve_and_reinforce_improve_a_known_fitness(key):
     assert float(fitness(visited[-32:]).mean()) > float(fitness(visited[:32]).mean()) + 1.5
     sampled = jax.jit(lambda k: reinforce(k, fitness, num_edges=6, num_ops=5, steps=30, batch=32))(key)
     assert float(fitness(sampled[-32:]).mean()) > float(fitness(sampled[:32]).mean()) + 1.5
+
+
+def test_neighbour_codes_are_the_one_edge_changes():
+    arch = np.array([0, 1, 2, 3, 4, 0])
+    code = int(SPACE.arch_code(arch))
+    got = sorted(np.asarray(S.neighbour_codes(SPACE, jnp.int32(code))).tolist())
+    assert got == sorted(SPACE.arch_code(SPACE.neighbours(arch)).tolist())
+
+
+def test_local_search_respects_budget_never_repeats_and_climbs(key):
+    keys = jax.random.split(key, 3)
+    ls = jax.jit(jax.vmap(functools.partial(S.local_search, table=TABLE, space=SPACE, budget=60, init=5)))(keys)
+    _check_trace(ls, 60)
+    codes, values = np.asarray(ls.codes), np.asarray(ls.values)
+    # after the random init, the first queries are the neighbours of the best initial cell
+    for s in range(3):
+        best0 = codes[s, np.argmax(values[s, :5])]
+        nbhd = set(SPACE.arch_code(SPACE.neighbours(SPACE.enumerate()[best0])).tolist())
+        assert set(codes[s, 5:10].tolist()) <= nbhd
+
+
+def test_local_search_moves_to_the_best_neighbour_and_restarts_at_a_local_optimum():
+    """SYNTHETIC table with one peak: value = -(Hamming distance to the peak); LS must walk to it and restart."""
+    peak = np.array([3, 3, 3, 3, 3, 3])
+    archs = SPACE.enumerate()
+    table = jnp.asarray(-(archs != peak).sum(1).astype(np.float32))
+    tr = jax.jit(functools.partial(S.local_search, table=table, space=SPACE, budget=200, init=1))(jax.random.PRNGKey(3))
+    values = np.asarray(tr.values)
+    assert values.max() == 0  # found the peak: each full neighbourhood has a better cell until then
+    hit = int(np.argmax(values == 0))
+    assert hit <= 1 + 6 * 24  # at most 6 climbs of one neighbourhood each
+    assert len(set(np.asarray(tr.codes).tolist())) == 200
+
+
+def test_bananas_configuration_respects_budget_and_never_repeats(key):
+    from metanas.predictors.pointwise import MLP
+
+    search = S.PredictorSearch(budget=24, init=4, topk=5, acquisition="mutation", thompson=True,
+                               mutation_candidates=20, encoding="path")
+    feats = encode_archs(SPACE, SPACE.enumerate(), "path")
+    trace = jax.jit(jax.vmap(lambda k: search.run(k, TABLE, feats, predictor=MLP(hidden=8, steps=10, ensemble=3),
+                                                  space=SPACE)))(jax.random.split(key, 2))
+    _check_trace(trace, 24)
+
+
+def test_mutation_candidates_are_mutations_of_the_best_queried_cells(key):
+    codes = jnp.asarray([5, 100, 2000, 7, 9], jnp.int32)
+    values = jnp.asarray([1.0, 9.0, 8.0, 100.0, 0.0])  # row 3 is past n: not queried yet
+    cand = np.asarray(S.mutation_candidates(key, SPACE, codes, values, 3, parents=2, candidates=40, max_mutations=1))
+    allowed = set()
+    for c in (100, 2000):
+        allowed |= set(SPACE.arch_code(SPACE.neighbours(SPACE.enumerate()[c])).tolist())
+    assert set(cand.tolist()) <= allowed
+
+
+def test_reported_best_is_the_test_accuracy_of_the_best_by_validation_cell():
+    """SYNTHETIC: validation and test disagree; the curve reports the best-by-validation cell's test accuracy,
+    never the largest test accuracy among the queried cells."""
+    valid = np.array([[80.0, 90.0, 85.0]])
+    test = np.array([70.0, 60.0, 99.0, 0.0])
+    codes = np.array([[0, 1, 2]])
+    np.testing.assert_array_equal(S.best_so_far(valid, test, codes), [[70.0, 60.0, 60.0]])
+
+
+def test_every_search_respects_excluded_cells(key):
+    canon = S.canonical_cells(SPACE)
+    assert canon.sum() == 9445  # one cell per class of equivalent cells (the NB201 "valid nets")
+    excluded = jnp.asarray(~canon)
+    keys = jax.random.split(key, 2)
+    runs = {
+        "random": functools.partial(S.random_search, budget=40, excluded=excluded),
+        "rea": functools.partial(S.regularized_evolution, space=SPACE, budget=40, population=8, sample_size=3,
+                                 excluded=excluded),
+        "ls": functools.partial(S.local_search, space=SPACE, budget=40, init=4, excluded=excluded),
+        "pairwise": lambda k, table: S.PredictorSearch(budget=16, init=4, topk=6).run(
+            k, table, FEATURES, predictor=TINY, space=SPACE, excluded=excluded),
+    }
+    for name, fn in runs.items():
+        tr = jax.jit(jax.vmap(lambda k, fn=fn: fn(k, TABLE)))(keys)
+        _check_trace(tr, tr.codes.shape[-1])
+        assert canon[np.asarray(tr.codes)].all(), name

@@ -22,8 +22,13 @@ def test_search_nb201_fast_budget_no_repeats(tmp_path):
         assert len(codes) == 12 and len(set(codes)) == 12  # budget respected, never the same cell twice
         np.testing.assert_allclose(values, table[codes], rtol=1e-6)  # every value is a real table lookup
     m = s["metrics_per_seed"]
-    for key in ("best_test_acc", "random_best_test_acc", "rea_best_test_acc"):
-        assert len(m[key]) == 2 and all(50 < v <= report.max() + 1e-4 for v in m[key])
+    for prefix in ("", "random_", "rea_", "ls_", "bananas_"):  # the meta-learner and the four baselines, same seeds
+        for name in ("best_test_acc", "regret", "queries_to_target"):
+            assert len(m[prefix + name]) == 2
+        assert all(50 < v <= report.max() + 1e-4 for v in m[prefix + "best_test_acc"])
+    cfg = (run_dir / "config.yaml").read_text()
+    assert "metric: valid_acc" in cfg  # the queried metric is recorded
+    assert json.loads((run_dir / "curves.json").read_text())["queried_metric"] == "valid_acc"
     best = [max(report[c] for c, v in zip(codes, values) if v == max(values)) for codes, values in zip(q["codes"], q["values"])]
     np.testing.assert_allclose(m["best_test_acc"], best, rtol=1e-6)
     rows = read_jsonl(run_dir / "metrics.jsonl")

@@ -4,14 +4,20 @@ Every array is in ``NB201Space.enumerate()`` order (row = ``space.arch_code(arch
 Sources (all real, see ``shared/data/nasbench201/README.md``; files read from ``<data_dir>/nasbench201/``):
 
 - ``nats_tss_test_acc_200ep.csv``: 200-epoch test accuracy (%) on CIFAR-10 / CIFAR-100 / ImageNet16-120.
+- ``nb201_valid_acc_200ep_15625.csv``: 200-epoch validation accuracy (%): the ``cifar10-valid`` x-valid accuracy per
+  seed and its mean (trained on the 25k train split), and the x-valid seed means of CIFAR-100 / ImageNet16-120.
 - ``minibench_12ep_accs.csv``: 12-epoch accuracies (the low-fidelity "training setting").
 - ``hw_<dataset>.csv``: HW-NAS-Bench latency / energy on 6 devices.
 - ``nb201_zc_proxies.csv`` / ``nb201_ImageNet16-120_zc_proxies.csv``: 13 zero-cost proxies on CIFAR-10 /
   ImageNet16-120 (9,445 non-degenerate cells; NaN elsewhere).
 - ``nb201_cifar10_cost_metrics_15625.csv``: official FLOPs / params / latency / train time (CIFAR-10).
 
-The small table the default experiment needs (200-epoch test accuracies + 12-epoch accuracies) ships inside
-the package as ``data/nb201_accs.npz`` (built by ``build_packaged_table``), so it runs without the shared data.
+The protocol of the NB201 paper, NATS-Bench and NASLib: a search **queries the validation accuracy** and reports the
+**test accuracy** of the cell that is best by validation (``NB201Benchmark(metric="valid_acc")``, the default).
+``metric="test_acc"`` queries the test accuracy itself: an oracle setting, named as such wherever it is reported.
+
+The small table the default experiment needs (200-epoch validation and test accuracies + 12-epoch accuracies) ships
+inside the package as ``data/nb201_accs.npz`` (built by ``build_packaged_table``), so it runs without the shared data.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from metanas.search_spaces.nb201 import NB201Space
 SUBDIR = "nasbench201"
 ACC_FILE = "nats_tss_test_acc_200ep.csv"
 LOWFI_FILE = "minibench_12ep_accs.csv"
+VALID_FILE = "nb201_valid_acc_200ep_15625.csv"
 ZC_FILE = "nb201_zc_proxies.csv"
 ZC_FILES = {"cifar10": ZC_FILE, "ImageNet16-120": "nb201_ImageNet16-120_zc_proxies.csv"}  # no CIFAR-100 file shared
 COST_FILE = "nb201_cifar10_cost_metrics_15625.csv"
@@ -37,6 +44,10 @@ PACKAGED = Path(__file__).parent / "data" / "nb201_accs.npz"
 DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 ACC_COLUMNS = {"cifar10": "CIFAR10TestAccuracy200Epochs", "cifar100": "CIFAR100TestAccuracy200Epochs",
                "ImageNet16-120": "ImageNetTestAccuracy200Epochs"}
+VALID_COLUMNS = {"cifar10": "cifar10_valid_mean", "cifar100": "cifar100_valid_mean",
+                 "ImageNet16-120": "imagenet16_valid_mean"}
+VALID_SEEDS_COLUMN = "cifar10_valid_seeds"  # per-seed values exist for CIFAR-10 only (see the data README)
+N_VALID_SEEDS = 3
 LOWFI_COLUMNS = ("cifar10-test", "cifar10-val", "cifar100-test", "cifar100-val", "imagenet-test", "imagenet-val")
 ZC_COLUMNS = ("epe_nas", "fisher", "flops", "grad_norm", "grasp", "jacov", "l2_norm", "nwot", "params", "plain",
               "snip", "synflow", "zen")
@@ -56,6 +67,8 @@ class NB201Tables(NamedTuple):
     test_acc: np.ndarray  # float32 [N, 3]: 200-epoch test acc (%) for DATASETS
     lowfi_acc: np.ndarray  # float32 [N, 6]: 12-epoch accs (%), LOWFI_COLUMNS
     nb201_index: np.ndarray  # int32 [N]: the official NB201 index of each row
+    valid_acc: np.ndarray  # float32 [N, 3]: 200-epoch x-valid acc (%), seed mean, for DATASETS
+    valid_seeds: np.ndarray  # float32 [N, 3]: CIFAR-10 x-valid acc per seed (777, 888, 999); NaN where not run
 
 
 def _space() -> NB201Space:
@@ -119,11 +132,32 @@ def load_tables(data_dir: str | None = None) -> NB201Tables:
         if not PACKAGED.exists():
             raise NB201DataError(f"packaged NB201 table {PACKAGED} missing; reinstall metanas or pass data_dir")
         with np.load(PACKAGED) as z:
-            return NB201Tables(z["test_acc"], z["lowfi_acc"], z["nb201_index"])
+            if "valid_acc" not in z:
+                raise NB201DataError(f"packaged NB201 table {PACKAGED} has no validation accuracies (built by an "
+                                     "older metanas); rebuild it with build_packaged_table or reinstall metanas")
+            return NB201Tables(z["test_acc"], z["lowfi_acc"], z["nb201_index"], z["valid_acc"], z["valid_seeds"])
     root = Path(data_dir) / SUBDIR
     test_acc, idx = _rows_by_string(root / ACC_FILE, "ArchitectureString", tuple(ACC_COLUMNS.values()), 15625)
     lowfi, _ = _rows_by_string(root / LOWFI_FILE, "cellstr", LOWFI_COLUMNS, 15625)
-    return NB201Tables(test_acc, lowfi, idx)
+    valid, seeds = load_valid(root / VALID_FILE)
+    return NB201Tables(test_acc, lowfi, idx, valid, seeds)
+
+
+def load_valid(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(valid_acc [N, 3] seed means for DATASETS, valid_seeds [N, 3] CIFAR-10 per seed, NaN where absent) from
+    ``nb201_valid_acc_200ep_15625.csv`` (or a user's file with its columns), in enumerate order."""
+    valid, _ = _rows_by_string(path, "arch", tuple(VALID_COLUMNS.values()), 15625)
+    space = _space()
+    seeds = np.full((space.size(), N_VALID_SEEDS), np.nan, np.float32)
+    f, reader = _open_csv(path, ("arch", VALID_SEEDS_COLUMN))
+    with f:
+        for i, row in enumerate(reader):
+            vals = [_float(path, i + 2, VALID_SEEDS_COLUMN, v) for v in row[VALID_SEEDS_COLUMN].split(";")]
+            if not 1 <= len(vals) <= N_VALID_SEEDS:
+                raise NB201DataError(f"{path}:{i + 2}: {VALID_SEEDS_COLUMN} has {len(vals)} values, expected 1 to "
+                                     f"{N_VALID_SEEDS} joined by ';'")
+            seeds[int(space.arch_code(space.from_string(row["arch"]))), : len(vals)] = vals
+    return valid, seeds
 
 
 @functools.lru_cache(maxsize=4)
@@ -181,40 +215,87 @@ def build_packaged_table(data_dir: str, out: Path = PACKAGED) -> Path:
     """Write the compressed table shipped with the package (maintainers only)."""
     t = load_tables(data_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, test_acc=t.test_acc, lowfi_acc=t.lowfi_acc, nb201_index=t.nb201_index)
+    np.savez_compressed(out, test_acc=t.test_acc, lowfi_acc=t.lowfi_acc, nb201_index=t.nb201_index,
+                        valid_acc=t.valid_acc, valid_seeds=t.valid_seeds)
     return out
 
 
-Metric = Literal["test_acc", "lowfi_val"]
+Metric = Literal["valid_acc", "test_acc", "lowfi_val"]
+METRICS = ("valid_acc", "test_acc", "lowfi_val")
 
 
 @dataclass(frozen=True)
 class NB201Benchmark:
     """Tabular NB201 oracle. ``data_dir`` null: the packaged table; else a folder holding ``nasbench201/*.csv``.
 
-    ``metric`` is what a query returns: ``test_acc`` (200-epoch test accuracy, %) or ``lowfi_val`` (12-epoch
-    validation accuracy, %, the cheap fidelity). ``report`` is always the 200-epoch test accuracy.
+    ``metric`` is what a query returns:
+    - ``valid_acc`` (default): 200-epoch validation accuracy (%), the x-valid seed mean (CIFAR-10: the
+      ``cifar10-valid`` run trained on 25k images; CIFAR-100 / ImageNet16-120: the x-valid half of their test set).
+      ``seed_draw=True`` returns one seed's value per query instead, drawn at random as the NB201 API's
+      ``is_random=True`` does (CIFAR-10 only: the other data sets have no per-seed x-valid values).
+    - ``test_acc``: the 200-epoch test accuracy itself, an **oracle** setting (no search may select on it in a
+      reported result; it is kept to compare with older numbers).
+    - ``lowfi_val``: the 12-epoch validation accuracy (the cheap fidelity).
+    ``report_table`` is always the 200-epoch test accuracy: a search reports the test accuracy of the cell with the
+    best *queried* value.
     """
 
     dataset: Literal["cifar10", "cifar100", "ImageNet16-120"] = "cifar10"
-    metric: Metric = "test_acc"
+    metric: Metric = "valid_acc"
+    seed_draw: bool = False
     data_dir: str | None = None
+
+    def __post_init__(self):
+        if self.dataset not in DATASETS:
+            raise ValueError(f"benchmark.dataset={self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        if self.metric not in METRICS:
+            raise ValueError(f"benchmark.metric={self.metric!r}; choose one of {', '.join(METRICS)}")
+        if self.seed_draw and (self.metric != "valid_acc" or self.dataset != "cifar10"):
+            raise ValueError(f"benchmark.seed_draw=true needs metric=valid_acc and dataset=cifar10 (per-seed "
+                             f"validation accuracies exist only there), got metric={self.metric}, dataset={self.dataset}")
+
+    @property
+    def oracle(self) -> bool:
+        """True when queries return the reported (test) metric itself."""
+        return self.metric == "test_acc"
 
     def tables(self) -> NB201Tables:
         return load_tables(self.data_dir)
 
     def table(self) -> np.ndarray:
-        """float32 [N]: the queried metric of every cell in enumerate order (for in-jit lookups)."""
+        """float32 [N]: the queried metric of every cell in enumerate order (for in-jit lookups); with ``seed_draw``
+        the seed mean (use ``seed_tables`` + ``draw_table`` for the per-query draw)."""
         t = self.tables()
         d = DATASETS.index(self.dataset)
+        if self.metric == "valid_acc":
+            return t.valid_acc[:, d]
         if self.metric == "test_acc":
             return t.test_acc[:, d]
         return t.lowfi_acc[:, 2 * d + 1]
+
+    def seed_tables(self) -> np.ndarray:
+        """float32 [N, 3]: per-seed validation accuracy (NaN where a cell has fewer seeds); ``seed_draw`` only."""
+        if not self.seed_draw:
+            raise ValueError("seed_tables() needs seed_draw=True")
+        return self.tables().valid_seeds
 
     def report_table(self) -> np.ndarray:
         """float32 [N]: 200-epoch test accuracy (%) of every cell (what search results report)."""
         return self.tables().test_acc[:, DATASETS.index(self.dataset)]
 
     def lookup(self, arch) -> np.ndarray:
-        """Queried metric of ``arch`` (int [..., 6]); host numpy."""
+        """Queried metric of ``arch`` (int [..., 6]); host numpy (the seed mean when ``seed_draw``)."""
         return self.table()[_space().arch_code(arch)]
+
+
+def draw_table(key, seed_tables):
+    """[N] one seed's value per cell, drawn uniformly among the seeds each cell was trained with (jittable).
+
+    A search never queries a cell twice, so drawing each cell's seed once per search equals drawing it per query."""
+    import jax
+    import jax.numpy as jnp
+
+    seed_tables = jnp.asarray(seed_tables)
+    logits = jnp.where(jnp.isnan(seed_tables), -jnp.inf, 0.0)
+    pick = jax.random.categorical(key, logits, axis=-1)
+    return jnp.take_along_axis(jnp.nan_to_num(seed_tables), pick[:, None], axis=1)[:, 0]

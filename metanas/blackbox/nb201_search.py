@@ -1,9 +1,16 @@
 """Benchmark-backed search on a finite space (NB201): every query is a table lookup, so a whole search is a
 pure function of its key. Runners ``jax.jit(jax.vmap(search))(keys)`` over seeds (purejaxrl style).
 
-Archs are identified by their row ``code`` in ``space.enumerate()``; ``table`` [N] is the queried metric,
-``features`` [N, D] the encodings. Each search returns ``Trace(codes [B], values [B])`` in query order; no code
-is queried twice and exactly ``budget`` queries are made.
+Archs are identified by their row ``code`` in ``space.enumerate()``; ``table`` [N] is the queried metric (the
+validation accuracy under the NB201 protocol), ``features`` [N, D] the encodings. Each search returns
+``Trace(codes [B], values [B])`` in query order; no code is queried twice and exactly ``budget`` queries are made.
+``best_so_far`` turns a trace into the reported curve: the report metric (test accuracy) of the cell with the best
+*queried* value after each query.
+
+Searches: ``PredictorSearch`` (the meta-learner's fine-tune loop; with an MLP ensemble on the path encoding,
+``acquisition="mutation"`` and ``thompson=True`` it is BANANAS, White et al., AAAI 2021), and the baselines
+``random_search``, ``regularized_evolution`` (Real et al., AAAI 2019) and ``local_search`` (White et al., UAI 2021,
+"Local search is state of the art for NAS benchmarks").
 """
 
 from __future__ import annotations
@@ -35,9 +42,28 @@ def code_to_arch(space: NB201Space, codes: jax.Array) -> jax.Array:
     return ((jnp.asarray(codes)[..., None] // w) % space.num_ops).astype(jnp.int32)
 
 
-def random_search(key: jax.Array, table: jax.Array, *, budget: int) -> Trace:
-    """Uniform sampling without replacement."""
-    codes = jax.random.permutation(key, table.shape[0])[:budget].astype(jnp.int32)
+def canonical_cells(space: NB201Space) -> np.ndarray:
+    """bool [N]: the cells equal to their pruned form (``nb201_prune``), one per class of cells that compute the same
+    function (the others differ from it only by dead branches); 9,445 of the 15,625 NB201 cells."""
+    from metanas.predictors.encodings import nb201_prune
+
+    archs = space.enumerate()
+    return (np.asarray(jax.vmap(lambda a: nb201_prune(space, a))(archs)) == archs).all(1)
+
+
+def _excluded(excluded, n: int) -> jax.Array:
+    """bool [N] cells a search may not query (``None``: none); every search treats them as already queried."""
+    return jnp.zeros(n, bool) if excluded is None else jnp.asarray(excluded, bool)
+
+
+def _first_random(key: jax.Array, excluded: jax.Array, k: int) -> jax.Array:
+    """int32 [k] distinct random cells outside ``excluded`` (a uniform sample without replacement)."""
+    return jax.lax.top_k(jnp.where(excluded, -jnp.inf, jax.random.gumbel(key, excluded.shape)), k)[1].astype(jnp.int32)
+
+
+def random_search(key: jax.Array, table: jax.Array, *, budget: int, excluded=None) -> Trace:
+    """Uniform sampling without replacement (outside ``excluded``)."""
+    codes = _first_random(key, _excluded(excluded, table.shape[0]), budget)
     return Trace(codes, table[codes])
 
 
@@ -46,15 +72,17 @@ def _random_unqueried(key, queried):
 
 
 def regularized_evolution(key: jax.Array, table: jax.Array, *, space: NB201Space, budget: int,
-                          population: int = 20, sample_size: int = 5, max_tries: int = 32) -> Trace:
+                          population: int = 20, sample_size: int = 5, max_tries: int = 32, excluded=None) -> Trace:
     """Regularized (aging) evolution, Real et al. (AAAI 2019), Alg. 1, with a cache: a child that was already
-    queried is mutated again (up to ``max_tries``, then a random unqueried cell), so no query is wasted."""
+    queried (or is ``excluded``) is mutated again (up to ``max_tries``, then a random unqueried cell), so no query
+    is wasted."""
     n = table.shape[0]
     k_init, key = jax.random.split(key)
-    codes0 = jax.random.permutation(k_init, n)[:population].astype(jnp.int32)
+    excluded = _excluded(excluded, n)
+    codes0 = _first_random(k_init, excluded, population)
     codes = jnp.zeros(budget, jnp.int32).at[:population].set(codes0)
     values = jnp.zeros(budget, jnp.float32).at[:population].set(table[codes0])
-    queried = jnp.zeros(n, bool).at[codes0].set(True)
+    queried = excluded.at[codes0].set(True)
 
     def step(carry, xs):
         codes, values, queried = carry
@@ -83,13 +111,117 @@ def regularized_evolution(key: jax.Array, table: jax.Array, *, space: NB201Space
     return Trace(codes, values)
 
 
+def neighbour_codes(space: NB201Space, code: jax.Array) -> jax.Array:
+    """int32 [E * (K - 1)]: codes of every cell that differs from ``code`` on exactly one edge (jittable)."""
+    arch = code_to_arch(space, code)
+    e = jnp.repeat(jnp.arange(space.num_edges), space.num_ops - 1)
+    shift = jnp.tile(jnp.arange(1, space.num_ops), space.num_edges)
+    archs = jnp.broadcast_to(arch, (e.shape[0], space.num_edges))
+    archs = archs.at[jnp.arange(e.shape[0]), e].set((arch[e] + shift) % space.num_ops)
+    return arch_codes(space, archs)
+
+
+class LocalSearchState(NamedTuple):
+    codes: jax.Array  # int32 [B]
+    values: jax.Array  # float32 [B]
+    queried: jax.Array  # bool [N]
+    chosen_val: jax.Array  # value of the cell whose neighbourhood is being evaluated (-inf: none yet)
+    best: jax.Array  # best cell of the current climb (since the last restart) and its value
+    best_val: jax.Array
+    nbhd: jax.Array  # int32 [M] the chosen cell's neighbours in random order
+    ptr: jax.Array  # next neighbour to evaluate (M: the neighbourhood is done)
+
+
+def local_search(key: jax.Array, table: jax.Array, *, space: NB201Space, budget: int, init: int = 10,
+                 excluded=None) -> Trace:
+    """Local search as in White et al. (UAI 2021) and NASLib's ``LocalSearch``: ``init`` random queries; then evaluate
+    the whole neighbourhood (one-edge changes) of the best cell in random order, move to the best cell found if it
+    improved, else restart from a random cell. Neighbours that were already queried (or are ``excluded``) are skipped
+    (no query is spent on them), so it never queries a cell twice."""
+    n = table.shape[0]
+    m = space.num_edges * (space.num_ops - 1)
+    k_init, key = jax.random.split(key)
+    init = min(init, budget)
+    excluded = _excluded(excluded, n)
+    codes0 = _first_random(k_init, excluded, init)
+    vals0 = table[codes0]
+    b = jnp.argmax(vals0)
+    state = LocalSearchState(jnp.zeros(budget, jnp.int32).at[:init].set(codes0),
+                             jnp.zeros(budget, jnp.float32).at[:init].set(vals0),
+                             excluded.at[codes0].set(True), jnp.float32(-jnp.inf), codes0[b], vals0[b],
+                             jnp.zeros(m, jnp.int32), jnp.int32(m))
+
+    def next_query(st: LocalSearchState, k):
+        """(code to query, restart?, state): skip queried neighbours, move or restart at the neighbourhood's end."""
+
+        def cond(c):
+            return ~c[1]
+
+        def body(c):
+            st, _, code, restart, k = c
+            k, k_perm, k_rand = jax.random.split(k, 3)
+            at_end = st.ptr >= m
+            improved = st.best_val > st.chosen_val
+            # neighbourhood done and the climb improved: move to the best cell, shuffle its neighbourhood
+            move = at_end & improved
+            nbhd = jnp.where(move, jax.random.permutation(k_perm, neighbour_codes(space, st.best)), st.nbhd)
+            ptr = jnp.where(move, 0, st.ptr)
+            chosen_val = jnp.where(move, st.best_val, st.chosen_val)
+            # neighbourhood done, no improvement: restart from a random unqueried cell (that is the query)
+            do_restart = at_end & ~improved
+            cand = nbhd[jnp.minimum(ptr, m - 1)]
+            take_nb = ~at_end & ~st.queried[cand]
+            ptr = jnp.where(~at_end, ptr + 1, ptr)
+            code = jnp.where(do_restart, _random_unqueried(k_rand, st.queried), cand)
+            st = st._replace(nbhd=nbhd, ptr=ptr, chosen_val=chosen_val)
+            return st, do_restart | take_nb, code.astype(jnp.int32), do_restart, k
+
+        st, _, code, restart, _ = jax.lax.while_loop(cond, body, (st, False, jnp.int32(0), False, k))
+        return code, restart, st
+
+    def step(st: LocalSearchState, xs):
+        t, k = xs
+        c, restart, st = next_query(st, k)
+        v = table[c]
+        better = restart | (v > st.best_val)
+        st = st._replace(codes=st.codes.at[t].set(c), values=st.values.at[t].set(v), queried=st.queried.at[c].set(True),
+                         best=jnp.where(better, c, st.best), best_val=jnp.where(better, v, st.best_val))
+        # a restart starts a new climb: its cell is chosen, its neighbourhood comes next
+        st = st._replace(chosen_val=jnp.where(restart, -jnp.inf, st.chosen_val), ptr=jnp.where(restart, m, st.ptr))
+        return st, None
+
+    ts = jnp.arange(init, budget)
+    st, _ = jax.lax.scan(step, state, (ts, jax.random.split(key, len(ts))))
+    return Trace(st.codes, st.values)
+
+
+def mutation_candidates(key: jax.Array, space: NB201Space, codes: jax.Array, values: jax.Array, n, *,
+                        parents: int, candidates: int, max_mutations: int) -> jax.Array:
+    """int32 [candidates]: BANANAS' acquisition candidates, mutations (1..``max_mutations`` edges) of the ``parents``
+    best of the first ``n`` queried cells (NASLib ``acq_fn_optimization: mutation``)."""
+    live = jnp.where(jnp.arange(values.shape[0]) < n, values, -jnp.inf)
+    _, top = jax.lax.top_k(live, parents)
+    k_par, k_num, k_mut = jax.random.split(key, 3)
+    parent = code_to_arch(space, codes[top[jnp.arange(candidates) % parents]])
+    n_mut = jax.random.randint(k_num, (candidates,), 1, max_mutations + 1)
+
+    def mutate(k, arch, n_m):
+        def body(i, a):
+            return jnp.where(i < n_m, space.mutate(jax.random.fold_in(k, i), a), a)
+
+        return jax.lax.fori_loop(0, max_mutations, body, arch)
+
+    children = jax.vmap(mutate)(jax.random.split(k_mut, candidates), parent, n_mut)
+    return arch_codes(space, children)
+
+
 class SearchState(NamedTuple):
     codes: jax.Array  # int32 [budget] queried rows so far (zeros past the current count)
     values: jax.Array  # float32 [budget] their queried metric
-    queried: jax.Array  # bool [N] mask over the whole space
+    queried: jax.Array  # bool [N] mask over the whole space (queried or excluded)
 
 
-Acquisition = Literal["exhaustive", "evolution", "reinforce"]
+Acquisition = Literal["exhaustive", "evolution", "reinforce", "mutation"]
 
 
 @dataclass(frozen=True)
@@ -98,8 +230,10 @@ class PredictorSearch:
     propose with ``acquisition``; query the ``topk`` best unqueried proposals} until ``budget`` queries.
 
     acquisition: ``exhaustive`` ranks every cell (finite spaces); ``evolution`` / ``reinforce`` optimise the
-    predictor's score and rank only the cells they visited (for spaces too large to enumerate).
-    Score = mean + ``beta`` * ensemble std (UCB; beta 0 = greedy).
+    predictor's score and rank only the cells they visited (for spaces too large to enumerate); ``mutation`` ranks
+    ``mutation_candidates`` mutations of the ``mutate_parents`` best queried cells (BANANAS).
+    Score = mean + ``beta`` * ensemble std (UCB; beta 0 = greedy), or with ``thompson`` an independent Thompson
+    sample mean + std * N(0, 1) per cell (BANANAS' ITS acquisition).
     """
 
     budget: int = 100
@@ -112,6 +246,10 @@ class PredictorSearch:
     evo_generations: int = 20
     rl_steps: int = 40
     rl_batch: int = 64
+    thompson: bool = False
+    mutate_parents: int = 2
+    mutation_candidates: int = 100
+    max_mutations: int = 1
 
     def __post_init__(self):
         if self.budget < self.init or (self.budget - self.init) % self.topk:
@@ -122,13 +260,14 @@ class PredictorSearch:
     def rounds(self) -> int:
         return (self.budget - self.init) // self.topk
 
-    def init_state(self, key: jax.Array, table: jax.Array) -> SearchState:
-        """The ``init`` random queries. ``key`` is the first half of ``split(search_key)`` (see ``run``)."""
-        n_cells = table.shape[0]
-        codes0 = jax.random.permutation(key, n_cells)[: self.init].astype(jnp.int32)
+    def init_state(self, key: jax.Array, table: jax.Array, excluded=None) -> SearchState:
+        """The ``init`` random queries (outside ``excluded``, which is never queried). ``key`` is the first half of
+        ``split(search_key)`` (see ``run``)."""
+        excluded = _excluded(excluded, table.shape[0])
+        codes0 = _first_random(key, excluded, self.init)
         return SearchState(jnp.zeros(self.budget, jnp.int32).at[: self.init].set(codes0),
                            jnp.zeros(self.budget, jnp.float32).at[: self.init].set(table[codes0]),
-                           jnp.zeros(n_cells, bool).at[codes0].set(True))
+                           excluded.at[codes0].set(True))
 
     def round(self, state: SearchState, r: jax.Array, key: jax.Array, table: jax.Array, features: jax.Array, *,
               predictor, space: NB201Space) -> SearchState:
@@ -139,8 +278,17 @@ class PredictorSearch:
         n = self.init + r * self.topk
         params = predictor.fit(k_fit, features[codes], values, n)
         mean, std = predictor.score_std(params, features)
-        acq = mean + self.beta * std
-        if self.acquisition != "exhaustive":
+        k_acq, k_its = jax.random.split(k_acq)
+        noise = jax.random.normal(k_its, mean.shape) if self.thompson else self.beta
+        acq = mean + noise * std
+        if self.acquisition == "mutation":
+            cand = mutation_candidates(k_acq, space, codes, values, n, parents=self.mutate_parents,
+                                       candidates=self.mutation_candidates, max_mutations=self.max_mutations)
+            proposed = jnp.zeros(n_cells, bool).at[cand].set(True)
+            # the candidates first (by acquisition); if fewer than topk are new, random unqueried cells fill up
+            k_acq, k_fill = jax.random.split(k_acq)
+            acq = jnp.where(proposed, acq - jnp.min(acq) + 1.0, -jax.random.uniform(k_fill, acq.shape))
+        elif self.acquisition != "exhaustive":
             def fitness(archs):
                 c = arch_codes(space, archs)
                 m, s = predictor.score_std(params, features[c])
@@ -169,14 +317,15 @@ class PredictorSearch:
         k_init, key = jax.random.split(key)
         return k_init, jax.random.split(key, self.rounds)
 
-    def run(self, key: jax.Array, table: jax.Array, features: jax.Array, *, predictor, space: NB201Space) -> Trace:
+    def run(self, key: jax.Array, table: jax.Array, features: jax.Array, *, predictor, space: NB201Space,
+            excluded=None) -> Trace:
         k_init, keys = self.round_keys(key)
 
         def round_(state, xs):
             r, k = xs
             return self.round(state, r, k, table, features, predictor=predictor, space=space), None
 
-        state, _ = jax.lax.scan(round_, self.init_state(k_init, table), (jnp.arange(self.rounds), keys))
+        state, _ = jax.lax.scan(round_, self.init_state(k_init, table, excluded), (jnp.arange(self.rounds), keys))
         return Trace(state.codes, state.values)
 
 

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from metanas.data.cache import read_cache, write_cache
+
 OMNIGLOT_CHARS = 1623
 OMNIGLOT_DRAWERS = 20
 
@@ -82,7 +84,9 @@ def load_omniglot_npz(root: str | os.PathLike, size: int = 28, cache_dir: str | 
     tag = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:8]  # one cache per source folder
     cache = Path(cache_dir) / f"omniglot_{size}_{tag}.npz" if cache_dir else None
     if cache is not None and cache.exists():
-        return np.load(cache)["ink"]
+        ink = read_cache(cache, "ink")
+        if ink is not None:
+            return ink
     parts = []
     for f in files:
         with np.load(f) as d:
@@ -93,10 +97,7 @@ def load_omniglot_npz(root: str | os.PathLike, size: int = 28, cache_dir: str | 
     if ink.shape[0] != OMNIGLOT_CHARS:
         raise DataFormatError(f"{root}: found {ink.shape[0]} characters, expected {OMNIGLOT_CHARS} (964 + 659)")
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, ink=ink)
-        os.replace(tmp, cache)
+        write_cache(cache, ink=ink)
     return ink
 
 

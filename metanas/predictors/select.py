@@ -3,15 +3,22 @@
 The candidate set is the hyperparameter grid (e.g. ``Pairwise`` weight decays) and, through ``Columns``, feature
 subsets. Selection sees only the first ``n`` rows passed to ``fit`` (the training architectures), never the rows it
 will later rank, and is a pure, jittable and vmappable function of ``(key, x, y, n)`` like every other predictor, so
-``evaluate.quality_table`` runs it per (seed, n) like any model.
+``evaluate.quality_table`` runs it per (seed, n) like any model. ``CVBlend`` is the host counterpart: CV over blends
+of JAX predictors and host models (random forest, boosted trees), fitted per (seed, n) on the host.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from scipy import stats
+
+from metanas.predictors.trees import is_jittable
 
 
 def masked_kendall_tau(score: jax.Array, y: jax.Array, mask: jax.Array) -> jax.Array:
@@ -130,3 +137,90 @@ class Blend:
 
     def score(self, params: dict, x: jax.Array) -> jax.Array:
         return self.score_std(params, x)[0]
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted(model, method: str):
+    """One ``jax.jit`` per (frozen, hashable) model and method, so host loops reuse the compiled program."""
+    return jax.jit(getattr(model, method))
+
+
+def fit_any(model, key: jax.Array, x, y, n):
+    """``model.fit`` jitted for a JAX predictor (``n`` traced: one program for every n), plain for a host one."""
+    if is_jittable(model):
+        return _jitted(model, "fit")(key, jnp.asarray(x), jnp.asarray(y), jnp.asarray(n, jnp.int32))
+    return model.fit(key, np.asarray(x), np.asarray(y), int(n))
+
+
+def score_any(model, params, x) -> np.ndarray:
+    """float64 [N] host scores of ``model`` (jitted for a JAX predictor)."""
+    if is_jittable(model):
+        return np.asarray(_jitted(model, "score")(params, jnp.asarray(x)), np.float64)
+    return np.asarray(model.score(params, np.asarray(x)), np.float64)
+
+
+@dataclass(frozen=True)
+class CVBlend:
+    """Host model: choose among equal-weight blends of ``bases`` by ``folds``-fold CV Kendall tau on the first ``n``
+    rows, then fit the chosen blend's bases on all ``n`` rows. Bases may be JAX predictors or host models (e.g.
+    ``trees.RandomForest``), so this is how a pairwise model is blended with trees; ``jittable = False``.
+
+    ``combos``: the candidates, each a tuple of base indices; a blend is the mean of its bases' scores, each
+    standardised by its mean / sd over the rows that base was fitted on (as ``Blend``). Every base is fitted once per
+    fold (``len(bases) * folds`` fits) and the blends are scored from those fits, so adding candidates costs no fits.
+    ``final`` (optional, one per base): the model fitted on all ``n`` rows in place of the base (e.g. an ensemble).
+    Folds by position (row i in fold i % folds) of the training rows, a random split when the rows are a random
+    permutation (as ``evaluate`` passes them). ``params["cv_tau"]`` keeps every candidate's mean CV tau.
+    """
+
+    bases: tuple
+    combos: tuple[tuple[int, ...], ...]
+    folds: int = 3
+    final: tuple | None = None
+    jittable: ClassVar[bool] = False
+
+    def _final(self) -> tuple:
+        if self.final is not None and len(self.final) != len(self.bases):
+            raise ValueError(f"CVBlend: {len(self.final)} final models for {len(self.bases)} bases")
+        return self.bases if self.final is None else self.final
+
+    def cv_scores(self, key: jax.Array, x, y, n) -> np.ndarray:
+        """float64 [len(combos), folds] Kendall tau of every candidate on every fold (training rows only)."""
+        x, y, n = np.asarray(x), np.asarray(y), int(n)
+        pos = np.arange(x.shape[0])
+        fold = pos % self.folds
+        std = np.zeros((len(self.bases), self.folds, x.shape[0]))  # each base's standardised scores per fold
+        for f in range(self.folds):
+            test = (pos < n) & (fold == f)
+            train = (pos < n) & ~test
+            order = np.argsort(~train, kind="stable")  # this fold's training rows first; the array keeps its shape
+            for b, model in enumerate(self.bases):
+                k = jax.random.fold_in(jax.random.fold_in(key, b), f)
+                s = score_any(model, fit_any(model, k, x[order], y[order], train.sum()), x)
+                std[b, f] = (s - s[train].mean()) / (s[train].std() + 1e-12)
+        out = np.zeros((len(self.combos), self.folds))
+        for c, combo in enumerate(self.combos):
+            for f in range(self.folds):
+                test = (pos < n) & (fold == f)
+                out[c, f] = stats.kendalltau(std[list(combo), f][:, test].mean(0), y[test]).statistic
+        return np.nan_to_num(out, nan=-1.0)  # a constant blend (tau undefined) is never chosen
+
+    def fit(self, key: jax.Array, x, y, n) -> dict:
+        k_cv, k_fit = jax.random.split(key)
+        cv = self.cv_scores(k_cv, x, y, n).mean(1)
+        best = int(np.argmax(cv))
+        members = {}
+        for b in self.combos[best]:
+            model = self._final()[b]
+            p = fit_any(model, jax.random.fold_in(k_fit, b), x, y, n)
+            s = score_any(model, p, x)[: int(n)]
+            members[b] = {"params": p, "mu": float(s.mean()), "sd": float(s.std()) + 1e-12}
+        return {"best": best, "cv_tau": cv, "members": members}
+
+    def score(self, params: dict, x) -> np.ndarray:
+        return np.mean([(score_any(self._final()[b], m["params"], x) - m["mu"]) / m["sd"]
+                        for b, m in params["members"].items()], 0)
+
+    def score_std(self, params: dict, x) -> tuple[np.ndarray, np.ndarray]:
+        s = self.score(params, x)
+        return s, np.zeros_like(s)

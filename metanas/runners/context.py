@@ -24,11 +24,21 @@ import jax
 import numpy as np
 from omegaconf import DictConfig
 
-from metanas.run_store import MetricWriter, atomic_write_json, atomic_write_text
+from metanas.run_store import Interrupted, MetricWriter, atomic_write_json, atomic_write_text, check_stop  # noqa: F401
 
 log = logging.getLogger("metanas")
 
 State = TypeVar("State")
+
+
+def require_one_seed(cfg: DictConfig) -> None:
+    """Guard of runners that do not vmap over seeds: ``seeds > 1`` is a config error (one line), not a silent
+    single-seed run recorded as several."""
+    if cfg.seeds != 1:
+        from metanas.config import ConfigError
+
+        raise ConfigError(f"seeds={cfg.seeds}: experiment {cfg.name} runs one seed per run; sweep seeds instead, "
+                          f"e.g. python -m metanas -m experiment={cfg.name} seed=0,1,2")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -120,25 +130,51 @@ class RunContext:
             )
         return self._managers[phase]
 
-    def restore(self, phase: str, template: State) -> tuple[State, int]:
-        """Latest checkpoint of ``phase`` as ``(state, step)``, or ``(template, 0)`` when there is none.
+    def restore(self, phase: str, template: State, *, max_step: int | None = None) -> tuple[State, int]:
+        """Newest intact checkpoint of ``phase`` as ``(state, step)``, or ``(template, 0)`` when there is none.
 
-        Rows of ``metrics.jsonl`` logged after the restored step are dropped, so the resumed run
-        rewrites them exactly as the uninterrupted run would have.
+        A checkpoint that cannot be restored (a damaged file, a partial copy without its ``default/`` folder) is
+        named in a one-line warning and moved to ``damaged_checkpoints/<phase>/<step>`` (kept, never deleted);
+        the next older one is tried. Rows of ``metrics.jsonl`` logged after the restored step are dropped, so the
+        resumed run rewrites them exactly as the uninterrupted run would have.
         """
         import orbax.checkpoint as ocp
 
-        mngr = self._manager(phase)
-        step = mngr.latest_step()
-        if step is None:
-            self.metrics.truncate_after(phase, -1)
-            return template, 0
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-        restored = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
-        restored = jax.tree.unflatten(jax.tree.structure(template), jax.tree.leaves(restored))
-        self.metrics.truncate_after(phase, step)
-        log.info("resumed phase %r from checkpoint at step %d", phase, step)
-        return restored, int(step)
+        for step in sorted(self._manager(phase).all_steps(), reverse=True):
+            if max_step is not None and step > max_step:
+                continue
+            mngr = self._manager(phase)
+            step_dir = self.run_dir / "checkpoints" / phase / str(step)
+            why = None if (step_dir / "default").is_dir() else "no default/ folder (a partial copy?)"
+            if why is None:
+                try:
+                    restored = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+                except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: fall back to an older one
+                    why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:160]
+            if why is None:
+                restored = jax.tree.unflatten(jax.tree.structure(template), jax.tree.leaves(restored))
+                self.metrics.truncate_after(phase, step)
+                log.info("resumed phase %r from checkpoint at step %d", phase, step)
+                return restored, int(step)
+            self._quarantine(phase, step, why)
+        self.metrics.truncate_after(phase, -1)
+        return template, 0
+
+    def _quarantine(self, phase: str, step: int, why: str) -> None:
+        import shutil
+
+        src = self.run_dir / "checkpoints" / phase / str(step)
+        dst = self.run_dir / "damaged_checkpoints" / phase / str(step)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.exists():
+            shutil.rmtree(dst)
+        os.replace(src, dst)
+        older = [s for s in self._manager(phase).all_steps() if s < step]
+        self._managers.pop(phase).close()  # a fresh manager forgets the moved step
+        log.warning("checkpoint %s step %d is damaged (%s); moved to %s; %s", phase, step, why,
+                    dst.relative_to(self.run_dir),
+                    f"falling back to step {max(older)}" if older else "no older checkpoint: phase starts again")
 
     def save(self, phase: str, step: int, state: Any) -> None:
         import orbax.checkpoint as ocp
@@ -201,15 +237,23 @@ def train_loop(
     cfg = ctx.cfg
     log_every = log_every or cfg.log_every
     checkpoint_every = checkpoint_every or cfg.checkpoint_every
-    state, start = ctx.restore(phase, state)
+    template = state
+    state, start = ctx.restore(phase, template)
     last: dict[str, float] = {}
     if start >= num_steps:
         rows = [r for r in ctx.metrics.rows() if r["phase"] == phase]
-        last = {k: v for r in rows for k, v in r.items() if k not in ("phase", "step")}
-        return state, last
+        if rows and rows[-1]["step"] == num_steps:  # the last step is always logged
+            last = {k: v for r in rows for k, v in r.items() if k not in ("phase", "step")}
+            return state, last
+        # finished, but metrics.jsonl lost its final row(s) (damaged file): redo the last stretch, which
+        # rewrites those rows exactly, rather than report the metrics of an earlier step as final
+        log.warning("metrics.jsonl has no final row of phase %r (damaged?); re-running its last steps from the "
+                    "previous checkpoint", phase)
+        state, start = ctx.restore(phase, template, max_step=num_steps - 1)
     bar = ctx.progress(num_steps, initial=start, desc=phase)
     try:
         for step in range(start + 1, num_steps + 1):
+            check_stop()
             new_state, metrics = step_fn(state, step)
             if loss_key is not None and not _finite(metrics[loss_key]):
                 value = next(v for v in np.asarray(metrics[loss_key]).reshape(-1) if not np.isfinite(v))

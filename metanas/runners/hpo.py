@@ -30,7 +30,7 @@ from metanas.hpo.schedulers import Trial, best_so_far, incumbent
 from metanas.hpo.space import SearchSpace, config_key, space_from_config
 from metanas.hpo.surrogate import fit_rff_ridge, rff_predict
 from metanas.hpo.warmstart import past_tasks_from_run_store, warm_start_configs
-from metanas.runners.context import RunContext
+from metanas.runners.context import RunContext, require_one_seed
 
 
 def _plain(node: Any) -> Any:
@@ -38,6 +38,7 @@ def _plain(node: Any) -> Any:
 
 
 def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
+    require_one_seed(cfg)  # no vmap over seeds here: seeds>1 is one line, not a mislabelled run
     t = cfg.train
     method = hydra.utils.instantiate(t.method, _convert_="all")
     objective = hydra.utils.instantiate(t.objective, _convert_="all")

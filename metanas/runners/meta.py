@@ -27,7 +27,7 @@ import optax
 from omegaconf import DictConfig
 
 from metanas.meta.base import LOSSES, AbstractMetaAlgorithm, Task
-from metanas.runners.context import RunContext, train_loop
+from metanas.runners.context import RunContext, train_loop, require_one_seed
 
 log = logging.getLogger("metanas")
 
@@ -150,6 +150,7 @@ def summarize_test(r: dict[str, np.ndarray], metric: str, prefix: str = "test") 
 
 
 def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
+    require_one_seed(cfg)  # no vmap over seeds here: seeds>1 is one line, not a mislabelled run
     t = cfg.train
     algo: AbstractMetaAlgorithm = hydra.utils.instantiate(cfg.meta)
     family = hydra.utils.instantiate(cfg.task)

@@ -24,13 +24,14 @@ from omegaconf import DictConfig
 
 from metanas.meta.base import LOSSES
 from metanas.meta.metanas import supernet_apply
-from metanas.runners.context import RunContext
+from metanas.runners.context import RunContext, require_one_seed
 from metanas.runners.meta import eval_split, final_val, make_sampler, meta_test, meta_train, summarize_test
 
 log = logging.getLogger("metanas")
 
 
 def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
+    require_one_seed(cfg)  # no vmap over seeds here: seeds>1 is one line, not a mislabelled run
     from metanas.supernet import derive, make_derived, make_supernet
 
     t = cfg.train

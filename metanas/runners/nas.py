@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 
 from metanas.data import augment, load_image_dataset
 from metanas.run_store import atomic_write_text
-from metanas.runners.context import RunContext, train_loop
+from metanas.runners.context import RunContext, train_loop, require_one_seed
 from metanas.search.darts import accuracy, cross_entropy
 from metanas.search_spaces.darts_cnn import DartsCNNSpace
 from metanas.search_spaces.nb201 import NB201Space
@@ -69,7 +69,8 @@ def evaluate(apply_fn, weights, x: np.ndarray, y: np.ndarray, batch: int) -> flo
 
 
 def nb201_lookup(space: NB201Space, arch, data_dir: str) -> dict[str, float]:
-    """200-epoch NB201 test accuracies (%) of a cell (real table; packaged copy when shared data is absent).
+    """200-epoch NB201 test and validation accuracies (%) of a cell (real table; packaged copy when shared data is
+    absent). They are reported, never used to choose anything.
 
     ``space`` may use any subset / order of the NB201 ops: the cell is mapped to the table through its string.
     Empty when an op is not an NB201 op.
@@ -83,8 +84,9 @@ def nb201_lookup(space: NB201Space, arch, data_dir: str) -> dict[str, float]:
         t = load_tables(data_dir)
     except (OSError, ValueError):
         t = load_tables(None)
-    row = t.test_acc[int(canon.arch_code(canon.from_string(space.to_string(arch))))]
-    return {f"nb201_{d}_test_acc": float(v) for d, v in zip(DATASETS, row)}
+    code = int(canon.arch_code(canon.from_string(space.to_string(arch))))
+    return ({f"nb201_{d}_test_acc": float(v) for d, v in zip(DATASETS, t.test_acc[code])}
+            | {f"nb201_{d}_valid_acc": float(v) for d, v in zip(DATASETS, t.valid_acc[code])})
 
 
 def alpha_rows(space, alphas) -> dict[str, float]:
@@ -126,6 +128,7 @@ def plot_alphas(path, rows: list[dict], space) -> None:
 
 # ---- the experiment --------------------------------------------------------------------------------------------------
 def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
+    require_one_seed(cfg)  # no vmap over seeds here: seeds>1 is one line, not a mislabelled run
     t = cfg.train
     space = hydra.utils.instantiate(cfg.search_space)
     algo = hydra.utils.instantiate(cfg.search)

@@ -5,7 +5,9 @@ search_nb201 (``run_search``): the fine-tune loop of ``metanas.blackbox.nb201_se
 round per host step: query ``init`` random cells, then each round fit the predictor (``predictor:`` group, the
 pairwise ensemble by default) on every queried cell, score all 15,625 cells (one jitted, vmapped program), query
 the ``topk`` best unqueried ones (a table lookup), repeat until ``budget``. Checkpoint per round (resume), seeds
-vmapped (``seeds=K``). Random search and regularized evolution run on the same budget and seeds for comparison.
+vmapped (``seeds=K``). Queries return the benchmark's ``metric`` (validation accuracy by default); every curve and
+final metric reports the test accuracy of the cell with the best queried value. Random search, regularized evolution,
+local search and BANANAS run on the same budget, seeds and query tables for comparison (``train.baselines``).
 
 predictor_nb201 (``run_predictor``): fit each model of ``train.models`` on n random cells (or meta-dataset rows
 written by ``collect``), rank the held-out rest: Kendall tau, Spearman rho, precision@10, per n and seed.
@@ -77,6 +79,63 @@ def plot_curves(curves: dict[str, np.ndarray], optimum: float, target: float, pa
     plt.close(fig)
 
 
+BASELINES = {"random": "random search", "rea": "regularized evolution", "ls": "local search",
+             "bananas": "BANANAS (path-encoding MLP ensemble, ITS, mutation)"}
+
+
+def query_tables(bench: NB201Benchmark, keys: jax.Array) -> jax.Array:
+    """float32 [S, N]: what each seed's search reads when it queries a cell (one seed drawn per cell and search when
+    ``benchmark.seed_draw``; else the seed-mean table for every search)."""
+    if bench.seed_draw:
+        from metanas.benchmarks.nb201 import draw_table
+
+        seeds = jnp.asarray(bench.seed_tables())
+        return jax.vmap(lambda k: draw_table(jax.random.fold_in(k, 2), seeds))(keys)
+    return jnp.broadcast_to(jnp.asarray(bench.table()), (keys.shape[0], bench.table().shape[0]))
+
+
+def excluded_cells(cfg: DictConfig, space: NB201Space) -> np.ndarray | None:
+    """``train.canonical``: every method searches only the canonical cells (one per class of equivalent cells)."""
+    return ~S.canonical_cells(space) if cfg.train.canonical else None
+
+
+def baseline_traces(cfg: DictConfig, space: NB201Space, tables: jax.Array, keys: jax.Array, budget: int
+                    ) -> dict[str, S.Trace]:
+    """The baselines of ``train.baselines``, each one jit(vmap) program over the seeds (same seeds, budget, tables)."""
+    t = cfg.train
+    unknown = set(t.baselines) - set(BASELINES)
+    if unknown:
+        raise ConfigError(f"train.baselines: unknown {sorted(unknown)}; choose from {', '.join(BASELINES)}")
+    k_base = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    excluded = excluded_cells(cfg, space)
+    out = {}
+    for name in t.baselines:
+        if name == "random":
+            fn = functools.partial(S.random_search, budget=budget, excluded=excluded)
+        elif name == "rea":
+            fn = functools.partial(S.regularized_evolution, space=space, budget=budget, excluded=excluded,
+                                   population=min(t.rea_population, budget), sample_size=t.rea_sample_size)
+        elif name == "ls":
+            fn = functools.partial(S.local_search, space=space, budget=budget, init=t.init, excluded=excluded)
+        else:  # BANANAS: the predictor-guided search with its own predictor, encoding and acquisition
+            b = t.bananas
+            try:
+                search = S.PredictorSearch(budget=budget, init=t.init, topk=t.topk, acquisition=b.acquisition,
+                                           thompson=b.thompson, encoding=b.encoding, mutate_parents=b.mutate_parents,
+                                           mutation_candidates=b.mutation_candidates, max_mutations=b.max_mutations)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+            feats = encode_archs(space, space.enumerate(), b.encoding)
+            fn = functools.partial(_trace_of_search, search=search, features=feats, excluded=excluded,
+                                   predictor=hydra.utils.instantiate(b.predictor), space=space)
+        out[name] = jax.jit(jax.vmap(lambda k, tab, fn=fn: fn(k, tab)))(k_base, tables)
+    return out
+
+
+def _trace_of_search(key, table, *, search, features, predictor, space, excluded):
+    return search.run(key, table, features, predictor=predictor, space=space, excluded=excluded)
+
+
 def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float]]:
     t = cfg.train
     space, bench = _space_and_bench(cfg)
@@ -87,21 +146,22 @@ def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float
                                    evo_generations=t.evo_generations, rl_steps=t.rl_steps, rl_batch=t.rl_batch)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    table = jnp.asarray(bench.table())
     report = bench.report_table()
     optimum = float(report.max())
     feats = encode_archs(space, space.enumerate(), search.encoding)
     keys = jnp.stack([jax.random.PRNGKey(s) for s in range(cfg.seed, cfg.seed + cfg.seeds)])  # [S]
+    tables = query_tables(bench, keys)  # [S, N]
     k_init, round_keys = jax.vmap(search.round_keys)(keys)  # [S], [S, rounds]
-    state = jax.vmap(search.init_state, in_axes=(0, None))(k_init, table)
-    round_fn = jax.jit(jax.vmap(functools.partial(search.round, table=table, features=feats, predictor=predictor,
-                                                  space=space), in_axes=(0, None, 0)))
+    excluded = excluded_cells(cfg, space)
+    state = jax.vmap(functools.partial(search.init_state, excluded=excluded))(k_init, tables)
+    round_fn = jax.jit(jax.vmap(functools.partial(search.round, features=feats, predictor=predictor, space=space),
+                                in_axes=(0, None, 0, 0)))
 
     def best(state, n):
         return S.best_so_far(np.asarray(state.values)[:, :n], report, np.asarray(state.codes)[:, :n])[:, -1]
 
     def step_fn(state, step):
-        state = round_fn(state, jnp.int32(step - 1), round_keys[:, step - 1])
+        state = round_fn(state, jnp.int32(step - 1), round_keys[:, step - 1], tables)
         n = search.init + step * search.topk
         b = best(state, n)
         return state, {"queries": n, "best_test_acc": b, "regret": optimum - b}
@@ -110,33 +170,28 @@ def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float
                           loss_key=None)
 
     curves = {"predictor": S.best_so_far(np.asarray(state.values), report, np.asarray(state.codes))}
-    k_base = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
-    if "random" in t.baselines:
-        tr = jax.jit(jax.vmap(functools.partial(S.random_search, table=table, budget=search.budget)))(k_base)
-        curves["random"] = S.best_so_far(np.asarray(tr.values), report, np.asarray(tr.codes))
-    if "rea" in t.baselines:
-        rea = functools.partial(S.regularized_evolution, table=table, space=space, budget=search.budget,
-                                population=min(t.rea_population, search.budget), sample_size=t.rea_sample_size)
-        tr = jax.jit(jax.vmap(rea))(k_base)
-        curves["rea"] = S.best_so_far(np.asarray(tr.values), report, np.asarray(tr.codes))
-    unknown = set(t.baselines) - {"random", "rea"}
-    if unknown:
-        raise ConfigError(f"train.baselines: unknown {sorted(unknown)}; choose from random, rea")
+    for name, tr in baseline_traces(cfg, space, tables, keys, search.budget).items():
+        curves[name] = S.best_so_far(np.asarray(tr.values), report, np.asarray(tr.codes))
 
     ctx.metrics.truncate_after("curve", -1)  # written once, after the search (a resumed run rewrites it)
     for q in range(search.budget):
         ctx.log("curve", q + 1, {name: float(np.median(c[:, q])) for name, c in curves.items()})
     codes = np.asarray(state.codes)
     top = np.argmax(np.asarray(state.values), axis=1)
-    ctx.save_json("curves.json", {"optimum": optimum, "target": t.target, "queried_metric": bench.metric,
-                                  "dataset": bench.dataset, **{k: _quartiles(v) for k, v in curves.items()}})
+    queried = bench.metric + (" (one seed drawn per query)" if bench.seed_draw else "")
+    ctx.save_json("curves.json", {"optimum": optimum, "target": t.target, "queried_metric": queried,
+                                  "reported_metric": "test_acc", "oracle": bench.oracle, "dataset": bench.dataset,
+                                  **{k: _quartiles(v) for k, v in curves.items()}})
     ctx.save_json("queried.json", {"codes": codes.tolist(), "values": np.asarray(state.values).tolist(),
                                    "best_arch": [space.to_string(space.enumerate()[codes[s, top[s]]])
                                                  for s in range(len(top))]})
+    what = "test acc of the best-by-test cell (ORACLE queries)" if bench.oracle else \
+        f"test acc of the best-by-{bench.metric} cell"
     plot_curves(curves, optimum, t.target, ctx.path("plots/search_curve.png"),
-                f"NB201 {bench.dataset}: best-found test acc vs queries ({cfg.seeds} seed(s))")
+                f"NB201 {bench.dataset}: {what} vs queries ({cfg.seeds} seed(s))")
     best_arch = space.enumerate()[codes[0, top[0]]]
-    ctx.meta_record = {"nb201": {"dataset": bench.dataset, "best_arch": space.to_string(best_arch),
+    ctx.meta_record = {"nb201": {"dataset": bench.dataset, "queried_metric": queried,
+                                 "best_arch": space.to_string(best_arch),
                                  "best_arch_encoding": np.asarray(space.encode(best_arch)).tolist()}}
 
     out: dict[str, float | list[float]] = {}
@@ -196,7 +251,7 @@ def plot_quality(table: dict, metric: str, path: Path, title: str) -> None:
 
 
 def run_predictor(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
-    from metanas.predictors.evaluate import quality_table
+    from metanas.predictors.evaluate import canonical_groups, quality_table
     from metanas.predictors.meta_dataset import read_meta_dataset
 
     t = cfg.train
@@ -204,11 +259,13 @@ def run_predictor(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     n_train = [int(n) for n in t.n_train]
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
     proxies: dict[str, np.ndarray] = {}
+    groups = None  # NB201: rank only canonical held-out cells (pruned encoding unlike any training / other cell's)
     if t.source == "nb201":
         space, bench = _space_and_bench(cfg)
         x, y = _nb201_rows(cfg, space, bench, t.encoding)
+        groups = canonical_groups(np.asarray(encode_archs(space, space.enumerate(), "onehot_pruned")))
         proxies = _proxies(cfg, list(t.proxies), space, bench)
-        what = f"NB201 {bench.dataset} {bench.metric}"
+        what = f"NB201 {bench.dataset} {bench.metric}, canonical held-out cells"
     elif t.source == "meta_dataset":
         path = t.meta_dataset or cfg.meta_dataset
         space = hydra.utils.instantiate(cfg.search_space) if t.reencode else None  # rows' arch -> train.encoding
@@ -220,7 +277,8 @@ def run_predictor(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
         raise ConfigError(f"train.source={t.source!r}; choose nb201 or meta_dataset")
     if max(n_train) >= len(y):
         raise ConfigError(f"train.n_train up to {max(n_train)} but only {len(y)} rows; lower it or collect more")
-    table = quality_table(models, ctx.key, x, y, seeds=seeds, n_train=n_train, proxies=proxies, top=t.top)
+    table = quality_table(models, ctx.key, x, y, seeds=seeds, n_train=n_train, proxies=proxies, top=t.top,
+                          groups=groups)
     prec = f"precision_at_{t.top}"
     for n in n_train:
         row = {}
