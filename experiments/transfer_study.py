@@ -86,6 +86,7 @@ def report_transnas() -> str:
         lines.append(f"| {name} | {x['tau_zscore']:.3f} | {f(x['tau_transfer']['0'])} | {f(x['tau_transfer']['10'])}"
                      f" | {f(x['tau_transfer']['20'])} | {f(x['tau_scratch']['10'])} | {f(x['tau_scratch']['20'])} |")
     plot_transnas(r)
+    lines += ["", "![queries to a top-1 % cell per held-out task](transnas_queries.png)"]
     return "\n".join(lines)
 
 
@@ -206,7 +207,7 @@ def write_readme() -> Path:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", choices=["transnas", "tabrepo", "nb201", "report"])
-    p.add_argument("--nb201-metric", default="lowfi_val", help="queried NB201 metric (a validation metric)")
+    p.add_argument("--nb201-metric", default="valid_acc", help="queried NB201 metric (a validation metric)")
     p.add_argument("--tabrepo-dir", default=None, help="your own TabRepo-layout folder")
     p.add_argument("--knn-k", type=int, nargs="+", default=[4, 8, 16, 32, 1000],
                    help="candidate k of the k-NN warm start, chosen per fold on its training tasks (1000: all)")
