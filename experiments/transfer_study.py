@@ -121,7 +121,8 @@ def run_tabrepo(args) -> None:
 
     tr = load_tabrepo(args.tabrepo_dir or args.data_dir)
     # raw meta-features: leave_tasks_out standardises them with the training folds' statistics only
-    res = leave_tasks_out(tr.task_features_raw, normalized_regret(tr.error), folds=5, shuffles=2, k=args.knn_k if len(args.knn_k) > 1 else args.knn_k[0],
+    k = args.knn_k if len(args.knn_k) > 1 else args.knn_k[0]
+    res = leave_tasks_out(tr.task_features_raw, normalized_regret(tr.error), folds=5, shuffles=2, k=k,
                           size=8, seed=args.seed)
     res.update(n_tasks=len(tr.task_names), n_configs=len(tr.config_names), command=" ".join(["python"] + sys.argv))
     OUT.mkdir(parents=True, exist_ok=True)
@@ -175,7 +176,8 @@ def report_nb201() -> str:
     lines = [f"NB201, queried metric `{r['metric']}`, reported: 200-epoch test accuracy of the best cell by the "
              f"queried metric after {b} queries (median of {r['seeds']} seeds):", "",
              "| held-out | transfer: queries to top-16 | from scratch | random | zero-shot z-score order | "
-             "transfer test acc | scratch | random | best-by-validation cell's test acc |", "|---|---|---|---|---|---|---|---|---|"]
+             "transfer test acc | scratch | random | best-by-validation cell's test acc |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for t, name in enumerate(r["tasks"]):
         x = r["targets"][str(t)]
         m = lambda k: float(np.median(x[k]))  # noqa: E731

@@ -53,6 +53,7 @@ def test_target_records_do_not_change_its_pretraining_or_zero_shot_ranking():
     assert not np.array_equal(runs[0].codes, runs[1].codes) or not np.array_equal(runs[0].values, runs[1].values)
 
 
+@pytest.mark.slow  # ~45 s on a loaded 2-core CPU (two nested selections of 12 inner problems)
 def test_nested_selection_of_a_target_never_reads_its_values():
     x, v = _tasks(n_tasks=4, n_cells=30)
     poisoned = v.copy()
@@ -79,6 +80,7 @@ def test_zero_shot_queries_nothing_before_ranking():
     assert set(np.asarray(tr.codes[:3]).tolist()) == set(np.argsort(-np.asarray(scores))[:3].tolist())
 
 
+@pytest.mark.slow  # ~50 s on a loaded 2-core CPU (two vmapped searches compiled); the CLI tests check budgets too
 def test_search_budget_distinct_queries_and_real_values():
     x, v = _tasks()
     for s in (SEARCH, T.TransferSearch(budget=9, init=3, topk=3, source=False)):

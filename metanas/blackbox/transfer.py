@@ -9,8 +9,10 @@ One search (pure function of its key, vmapped over seeds by the callers):
 2. zero-shot: rank every cell of the target by the pre-trained u (no target query at all);
 3. query the ``init`` best cells of that ranking (transfer) -- or ``init`` random cells (from scratch, ``source=
    False``) -- then repeat {fine-tune on the target's queried cells, starting from the pre-trained parameters
-   (``Pairwise.fit(init=...)``, ``finetune_steps`` steps); rank all cells; query the ``topk`` best unqueried} until
-   ``budget`` queries. ``mix`` > 0 keeps a share of source pairs in every fine-tuning batch. From scratch fits from a random init for ``predictor.steps`` steps instead.
+   (``finetune``, ``finetune_steps`` steps; ``mix`` > 0 keeps a share of source pairs in every batch, weighted by
+   ``source_similarity`` when ``similarity_temp`` > 0); rank all cells; query the ``topk`` best unqueried} until
+   ``budget`` queries. From scratch fits from a random init for ``predictor.steps`` steps instead.
+   (``Pairwise.fit(init=...)`` is the plain warm-started fit, i.e. ``mix`` = 0 without the source pairs.)
 
 Targets: each task's values are turned into the pairwise target by ``rank_target`` (exp(scale * normal score of the
 rank among the KNOWN values: all cells of a source task, only the queried cells of the target); see
