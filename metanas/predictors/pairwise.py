@@ -80,9 +80,9 @@ class Pairwise:
         weight = jnp.ones_like(per) if weight is None else weight
         return jnp.sum(per * weight) / jnp.maximum(weight.sum(), 1.0)
 
-    def _fit_one(self, key, x, p, n, group, within_group: bool = False):
+    def _fit_one(self, key, x, p, n, group, within_group: bool = False, params0: dict | None = None):
         k_init, k_data = jax.random.split(key)
-        params = self.init(k_init, x.shape[1])
+        params = self.init(k_init, x.shape[1]) if params0 is None else params0
         tx = optax.adamw(self.lr, weight_decay=self.weight_decay)
         hi = jnp.maximum(n, 1)
         # rows sorted by group (rows past n last): the rows of i's group are one slice [lo, hi) of ``order``
@@ -111,14 +111,19 @@ class Pairwise:
         (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), jax.random.split(k_data, self.steps))
         return params
 
-    def fit(self, key: jax.Array, x: jax.Array, y: jax.Array, n, group: jax.Array | None = None) -> dict:
+    def fit(self, key: jax.Array, x: jax.Array, y: jax.Array, n, group: jax.Array | None = None,
+            init: dict | None = None) -> dict:
         """Train on the first ``n`` rows; ``y`` > 0 (e.g. accuracy); ``group`` [N] int: data set / split id.
 
         Without ``group`` pairs are drawn uniformly; with it, the second row of a pair is drawn from the first row's
-        group (with many groups, uniform pairs would mostly be masked out)."""
+        group (with many groups, uniform pairs would mostly be masked out). ``init``: parameters of a previous
+        ``fit`` (leading axis = ``ensemble`` members) to start from instead of a random init (fine-tuning a
+        pre-trained meta-learner for ``steps`` steps with a fresh optimiser state); None = from scratch."""
         within = group is not None
         group = jnp.zeros(x.shape[0], jnp.int32) if group is None else group
         keys = jax.random.split(key, self.ensemble)
+        if init is not None:
+            return jax.vmap(lambda k, p0: self._fit_one(k, x, y, n, group, within, p0))(keys, init)
         fit = lambda k: self._fit_one(k, x, y, n, group, within)  # noqa: E731
         return jax.vmap(fit)(keys)
 

@@ -1,0 +1,134 @@
+"""Transfer experiments: ``transfer_transnas`` (and the NB201 sanity check ``transfer_nb201`` when it lands).
+
+transfer_transnas (``run_transnas``): hold out ``train.target`` of TransNAS-Bench-101 micro, pre-train the pairwise
+meta-learner on ``train.source_tasks`` (default: every other task; naming the target is an error), then
+``train.mode``:
+- ``transfer``: query the pre-trained model's ``init`` best cells, then rounds of {fine-tune on the target's
+  queries (with ``mix`` of source pairs, ``similarity_temp``-weighted), query the ``topk`` best} to ``budget``;
+- ``zero_shot``: rank the target with the pre-trained model and query nothing.
+Baselines on the same seeds (``seeds=K`` vmapped): the same search from scratch, random search, and the zero-shot
+mean z-score order of the sources. Metrics: queries to one of the target's top-``top_frac`` cells (median over
+seeds), Kendall tau of the target ranking after 0 / 10 / 20 target evaluations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import hydra
+import jax
+import jax.numpy as jnp
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from metanas.benchmarks.transnas import default_path, load_transnas, top_cells
+from metanas.blackbox import transfer as T
+from metanas.config import ConfigError
+from metanas.runners.context import RunContext
+
+
+def _task_index(tasks, name, what) -> int:
+    if name not in tasks:
+        raise ConfigError(f"{what}={name!r} is not a task of the TransNAS file; choose one of {list(tasks)}")
+    return tasks.index(name)
+
+
+def run_transnas(cfg: DictConfig, ctx: RunContext) -> dict:
+    t = cfg.train
+    data = load_transnas(t.file or default_path(cfg.data_dir), lower_is_better=list(t.get("lower_is_better") or []))
+    target = _task_index(data.tasks, t.target, "train.target")
+    names = list(t.source_tasks) if t.source_tasks else [n for n in data.tasks if n != t.target]
+    sources = [_task_index(data.tasks, n, "train.source_tasks") for n in names]
+    if target in sources:
+        raise ConfigError(f"train.source_tasks must not contain the target {t.target!r} (leave-one-task-out)")
+    if t.mode not in ("transfer", "zero_shot"):
+        raise ConfigError(f"train.mode={t.mode!r}; choose transfer or zero_shot")
+    predictor = hydra.utils.instantiate(cfg.predictor)
+    search = T.TransferSearch(budget=t.budget, init=t.init, topk=t.topk, pretrain_steps=t.pretrain_steps,
+                              finetune_steps=t.finetune_steps, mix=t.mix, similarity_temp=t.similarity_temp,
+                              scale=t.scale)
+    src, tv = T.leave_one_out(data.valid, target, sources)
+    hit = top_cells(data.valid[target], t.top_frac)
+    x = jnp.asarray(data.x)
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(cfg.seed, cfg.seed + cfg.seeds)])
+    z = T.zscore_order(src)
+    out: dict = {"zscore_queries_to_top": T.order_queries_to_hit(z, hit), "zscore_tau": T.kendall(z, tv)}
+    if t.mode == "zero_shot":
+        # the target's values are not passed: ranking needs no target query
+        _, scores = jax.jit(jax.vmap(lambda k: search.zero_shot(k, x, jnp.asarray(src), predictor=predictor)))(keys)
+        scores = np.asarray(scores)
+        q = [T.order_queries_to_hit(s, hit) for s in scores]
+        tau = [T.kendall(s, tv) for s in scores]
+        out.update(queries_to_top=float(np.median(q)), tau_0=float(np.mean(tau)),
+                   queries_to_top_per_seed=[float(v) for v in q])
+        ctx.save_json("ranking.json", {"scores": scores.tolist(), "target": t.target, "sources": names})
+        return out
+    runs = {"transfer": search, "scratch": dataclasses.replace(search, source=False)}
+    result = {}
+    for name, s in runs.items():
+        tr = jax.jit(jax.vmap(lambda k: s.run(k, x, jnp.asarray(src), jnp.asarray(tv), predictor=predictor)))(keys)
+        result[name] = jax.tree_util.tree_map(np.asarray, tr)
+        q = T.queries_to_hit(result[name].codes, hit)
+        out[f"{name}_queries_to_top" if name != "transfer" else "queries_to_top"] = float(np.median(q))
+        out[f"{name}_queries_per_seed"] = q.astype(float).tolist()
+        for n in t.tau_at:
+            sc = s.scores_after(result[name].scores, int(n))
+            if sc is not None:
+                out[f"{name}_tau_{n}"] = float(np.mean([T.kendall(v, tv) for v in sc]))
+        ctx.log("search", 0, {"method": name, "median_queries_to_top": out[f"{name}_queries_per_seed"]})
+    rnd = np.asarray(jax.vmap(lambda k: T.random_codes(k, x.shape[0], x.shape[0]))(keys))
+    out["random_queries_to_top"] = float(np.median(T.queries_to_hit(rnd, hit)))
+    ctx.save_json("queried.json", {name: {"codes": r.codes.tolist(), "values": r.values.tolist()}
+                                   for name, r in result.items()})
+    ctx.meta_record = {"transfer": {"target": t.target, "sources": names,
+                                    "config": OmegaConf.to_container(t, resolve=True)}}
+    return out
+
+
+def nb201_tables(metric: str, data_dir: str | None, encoding: str):
+    """(features [15625, D], queried metric [3, N], report = 200-epoch test accuracy [3, N]) for NB201's data sets."""
+    from metanas.benchmarks.nb201 import DATASETS, NB201Benchmark
+    from metanas.predictors.encodings import encode_archs
+    from metanas.search_spaces.nb201 import NB201Space
+
+    space = NB201Space()
+    benches = [NB201Benchmark(dataset=d, metric=metric, data_dir=data_dir) for d in DATASETS]
+    x = np.asarray(encode_archs(space, space.enumerate(), encoding), np.float32)
+    return (x, np.stack([b.table() for b in benches]).astype(np.float32),
+            np.stack([b.report_table() for b in benches]).astype(np.float32), list(DATASETS))
+
+
+def run_nb201(cfg: DictConfig, ctx: RunContext) -> dict:
+    """transfer_nb201: hold out ``train.target`` (an NB201 data set), pre-train on the other two (query the
+    benchmark's metric -- a validation metric --, report test accuracy). Baselines as transfer_transnas."""
+    t = cfg.train
+    if cfg.benchmark.metric == "test_acc":
+        raise ConfigError("transfer_nb201 queries a validation metric (query validation, report test); set "
+                          "benchmark.metric to a validation metric (lowfi_val, or valid_acc where available)")
+    x, values, report, names = nb201_tables(cfg.benchmark.metric, cfg.benchmark.data_dir, t.encoding)
+    target = _task_index(names, t.target, "train.target")
+    src_names = list(t.source_tasks) if t.source_tasks else [n for n in names if n != t.target]
+    sources = [_task_index(names, n, "train.source_tasks") for n in src_names]
+    if target in sources:
+        raise ConfigError(f"train.source_tasks must not contain the target {t.target!r} (leave-one-task-out)")
+    predictor = hydra.utils.instantiate(cfg.predictor)
+    search = T.TransferSearch(budget=t.budget, init=t.init, topk=t.topk, pretrain_steps=t.pretrain_steps,
+                              finetune_steps=t.finetune_steps, mix=t.mix, similarity_temp=t.similarity_temp,
+                              scale=t.scale)
+    src, tv = T.leave_one_out(values, target, sources)
+    hit = top_cells(tv, t.top / tv.shape[0])
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(cfg.seed, cfg.seed + cfg.seeds)])
+    z = T.zscore_order(src)
+    out: dict = {"zscore_queries_to_top": T.order_queries_to_hit(z, hit)}
+    queried = {}
+    for name, s in (("transfer", search), ("scratch", dataclasses.replace(search, source=False))):
+        tr = jax.jit(jax.vmap(lambda k: s.run(k, jnp.asarray(x), jnp.asarray(src), jnp.asarray(tv),
+                                              predictor=predictor)))(keys)
+        codes = np.asarray(tr.codes)
+        prefix = "" if name == "transfer" else "scratch_"
+        out[f"{prefix}queries_to_top"] = T.queries_to_hit(codes, hit).astype(float).tolist()
+        out[f"{prefix}best_test_acc"] = [float(report[target, c[np.argmax(tv[c])]]) for c in codes]
+        queried[name] = {"codes": codes.tolist(), "values": np.asarray(tr.values).tolist()}
+    ctx.save_json("queried.json", queried)
+    ctx.meta_record = {"transfer": {"target": t.target, "sources": src_names, "metric": cfg.benchmark.metric}}
+    return out

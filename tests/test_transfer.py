@@ -1,0 +1,181 @@
+"""Transfer search across tasks (metanas.blackbox.transfer, metanas.benchmarks.transnas): leave-one-task-out is
+enforced (a target's records never reach its own pre-training or its nested selection), zero-shot queries nothing,
+the loader reads a user's own file, and transfer_transnas runs under debug=fast. Hand-made multi-task data are
+SYNTHETIC (small random tables), built here."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import last_summary, run_fast, run_metanas, REPO
+from metanas.benchmarks.transnas import TransNASDataError, load_transnas, pairwise_target, top_cells
+from metanas.blackbox import transfer as T
+from metanas.predictors.pairwise import Pairwise
+
+PRED = Pairwise(hidden=8, embed=4, steps=5, ensemble=2)
+SEARCH = T.TransferSearch(budget=9, init=3, topk=3, pretrain_steps=8, finetune_steps=4, mix=0.5)
+
+
+def _tasks(n_tasks=4, n_cells=40, seed=0):
+    """SYNTHETIC multi-task table: shared one-hot cells, task values = shared linear score + task noise."""
+    rng = np.random.default_rng(seed)
+    archs = rng.integers(0, 4, (n_cells, 6))
+    x = np.eye(4, dtype=np.float32)[archs].reshape(n_cells, 24)
+    base = x @ rng.normal(size=24)
+    values = (base[None] + rng.normal(size=(n_tasks, n_cells))).astype(np.float32)
+    return x, values
+
+
+def test_leave_one_out_never_hands_the_target_to_pretraining():
+    x, v = _tasks()
+    src, tgt = T.leave_one_out(v, 2)
+    assert src.shape == (3, 40) and not any(np.array_equal(s, v[2]) for s in src)
+    np.testing.assert_array_equal(tgt, v[2])
+    with pytest.raises(ValueError, match="cannot be among its own source tasks"):
+        T.leave_one_out(v, 1, sources=[0, 1, 3])
+
+
+def test_target_records_do_not_change_its_pretraining_or_zero_shot_ranking():
+    """Poison the target's row: the pre-trained model and the first (zero-shot chosen) queries stay the same."""
+    x, v = _tasks()
+    poisoned = v.copy()
+    poisoned[1] = -poisoned[1] * 100 + 7  # the target's records reversed
+    key = jax.random.PRNGKey(3)
+    runs = []
+    for table in (v, poisoned):
+        src, tgt = T.leave_one_out(table, 1)
+        runs.append(SEARCH.run(key, jnp.asarray(x), jnp.asarray(src), jnp.asarray(tgt), predictor=PRED))
+    np.testing.assert_array_equal(runs[0].scores[0], runs[1].scores[0])  # zero-shot scores: pre-training only
+    np.testing.assert_array_equal(runs[0].codes[:3], runs[1].codes[:3])  # first queries chosen before any target value
+    assert not np.array_equal(runs[0].codes, runs[1].codes) or not np.array_equal(runs[0].values, runs[1].values)
+
+
+@pytest.mark.slow  # ~45 s on a loaded 2-core CPU (two nested selections of 12 inner problems)
+def test_nested_selection_of_a_target_never_reads_its_values():
+    x, v = _tasks(n_tasks=4, n_cells=30)
+    poisoned = v.copy()
+    poisoned[0] = -poisoned[0]
+    search = T.TransferSearch(budget=6, init=3, topk=3, pretrain_steps=4, finetune_steps=2)
+    cfgs = [dict(mix=0.5), dict(mix=0.0)]
+    hit = top_cells(v, 0.1)
+    key = jax.random.PRNGKey(0)
+    _, a = T.nested_select(key, x, v, cfgs, search, PRED, 1, hit)
+    _, b = T.nested_select(key, x, poisoned, cfgs, search, PRED, 1, hit)
+    np.testing.assert_array_equal(a[:, 0], b[:, 0])  # outer target 0's inner scores: identical
+    assert np.isnan(a[:, 0, 0]).all()
+
+
+def test_zero_shot_queries_nothing_before_ranking():
+    """zero_shot takes no target values at all; run's first init queries are its top cells."""
+    x, v = _tasks()
+    src, tgt = T.leave_one_out(v, 0)
+    key = jax.random.PRNGKey(1)
+    _, scores = SEARCH.zero_shot(jax.random.split(key, 3)[0], jnp.asarray(x), jnp.asarray(src), predictor=PRED)
+    tr = SEARCH.run(key, jnp.asarray(x), jnp.asarray(src), jnp.asarray(np.full(40, np.nan, np.float32)),
+                    predictor=PRED)
+    np.testing.assert_allclose(tr.scores[0], scores, rtol=1e-6)
+    assert set(np.asarray(tr.codes[:3]).tolist()) == set(np.argsort(-np.asarray(scores))[:3].tolist())
+
+
+@pytest.mark.slow  # ~50 s on a loaded 2-core CPU (two vmapped searches compiled); the CLI tests check budgets too
+def test_search_budget_distinct_queries_and_real_values():
+    x, v = _tasks()
+    for s in (SEARCH, T.TransferSearch(budget=9, init=3, topk=3, source=False)):
+        src, tgt = T.leave_one_out(v, 3)
+        tr = jax.vmap(lambda k: s.run(k, jnp.asarray(x), jnp.asarray(src), jnp.asarray(tgt), predictor=PRED))(
+            jax.random.split(jax.random.PRNGKey(0), 2))
+        for codes, values in zip(np.asarray(tr.codes), np.asarray(tr.values)):
+            assert len(set(codes.tolist())) == 9
+            np.testing.assert_allclose(values, tgt[codes])
+        assert tr.scores.shape == (2, s.rounds + 1, 40)
+
+
+def test_rank_target_matches_numpy_and_is_scale_free():
+    v = np.array([3.0, -1.0, 2.0, 2.0, 10.0], np.float32)
+    known = np.array([1, 1, 1, 1, 0], bool)
+    a = np.asarray(T.rank_target(jnp.asarray(v), jnp.asarray(known)))
+    np.testing.assert_allclose(a, pairwise_target(v, known), rtol=1e-5)
+    assert a[4] == 1.0 and a[2] == a[3] and a[0] > a[2] > a[1] > 0
+    np.testing.assert_allclose(a, np.asarray(T.rank_target(jnp.asarray(5 * v - 100), jnp.asarray(known))), rtol=1e-6)
+
+
+def test_pairwise_fit_init_backward_compatible():
+    x, v = _tasks(n_tasks=1)
+    y = pairwise_target(v[0])
+    p0 = PRED.fit(jax.random.PRNGKey(0), jnp.asarray(x), jnp.asarray(y), 40)
+    again = PRED.fit(jax.random.PRNGKey(0), jnp.asarray(x), jnp.asarray(y), 40, init=None)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, p0, again)
+    import dataclasses
+    same = dataclasses.replace(PRED, steps=0).fit(jax.random.PRNGKey(1), jnp.asarray(x), jnp.asarray(y), 40, init=p0)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, p0, same)  # 0 fine-tuning steps: the given params
+
+
+def _user_file(path, tasks=("a", "b", "c"), n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    archs = {tuple(int(o) for o in rng.integers(0, 4, 6)) for _ in range(4 * n)}
+    archs = sorted(archs)[:n]
+    d = {t: {str(a): {"val_accuracy": float(rng.normal()), "flops": {"score": 1.0, "time": 0.1}} for a in archs}
+         for t in tasks}
+    path.write_text(json.dumps(d))
+    return d
+
+
+def test_load_user_file_and_orientation(tmp_path):
+    d = _user_file(tmp_path / "mine.json")
+    data = load_transnas(tmp_path / "mine.json", lower_is_better=["b"])
+    assert data.tasks == ("a", "b", "c") and data.x.shape == (12, 24) and data.valid.shape == (3, 12)
+    k = list(d["a"])[0]
+    assert data.valid[1, 0] == pytest.approx(-d["b"][k]["val_accuracy"])
+    assert data.valid[0, 0] == pytest.approx(d["a"][k]["val_accuracy"])
+    np.testing.assert_array_equal(data.x.reshape(12, 6, 4).argmax(-1), data.archs)
+    assert np.isfinite(data.proxies[..., data.proxy_names.index("flops")]).all()
+    with pytest.raises(TransNASDataError, match="not found"):
+        load_transnas(tmp_path / "none.json")
+    bad = dict(d)
+    bad["c"] = {k: v for k, v in list(d["c"].items())[:-1]}
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(TransNASDataError, match="same arch keys"):
+        load_transnas(tmp_path / "bad.json")
+
+
+def test_shared_transnas_file(data_dir):
+    from metanas.benchmarks.transnas import TASKS, default_path
+
+    data = load_transnas(default_path(data_dir))
+    assert data.tasks == TASKS and data.valid.shape == (7, 711)
+    assert top_cells(data.valid).sum(1).tolist() == [7] * 7
+    assert (data.valid[TASKS.index("room_layout")] < 0).all()  # negative loss, higher is better
+
+
+def test_transfer_transnas_fast(tmp_path):
+    _user_file(tmp_path / "mine.json", tasks=("t0", "t1", "t2"), n=30)
+    run_fast(tmp_path, "experiment=transfer_transnas", "seeds=2", f"train.file={tmp_path}/mine.json",
+             "train.target=t1")
+    s, run_dir = last_summary(tmp_path, "transfer_transnas")
+    m = s["metrics_per_seed"]
+    assert len(m["transfer_queries_per_seed"]) == 2 and all(1 <= q <= 11 for q in m["transfer_queries_per_seed"])
+    q = json.loads((run_dir / "queried.json").read_text())
+    assert all(len(set(c)) == 10 for c in q["transfer"]["codes"])
+    run_fast(tmp_path, "experiment=transfer_transnas", f"train.file={tmp_path}/mine.json", "train.target=t1",
+             "train.mode=zero_shot")
+    s, run_dir = last_summary(tmp_path, "transfer_transnas")
+    assert "tau_0" in s["metrics"] and (run_dir / "ranking.json").exists()
+
+
+def test_transfer_transnas_rejects_target_among_sources(tmp_path):
+    _user_file(tmp_path / "mine.json")
+    p = run_metanas("experiment=transfer_transnas", "debug=fast", f"train.file={tmp_path}/mine.json",
+                    "train.target=a", "train.source_tasks=[a,b]", f"results_dir={tmp_path}/runs", cwd=REPO)
+    assert p.returncode != 0 and "must not contain the target" in p.stderr
+
+
+def test_transfer_nb201_fast(tmp_path):
+    run_fast(tmp_path, "experiment=transfer_nb201", "seeds=2", "train.target=cifar10")
+    s, run_dir = last_summary(tmp_path, "transfer_nb201")
+    m = s["metrics_per_seed"]
+    assert len(m["queries_to_top"]) == 2 and all(50 < a < 100 for a in m["best_test_acc"])
+    q = json.loads((run_dir / "queried.json").read_text())
+    assert all(len(set(c)) == 10 for c in q["transfer"]["codes"])
