@@ -251,14 +251,25 @@ def _program(space: SearchSpace, predictor: Any, n_candidates: int, chunk: int, 
         k_fit, k_cand = jax.random.split(key)
         if pairwise:
             params = predictor.fit(k_fit, x, p, n, group)
+            # each member's utility is defined up to an offset: centre it on the fit rows (not per chunk, which
+            # would shift members differently in every chunk)
+            mask = (jnp.arange(x.shape[0]) < n).astype(jnp.float32)
+            uref = jax.vmap(predictor.utility, in_axes=(0, None))(params, x) @ mask / jnp.maximum(mask.sum(), 1.0)
+
+            def score_std(feats):
+                u = jax.vmap(predictor.utility, in_axes=(0, None))(params, feats) - uref[:, None]
+                return u.mean(0), u.std(0)
         else:  # pointwise regressors: log utility (a ratio scale, like the pairwise target)
             params = predictor.fit(k_fit, x, jnp.log(p), n)
+
+            def score_std(feats):
+                return predictor.score_std(params, feats)
 
         def score_chunk(idx):
             u = jax.vmap(lambda i: draw_units(space, jax.random.fold_in(k_cand, i)))(idx)
             enc = jax.vmap(lambda v: encode_units(space, v))(u)
             feats = jnp.concatenate([enc, jnp.broadcast_to(query, (idx.shape[0], query.shape[0]))], 1)
-            mean, std = predictor.score_std(params, feats)
+            mean, std = score_std(feats)
             return mean + beta * std
 
         scores = jax.lax.map(score_chunk, jnp.arange(n_candidates, dtype=jnp.int32).reshape(n_chunks, chunk))
@@ -291,7 +302,7 @@ class MetaLearnerSampler:
     chunk: int = 4096
     beta: float = 0.0  # UCB exploration bonus on the ensemble spread
     min_points: int = 3
-    top: int = 256  # winners decoded per round (more if needed to skip known configs)
+    top: int = 256  # winners decoded per round (at least 4 n); known ones are skipped, random draws fill up
 
     def _fid_feature(self, f: float) -> float:
         if self.fidelity is None or not math.isfinite(f):
@@ -341,23 +352,17 @@ class MetaLearnerSampler:
             gp[: len(rows)] = [gid[r[3]] for r in rows]
             predictor = self.predictor if self.predictor is not None else _default_predictor()
             top = min(self.n_candidates, max(self.top, 4 * n))
-            while True:
-                prog = _program(self.space, predictor, self.n_candidates, self.chunk, top, float(self.beta))
-                idx, _, k_cand = prog(key, jnp.asarray(xp), jnp.asarray(pp), len(rows), jnp.asarray(gp),
-                                      jnp.asarray(query))
-                units = np.asarray(_decoder(self.space)(k_cand, idx))
-                keys = set()
-                for u in units:
-                    c = decode_units(self.space, u)
-                    k = config_key(c)
-                    if k not in seen and k not in keys:
-                        out.append(c)
-                        keys.add(k)
-                    if len(out) >= n:
-                        break
-                if len(out) >= n or top >= self.n_candidates:
+            prog = _program(self.space, predictor, self.n_candidates, self.chunk, top, float(self.beta))
+            idx, _, k_cand = prog(key, jnp.asarray(xp), jnp.asarray(pp), len(rows), jnp.asarray(gp), jnp.asarray(query))
+            keys = set()
+            for u in np.asarray(_decoder(self.space)(k_cand, idx)):  # winners in score order
+                c = decode_units(self.space, u)
+                k = config_key(c)
+                if k not in seen and k not in keys:
+                    out.append(c)
+                    keys.add(k)
+                if len(out) >= n:
                     break
-                out, top = [], min(self.n_candidates, top * 4)  # many winners already run: look further down
         keys = {config_key(c) for c in out}
         for _ in range(100 * n):  # too few points, or every candidate known: random draws, de-duplicated
             if len(out) >= n:
