@@ -206,3 +206,24 @@ def test_hpo_metalearner_fast_arch_keys_real_training_and_resume(tmp_path):
     again = json.loads((run_dir / "trials.json").read_text())
     assert [t["config"] for t in again] == [t["config"] for t in trials]  # the meta-learner re-proposed trial 2
     assert len(json.loads((run_dir / "summary.json").read_text())["metrics"]) > 0
+
+
+@pytest.mark.slow
+def test_live_study_script_at_tiny_size(tmp_path, data_dir):
+    """experiments/live_metalearner_study.py --tiny: real training, both tasks, the warm run on task B reads task
+    A's records from the study's meta-dataset; selection by validation, test read for the chosen config."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, str(REPO / "experiments/live_metalearner_study.py"), "--tiny", "--out",
+                        str(tmp_path), "--data-dir", str(data_dir), "--methods", "random,metalearner"],
+                       capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert set(res["B"]["summary"]["methods"]) == {"random", "metalearner", "metalearner_warm"}
+    assert res["B"]["warm_records"] == 8  # 2 methods x 1 seed x 4 trials of task A
+    for label in "AB":
+        for log in res[label]["trials"].values():
+            assert len(log) == 4 and all(0 <= t["val_acc"] <= 1 for t in log)
+        assert (tmp_path / f"best_so_far_task{label}.png").exists()
+    assert "trials to target" in (tmp_path / "tables.md").read_text()
