@@ -1,12 +1,12 @@
 """Live study of train.sampler=metalearner: meta-learner sampler vs random search vs GP-EI vs Optuna TPE, real
 training on real data -> results/live_metalearner/.
 
-    .venv/bin/python experiments/live_metalearner_study.py                  # the study (3 seeds x 20 trials)
+    .venv/bin/python experiments/live_metalearner_study.py                  # the study (5 seeds x 30 trials)
     .venv/bin/python experiments/live_metalearner_study.py --tiny --out /tmp/x   # a seconds-long smoke run
 
 Each trial trains ONE NB201 cell (an architecture: 6 categorical edges over 5 ops) with a learning rate (log
 float) on a small REAL Omniglot problem (``metanas.hpo.cell``: collect's 1-stage NB201 skeleton, C=4, N=1,
-full-batch Adam; 10 characters, 15 drawers train / 3 validation / 2 test per character, 7x7 pixels). Every method
+full-batch Adam; 10 characters, 12 drawers train / 5 validation / 3 test per character, 7x7 pixels). Every method
 selects on the VALIDATION accuracy; the test accuracy of each run's chosen configuration (best validation) is
 read once, at the end. Task A: characters of ``data_seed=0``. Task B (related: other characters, same
 alphabet set, same image size): ``data_seed=1``, where the meta-learner sampler also runs warm, with every
@@ -48,8 +48,10 @@ def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(REPO / "results/live_metalearner"))
     p.add_argument("--data-dir", default=str(REPO.parent / "shared/data"))
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--trials", type=int, default=30)
+    p.add_argument("--train-drawers", type=int, default=12, help="of 20 per character; the rest: val then test")
+    p.add_argument("--val-drawers", type=int, default=5)
     p.add_argument("--steps", type=int, default=30, help="training steps per trial")
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--candidates", type=int, default=65536)
@@ -109,8 +111,8 @@ def run_method(method, task, space, seed, n_trials, candidates, records=None):
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         dists = {p.name: (od.CategoricalDistribution(list(p.choices)) if p.type == "categorical"
-                          else od.LogUniformDistribution(p.low, p.high) if p.log else od.UniformDistribution(p.low, p.high))
-                 for p in space.params}  # optuna 2.x names (the version hydra-optuna-sweeper pins)
+                          else od.LogUniformDistribution(p.low, p.high) if p.log
+                          else od.UniformDistribution(p.low, p.high)) for p in space.params}  # optuna 2.x names (the version hydra-optuna-sweeper pins)
         study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
         for _ in range(n_trials):
             trial = study.ask(dists)
@@ -149,7 +151,8 @@ def summarise(runs, task_name):
             ttr.append(trials_to_reach(curve, target[s]))
             test.append(max(log, key=lambda r: r[1])[2])  # the chosen (best-val) configuration's test acc
         rows[m] = {"best_val_median": float(np.median(best)), "trials_to_best_median": float(np.median(ttr)),
-                   "reached_best": int(sum(math.isfinite(t) for t in ttr)), "chosen_test_median": float(np.median(test)),
+                   "reached_best": int(sum(math.isfinite(t) for t in ttr)),
+                   "chosen_test_median": float(np.median(test)),
                    "best_val": best, "trials_to_best": ttr, "chosen_test": test}
     return {"task": task_name, "target_per_seed": target, "methods": rows}
 
@@ -199,7 +202,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     results = {}
     for label, data_seed, extra in (("A", 0, []), ("B", 1, ["metalearner_warm"] if "metalearner" in methods else [])):
-        task = CellTask(a.data_dir, data_seed, a.classes, a.steps)
+        task = CellTask(a.data_dir, data_seed, a.classes, a.steps, a.val_drawers, a.train_drawers)
         records = None
         if extra:
             records = load_records(meta, space, metric="val_acc", maximize=True, experiment=EXPERIMENT)

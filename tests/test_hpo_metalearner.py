@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO, last_summary, run_fast, run_metanas
 from metanas.hpo.metalearner import (MetaLearnerSampler, decode_units, encode_units, load_records)
 from metanas.hpo.schedulers import RandomSearch, SuccessiveHalving, Trial
-from metanas.hpo.space import SpaceError, config_key, space_from_config
+from metanas.hpo.space import config_key, space_from_config
 from metanas.predictors.pairwise import Pairwise
 from metanas.run_store import append_jsonl, read_jsonl
 
@@ -169,11 +169,6 @@ def test_bad_sampler_name_is_one_line(tmp_path):
     p = run_metanas("experiment=hpo_random", "debug=fast", "train.sampler=bayes", f"results_dir={tmp_path}",
                     "meta_dataset=null", cwd=REPO)
     assert p.returncode != 0 and "train.sampler='bayes'; expected one of random, model, metalearner" in p.stderr
-
-
-def test_space_error_for_unknown_condition_parent():
-    with pytest.raises(SpaceError):
-        space_from_config([{"name": "m", "type": "float", "low": 0, "high": 1, "condition": {"opt": ["sgd"]}}])
 
 
 def test_hpo_metalearner_fast_arch_keys_real_training_and_resume(tmp_path):

@@ -54,7 +54,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
         raise ConfigError(f"train.val_drawers={val_drawers} must be in 1..{held - 1} (held-out drawers: {held})")
     x, y, xh, yh = omniglot_problem(cfg.data_dir, t.classes, t.train_drawers, t.image_size, t.data_seed)
     drawer = np.arange(len(yh)) % held  # rows are class-major, drawers inner
-    xv, yv, xt, yt = xh[drawer < val_drawers], yh[drawer < val_drawers], xh[drawer >= val_drawers], yh[drawer >= val_drawers]
+    is_val = drawer < val_drawers
+    xv, yv, xt, yt = xh[is_val], yh[is_val], xh[~is_val], yh[~is_val]
     ctx.record_dataset(f"omniglot-{t.classes}c-{t.image_size}px-d{t.data_seed}", x, y, split=f"val{val_drawers}")
     train = cell_trainer(tuple(space.ops), int(space.num_edges), int(t.C), int(t.N), int(t.classes), int(t.stages),
                          int(t.steps), len(yv))
@@ -103,7 +104,8 @@ def make_cell_trainer(net, num_ops: int, steps: int, n_val: int):
         (w, _), _ = jax.lax.scan(step, (w, opt), None, length=steps)
         train_loss, logits = loss_fn(w, mix, x, y)
         hit = jnp.argmax(net.apply_mix(w, mix, {}, xe)[0], -1) == ye
-        return {"train_loss": train_loss, "train_acc": jnp.mean(jnp.argmax(logits, -1) == y), "val_acc": jnp.mean(hit[:n_val]),
+        return {"train_loss": train_loss, "train_acc": jnp.mean(jnp.argmax(logits, -1) == y),
+                "val_acc": jnp.mean(hit[:n_val]),
                 "test_acc": jnp.mean(hit[n_val:])}
 
     return train

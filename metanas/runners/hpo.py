@@ -187,7 +187,8 @@ def metalearner_sampler(cfg: DictConfig, ctx: RunContext, space: SearchSpace, me
         records = load_snapshot(snap)
     else:
         records = load_records(ml.get("meta_dataset") or cfg.meta_dataset, space, metric=objective.metric,
-                               maximize=objective.maximize, experiment=ml.get("record_experiment") or objective.experiment,
+                               maximize=objective.maximize,
+                               experiment=ml.get("record_experiment") or objective.experiment,
                                fidelity_key=objective.fidelity_key, task_keys=task_keys,
                                transfer=bool(ml.get("transfer", False)), current_task=task,
                                exclude_run_dir=str(ctx.run_dir))
