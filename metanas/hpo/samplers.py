@@ -9,6 +9,9 @@
 - ``CandidateSampler``: the same three ideas over a *finite* candidate set (config indices), used by the
   TabRepo study where every candidate has a recorded outcome: random order without replacement, optional
   warm-start list, optional GP-EI on candidate features with an optional meta-learned prior mean.
+- ``MetaLearnerSampler`` (``metanas.hpo.metalearner``, JAX): fit a meta-learner (the pairwise model by default) on
+  the run store's records and this study's trials, score thousands to millions of candidates in one jitted
+  program, propose the best not yet run (UCB on the ensemble spread optional).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Config (``train:``): ``objective`` (an ``ExperimentObjective`` or a ``TabRepoTask``), ``method`` (``RandomSearch``,
 ``SuccessiveHalving`` or ``Hyperband``), ``space`` (list of parameter specs, see ``metanas.hpo.space``),
-``sampler`` (random | model), ``warm_start`` ({k, source: none | run_store | tabrepo}), ``seeds``, ``budget``,
+``sampler`` (random | model | metalearner, the last configured by ``metalearner:``; see
+``metanas.hpo.metalearner``), ``warm_start`` ({k, source: none | run_store | tabrepo}), ``seeds``, ``budget``,
 ``strategies`` (TabRepo comparison).
 
 Resume: finished evaluations are appended to ``trials.jsonl``; a resumed run replays the deterministic
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,8 @@ from metanas.hpo.space import SearchSpace, config_key, space_from_config
 from metanas.hpo.surrogate import fit_rff_ridge, rff_predict
 from metanas.hpo.warmstart import past_tasks_from_run_store, warm_start_configs
 from metanas.runners.context import RunContext, require_one_seed
+
+log = logging.getLogger(__name__)
 
 
 def _plain(node: Any) -> Any:
@@ -82,7 +86,7 @@ def run_live(cfg: DictConfig, ctx: RunContext, method: Any, objective: Experimen
     t = cfg.train
     space = space_from_config(t.space)
     metafeatures = _metafeatures(t.metafeatures_data, cfg.seed, cfg.data_dir)
-    base = (ModelBasedSampler(space) if t.sampler == "model" else RandomSampler(space))
+    base = _base_sampler(cfg, ctx, space, method, objective)
     propose, warm = base, []
     if t.warm_start.k > 0:
         past = past_tasks_from_run_store(t.warm_start.meta_dataset or cfg.meta_dataset,
@@ -129,10 +133,75 @@ def run_live(cfg: DictConfig, ctx: RunContext, method: Any, objective: Experimen
     failed = sum(r["status"] != "ok" for r in records)
     ctx.meta_record |= {"metafeatures": metafeatures, "hpo": {
         "task": t.task_name, "best_config": inc.config, "best_loss": inc.loss, "fidelity_key": objective.fidelity_key,
-        "warm_start_configs": warm, "method": type(method).__name__}}
+        "warm_start_configs": warm, "method": type(method).__name__, "sampler": t.sampler}}
     out = {"best_loss": inc.loss, "best_fidelity": inc.fidelity, "n_trials": float(len(history)),
            "n_failed": float(failed), "cost_full_evals": float(sum(h.cost for h in history))}
     return out | {f"importance_{k}": v for k, v in imp.items()}
+
+
+SAMPLERS = ("random", "model", "metalearner")
+
+
+def _base_sampler(cfg: DictConfig, ctx: RunContext, space: SearchSpace, method: Any, objective: Any) -> Any:
+    t = cfg.train
+    if t.sampler not in SAMPLERS:
+        raise ValueError(f"train.sampler={t.sampler!r}; expected one of {', '.join(SAMPLERS)}")
+    if t.sampler == "model":
+        return ModelBasedSampler(space)
+    if t.sampler == "random":
+        return RandomSampler(space)
+    return metalearner_sampler(cfg, ctx, space, method, objective)
+
+
+def metalearner_sampler(cfg: DictConfig, ctx: RunContext, space: SearchSpace, method: Any,
+                        objective: ExperimentObjective) -> Any:
+    """``train.sampler=metalearner``: a ``MetaLearnerSampler`` fitted on the run store's records of the trial
+    experiment (``train.metalearner``: predictor, n_candidates, chunk, beta, min_points, transfer, task_keys,
+    record_experiment, meta_dataset). The records used are snapshotted in ``metalearner_records.json`` at the
+    first start, so a resumed study replays the same proposals."""
+    from metanas.hpo.metalearner import MetaLearnerSampler, load_records, load_snapshot, save_records
+    from metanas.hpo.objectives import compose_config
+
+    ml = _plain(cfg.train.get("metalearner")) or {}
+    unknown = sorted(set(ml) - {"predictor", "n_candidates", "chunk", "beta", "min_points", "transfer", "task_keys",
+                                "record_experiment", "meta_dataset", "top"})
+    if unknown:
+        raise ValueError(f"train.metalearner: unknown key(s) {unknown}; valid: predictor, n_candidates, chunk, beta, "
+                         f"min_points, top, transfer, task_keys, record_experiment, meta_dataset")
+    pred_cfg = ml.get("predictor") or _plain(cfg.get("predictor"))
+    predictor = hydra.utils.instantiate(pred_cfg, _convert_="all") if pred_cfg else None
+    if predictor is not None and not (hasattr(predictor, "fit") and hasattr(predictor, "score_std")):
+        raise ValueError(f"the meta-learner sampler's predictor {type(predictor).__name__} has no fit/score_std; "
+                         f"use predictor=pairwise|mlp|ridge")
+    task_keys = list(ml.get("task_keys") or [])
+    task: list[float] = []
+    if task_keys:
+        trial_cfg = compose_config([f"experiment={objective.experiment}", *objective.overrides])
+        for k in task_keys:
+            v = OmegaConf.select(trial_cfg, k, default=None)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"train.metalearner.task_keys: '{k}' is {v!r} in the trial config of "
+                                 f"experiment={objective.experiment}; task keys must be numeric config keys")
+            task.append(float(v))
+    snap = ctx.path("metalearner_records.json")
+    if snap.exists():  # resumed: the records read at the first start
+        records = load_snapshot(snap)
+    else:
+        records = load_records(ml.get("meta_dataset") or cfg.meta_dataset, space, metric=objective.metric,
+                               maximize=objective.maximize,
+                               experiment=ml.get("record_experiment") or objective.experiment,
+                               fidelity_key=objective.fidelity_key, task_keys=task_keys,
+                               transfer=bool(ml.get("transfer", False)), current_task=task,
+                               exclude_run_dir=str(ctx.run_dir))
+        save_records(snap, records)
+    log.info("meta-learner sampler: %d past records used (%s)", len(records.configs), records.stats)
+    hi = float(method.max_fidelity)
+    lo = float(getattr(method, "min_fidelity", hi))
+    return MetaLearnerSampler(space, predictor=predictor, records=records, task=tuple(task),
+                              maximize=objective.maximize, fidelity=(lo, hi),
+                              n_candidates=int(ml.get("n_candidates", 4096)), chunk=int(ml.get("chunk", 4096)),
+                              beta=float(ml.get("beta", 0.0)), min_points=int(ml.get("min_points", 3)),
+                              top=int(ml.get("top", 256)))
 
 
 def trials_table(trials: list[dict]) -> str:
