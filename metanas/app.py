@@ -183,7 +183,7 @@ EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def _install_signal_handlers() -> None:
-    """SIGINT (Ctrl-C) and SIGTERM (SLURM, ``kill``) raise ``Interrupted`` (main thread only)."""
+    """SIGINT (Ctrl-C) and SIGTERM (SLURM, ``kill``): stop at the next step, a second one at once (``request_stop``)."""
     from metanas.run_store import request_stop
 
     default_hook = sys.unraisablehook

@@ -39,7 +39,7 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
-_STOP: list[int] = []  # signals received; the handler also raises, this catches a raise that Python swallowed
+_STOP: list[int] = []  # signals received, polled by check_stop() between steps
 
 
 def note_stop(signum: int, frame: Any = None) -> None:
@@ -48,10 +48,15 @@ def note_stop(signum: int, frame: Any = None) -> None:
 
 
 def request_stop(signum: int, frame: Any = None) -> None:
-    """Signal handler: remember the signal and raise ``Interrupted`` (``train_loop`` re-raises it at the next step
-    if the raise landed where Python ignores exceptions, e.g. in a garbage-collection callback)."""
+    """Signal handler of a run: the first signal is remembered and the run stops at the next step boundary
+    (``train_loop`` polls ``check_stop``), so it never lands inside a checkpoint write or a lock that a raise would
+    leave held; a second signal raises ``Interrupted`` at once."""
+    import os
+
     _STOP.append(signum)
-    raise Interrupted(signum)
+    if len(_STOP) > 1:
+        raise Interrupted(signum)
+    os.write(2, b"metanas: stopping at the next step (send the signal again to stop now)\n")
 
 
 def check_stop() -> None:
