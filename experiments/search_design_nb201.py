@@ -9,7 +9,7 @@ accuracy. The chosen variant is frozen in ``conf/experiment/search_nb201.yaml`` 
 
 A variant is comma-separated ``key=value``: ``f`` features (enc: onehot_pruned; zc: + 13 zero-cost proxies + log
 params; zcns: + their normal scores), ``init``, ``topk``, ``steps``, ``ens``, ``wd``, ``h`` (Pairwise), ``beta`` (UCB),
-``canon=1`` (search the canonical cells only), ``prior=nwot+synflow`` (initial cells = the top of that zero-cost score
+``canon=1`` (search the canonical cells only), ``pred`` (the ranker: see ``predictor``), ``prior=nwot+synflow`` (initial cells = the top of that zero-cost score
 instead of random). Environment: SEEDS (20), BUDGET (100). The zero-cost features need the shared data.
 """
 
@@ -27,7 +27,27 @@ from metanas.blackbox import nb201_search as S
 from metanas.config import default_data_dir
 from metanas.predictors.encodings import encode_archs, nb201_zero_cost_features
 from metanas.predictors.pairwise import Pairwise
+from metanas.predictors.select import CVBlend
+from metanas.predictors.trees import BoostedTrees, RandomForest, is_jittable
 from metanas.search_spaces.nb201 import NB201Space
+
+
+def predictor(name: str, pw: Pairwise):
+    """``pred=``: pairwise (the jitted default), rf (random forest, 300 trees), gbt (LightGBM), pw+rf (equal-weight
+    blend of the standardised pairwise and RF scores), cvblend (``CVBlend`` of pairwise and RF: pairwise, RF or both,
+    chosen by 3-fold CV Kendall tau on the queried cells each round)."""
+    rf = RandomForest()
+    if name == "pairwise":
+        return pw
+    if name == "rf":
+        return rf
+    if name == "gbt":
+        return BoostedTrees()
+    if name == "pw+rf":
+        return CVBlend(bases=(pw, rf), combos=((0, 1),))
+    if name == "cvblend":
+        return CVBlend(bases=(pw, rf), combos=((0,), (1,), (0, 1)))
+    raise SystemExit(f"pred={name!r}: choose pairwise, rf, gbt, pw+rf or cvblend")
 
 
 def main() -> None:
@@ -63,8 +83,19 @@ def main() -> None:
                                      jnp.zeros(table.shape[0], bool).at[codes0].set(True))
 
             object.__setattr__(search, "init_state", init_state)
+        pred = predictor(spec.get("pred", "pairwise"), pw)
         t0 = time.time()
-        tr = jax.jit(jax.vmap(lambda k: search.run(k, table, feats, predictor=pw, space=space, excluded=excluded)))(keys)
+        if is_jittable(pred):
+            tr = jax.jit(jax.vmap(lambda k: search.run(k, table, feats, predictor=pred, space=space,
+                                                       excluded=excluded)))(keys)
+        else:  # a host model: the runner's round-by-round path
+            k_init, rkeys = jax.vmap(search.round_keys)(keys)
+            tables = jnp.broadcast_to(table, (seeds, table.shape[0]))
+            state = jax.vmap(lambda k, t: search.init_state(k, t, excluded))(k_init, tables)
+            round_fn = search.round_fn(feats, predictor=pred, space=space)
+            for r in range(search.rounds):
+                state = round_fn(state, r, rkeys[:, r], tables)
+            tr = S.Trace(state.codes, state.values)
         best = np.maximum.accumulate(np.asarray(tr.values), 1)
         hit = best >= top16
         q = np.where(hit.any(1), hit.argmax(1) + 1, budget + 1)
