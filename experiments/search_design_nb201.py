@@ -8,7 +8,7 @@ accuracy. The chosen variant is frozen in ``conf/experiment/search_nb201.yaml`` 
     .venv/bin/python experiments/search_design_nb201.py f=enc f=enc,canon=1 ...   # one JSON line per variant
 
 A variant is comma-separated ``key=value``: ``f`` features (enc: onehot_pruned; zc: + 13 zero-cost proxies + log
-params; zcns: + their normal scores), ``init``, ``topk``, ``steps``, ``ens``, ``wd``, ``h`` (Pairwise), ``beta`` (UCB),
+params; zcns: + their normal scores; path; onehot_path), ``its=1`` (Thompson), ``acq`` (acquisition), ``mcand``, ``init``, ``topk``, ``steps``, ``ens``, ``wd``, ``h`` (Pairwise), ``beta`` (UCB),
 ``canon=1`` (search the canonical cells only), ``pred`` (the ranker: see ``predictor``), ``prior=nwot+synflow`` (initial cells = the top of that zero-cost score
 instead of random). Environment: SEEDS (20), BUDGET (100). The zero-cost features need the shared data.
 """
@@ -61,7 +61,9 @@ def main() -> None:
     zc = nb201_zero_cost_features(space, load_zero_cost(data, "cifar10"), normal_scores=True)
     lp = np.log(load_cost(data)[:, 1:2])
     lp = (lp - lp.mean()) / lp.std()
-    feats_by = {"enc": enc, "zc": np.concatenate([enc, zc[:, :13], lp], 1), "zcns": np.concatenate([enc, zc, lp], 1)}
+    feats_by = {"enc": enc, "zc": np.concatenate([enc, zc[:, :13], lp], 1), "zcns": np.concatenate([enc, zc, lp], 1),
+                "path": np.asarray(encode_archs(space, space.enumerate(), "path")),
+                "onehot_path": np.asarray(encode_archs(space, space.enumerate(), "onehot_path"))}
     seeds, budget = int(os.environ.get("SEEDS", 20)), int(os.environ.get("BUDGET", 100))
     keys = jnp.stack([jax.random.PRNGKey(1000 + s) for s in range(seeds)])
     for v in variants:
@@ -70,7 +72,9 @@ def main() -> None:
         pw = Pairwise(steps=int(spec.get("steps", 300)), ensemble=int(spec.get("ens", 3)),
                       weight_decay=float(spec.get("wd", 0.1)), hidden=int(spec.get("h", 64)))
         search = S.PredictorSearch(budget=budget, init=int(spec.get("init", 10)), topk=int(spec.get("topk", 10)),
-                                   beta=float(spec.get("beta", 0)))
+                                   beta=float(spec.get("beta", 0)), thompson=bool(int(spec.get("its", 0))),
+                                   acquisition=spec.get("acq", "exhaustive"),
+                                   mutation_candidates=int(spec.get("mcand", 100)))
         excluded = jnp.asarray(~S.canonical_cells(space)) if spec.get("canon") else None
         if spec.get("prior"):
             prior = jnp.asarray(sum(zc[:, 13 + ZC_COLUMNS.index(n)] for n in spec["prior"].split("+")))
