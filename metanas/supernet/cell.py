@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from metanas.nn.types import Params
 from metanas.search_spaces.ops import Op, batch_norm, get_op, relu_conv_bn_fused
 
-Params = dict
 
 
 def mixed_op(ops: list[Op], params: list, x: jax.Array, w: jax.Array | None,

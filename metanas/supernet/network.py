@@ -22,10 +22,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from metanas import initializers
+from metanas.nn.types import Params
 from metanas.search_spaces.ops import batch_norm, bn_init, conv, conv_init, factorized_reduce, relu_conv_bn
 from metanas.supernet.cell import CellSpec, cell_apply, cell_init
 
-Params = dict
 
 
 def _dense_init(key, cin, cout):
