@@ -101,3 +101,14 @@ def test_meta_and_search_import_no_flax():
                 names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                          else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
                 assert not any(n.split(".")[0] == "flax" for n in names), f"{f} imports flax"
+
+
+def test_pure_apply_works_before_init_in_the_same_process():
+    """A restored params dict can be applied by a fresh ``pure`` pair whose ``init`` never ran."""
+    from metanas.nn.modules import MLP
+
+    init, apply = pure(lambda rngs: MLP((2, 4, 1), rngs=rngs))
+    p = init(jax.random.key(0))
+    _, fresh_apply = pure(lambda rngs: MLP((2, 4, 1), rngs=rngs))
+    x = jnp.ones((3, 2))
+    np.testing.assert_allclose(fresh_apply(p, x), apply(p, x))
