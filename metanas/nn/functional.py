@@ -193,3 +193,21 @@ def max_pool(x: jax.Array, k: int = 3, stride: int = 1, padding: int = 1) -> jax
         return jnp.max(x[:, :k * h2, :k * w2, :].reshape(n, h2, k, w2, k, c), axis=(2, 4))
     pads = ((0, 0), (padding, padding), (padding, padding), (0, 0))
     return lax.reduce_window(x, -jnp.inf, lax.max, (1, k, k, 1), (1, stride, stride, 1), pads)
+
+
+# ---- the MLP ------------------------------------------------------------------------------------------------------
+def mlp_init(key: jax.Array, sizes: tuple[int, ...]) -> list[dict]:
+    """He-initialised dense layers ``sizes[0] -> ... -> sizes[-1]``: [{"w" [a, b], "b" [b]}, ...] (the predictors')."""
+    keys = jax.random.split(key, len(sizes) - 1)
+    return [{"w": jax.random.normal(k, (a, b)) * jnp.sqrt(2.0 / a), "b": jnp.zeros(b)}
+            for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
+
+
+def mlp(layers, x: jax.Array, *, activation=jax.nn.relu, final_activation: bool = False) -> jax.Array:
+    """The package's one MLP computation: ``x @ w + b`` per layer of ``layers`` ([{"w", "b"}, ...]), ``activation``
+    between layers (and after the last with ``final_activation``). ``nn.modules.MLP`` calls it on its parameters."""
+    for i, layer in enumerate(layers):
+        x = x @ layer["w"] + layer["b"].reshape((1,) * (x.ndim - 1) + (-1,))
+        if i < len(layers) - 1 or final_activation:
+            x = activation(x)
+    return x

@@ -98,6 +98,5 @@ class MLP(nnx.Module):
         self.activation = activation
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        for i in range(self.n_hidden):
-            x = self.activation(getattr(self, f"dense{i}")(x))
-        return self.head(x)
+        layers = [getattr(self, f"dense{i}") for i in range(self.n_hidden)] + [self.head]
+        return F.mlp([{"w": d.kernel[...], "b": d.bias[...]} for d in layers], x, activation=self.activation)

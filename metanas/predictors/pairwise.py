@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metanas.predictors.pointwise import apply_mlp, init_mlp
+from metanas.nn.functional import mlp, mlp_init
 
 
 def pair_targets(p: jax.Array, i: jax.Array, j: jax.Array) -> jax.Array:
@@ -48,13 +48,13 @@ class Pairwise:
 
     def init(self, key: jax.Array, dim: int) -> dict:
         k1, k2 = jax.random.split(key)
-        return {"enc": init_mlp(k1, (dim,) + (self.hidden,) * self.layers + (self.embed,)),
+        return {"enc": mlp_init(k1, (dim,) + (self.hidden,) * self.layers + (self.embed,)),
                 "w": jax.random.normal(k2, (self.embed,)) / jnp.sqrt(self.embed),
                 "v": jnp.zeros(dim)}
 
     def embedding(self, params: dict, x: jax.Array) -> jax.Array:
         """Shared encoder f(x) [N, embed (+ D)] (one pass per candidate)."""
-        h = apply_mlp(params["enc"], x)
+        h = mlp(params["enc"], x)
         return jnp.concatenate([h, x], -1) if self.linear_skip else h
 
     def _head(self, params: dict) -> jax.Array:

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from metanas.nn.functional import mlp, mlp_init
+
 
 def _mask(x: jax.Array, n) -> jax.Array:
     return (jnp.arange(x.shape[0]) < n).astype(jnp.float32)
@@ -45,21 +47,6 @@ class Ridge:
         return s, jnp.zeros_like(s)
 
 
-def init_mlp(key: jax.Array, sizes: tuple[int, ...]) -> list[dict]:
-    """He-initialised dense layers ``sizes[0] -> ... -> sizes[-1]``."""
-    keys = jax.random.split(key, len(sizes) - 1)
-    return [{"w": jax.random.normal(k, (a, b)) * jnp.sqrt(2.0 / a), "b": jnp.zeros(b)}
-            for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
-
-
-def apply_mlp(layers: list[dict], x: jax.Array, final_relu: bool = False) -> jax.Array:
-    for i, layer in enumerate(layers):
-        x = x @ layer["w"] + layer["b"].reshape((1,) * (x.ndim - 1) + (-1,))
-        if i < len(layers) - 1 or final_relu:
-            x = jax.nn.relu(x)
-    return x
-
-
 @dataclass(frozen=True)
 class MLP:
     """Pointwise MLP regressor on standardised targets (MSE, AdamW, minibatches drawn from the first n rows)."""
@@ -78,11 +65,11 @@ class MLP:
         mu = (m @ y) / cnt
         sd = jnp.sqrt((m @ (y - mu) ** 2) / cnt) + 1e-6
         k_init, k_data = jax.random.split(key)
-        net = init_mlp(k_init, (x.shape[1],) + (self.hidden,) * self.layers + (1,))
+        net = mlp_init(k_init, (x.shape[1],) + (self.hidden,) * self.layers + (1,))
         tx = optax.adamw(self.lr, weight_decay=self.weight_decay)
 
         def loss(net, idx):
-            pred = apply_mlp(net, x[idx])[:, 0]
+            pred = mlp(net, x[idx])[:, 0]
             return jnp.mean((pred - (y[idx] - mu) / sd) ** 2)
 
         def step(carry, k):
@@ -99,7 +86,7 @@ class MLP:
         return jax.vmap(self._fit_one, in_axes=(0, None, None, None))(jax.random.split(key, self.ensemble), x, y, n)
 
     def score_std(self, params: dict, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        s = jax.vmap(lambda p: apply_mlp(p["net"], x)[:, 0] * p["sd"] + p["mu"])(params)  # [K, N]
+        s = jax.vmap(lambda p: mlp(p["net"], x)[:, 0] * p["sd"] + p["mu"])(params)  # [K, N]
         return s.mean(0), s.std(0)
 
     def score(self, params: dict, x: jax.Array) -> jax.Array:
