@@ -179,3 +179,16 @@ def test_transfer_nb201_fast(tmp_path):
     assert len(m["queries_to_top"]) == 2 and all(50 < a < 100 for a in m["best_test_acc"])
     q = json.loads((run_dir / "queried.json").read_text())
     assert all(len(set(c)) == 10 for c in q["transfer"]["codes"])
+
+
+def test_nb201_tables_from_a_user_folder_without_the_shared_layout(data_dir, tmp_path):
+    """A folder holding the NB201 CSVs themselves (no ``nasbench201/`` subfolder) loads like the shared copy."""
+    from metanas.benchmarks.nb201 import ACC_FILE, LOWFI_FILE, VALID_FILE, load_tables
+
+    mine = tmp_path / "my_nb201"
+    mine.mkdir()
+    for f in (ACC_FILE, LOWFI_FILE, VALID_FILE):
+        (mine / f).symlink_to(data_dir / "nasbench201" / f)
+    a, b = load_tables(str(mine)), load_tables(str(data_dir))
+    np.testing.assert_array_equal(a.valid_acc, b.valid_acc)
+    np.testing.assert_array_equal(a.test_acc, b.test_acc)
