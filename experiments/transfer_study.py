@@ -24,7 +24,13 @@ PREDICTOR = dict(hidden=64, layers=2, embed=16, steps=120, lr=3e-3, weight_decay
                  temperature=0.05, ensemble=1, linear_skip=True)
 SEARCH = dict(budget=50, init=5, topk=5, pretrain_steps=500, finetune_steps=60, scale=0.1)
 # the candidates the nested (sources-only) selection chooses among, per held-out target
-CONFIGS = [dict(mix=0.5, similarity_temp=0.0), dict(mix=0.5, similarity_temp=0.1), dict(mix=0.1, similarity_temp=0.1)]
+# 0-2: the first study's candidates; 3-6 (added in the second study): ensembles with the sources' z-score order,
+# constant (prior_halflife 0) or fading with the number of target queries (half-life in queries)
+CONFIGS = [dict(mix=0.5, similarity_temp=0.0), dict(mix=0.5, similarity_temp=0.1), dict(mix=0.1, similarity_temp=0.1),
+           dict(mix=0.1, similarity_temp=0.1, prior_weight=1.0, prior_halflife=0.0),
+           dict(mix=0.5, similarity_temp=0.1, prior_weight=1.0, prior_halflife=0.0),
+           dict(mix=0.1, similarity_temp=0.1, prior_weight=1.0, prior_halflife=15.0),
+           dict(mix=0.1, similarity_temp=0.1, prior_weight=2.0, prior_halflife=15.0)]
 
 
 def run_transnas(args) -> None:
@@ -69,8 +75,8 @@ def report_transnas() -> str:
         tr_m.append(a), sc_m.append(b), z_m.append(z)
         ok_s.append(a < b), ok_z.append(a <= z + 2)
         cfg = r["configs"][r["choice"][str(t)]]
-        lines.append(f"| {name} | {cap(a)} | {cap(b)} | {c:g} | {z} | {zp:g} | mix {cfg['mix']}, "
-                     f"sim {cfg['similarity_temp']} |")
+        lines.append(f"| {name} | {cap(a)} | {cap(b)} | {c:g} | {z} | {zp:g} | #{r['choice'][str(t)]}: "
+                     + ", ".join(f"{k} {v:g}" for k, v in cfg.items()) + " |")
     lines.append(f"| **mean** | **{np.mean(tr_m):.1f}** | {np.mean(sc_m):.1f} (capped at {budget + 1}) | | "
                  f"{np.mean(z_m):.1f} | | |")
     lines += ["", f"Goal mean <= 12: {'MET' if np.mean(tr_m) <= 12 else 'NOT met'} ({np.mean(tr_m):.1f}); "
@@ -242,7 +248,7 @@ def main(argv=None) -> None:
     p.add_argument("--file", default=None, help="your own TransNAS-format JSON instead of the shared one")
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--nested-seeds", type=int, default=1)
-    p.add_argument("--nested-budget", type=int, default=20)
+    p.add_argument("--nested-budget", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.what == "transnas":

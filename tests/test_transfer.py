@@ -192,3 +192,21 @@ def test_nb201_tables_from_a_user_folder_without_the_shared_layout(data_dir, tmp
     a, b = load_tables(str(mine)), load_tables(str(data_dir))
     np.testing.assert_array_equal(a.valid_acc, b.valid_acc)
     np.testing.assert_array_equal(a.test_acc, b.test_acc)
+
+
+def test_ensemble_with_the_zscore_order():
+    """prior_weight 0: the model alone; a large weight: the first queries are the sources' z-score order's top;
+    the weight fades with prior_halflife; the target's records still cannot reach the zero-shot ranking."""
+    x, v = _tasks()
+    src, tgt = T.leave_one_out(v, 0)
+    key = jax.random.PRNGKey(1)
+    ens = T.TransferSearch(budget=9, init=3, topk=3, pretrain_steps=8, finetune_steps=4, prior_weight=1e4)
+    tr = ens.run(key, jnp.asarray(x), jnp.asarray(src), jnp.asarray(np.full(40, np.nan, np.float32)), predictor=PRED)
+    z = T.zscore_order(src)
+    assert set(np.asarray(tr.codes[:3]).tolist()) == set(np.argsort(-z)[:3].tolist())
+    u = jnp.arange(40.0)
+    np.testing.assert_array_equal(SEARCH.blend(u, jnp.ones(40), 0), u)
+    fade = T.TransferSearch(budget=9, init=3, topk=3, prior_weight=2.0, prior_halflife=10.0)
+    p = jnp.asarray(np.random.default_rng(0).normal(size=40), jnp.float32)
+    d0, d10 = fade.blend(u, p, 0) - fade.blend(u, 0 * p, 0), fade.blend(u, p, 10) - fade.blend(u, 0 * p, 10)
+    np.testing.assert_allclose(np.asarray(d10), 0.5 * np.asarray(d0), rtol=1e-5, atol=1e-6)
