@@ -179,6 +179,15 @@ class CVBlend:
     final: tuple | None = None
     jittable: ClassVar[bool] = False
 
+    def __post_init__(self):  # a config gives lists: keep the frozen model hashable
+        object.__setattr__(self, "bases", tuple(self.bases))
+        object.__setattr__(self, "combos", tuple(tuple(int(b) for b in c) for c in self.combos))
+        if self.final is not None:
+            object.__setattr__(self, "final", tuple(self.final))
+        bad = [c for c in self.combos if not c or not all(0 <= b < len(self.bases) for b in c)]
+        if bad:
+            raise ValueError(f"CVBlend combos {bad} name no base or a base outside 0..{len(self.bases) - 1}")
+
     def _final(self) -> tuple:
         if self.final is not None and len(self.final) != len(self.bases):
             raise ValueError(f"CVBlend: {len(self.final)} final models for {len(self.bases)} bases")
