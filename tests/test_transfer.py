@@ -210,3 +210,23 @@ def test_ensemble_with_the_zscore_order():
     p = jnp.asarray(np.random.default_rng(0).normal(size=40), jnp.float32)
     d0, d10 = fade.blend(u, p, 0) - fade.blend(u, 0 * p, 0), fade.blend(u, p, 10) - fade.blend(u, 0 * p, 10)
     np.testing.assert_allclose(np.asarray(d10), 0.5 * np.asarray(d0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow  # 272 s under load average ~10 on the shared 2-core VM (two searches compiled); rejection below
+def test_search_nb201_with_source_tasks_fast(tmp_path):
+    """The default experiment with train.source_tasks: pre-trained on CIFAR-100, searches CIFAR-10 (packaged
+    tables), baselines side by side."""
+    run_fast(tmp_path, "experiment=search_nb201", "seeds=2", "train.source_tasks=[cifar100]",
+             "train.baselines=[random]")
+    s, run_dir = last_summary(tmp_path, "search_nb201")
+    m = s["metrics_per_seed"]
+    assert len(m["best_test_acc"]) == 2 and all(80 < a <= 94.38 for a in m["best_test_acc"])
+    assert {"random_best_test_acc", "zero_shot_zscore_best_test_acc"} <= set(m)
+    q = json.loads((run_dir / "queried.json").read_text())
+    assert all(len(set(c)) == 12 for c in q["codes"])
+
+
+def test_search_nb201_refuses_its_target_among_source_tasks(tmp_path):
+    p = run_metanas("experiment=search_nb201", "debug=fast", "train.source_tasks=[cifar10]",
+                    f"results_dir={tmp_path}/runs", cwd=REPO)
+    assert p.returncode != 0 and "must not contain the target" in p.stderr
