@@ -30,7 +30,10 @@ CONFIGS = [dict(mix=0.5, similarity_temp=0.0), dict(mix=0.5, similarity_temp=0.1
            dict(mix=0.1, similarity_temp=0.1, prior_weight=1.0, prior_halflife=0.0),
            dict(mix=0.5, similarity_temp=0.1, prior_weight=1.0, prior_halflife=0.0),
            dict(mix=0.1, similarity_temp=0.1, prior_weight=1.0, prior_halflife=15.0),
-           dict(mix=0.1, similarity_temp=0.1, prior_weight=2.0, prior_halflife=15.0)]
+           dict(mix=0.1, similarity_temp=0.1, prior_weight=2.0, prior_halflife=15.0),
+           # 7-8 (added in the third study): the first init queries from the z-score order, then the model
+           dict(mix=0.1, similarity_temp=0.1, zscore_init=True),
+           dict(mix=0.1, similarity_temp=0.1, prior_weight=1.0, prior_halflife=15.0, zscore_init=True)]
 
 
 def run_transnas(args) -> None:
@@ -76,7 +79,7 @@ def report_transnas() -> str:
         ok_s.append(a < b), ok_z.append(a <= z + 2)
         cfg = r["configs"][r["choice"][str(t)]]
         lines.append(f"| {name} | {cap(a)} | {cap(b)} | {c:g} | {z} | {zp:g} | #{r['choice'][str(t)]}: "
-                     + ", ".join(f"{k} {v:g}" for k, v in cfg.items()) + " |")
+                     + ", ".join(f"{k} {v:g}" for k, v in cfg.items()) + " |")  # bools print 1/0
     lines.append(f"| **mean** | **{np.mean(tr_m):.1f}** | {np.mean(sc_m):.1f} (capped at {budget + 1}) | | "
                  f"{np.mean(z_m):.1f} | | |")
     lines += ["", f"Goal mean <= 12: {'MET' if np.mean(tr_m) <= 12 else 'NOT met'} ({np.mean(tr_m):.1f}); "

@@ -195,14 +195,17 @@ def test_nb201_tables_from_a_user_folder_without_the_shared_layout(data_dir, tmp
 
 
 def test_ensemble_with_the_zscore_order():
-    """prior_weight 0: the model alone; a large weight: the first queries are the sources' z-score order's top;
-    the weight fades with prior_halflife; the target's records still cannot reach the zero-shot ranking."""
+    """prior_weight 0: the model alone; a large weight (or zscore_init): the first queries are the sources' z-score
+    order's top; the weight fades with prior_halflife."""
     x, v = _tasks()
     src, tgt = T.leave_one_out(v, 0)
     key = jax.random.PRNGKey(1)
     ens = T.TransferSearch(budget=9, init=3, topk=3, pretrain_steps=8, finetune_steps=4, prior_weight=1e4)
     tr = ens.run(key, jnp.asarray(x), jnp.asarray(src), jnp.asarray(np.full(40, np.nan, np.float32)), predictor=PRED)
     z = T.zscore_order(src)
+    assert set(np.asarray(tr.codes[:3]).tolist()) == set(np.argsort(-z)[:3].tolist())
+    zi = T.TransferSearch(budget=9, init=3, topk=3, pretrain_steps=8, finetune_steps=4, zscore_init=True)
+    tr = zi.run(key, jnp.asarray(x), jnp.asarray(src), jnp.asarray(tgt), predictor=PRED)
     assert set(np.asarray(tr.codes[:3]).tolist()) == set(np.argsort(-z)[:3].tolist())
     u = jnp.arange(40.0)
     np.testing.assert_array_equal(SEARCH.blend(u, jnp.ones(40), 0), u)

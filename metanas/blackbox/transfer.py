@@ -167,6 +167,7 @@ class TransferSearch:
     # after n target queries (prior_halflife 0: constant); prior_weight 0 = the model alone
     prior_weight: float = 0.0
     prior_halflife: float = 0.0
+    zscore_init: bool = False  # True: the first ``init`` queries are the sources' z-score order's best cells
 
     def __post_init__(self):
         if self.budget < self.init or (self.budget - self.init) % self.topk or self.init < 1:
@@ -197,7 +198,8 @@ class TransferSearch:
         k_pre, k_init, k_rounds = jax.random.split(key, 3)
         if self.source:
             params0, u0 = self.zero_shot(k_pre, x, source_values, predictor=predictor)
-            codes0 = jax.lax.top_k(u0, self.init)[1].astype(jnp.int32)
+            first = _prior(source_values) if self.zscore_init else u0
+            codes0 = jax.lax.top_k(first, self.init)[1].astype(jnp.int32)
         else:
             params0, u0 = None, jnp.zeros(n_cells)
             codes0 = jax.random.permutation(k_init, n_cells)[: self.init].astype(jnp.int32)
