@@ -46,7 +46,8 @@ def run_transnas(cfg: DictConfig, ctx: RunContext) -> dict:
     predictor = hydra.utils.instantiate(cfg.predictor)
     search = T.TransferSearch(budget=t.budget, init=t.init, topk=t.topk, pretrain_steps=t.pretrain_steps,
                               finetune_steps=t.finetune_steps, mix=t.mix, similarity_temp=t.similarity_temp,
-                              scale=t.scale)
+                              scale=t.scale, prior_weight=t.get("prior_weight", 0.0),
+                              prior_halflife=t.get("prior_halflife", 0.0), zscore_init=t.get("zscore_init", False))
     src, tv = T.leave_one_out(data.valid, target, sources)
     hit = top_cells(data.valid[target], t.top_frac)
     x = jnp.asarray(data.x)
@@ -114,7 +115,8 @@ def run_nb201(cfg: DictConfig, ctx: RunContext) -> dict:
     predictor = hydra.utils.instantiate(cfg.predictor)
     search = T.TransferSearch(budget=t.budget, init=t.init, topk=t.topk, pretrain_steps=t.pretrain_steps,
                               finetune_steps=t.finetune_steps, mix=t.mix, similarity_temp=t.similarity_temp,
-                              scale=t.scale)
+                              scale=t.scale, prior_weight=t.get("prior_weight", 0.0),
+                              prior_halflife=t.get("prior_halflife", 0.0), zscore_init=t.get("zscore_init", False))
     src, tv = T.leave_one_out(values, target, sources)
     hit = top_cells(tv, t.top / tv.shape[0])
     keys = jnp.stack([jax.random.PRNGKey(s) for s in range(cfg.seed, cfg.seed + cfg.seeds)])
@@ -171,7 +173,8 @@ def run_search_with_sources(cfg: DictConfig, ctx: RunContext) -> dict:
                                   finetune_steps=tt.get("finetune_steps", 60), mix=tt.get("mix", 0.5),
                                   similarity_temp=tt.get("similarity_temp", 0.0), scale=tt.get("scale", 0.1),
                                   prior_weight=tt.get("prior_weight", 0.0),
-                                  prior_halflife=tt.get("prior_halflife", 0.0))
+                                  prior_halflife=tt.get("prior_halflife", 0.0),
+                                  zscore_init=tt.get("zscore_init", False))
     except ValueError as e:
         raise ConfigError(str(e)) from None
     cells = np.flatnonzero(S.canonical_cells(space) if t.canonical else np.ones(space.size(), bool))
