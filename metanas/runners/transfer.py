@@ -183,8 +183,9 @@ def run_search_with_sources(cfg: DictConfig, ctx: RunContext) -> dict:
                     for d in names]).astype(np.float32)
     target = np.asarray(bench.table(), np.float32)
     keys = jnp.stack([jax.random.PRNGKey(s) for s in range(cfg.seed, cfg.seed + cfg.seeds)])
-    tr = jax.jit(jax.vmap(lambda k: search.run(k, x, jnp.asarray(src), jnp.asarray(target[cells]),
-                                               predictor=predictor)))(keys)
+    # the tables enter as arguments, not as closed-over constants (XLA would constant-fold their sorts)
+    run = lambda k, xx, s, v: search.run(k, xx, s, v, predictor=predictor)  # noqa: E731
+    tr = jax.jit(jax.vmap(run, (0, None, None, None)))(keys, x, jnp.asarray(src), jnp.asarray(target[cells]))
     codes = cells[np.asarray(tr.codes)]  # back to enumerate order
     report = bench.report_table()
     optimum = float(report.max())
