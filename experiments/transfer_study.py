@@ -250,7 +250,7 @@ def main(argv=None) -> None:
     p.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     p.add_argument("--file", default=None, help="your own TransNAS-format JSON instead of the shared one")
     p.add_argument("--seeds", type=int, default=20)
-    p.add_argument("--nested-seeds", type=int, default=1)
+    p.add_argument("--nested-seeds", type=int, default=2)
     p.add_argument("--nested-budget", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
