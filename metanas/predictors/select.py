@@ -216,8 +216,9 @@ class CVBlend:
 
     def fit(self, key: jax.Array, x, y, n) -> dict:
         k_cv, k_fit = jax.random.split(key)
-        cv = self.cv_scores(k_cv, x, y, n).mean(1)
-        best = int(np.argmax(cv))
+        # one candidate: nothing to choose, so no CV fits (cv_tau NaN)
+        cv = self.cv_scores(k_cv, x, y, n).mean(1) if len(self.combos) > 1 else np.full(1, np.nan)
+        best = int(np.argmax(cv)) if len(self.combos) > 1 else 0
         members = {}
         for b in self.combos[best]:
             model = self._final()[b]
