@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from metanas.benchmarks.tabrepo import load_tabrepo, normalized_regret
+from metanas.benchmarks.tabrepo import fit_standardiser, load_tabrepo, normalized_regret
 from metanas.config import default_data_dir
 from metanas.predictors.pairwise import Pairwise
 from metanas.predictors.pointwise import MLP, Ridge
@@ -51,9 +51,8 @@ def main() -> None:
     tr = load_tabrepo(default_data_dir())
     nr = normalized_regret(tr.error)  # [T, C]
     T, C = nr.shape
-    feats = np.concatenate([np.repeat(tr.task_features, C, 0), np.tile(tr.config_features, (T, 1))], 1)
-    mu, sd = feats.mean(0), feats.std(0) + 1e-8
-    feats = ((feats - mu) / sd).astype(np.float32)  # [T*C, 18]
+    # raw [T*C, 18]; z-scored per fold with the TRAINING tasks' rows only (a held-out task never moves the scale)
+    feats = np.concatenate([np.repeat(tr.task_features_raw, C, 0), np.tile(tr.config_features, (T, 1))], 1)
     task_of_row = np.repeat(np.arange(T), C)
     models = {"pairwise": Pairwise(steps=2000, ensemble=1), "mlp": MLP(steps=2000), "ridge": Ridge(lam=1.0)}
 
@@ -72,7 +71,9 @@ def main() -> None:
             train = np.setdiff1d(np.arange(T), test)
             rows = np.concatenate([np.flatnonzero(np.isin(task_of_row, train)), np.flatnonzero(np.isin(task_of_row, test))])
             n = len(train) * C
-            x, group = jnp.asarray(feats[rows]), jnp.asarray(task_of_row[rows], jnp.int32)
+            n_train_rows = len(train) * C
+            x = fit_standardiser(feats[rows[:n_train_rows]]).apply(feats[rows])
+            x, group = jnp.asarray(x), jnp.asarray(task_of_row[rows], jnp.int32)
             y_nr = nr.reshape(-1)[rows]
             for name, fn in fns.items():
                 y = 2.0 - y_nr if name == "pairwise" else 1.0 - y_nr

@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from metanas.benchmarks.tabrepo import (CONFIGS_FILE, META_FILE, RESULTS_FILE, TabRepoError, load_tabrepo,
-                                        normalized_regret)
+from metanas.benchmarks.tabrepo import (CONFIGS_FILE, META_FILE, RESULTS_FILE, TASK_FEATURE_NAMES, TabRepoError,
+                                        fit_standardiser, load_tabrepo, normalized_regret, standardise)
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +134,75 @@ def test_clear_errors(data_dir, tmp_path, damage, expected):
 def test_missing_directory(tmp_path):
     with pytest.raises(TabRepoError, match="TabRepo (directory not found|file missing)"):
         load_tabrepo(tmp_path / "nowhere")
+
+
+def _hand_made(tmp_path, tasks=("1", "2", "3"), n_instances=(100, 1000, 10000)):
+    """A tiny SYNTHETIC TabRepo in single files: 3 tasks x 2 configs (no shared layout, no folder)."""
+    res, cfg, meta = tmp_path / "my_results.csv", tmp_path / "my_configs.json", tmp_path / "my_meta.csv"
+    with open(res, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["dataset", "framework", "problem_type", "metric_error", "time_train_s"])
+        for i, t in enumerate(tasks):
+            w.writerow([t, "A", "binary", 0.1 + i, 1.0])
+            w.writerow([t, "B", "binary", 0.2, 2.0])
+    cfg.write_text(json.dumps({"A": {"hyperparameters": {"learning_rate": 0.1}},
+                               "B": {"hyperparameters": {"num_leaves": 64, "extra_trees": True}}}))
+    with open(meta, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["tid", "name", "NumberOfInstances", "NumberOfFeatures", "NumberOfClasses",
+                    "NumberOfNumericFeatures", "NumberOfSymbolicFeatures", "NumberOfMissingValues",
+                    "NumberOfInstancesWithMissingValues", "MajorityClassSize", "MinorityClassSize"])
+        for t, n in zip(tasks, n_instances):
+            w.writerow([t, f"ds{t}", n, 10, 2, 8, 2, 0, 0, n // 2 + 1, n // 2 - 1])
+    return res, cfg, meta
+
+
+def test_user_task_results_as_single_files(tmp_path):
+    res, cfg, meta = _hand_made(tmp_path)
+    tr = load_tabrepo(results=res, configs=cfg, metadata=meta)
+    assert tr.task_names == ["1", "2", "3"] and tr.config_names == ["A", "B"]
+    np.testing.assert_allclose(tr.error, [[0.1, 0.2], [1.1, 0.2], [2.1, 0.2]], rtol=1e-6)
+    assert tr.hyperparameters[1]["num_leaves"] == 64 and tr.hyperparameters[0]["num_leaves"] == 31
+    assert tr.task_features_raw[2, 0] == pytest.approx(math.log(10000), rel=1e-6)
+    with pytest.raises(TabRepoError, match="results="):
+        load_tabrepo(results=res, configs=cfg)
+    with pytest.raises(TabRepoError, match="train_tasks"):
+        load_tabrepo(results=res, configs=cfg, metadata=meta, train_tasks=["9"])
+
+
+def test_new_tasks_do_not_move_the_training_standardisation(tmp_path):
+    res, cfg, meta = _hand_made(tmp_path)
+    a = load_tabrepo(results=res, configs=cfg, metadata=meta, train_tasks=["1", "2"])
+    k = TASK_FEATURE_NAMES.index("log_instances")
+    # z-scored with tasks 1 and 2 only: they sit at -1 and +1, the held-out task 3 outside
+    np.testing.assert_allclose(a.task_features[:2, k], [-1.0, 1.0], atol=1e-5)
+    assert a.task_features[2, k] == pytest.approx(3.0, abs=1e-4)  # log 1e4 is 2 half-spans above log 1e3
+    # changing the held-out task's meta-features changes nothing of the training tasks' features
+    (tmp_path / "other").mkdir()
+    res2, cfg2, meta2 = _hand_made(tmp_path / "other", n_instances=(100, 1000, 10 ** 7))
+    b = load_tabrepo(results=res2, configs=cfg2, metadata=meta2, train_tasks=["1", "2"])
+    np.testing.assert_array_equal(a.task_features[:2], b.task_features[:2])
+    assert b.task_features[2, k] > a.task_features[2, k]
+    # ... whereas the exploratory default (all loaded tasks) would move them
+    c = load_tabrepo(results=res2, configs=cfg2, metadata=meta2)
+    assert not np.allclose(c.task_features[:2, k], a.task_features[:2, k])
+    # the same with the standalone standardiser fit on training rows
+    s = fit_standardiser(b.task_features_raw[:2])
+    np.testing.assert_allclose(s.apply(b.task_features_raw), b.task_features, atol=1e-6)
+    np.testing.assert_allclose(standardise(b.task_features_raw, [0, 1]), b.task_features, atol=1e-6)
+
+
+def test_meta_learner_scales_with_past_tasks_only():
+    """fit_meta_learner's prediction for task 0 does not depend on the held-out task's meta-features (SYNTHETIC)."""
+    from metanas.hpo.tabular import fit_meta_learner
+
+    rng = np.random.default_rng(0)
+    feats, cf, y = rng.normal(size=(6, 3)), rng.normal(size=(4, 2)), rng.random((6, 4))
+    past = [0, 1, 2, 3, 4]
+    p1 = fit_meta_learner(feats, cf, y, past, seed=0)(feats[5])
+    f2 = feats.copy()
+    f2[5] = 100.0  # the held-out task's own features far away: the past tasks' scaling must not move
+    m2 = fit_meta_learner(f2, cf, y, past, seed=0)
+    np.testing.assert_allclose(m2(feats[5]), p1, rtol=1e-6)
+    # an affine change of all rows (e.g. standardised over all tasks) gives the same model
+    np.testing.assert_allclose(fit_meta_learner(3 * feats + 1, cf, y, past, seed=0)(3 * feats[5] + 1), p1, rtol=1e-5)

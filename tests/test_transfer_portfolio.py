@@ -52,3 +52,36 @@ def test_leave_tasks_out_shapes():
     rng = np.random.default_rng(1)
     out = leave_tasks_out(rng.normal(size=(10, 3)), rng.random((10, 6)), folds=5, shuffles=1, k=3, size=4)
     assert out["n_task_evals"] == 10 and len(out["mean_regret"]["knn"]) == 4
+
+
+def test_kernel_warm_start_interpolates_between_greedy_and_nearest_tasks():
+    """SYNTHETIC: tasks 0-1 (features ~0) prefer config 0, tasks 2-4 (features ~5) prefer config 1."""
+    from metanas.hpo.portfolio import WarmStartCandidate, kernel_warm_start, select_warm_start, task_weights
+
+    feats = np.array([[0.0], [0.1], [5.0], [5.1], [4.9]])
+    regret = np.array([[0, 1, .5], [0, 1, .5], [1, 0, .5], [1, 0, .5], [1, 0, .5]], float)
+    w = task_weights(feats, np.array([0.05]), np.inf)
+    np.testing.assert_allclose(w, 0.2)
+    assert greedy_portfolio(regret, 3, w) == greedy_portfolio(regret, 3) == [1, 0, 2]
+    assert greedy_portfolio(regret, 3, start=[2])[0] == 2 and len(set(greedy_portfolio(regret, 3, start=[2]))) == 3
+    near, score = kernel_warm_start(feats, regret, np.array([0.05]), WarmStartCandidate(0.5), 2)
+    assert near[0] == 0 and np.argmax(score) == 0  # the near tasks' best config, not the majority's
+    far, _ = kernel_warm_start(feats, regret, np.array([0.05]), WarmStartCandidate(np.inf), 2)
+    assert far[0] == 1  # uniform weights = the greedy portfolio
+    # nested choice on these training tasks: a local kernel beats the task-agnostic one
+    cands = [WarmStartCandidate(np.inf), WarmStartCandidate(0.5)]
+    ip, ir = select_warm_start(feats, regret, cands, 2)
+    assert ip == 1
+
+
+def test_leave_tasks_out_reports_kernel_and_candidates():
+    from metanas.hpo.portfolio import WarmStartCandidate
+
+    rng = np.random.default_rng(2)
+    cands = [WarmStartCandidate(np.inf), WarmStartCandidate(1.0, None, "rank")]
+    out = leave_tasks_out(rng.normal(size=(10, 3)), rng.random((10, 6)), folds=5, shuffles=1, k=3, size=4,
+                          candidates=cands)
+    assert len(out["mean_regret"]["kernel"]) == 4 and len(out["per_candidate"]) == 2
+    assert len(out["kernel_chosen"]) == 5 and "average_rank" in out["mean_tau"]
+    # the uniform candidate is the greedy portfolio
+    np.testing.assert_allclose(out["per_candidate"][0]["mean_regret"], out["mean_regret"]["greedy"])

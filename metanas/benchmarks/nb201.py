@@ -75,6 +75,13 @@ def _space() -> NB201Space:
     return NB201Space()
 
 
+def resolve_root(data_dir: str | Path) -> Path:
+    """``data_dir`` may be the shared data directory (holding ``nasbench201/``) or a folder holding the CSVs
+    themselves (a user's own copy without the shared layout)."""
+    p = Path(data_dir)
+    return p / SUBDIR if (p / SUBDIR).is_dir() else p
+
+
 def _open_csv(path: Path, need: tuple[str, ...]):
     if not path.exists():
         raise NB201DataError(f"NB201 table {path} not found; point data_dir at a folder with "
@@ -127,7 +134,8 @@ NB201_OPS_INDEX = {op: i for i, op in enumerate(NB201Space().ops)}
 
 @functools.lru_cache(maxsize=4)
 def load_tables(data_dir: str | None = None) -> NB201Tables:
-    """Accuracy tables from ``<data_dir>/nasbench201/`` (CSV), or the packaged npz when ``data_dir`` is None."""
+    """Accuracy tables from ``<data_dir>/nasbench201/`` or ``data_dir`` itself (CSV), or the packaged npz when
+    ``data_dir`` is None."""
     if data_dir is None:
         if not PACKAGED.exists():
             raise NB201DataError(f"packaged NB201 table {PACKAGED} missing; reinstall metanas or pass data_dir")
@@ -136,7 +144,7 @@ def load_tables(data_dir: str | None = None) -> NB201Tables:
                 raise NB201DataError(f"packaged NB201 table {PACKAGED} has no validation accuracies (built by an "
                                      "older metanas); rebuild it with build_packaged_table or reinstall metanas")
             return NB201Tables(z["test_acc"], z["lowfi_acc"], z["nb201_index"], z["valid_acc"], z["valid_seeds"])
-    root = Path(data_dir) / SUBDIR
+    root = resolve_root(data_dir)
     test_acc, idx = _rows_by_string(root / ACC_FILE, "ArchitectureString", tuple(ACC_COLUMNS.values()), 15625)
     lowfi, _ = _rows_by_string(root / LOWFI_FILE, "cellstr", LOWFI_COLUMNS, 15625)
     valid, seeds = load_valid(root / VALID_FILE)
@@ -166,7 +174,7 @@ def load_zero_cost(data_dir: str, dataset: str = "cifar10") -> np.ndarray:
     NaN for the 6,180 degenerate cells."""
     if dataset not in ZC_FILES:
         raise NB201DataError(f"no zero-cost proxies for dataset {dataset!r}; available: {', '.join(ZC_FILES)}")
-    path = Path(data_dir) / SUBDIR / ZC_FILES[dataset]
+    path = resolve_root(data_dir) / ZC_FILES[dataset]
     space = _space()
     f, reader = _open_csv(path, ("net", *ZC_COLUMNS))
     out = np.full((space.size(), len(ZC_COLUMNS)), np.nan, np.float32)
@@ -180,7 +188,7 @@ def load_zero_cost(data_dir: str, dataset: str = "cifar10") -> np.ndarray:
 @functools.lru_cache(maxsize=4)
 def load_cost(data_dir: str) -> np.ndarray:
     """float32 [N, 4] official NB201 CIFAR-10 FLOPs (M), params (M), latency (s/batch), train s/epoch."""
-    path = Path(data_dir) / SUBDIR / COST_FILE
+    path = resolve_root(data_dir) / COST_FILE
     space = _space()
     f, reader = _open_csv(path, (*(f"hp_x{i}" for i in range(6)), *COST_COLUMNS))
     out = np.full((space.size(), len(COST_COLUMNS)), np.nan, np.float32)
@@ -199,7 +207,7 @@ def load_cost(data_dir: str) -> np.ndarray:
 @functools.lru_cache(maxsize=8)
 def load_hw(data_dir: str, dataset: str = "cifar10") -> np.ndarray:
     """float32 [N, 10] HW-NAS-Bench metrics (HW_COLUMNS) for ``dataset``; the file's rows are the NB201 index."""
-    path = Path(data_dir) / SUBDIR / f"hw_{dataset}.csv"
+    path = resolve_root(data_dir) / f"hw_{dataset}.csv"
     idx = load_tables(data_dir).nb201_index
     f, reader = _open_csv(path, ("net", *HW_COLUMNS))
     by_index = []

@@ -11,7 +11,13 @@ Host numpy only, never traced. Source and column meanings: ``shared/data/tabrepo
 - ``task_metadata_new_and_old.csv``: OpenML qualities per task id.
 
 A user's own copy in the same layout loads by passing its directory (``train.tabrepo_dir`` in the HPO
-experiments).
+experiments); a user's own task results can also be given as single files (``results=``, ``metadata=``,
+``configs=``: any file not given is taken from ``data_dir``), e.g. new tasks' results on the shared configs.
+
+Meta-feature standardisation: ``task_features`` is z-scored with the statistics of ``train_tasks`` only (default:
+all loaded tasks -- for exploration; a leave-tasks-out study passes its training tasks, or standardises
+``task_features_raw`` itself with ``fit_standardiser(train rows).apply``), so a held-out or new task never moves
+the training tasks' scale.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ class TabRepo(NamedTuple):
     task_names: list[str]  # [T] OpenML task ids as strings (sorted numerically)
     config_names: list[str]  # [C] "LightGBM_c1" .. "LightGBM_r100" (file order)
     config_features: np.ndarray  # float32 [C, F]: CONFIG_FEATURE_NAMES encoding of each config
-    task_features: np.ndarray  # float32 [T, G]: TASK_FEATURE_NAMES, each column standardised over tasks
+    task_features: np.ndarray  # float32 [T, G]: TASK_FEATURE_NAMES, z-scored with the train_tasks' statistics
     error: np.ndarray  # float32 [T, C]: test error in the task's metric (lower is better)
     train_time: np.ndarray  # float32 [T, C]: training seconds
     problem_type: list[str]  # [T] binary / multiclass / regression
@@ -118,19 +124,46 @@ def _task_features(m: dict[str, str], problem: str, path: Path) -> list[float]:
             math.log(n / d), *(float(problem == p) for p in PROBLEM_TYPES)]
 
 
-def standardise(x: np.ndarray) -> np.ndarray:
-    """Column z-scores; a constant column becomes 0."""
-    mu, sd = x.mean(0), x.std(0)
-    return ((x - mu) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
+class Standardiser(NamedTuple):
+    """Column z-scoring with fixed statistics (fit on training tasks only); a constant column becomes 0."""
+    mean: np.ndarray  # [G]
+    scale: np.ndarray  # [G] (1 where the training column is constant)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return ((np.asarray(x, np.float64) - self.mean) / self.scale).astype(np.float32)
 
 
-def load_tabrepo(data_dir: str | Path) -> TabRepo:
-    """Load the complete task x config matrix. ``data_dir``: shared data dir or a TabRepo folder."""
-    root = resolve_root(data_dir)
-    if not root.is_dir():
+def fit_standardiser(train_rows: np.ndarray) -> Standardiser:
+    """Statistics of the TRAINING tasks' raw meta-features [n, G] only."""
+    x = np.asarray(train_rows, np.float64)
+    if x.ndim != 2 or len(x) == 0:
+        raise TabRepoError(f"fit_standardiser needs a non-empty [tasks, features] matrix, got shape {x.shape}")
+    sd = x.std(0)
+    return Standardiser(x.mean(0), np.where(sd > 0, sd, 1.0))
+
+
+def standardise(x: np.ndarray, train: np.ndarray | list | None = None) -> np.ndarray:
+    """Column z-scores of ``x`` with the statistics of the rows ``train`` (indices or a bool mask; None: all)."""
+    x = np.asarray(x)
+    return fit_standardiser(x if train is None else x[np.asarray(train)]).apply(x)
+
+
+def load_tabrepo(data_dir: str | Path | None = None, *, results: str | Path | None = None,
+                 configs: str | Path | None = None, metadata: str | Path | None = None,
+                 train_tasks: list[str] | None = None) -> TabRepo:
+    """Load the complete task x config matrix. ``data_dir``: shared data dir or a TabRepo folder; ``results``,
+    ``configs``, ``metadata``: single files in TabRepo's format that replace the folder's (a user's own tasks need
+    no folder when all three are given). ``train_tasks``: task ids whose statistics standardise ``task_features``
+    (default: all loaded tasks)."""
+    if data_dir is None and None in (results, configs, metadata):
+        raise TabRepoError("load_tabrepo needs data_dir (a TabRepo folder or the shared data dir) or all three files "
+                           f"results= ({RESULTS_FILE} format), configs= ({CONFIGS_FILE}), metadata= ({META_FILE})")
+    root = resolve_root(data_dir) if data_dir is not None else None
+    if root is not None and not root.is_dir():
         raise TabRepoError(f"TabRepo directory not found: {root} (pass the shared data dir or a folder with "
                            f"{RESULTS_FILE}, {CONFIGS_FILE}, {META_FILE})")
-    res_path, cfg_path, meta_path = root / RESULTS_FILE, root / CONFIGS_FILE, root / META_FILE
+    res_path, cfg_path, meta_path = (Path(f) if f is not None else root / name for f, name in
+                                     ((results, RESULTS_FILE), (configs, CONFIGS_FILE), (metadata, META_FILE)))
     rows = _read_csv(res_path, ("dataset", "framework", "problem_type", "metric_error", "time_train_s"))
     try:
         configs = json.loads(_need(cfg_path).read_text())
@@ -170,9 +203,15 @@ def load_tabrepo(data_dir: str | Path) -> TabRepo:
         raise TabRepoError(f"{meta_path}: no row for task id(s) {missing_meta[:5]}; every task in {RESULTS_FILE} "
                            f"needs its OpenML qualities")
     raw = np.array([_task_features(meta[t], problem[ti[t]], meta_path) for t in task_names], np.float32)
+    if train_tasks is not None:
+        unknown = [t for t in train_tasks if t not in ti]
+        if unknown or not train_tasks:
+            raise TabRepoError(f"train_tasks {unknown[:5] or '[]'} not among the loaded tasks; give a non-empty list "
+                               f"of task ids from {res_path.name}")
+    train = None if train_tasks is None else [ti[t] for t in train_tasks]
     return TabRepo(
         task_names=task_names, config_names=config_names,
-        config_features=np.stack([encode_config(h) for h in hps]), task_features=standardise(raw),
+        config_features=np.stack([encode_config(h) for h in hps]), task_features=standardise(raw, train),
         error=error, train_time=time_, problem_type=problem, dataset_names=[meta[t]["name"] for t in task_names],
         hyperparameters=hps, config_feature_names=CONFIG_FEATURE_NAMES, task_feature_names=TASK_FEATURE_NAMES,
         task_features_raw=raw,

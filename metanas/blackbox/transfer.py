@@ -162,6 +162,12 @@ class TransferSearch:
     mix: float = 0.5
     similarity_temp: float = 0.0  # > 0: draw source pairs by source_similarity(temp); 0: uniformly
     scale: float = 0.1
+    # ensemble with the zero-shot z-score order of the sources: every ranking (the first queries included) is
+    # standardise(model score) + w_n * standardise(z-score order), w_n = prior_weight * 0.5 ** (n / prior_halflife)
+    # after n target queries (prior_halflife 0: constant); prior_weight 0 = the model alone
+    prior_weight: float = 0.0
+    prior_halflife: float = 0.0
+    zscore_init: bool = False  # True: the first ``init`` queries are the sources' z-score order's best cells
 
     def __post_init__(self):
         if self.budget < self.init or (self.budget - self.init) % self.topk or self.init < 1:
@@ -172,10 +178,18 @@ class TransferSearch:
     def rounds(self) -> int:
         return (self.budget - self.init) // self.topk
 
+    def blend(self, score: jax.Array, prior: jax.Array | None, n) -> jax.Array:
+        """The ranking after ``n`` target queries: the model's ``score`` alone, or its ensemble with ``prior``."""
+        if prior is None or self.prior_weight <= 0:
+            return score
+        w = self.prior_weight * (0.5 ** (n / self.prior_halflife) if self.prior_halflife > 0 else 1.0)
+        return _standardise(score) + w * prior
+
     def zero_shot(self, key: jax.Array, x: jax.Array, source_values: jax.Array, *, predictor: Pairwise) -> tuple:
-        """(pre-trained params, scores [N]) -- ranks the target without any target query."""
+        """(pre-trained params, scores [N]) -- ranks the target without any target query (the ensemble with the
+        sources' z-score order when ``prior_weight`` > 0)."""
         params = pretrain(key, predictor, x, source_values, steps=self.pretrain_steps, scale=self.scale)
-        return params, predictor.score(params, x)
+        return params, self.blend(predictor.score(params, x), _prior(source_values), 0)
 
     def run(self, key: jax.Array, x: jax.Array, source_values: jax.Array | None, target_values: jax.Array, *,
             predictor: Pairwise) -> TransferTrace:
@@ -184,13 +198,15 @@ class TransferSearch:
         k_pre, k_init, k_rounds = jax.random.split(key, 3)
         if self.source:
             params0, u0 = self.zero_shot(k_pre, x, source_values, predictor=predictor)
-            codes0 = jax.lax.top_k(u0, self.init)[1].astype(jnp.int32)
+            first = _prior(source_values) if self.zscore_init else u0
+            codes0 = jax.lax.top_k(first, self.init)[1].astype(jnp.int32)
         else:
             params0, u0 = None, jnp.zeros(n_cells)
             codes0 = jax.random.permutation(k_init, n_cells)[: self.init].astype(jnp.int32)
         codes = jnp.zeros(self.budget, jnp.int32).at[: self.init].set(codes0)
         values = jnp.zeros(self.budget, jnp.float32).at[: self.init].set(target_values[codes0])
         queried = jnp.zeros(n_cells, bool).at[codes0].set(True)
+        prior = _prior(source_values) if self.source else None
         if self.source:
             y_src = jax.vmap(lambda v: rank_target(v, jnp.ones(n_cells, bool), self.scale))(source_values)
 
@@ -206,7 +222,7 @@ class TransferSearch:
                                   mix=self.mix, source_weights=w)
             else:
                 params = predictor.fit(k, x[codes], y, n)
-            score = predictor.score(params, x)
+            score = self.blend(predictor.score(params, x), prior, n)
             _, new = jax.lax.top_k(jnp.where(queried, -jnp.inf, score), self.topk)
             new = new.astype(jnp.int32)
             codes = jax.lax.dynamic_update_slice(codes, new, (n,))
@@ -226,6 +242,19 @@ class TransferSearch:
         if rem or r < 0 or r >= self.rounds:
             return None
         return scores[..., r + 1, :]
+
+
+def _standardise(v: jax.Array) -> jax.Array:
+    return (v - v.mean()) / jnp.maximum(v.std(), 1e-12)
+
+
+def _prior(source_values: jax.Array | None) -> jax.Array | None:
+    """The sources' zero-shot z-score order (``zscore_order``), standardised; jittable."""
+    if source_values is None:
+        return None
+    v = jnp.asarray(source_values, jnp.float32)
+    z = (v - v.mean(1, keepdims=True)) / jnp.maximum(v.std(1, keepdims=True), 1e-12)
+    return _standardise(z.mean(0))
 
 
 def random_codes(key: jax.Array, n_cells: int, budget: int) -> jax.Array:

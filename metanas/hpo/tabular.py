@@ -105,12 +105,18 @@ def fit_meta_learner(task_features: np.ndarray, config_features: np.ndarray, tar
     leave-tasks-out Spearman correlation on TabRepo among lengthscale {1, 2, 4, 8} x l2 {1e-4, 1e-3, 1e-2}."""
     past = np.asarray(past)
     t, c = len(past), config_features.shape[0]
-    x = np.concatenate([np.repeat(task_features[past], c, 0), np.tile(config_features, (t, 1))], 1)
+    # meta-features z-scored with the PAST (training) tasks' statistics only: the query task never moves the scale
+    # (an affine re-scaling, so raw or already-standardised ``task_features`` give the same model)
+    feats = np.asarray(task_features, np.float64)
+    mu, sd = feats[past].mean(0), feats[past].std(0)
+    sd = np.where(sd > 0, sd, 1.0)
+    x = np.concatenate([np.repeat((feats[past] - mu) / sd, c, 0), np.tile(config_features, (t, 1))], 1)
     model = fit_rff_ridge(x, target[past].reshape(-1), seed=seed, num_features=num_features,
                           lengthscale=lengthscale, l2=l2)
 
     def predict(features_row: np.ndarray) -> np.ndarray:
-        xq = np.concatenate([np.repeat(np.asarray(features_row)[None], c, 0), config_features], 1)
+        q = (np.asarray(features_row, np.float64) - mu) / sd
+        xq = np.concatenate([np.repeat(q[None], c, 0), config_features], 1)
         return rff_predict(model, xq)
 
     return predict

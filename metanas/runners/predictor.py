@@ -137,6 +137,10 @@ def _trace_of_search(key, table, *, search, features, predictor, space, excluded
 
 
 def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float]]:
+    if cfg.train.get("source_tasks"):  # transfer from other NB201 data sets: metanas.runners.transfer
+        from metanas.runners.transfer import run_search_with_sources
+
+        return run_search_with_sources(cfg, ctx)
     t = cfg.train
     space, bench = _space_and_bench(cfg)
     predictor = hydra.utils.instantiate(cfg.predictor)
