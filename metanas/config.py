@@ -23,6 +23,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = str(REPO_ROOT / "conf")
 
 
 class ConfigError(ValueError):
@@ -79,8 +80,19 @@ class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
 
 
+def _run_dir_resolver(resume: str | None, default: str) -> str:
+    return str(resume) if resume else default
+
+
+def _if_resume_resolver(resume: str | None, if_resumed: str, otherwise: str) -> str:
+    return if_resumed if resume else otherwise
+
+
 def register_configs() -> None:
+    """The schema (``base_config``) and the resolvers that ``conf/config.yaml`` uses; idempotent."""
     ConfigStore.instance().store(name="base_config", node=Config)
+    OmegaConf.register_new_resolver("metanas.run_dir", _run_dir_resolver, replace=True)
+    OmegaConf.register_new_resolver("metanas.if_resume", _if_resume_resolver, replace=True)
 
 
 def apply_fast_overrides(cfg: DictConfig, explicit: Iterable[str] = ()) -> None:
@@ -318,3 +330,6 @@ def validate(cfg: DictConfig) -> None:
                 walk(v, f"{where}[{i}]")
 
     walk(cfg, "")
+
+
+register_configs()  # importing the schema makes conf/ composable (the tests and the library compose without the app)

@@ -160,7 +160,7 @@ def metalearner_sampler(cfg: DictConfig, ctx: RunContext, space: SearchSpace, me
     record_experiment, meta_dataset). The records used are snapshotted in ``metalearner_records.json`` at the
     first start, so a resumed study replays the same proposals."""
     from metanas.hpo.metalearner import MetaLearnerSampler, load_records, load_snapshot, save_records
-    from metanas.hpo.objectives import compose_config
+    from metanas.experiment import compose_config
 
     ml = _plain(cfg.train.get("metalearner")) or {}
     unknown = sorted(set(ml) - {"predictor", "n_candidates", "chunk", "beta", "min_points", "transfer", "task_keys",
