@@ -16,7 +16,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
 
 import hydra
 import jax
@@ -25,6 +26,7 @@ import numpy as np
 import optax
 from omegaconf import DictConfig
 
+from metanas.config import takes_train, train_block
 from metanas.data import augment, load_image_dataset
 from metanas.run_store import atomic_write_text
 from metanas.runners.context import RunContext, train_loop, require_one_seed
@@ -35,6 +37,37 @@ from metanas.supernet import derive, make_derived, make_supernet
 from metanas.supernet.discretize import softmax_np
 
 log = logging.getLogger("metanas")
+
+
+@dataclass(frozen=True)
+class NASTrain:
+    """``train:`` of the differentiable NAS experiments (``darts_nb201``, ``darts2_nb201``, ``gdas_nb201``,
+    ``darts_cnn``)."""
+
+    dataset: Literal["omniglot", "cifar10", "cifar100"] = "omniglot"
+    data_root: str | None = None  # your copy of the data (CIFAR: required); omniglot: <data_dir>/omniglot
+    num_classes: int = 20  # omniglot: the first N characters
+    image_size: int = 16
+    train_per_class: int = 15  # omniglot: drawers per character for training, the rest test
+    val_fraction: float = 0.5  # of the training data, for the architecture step
+    C: int = 8
+    N: int = 2
+    stages: int | None = None  # None: the search space's default
+    batch_size: int = 64
+    search_steps: int = 300
+    search_eval_every: int = 30  # alpha snapshot + supernet val accuracy
+    augment_search: bool = False
+    crop_pad: int = 2
+    flip: bool = False
+    cutout: int = 0  # retraining only
+    drop_path_prob: float = 0.0  # retraining only
+    eval_batch: int = 100
+    data_parallel: bool = True  # shard batches over all local devices when there are several
+    retrain_C: int = 8
+    retrain_N: int = 2
+    retrain_steps: int = 300  # 0: no retraining
+    retrain_lr: float = 0.05
+    retrain_weight_decay: float = 5e-4
 
 
 class RetrainState(NamedTuple):
@@ -127,24 +160,25 @@ def plot_alphas(path, rows: list[dict], space) -> None:
 
 
 # ---- the experiment --------------------------------------------------------------------------------------------------
+@takes_train(NASTrain)
 def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     require_one_seed(cfg)  # no vmap over seeds here: seeds>1 is one line, not a mislabelled run
-    t = cfg.train
+    t = train_block(NASTrain, cfg)
     space = hydra.utils.instantiate(cfg.search_space)
     algo = hydra.utils.instantiate(cfg.search)
     ds = load_image_dataset(t.dataset, data_dir=cfg.data_dir, root=t.data_root, num_classes=t.num_classes,
                             image_size=t.image_size, train_per_class=t.train_per_class)
     log.info("data %s: train %s, test %s", ds.name, ds.x_train.shape, ds.x_test.shape)
     ctx.record_dataset(ds.name, ds.x_train, ds.y_train)
-    bsh, rep = data_parallel_shardings(bool(t.data_parallel))
+    bsh, rep = data_parallel_shardings(t.data_parallel)
     k_init, k_search, k_retrain = jax.random.split(ctx.key, 3)
 
     # ---- 1. search on a train/val split of the training data
     perm = np.random.default_rng([cfg.seed, 7]).permutation(len(ds.x_train))
     n_val = int(round(len(perm) * t.val_fraction))
     tr_idx, va_idx = perm[n_val:], perm[:n_val]
-    net = make_supernet(space, C=t.C, N=t.N, num_classes=ds.num_classes, stages=t.get("stages"))
-    T, B = int(t.search_steps), int(t.batch_size)
+    net = make_supernet(space, C=t.C, N=t.N, num_classes=ds.num_classes, stages=t.stages)
+    T, B = t.search_steps, t.batch_size
     state = algo.init(*net.init(k_init, jnp.asarray(ds.x_train[:2])), total_steps=T)
     if rep is not None:
         state = jax.device_put(state, rep)
@@ -172,7 +206,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
                        ds.y_train[va_idx], t.eval_batch)
         return {"supernet_val_acc": acc}
 
-    steps_per_epoch = max(int(t.search_eval_every), 1)
+    steps_per_epoch = max(t.search_eval_every, 1)
     state, last = train_loop(ctx, "search", state, step_fn, T, eval_fn=search_eval, eval_every=steps_per_epoch)
     if history:
         plot_alphas(ctx.path("alphas.png"), [history[s] for s in sorted(history)], space)
@@ -194,10 +228,10 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     log.info("derived: %s", genotype["arch"])
 
     # ---- 3. retrain the derived network from scratch
-    R = int(t.retrain_steps)
+    R = t.retrain_steps
     if R > 0:
         dnet = make_derived(space, arch, C=t.retrain_C, N=t.retrain_N, num_classes=ds.num_classes,
-                            drop_path_prob=t.drop_path_prob, stages=t.get("stages"))
+                            drop_path_prob=t.drop_path_prob, stages=t.stages)
         w0, _, _ = dnet.init(k_retrain, jnp.asarray(ds.x_train[:2]))
         sched = optax.cosine_decay_schedule(t.retrain_lr, R)
         tx = optax.chain(optax.clip_by_global_norm(5.0), optax.add_decayed_weights(t.retrain_weight_decay),
