@@ -132,7 +132,8 @@ def is_resume_override(arg: str) -> bool:
 def _apply_resume_overrides(cfg: DictConfig, overrides: list[str]) -> None:
     """``resume=DIR key=value ...``: the saved config wins, except for the dotted keys given again (e.g. a smaller
     ``train.test_batch`` after running out of memory) and the top-level keys in ``RESUME_HONOURED`` (e.g.
-    ``meta_dataset=null``). the command line names the others (``experiment=``, ``seed=`` ...) in one line as ignored."""
+    ``meta_dataset=null``). The command line names the others (``experiment=``, ``seed=`` ...) in one line as
+    ignored."""
     keys = list(dict.fromkeys(o for o in overrides if is_resume_override(o)))
     if keys:
         log.warning("resume: overriding the saved config with %s", " ".join(keys))
@@ -214,7 +215,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()
     A resume of a finished (``ok``) run that fails or is interrupted keeps the finished run's summary.json,
     metrics.jsonl and config.yaml as they were; the failed attempt goes to ``resume_failed.json``.
     """
-    from metanas.run_store import append_jsonl, atomic_write_json, atomic_write_text, plot_metrics
+    from metanas.plots import plot_metrics
+    from metanas.run_store import append_jsonl, atomic_write_json, atomic_write_text
     from metanas.runners.context import RunContext
 
     cfg, resumed = prepare(cfg, list(overrides), resume_overrides)

@@ -36,7 +36,7 @@ def test_in_training_eval_reads_val_and_test_is_read_once_at_the_end(tmp_path, m
         return wrapped
 
     monkeypatch.setattr(meta_runner, "make_sampler", recording)
-    monkeypatch.setattr(meta_runner, "plot_fits", lambda *a, **k: None)
+    monkeypatch.setattr("metanas.plots.plot_fits", lambda *a, **k: None)
     out = meta_runner.run(cfg, RunContext(cfg, tmp_path))
     t = cfg.train
     evals = [c for c in calls if not c[1]]

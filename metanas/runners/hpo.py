@@ -27,7 +27,8 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from metanas.config import ConfigError, takes_train, train_block
-from metanas.hpo.importance import importance_table, main_effect_importance, plot_importance
+from metanas.hpo.importance import importance_table, main_effect_importance
+from metanas.plots import plot_importance, plot_regret_curves
 from metanas.hpo.objectives import ExperimentObjective, TabRepoTask
 from metanas.hpo.samplers import ModelBasedSampler, PortfolioSampler, RandomSampler
 from metanas.hpo.schedulers import Trial, best_so_far, incumbent
@@ -349,7 +350,8 @@ def run_tabrepo(cfg: DictConfig, t: HPOTrain, ctx: RunContext, method: Any, obje
             if np.isfinite(curves[s][b]):
                 ctx.log(s, b + 1, {"regret": float(curves[s][b])})
     ctx.save_json("curves.json", {s: v.tolist() for s, v in curves.items()})
-    _plot_curves(ctx.path("warm_vs_cold.png"), curves, f"TabRepo task {objective.task} ({tr.dataset_names[target]})")
+    plot_regret_curves(ctx.path("warm_vs_cold.png"), curves,
+                       f"TabRepo task {objective.task} ({tr.dataset_names[target]})")
     best = int(np.argmin(regret[target]))  # the table is complete: the task's best config is known exactly
     ctx.meta_record |= {"metafeatures": metafeatures, "hpo": {
         "task": objective.task, "dataset": tr.dataset_names[target], "best_config": tr.config_names[best],
@@ -361,23 +363,3 @@ def run_tabrepo(cfg: DictConfig, t: HPOTrain, ctx: RunContext, method: Any, obje
         out[f"{s}_regret_at_{t.budget}"] = float(v[-1])
         out[f"{s}_area"] = float(np.nanmean(v))
     return out
-
-
-def _plot_curves(path: Path, curves: dict[str, np.ndarray], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for s, v in curves.items():
-        ax.plot(np.arange(1, len(v) + 1), v, ls="-" if "+" in s else "--", label=s)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("full-evaluation equivalents")
-    ax.set_ylabel("normalised regret (mean over seeds)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

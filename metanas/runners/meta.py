@@ -6,10 +6,11 @@
 (``val_query_metric``, every ``train.eval_every`` steps on ``train.eval_tasks`` tasks) and the final ``val_*``
 metrics (``train.eval_tasks`` tasks, e.g. ``val_acc`` for HPO) read the meta-validation split (``eval_split``:
 Omniglot's 100 held-out meta-train characters, miniImageNet's val.csv, fresh sinusoid seeds). The meta-test split
-is read only once, at the end: ``train.test_tasks`` tasks (mean ± 95% CI, 1.96 * std / sqrt(n)), the 20 official
-Omniglot 20-way 1-shot runs when the task is 20-way 1-shot, and for sinusoids the paper-style plot
-``<curves.name>_fits.png`` (``sinusoid_fits.png``, Finn et al. 2017, Fig. 2). With ``task.n_val_chars=0`` there is no validation split and
-the in-training evaluation falls back to the test split (the behaviour before the split existed; logged).
+is read only once, at the end: ``train.test_tasks`` tasks (mean ± 95% CI, 1.96 * std / sqrt(n)), the family's
+official test runs where it has them (Omniglot 20-way 1-shot: the 20 runs of Lake et al.), and for 1-D regression
+families the paper-style plot of the fits (``sinusoid_fits.png``, Finn et al. 2017, Fig. 2). The runner reads
+everything about the task family through ``metanas.data.tasks.TaskFamily``. With ``task.n_val_chars=0`` there is
+no validation split and the in-training evaluation falls back to the test split (logged).
 """
 
 from __future__ import annotations
@@ -18,18 +19,16 @@ import functools
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import hydra
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from omegaconf import DictConfig
 
 from metanas.config import takes_train, train_block
-from metanas.data.tasks import Curves, TaskFamily
+from metanas.data.tasks import TaskFamily
 from metanas.meta.base import LOSSES, AbstractMetaAlgorithm, Task
 from metanas.runners.context import RunContext, train_loop, require_one_seed
 
@@ -190,6 +189,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     rng = np.random.default_rng([cfg.seed, 424242])
     curves = family.curves(rng, 3)
     if curves is not None:  # 1-D regression: the paper-style plot of the fits
+        from metanas.plots import plot_fits
+
         plot_fits(ctx.path(f"{curves.name}_fits.png"), algo, state.params, apply_fn, loss, curves, rng)
     ctx.meta_record |= {"meta_algorithm": type(algo).__name__, "task_family": type(family).__name__}
     return out
@@ -210,33 +211,3 @@ def official_runs(cfg, family: TaskFamily, algo, params, apply_fn, loss, key) ->
     r = jax.jit(functools.partial(algo.evaluate, apply_fn=apply_fn, loss=loss))(params, tasks, key)
     acc = np.asarray(r["query_metric"])
     return {"official_20way_acc": float(acc.mean()), "official_20way_acc_ci95": ci95(acc)}
-
-
-def plot_fits(path: Path, algo, meta_params, apply_fn, loss, curves: Curves, rng: np.random.Generator) -> None:
-    """Pre- and post-adaptation fits on a few 1-D regression tasks (Finn et al. 2017, Fig. 2 style)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    lo, hi = curves.x_range
-    grid = np.linspace(lo, hi, 200, dtype=np.float32)[:, None]
-    n_tasks = len(curves.functions)
-    fig, axes = plt.subplots(1, n_tasks, figsize=(4.5 * n_tasks, 3.5), squeeze=False)
-    for i, (ax, f, title) in enumerate(zip(axes[0], curves.functions, curves.titles)):
-        x = rng.uniform(lo, hi, (curves.shots, 1)).astype(np.float32)
-        y = f(x)
-        ax.plot(grid, f(grid), "r-", label="ground truth")
-        ax.plot(grid, np.asarray(apply_fn(meta_params["theta"], grid)), ":", color="tab:green", label="pre-update")
-        for steps, style in ((1, "--"), (10, "-")):
-            params, _ = algo.adapt(meta_params, (jnp.asarray(x), jnp.asarray(y)), jax.random.PRNGKey(i),
-                                   apply_fn=apply_fn, loss=loss, steps=steps)
-            ax.plot(grid, np.asarray(apply_fn(params, grid)), style, color="tab:blue", alpha=0.6 + 0.04 * steps,
-                    label=f"{steps} grad step{'s' if steps > 1 else ''}")
-        ax.plot(x, y, "^", color="purple", label=f"{curves.shots} support points")
-        ax.set_title(title)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"{type(algo).__name__}: pre- and post-adaptation fits (synthetic {curves.name} tasks)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
