@@ -21,6 +21,7 @@ import hydra
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special
 from omegaconf import DictConfig
 
 from metanas.config import takes_train, train_block
@@ -79,8 +80,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     meta_alpha = jax.device_get(state.params["theta"]["alpha"])
     arch = derive(space, meta_alpha)
     genotype = {"arch": space.to_string(arch), "indices": np.asarray(arch).tolist(), "ops": list(space.ops),
-                "alpha_softmax": jax.tree.map(lambda a: np.asarray(jax.nn.softmax(a, axis=-1)).round(4).tolist(),
-                                              meta_alpha)}
+                "alpha_softmax": jax.tree.map(
+                    lambda a: scipy.special.softmax(np.asarray(a), axis=-1).round(4).tolist(), meta_alpha)}
     ctx.save_json("genotype.json", genotype)
     ctx.meta_record |= {"arch": genotype["arch"], "encoding": np.asarray(space.encode(arch)).tolist(),
                         "meta_algorithm": type(algo).__name__, "task_family": type(family).__name__}
