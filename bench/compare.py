@@ -12,7 +12,9 @@ peer figures are the published ones in ../shared/bench/README.md (marked "publis
 ``--args NAME='...'`` passes arguments to one script (``w2``: metanas's, ``peer:w2``: the peer's), ``--peer-wrapper``
 runs each peer script through a launcher (``peer-python WRAPPER SCRIPT ARGS``), ``--budget-s`` stops starting scripts
 once the whole run has taken that long (and caps each script's timeout at what is left), ``--meta k=v`` adds keys to
-the JSON line, ``--no-published`` leaves out the published (CPU) peer figures. W5 has no peer.
+the JSON line, ``--no-published`` leaves out the published (CPU) peer figures, ``--before DIR`` also runs the bench
+scripts of an earlier checkout in the same rounds (peer, before, metanas) for a change's before/after ratios. W5 has no
+peer.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ PEER_DIR = HERE.parent.parent / "shared" / "bench"
 WORKLOADS = {
     "w1": ("w1_darts_nb201.py", "w1_darts_nb201.py", [
         ("W1 DARTS 1st-order step, s", "median_s_per_step", "median_s_per_step", 3.954, True),
-        ("W1 DARTS 2nd-order step, s (peer: published DARTS-V2)", None, "second_order_median_s_per_step", 8.75, True),
+        ("W1 DARTS 2nd-order step, finite-difference HVP as DARTS-V2, s (peer: published DARTS-V2)", None,
+         "second_order_fd_median_s_per_step", 8.75, True),
+        ("W1 DARTS 2nd-order step, exact unrolled hypergradient (more work than the peer), s", None,
+         "second_order_median_s_per_step", 8.75, True),
         ("W1 time to first step, s", None, "compile_s", None, True)]),
     "w2": ("w2_maml_handwritten.py", "w2_maml_omniglot.py", [
         ("W2 MAML 2nd order, s/meta-iter", "second_order.median_s_per_meta_iter",
@@ -60,10 +65,11 @@ def get(d: dict, path: str | None):
     return d
 
 
-def run_json(python: str, script: Path, timeout: float, args: list[str] = (), wrapper: str | None = None) -> dict:
+def run_json(python: str, script: Path, timeout: float, args: list[str] = (), wrapper: str | None = None,
+             env: dict | None = None) -> dict:
     """Run one benchmark script (through ``wrapper`` if given); its last stdout line that parses as JSON."""
     cmd = [python] + ([wrapper] if wrapper else []) + [str(script), *args]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if p.returncode != 0:
         raise RuntimeError(f"{script} failed ({p.returncode}): {p.stderr.strip().splitlines()[-1:]}")
     for line in reversed(p.stdout.strip().splitlines()):
@@ -88,11 +94,15 @@ def main() -> None:
     ap.add_argument("--no-published", action="store_true",
                     help="no published peer figures: ratios only against peers measured in this run (other machines)")
     ap.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="extra keys for the JSON line")
+    ap.add_argument("--before", metavar="DIR", help="a checkout of an earlier metanas (git worktree): its bench scripts "
+                    "run in the same rounds (peer, before, metanas), for before/after ratios of a change")
     a = ap.parse_args()
     names = [n.strip() for n in a.only.split(",") if n.strip()]
     bad = [n for n in names if n not in WORKLOADS]
     if bad:
         sys.exit(f"compare: error: unknown workload(s) {bad}; choose from {list(WORKLOADS)}")
+    if a.before and not (Path(a.before) / "metanas").is_dir():
+        sys.exit(f"compare: error: --before {a.before} holds no metanas/ package; pass a checkout (git worktree add)")
     if a.peer_python and not Path(a.peer_python).exists():
         sys.exit(f"compare: error: --peer-python {a.peer_python} does not exist; pass a venv's bin/python")
     script_args: dict[str, list[str]] = {}
@@ -105,14 +115,22 @@ def main() -> None:
     meta = dict(m.partition("=")[::2] for m in a.meta)
     ours: dict[str, list[dict]] = {n: [] for n in names}
     peer: dict[str, list[dict]] = {n: [] for n in names}
+    before: dict[str, list[dict]] = {n: [] for n in names}
+    before_env = None
+    if a.before:
+        import os
+
+        before_env = {**os.environ, "PYTHONPATH": str(Path(a.before).resolve())}
     t0 = time.perf_counter()
     for r in range(a.rounds):
         for n in names:
             peer_script, our_script, _ = WORKLOADS[n]
             jobs = ([("peer", a.peer_python, PEER_DIR / peer_script, peer, script_args.get(f"peer:{n}", []),
-                      a.peer_wrapper)] if a.peer_python and peer_script else []) + \
-                [("metanas", sys.executable, HERE / our_script, ours, script_args.get(n, []), None)]
-            for who, python, script, store, args, wrapper in jobs:
+                      a.peer_wrapper, None)] if a.peer_python and peer_script else []) + \
+                ([("before", sys.executable, Path(a.before) / "bench" / our_script, before, script_args.get(n, []),
+                   None, before_env)] if a.before else []) + \
+                [("metanas", sys.executable, HERE / our_script, ours, script_args.get(n, []), None, None)]
+            for who, python, script, store, args, wrapper, env in jobs:
                 left = None if a.budget_s is None else a.budget_s - (time.perf_counter() - t0)
                 if left is not None and left <= 0:
                     print(f"[round {r + 1}/{a.rounds}] {who} {script.name}: skipped (--budget-s spent)",
@@ -120,7 +138,8 @@ def main() -> None:
                     continue
                 print(f"[round {r + 1}/{a.rounds}] {who} {script.name} {' '.join(args)}", file=sys.stderr, flush=True)
                 try:
-                    res = run_json(python, script, a.timeout if left is None else min(a.timeout, left), args, wrapper)
+                    res = run_json(python, script, a.timeout if left is None else min(a.timeout, left), args, wrapper,
+                                   env)
                 except (RuntimeError, subprocess.TimeoutExpired) as e:  # report it, go on with the others
                     print(f"  failed: {e}", file=sys.stderr, flush=True)
                     continue
@@ -139,13 +158,21 @@ def main() -> None:
             src = "measured now" if pv else ("published" if published is not None else "-")
             pm = statistics.median(pv) if pv else published
             ratio = None if ov is None or pm is None else (pm / ov if lower else ov / pm)
-            rows.append((label, pm, ov, ratio, src))
+            bv = [v for v in (get(d, okey) for d in before[n]) if v is not None]
+            bv = statistics.median(bv) if bv else None
+            gain = None if ov is None or bv is None else (bv / ov if lower else ov / bv)
+            rows.append((label, pm, ov, ratio, src, bv, gain))
             out[label] = {"peer": pm, "metanas": ov, "speedup": ratio, "peer_source": src}
-    table = ["| workload | peer (PyTorch) | metanas (JAX) | metanas speed-up | peer figure |",
-             "| --- | ---: | ---: | ---: | --- |"]
-    for label, pm, ov, ratio, src in rows:
-        f = lambda v: "-" if v is None else (f"{v:.4g}" if v < 1e5 else f"{v:.3e}")
-        table.append(f"| {label} | {f(pm)} | {f(ov)} | {'-' if ratio is None else f'{ratio:.2f}x'} | {src} |")
+            if a.before:
+                out[label] |= {"before": bv, "after_vs_before": gain}
+    extra = " before | after vs before |" if a.before else ""
+    table = ["| workload | peer (PyTorch) | metanas (JAX) | metanas speed-up | peer figure |" + extra,
+             "| --- | ---: | ---: | ---: | --- |" + (" ---: | ---: |" if a.before else "")]
+    f = lambda v: "-" if v is None else (f"{v:.4g}" if v < 1e5 else f"{v:.3e}")  # noqa: E731
+    x = lambda r: "-" if r is None else f"{r:.2f}x"  # noqa: E731
+    for label, pm, ov, ratio, src, bv, gain in rows:
+        table.append(f"| {label} | {f(pm)} | {f(ov)} | {x(ratio)} | {src} |" +
+                     (f" {f(bv)} | {x(gain)} |" if a.before else ""))
     print("\n".join(table), file=sys.stderr)
     print(json.dumps({"workload": "compare", "rounds": a.rounds, "wall_s": round(time.perf_counter() - t0, 1),
                       **meta, "results": out}))

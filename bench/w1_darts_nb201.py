@@ -9,7 +9,9 @@ weights with a train batch, Adam(3e-4, (0.5, 0.999), wd 1e-3) on alpha with a va
 
 The first-order step runs in xautodl's DARTS-V1 order (weight step on the train batch, then the alpha step on the
 val batch: ``DARTS(alpha_first=False)``); the second-order step in the paper's order (alpha step with the exact
-unrolled hypergradient, then the weight step), as xautodl's DARTS-V2. JAX computes only the gradients each step
+unrolled hypergradient, then the weight step), as xautodl's DARTS-V2; ``second_order_fd_*`` times the same step with
+the paper's finite-difference Hessian-vector product (``hessian="finite_difference"``, what DARTS-V2 computes: the
+like-for-like comparison with the peer), ``second_order_*`` the exact unrolled hypergradient (more work). JAX computes only the gradients each step
 needs (the alpha step does not form weight gradients, which the PyTorch peer does).
 Extra keys: ``compile_s`` (wall time of the first step, compile included), ``median_cpu_s_per_step`` (process CPU
 time, less sensitive to other jobs on a shared VM), ``second_order_*``, ``ceiling_gflops_now`` (matmul now). FLOPs
@@ -98,11 +100,11 @@ def step_args(state, xt, yt, xv, yv) -> tuple:
     return state, (xt, yt), (xv, yv), jax.random.PRNGKey(0)
 
 
-def search_step(net, order: int):
+def search_step(net, order: int, hessian: str = "exact"):
     """``(algo, fn, step)``: the W1 step of ``order`` (fixed LR as in the peer: w_lr_min = w_lr), xautodl's DARTS-V1
     order for 1, DARTS-V2's for 2. ``fn`` is the jitted ``algo.step`` (it donates its state; ``fn.lower(*step_args(
     state, xt, yt, xv, yv))``), ``step(state, xt, yt, xv, yv)`` calls it."""
-    algo = DARTS(order=order, w_lr=0.025, w_lr_min=0.025, w_nesterov=True, alpha_first=order == 2)
+    algo = DARTS(order=order, w_lr=0.025, w_lr_min=0.025, w_nesterov=True, alpha_first=order == 2, hessian=hessian)
     fn = jax.jit(functools.partial(algo.step, net=net, total_steps=1000), donate_argnums=(0,))
     return algo, fn, lambda *batch: fn(*step_args(*batch))
 
@@ -134,7 +136,8 @@ def first_step_phases() -> dict:
             "fusions": compiled.as_text().count(" fusion(")}
 
 
-def main(steps: int = STEPS, warmup: int = WARMUP, second_order_steps: int = 5) -> dict:
+def main(steps: int = STEPS, warmup: int = WARMUP, second_order_steps: int = 5,
+         hessians: tuple[str, ...] = ("finite_difference", "exact")) -> dict:
     net, (weights, alphas, bs), (xt, yt, xv, yv) = problem()
     out = {"workload": "w1_darts_nb201", "framework": "jax", "torch": None, "jax": jax.__version__,
            "batch": B, "C": C, "N": N, "max_nodes": 4, "num_cells": 3 * N + 2,
@@ -156,8 +159,9 @@ def main(steps: int = STEPS, warmup: int = WARMUP, second_order_steps: int = 5) 
     fb = jax.jit(fwdbwd).lower(weights, alphas, xt, yt).cost_analysis()
     f, fb = (c[0] if isinstance(c, list) else c for c in (f, fb))
     out |= {"fwd_flops": f.get("flops"), "fwd_bwd_flops": fb.get("flops"), "step_flops_est": 2 * fb.get("flops", 0.0)}
-    for order in (1, 2) if second_order_steps > 0 else (1,):
-        algo, _, step = search_step(net, order)
+    runs = [(1, "exact")] + ([(2, h) for h in hessians] if second_order_steps > 0 else [])
+    for order, hessian in runs:
+        algo, _, step = search_step(net, order, hessian)
         w0, a0 = jax.tree.map(jnp.array, (weights, alphas))  # fresh copies: the step donates its state
         state = algo.init(w0, a0, bs, total_steps=1000)
         n = steps if order == 1 else second_order_steps
@@ -167,10 +171,10 @@ def main(steps: int = STEPS, warmup: int = WARMUP, second_order_steps: int = 5) 
                     "all_s": [round(t, 3) for t in ts], "compile_s": first,
                     "median_cpu_s_per_step": statistics.median(cpu),
                     "achieved_gflops_per_s": out["step_flops_est"] / statistics.median(ts) / 1e9}
-        else:
-            out |= {"second_order_median_s_per_step": statistics.median(ts),
-                    "second_order_median_cpu_s_per_step": statistics.median(cpu),
-                    "second_order_all_s": [round(t, 3) for t in ts], "second_order_compile_s": first}
+        else:  # second_order_* = the exact unrolled hypergradient; second_order_fd_* = DARTS-V2's finite difference
+            pre = "second_order_" if hessian == "exact" else "second_order_fd_"
+            out |= {f"{pre}median_s_per_step": statistics.median(ts), f"{pre}median_cpu_s_per_step": statistics.median(cpu),
+                    f"{pre}all_s": [round(t, 3) for t in ts], f"{pre}compile_s": first}
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from _ceiling import PEER_CEILING_GFLOPS, matmul_gflops
 
@@ -182,8 +186,9 @@ def main(steps: int = STEPS, warmup: int = WARMUP, second_order_steps: int = 5) 
             "speedup_vs_peer": PEER_MEDIAN_S / out["median_s_per_step"],
             "peer_source": "shared/bench/README.md",
             "note": "timings on a shared 2-core VM (noisy); peer figure not re-measured here (no torch)"}
-    if second_order_steps > 0:
-        out["second_order_speedup_vs_peer"] = PEER_SECOND_ORDER_S / out["second_order_median_s_per_step"]
+    for pre in ("second_order_", "second_order_fd_"):
+        if f"{pre}median_s_per_step" in out:
+            out[f"{pre}speedup_vs_peer"] = PEER_SECOND_ORDER_S / out[f"{pre}median_s_per_step"]
     return out
 
 
@@ -192,12 +197,17 @@ if __name__ == "__main__":
     ap.add_argument("--steps", type=int, default=STEPS)
     ap.add_argument("--warmup", type=int, default=WARMUP)
     ap.add_argument("--second-order-steps", type=int, default=5, help="0: skip the second-order step")
+    ap.add_argument("--hessian", default="finite_difference,exact",
+                    help="second-order hypergradients to time: finite_difference (DARTS-V2, as the peer), exact")
     ap.add_argument("--cache-probe", action="store_true",
                     help="also time the first step in fresh processes with a cold and a warm compilation cache")
     ap.add_argument("--phases", action="store_true",
                     help="also split the first step (trace + lower, XLA compile, run) in a fresh process")
     a = ap.parse_args()
-    res = main(a.steps, a.warmup, a.second_order_steps)
+    hessians = tuple(h for h in a.hessian.split(",") if h)
+    if not set(hessians) <= {"finite_difference", "exact"}:
+        ap.error(f"--hessian takes finite_difference and/or exact, got {a.hessian!r}")
+    res = main(a.steps, a.warmup, a.second_order_steps, hessians)
     if a.phases:
         res |= {f"first_step_{k}": v for k, v in in_fresh_process("w.first_step_phases()").items()}
     if a.cache_probe:

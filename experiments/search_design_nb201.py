@@ -8,8 +8,8 @@ accuracy. The chosen variant is frozen in ``conf/experiment/search_nb201.yaml`` 
     .venv/bin/python experiments/search_design_nb201.py f=enc f=enc,canon=1 ...   # one JSON line per variant
 
 A variant is comma-separated ``key=value``: ``f`` features (enc: onehot_pruned; zc: + 13 zero-cost proxies + log
-params; zcns: + their normal scores), ``init``, ``topk``, ``steps``, ``ens``, ``wd``, ``h`` (Pairwise), ``beta`` (UCB),
-``canon=1`` (search the canonical cells only), ``prior=nwot+synflow`` (initial cells = the top of that zero-cost score
+params; zcns: + their normal scores; path; onehot_path), ``its=1`` (Thompson), ``acq`` (acquisition), ``mcand``, ``init``, ``topk``, ``steps``, ``ens``, ``wd``, ``h`` (Pairwise), ``beta`` (UCB),
+``canon=1`` (search the canonical cells only), ``pred`` (the ranker: see ``predictor``), ``prior=nwot+synflow`` (initial cells = the top of that zero-cost score
 instead of random). Environment: SEEDS (20), BUDGET (100). The zero-cost features need the shared data.
 """
 
@@ -27,7 +27,27 @@ from metanas.blackbox import nb201_search as S
 from metanas.config import default_data_dir
 from metanas.predictors.encodings import encode_archs, nb201_zero_cost_features
 from metanas.predictors.pairwise import Pairwise
+from metanas.predictors.select import CVBlend
+from metanas.predictors.trees import BoostedTrees, RandomForest, is_jittable
 from metanas.search_spaces.nb201 import NB201Space
+
+
+def predictor(name: str, pw: Pairwise):
+    """``pred=``: pairwise (the jitted default), rf (random forest, 300 trees), gbt (LightGBM), pw+rf (equal-weight
+    blend of the standardised pairwise and RF scores), cvblend (``CVBlend`` of pairwise and RF: pairwise, RF or both,
+    chosen by 3-fold CV Kendall tau on the queried cells each round)."""
+    rf = RandomForest()
+    if name == "pairwise":
+        return pw
+    if name == "rf":
+        return rf
+    if name == "gbt":
+        return BoostedTrees()
+    if name == "pw+rf":
+        return CVBlend(bases=(pw, rf), combos=((0, 1),))
+    if name == "cvblend":
+        return CVBlend(bases=(pw, rf), combos=((0,), (1,), (0, 1)))
+    raise SystemExit(f"pred={name!r}: choose pairwise, rf, gbt, pw+rf or cvblend")
 
 
 def main() -> None:
@@ -41,7 +61,9 @@ def main() -> None:
     zc = nb201_zero_cost_features(space, load_zero_cost(data, "cifar10"), normal_scores=True)
     lp = np.log(load_cost(data)[:, 1:2])
     lp = (lp - lp.mean()) / lp.std()
-    feats_by = {"enc": enc, "zc": np.concatenate([enc, zc[:, :13], lp], 1), "zcns": np.concatenate([enc, zc, lp], 1)}
+    feats_by = {"enc": enc, "zc": np.concatenate([enc, zc[:, :13], lp], 1), "zcns": np.concatenate([enc, zc, lp], 1),
+                "path": np.asarray(encode_archs(space, space.enumerate(), "path")),
+                "onehot_path": np.asarray(encode_archs(space, space.enumerate(), "onehot_path"))}
     seeds, budget = int(os.environ.get("SEEDS", 20)), int(os.environ.get("BUDGET", 100))
     keys = jnp.stack([jax.random.PRNGKey(1000 + s) for s in range(seeds)])
     for v in variants:
@@ -50,7 +72,9 @@ def main() -> None:
         pw = Pairwise(steps=int(spec.get("steps", 300)), ensemble=int(spec.get("ens", 3)),
                       weight_decay=float(spec.get("wd", 0.1)), hidden=int(spec.get("h", 64)))
         search = S.PredictorSearch(budget=budget, init=int(spec.get("init", 10)), topk=int(spec.get("topk", 10)),
-                                   beta=float(spec.get("beta", 0)))
+                                   beta=float(spec.get("beta", 0)), thompson=bool(int(spec.get("its", 0))),
+                                   acquisition=spec.get("acq", "exhaustive"),
+                                   mutation_candidates=int(spec.get("mcand", 100)))
         excluded = jnp.asarray(~S.canonical_cells(space)) if spec.get("canon") else None
         if spec.get("prior"):
             prior = jnp.asarray(sum(zc[:, 13 + ZC_COLUMNS.index(n)] for n in spec["prior"].split("+")))
@@ -63,8 +87,19 @@ def main() -> None:
                                      jnp.zeros(table.shape[0], bool).at[codes0].set(True))
 
             object.__setattr__(search, "init_state", init_state)
+        pred = predictor(spec.get("pred", "pairwise"), pw)
         t0 = time.time()
-        tr = jax.jit(jax.vmap(lambda k: search.run(k, table, feats, predictor=pw, space=space, excluded=excluded)))(keys)
+        if is_jittable(pred):
+            tr = jax.jit(jax.vmap(lambda k: search.run(k, table, feats, predictor=pred, space=space,
+                                                       excluded=excluded)))(keys)
+        else:  # a host model: the runner's round-by-round path
+            k_init, rkeys = jax.vmap(search.round_keys)(keys)
+            tables = jnp.broadcast_to(table, (seeds, table.shape[0]))
+            state = jax.vmap(lambda k, t: search.init_state(k, t, excluded))(k_init, tables)
+            round_fn = search.round_fn(feats, predictor=pred, space=space)
+            for r in range(search.rounds):
+                state = round_fn(state, r, rkeys[:, r], tables)
+            tr = S.Trace(state.codes, state.values)
         best = np.maximum.accumulate(np.asarray(tr.values), 1)
         hit = best >= top16
         q = np.where(hit.any(1), hit.argmax(1) + 1, budget + 1)

@@ -101,13 +101,16 @@ def register_configs() -> None:
 def apply_fast_overrides(cfg: DictConfig, explicit: Iterable[str] = ()) -> None:
     """Under ``debug=fast`` merge the experiment's ``fast:`` dotted overrides into ``cfg`` in place.
 
-    Keys set on the command line (``explicit``, e.g. ``train.steps=200``) win over the fast overrides.
+    Keys set on the command line (``explicit``, e.g. ``train.steps=200``) win over the fast overrides; overrides of a
+    group option the command line swapped (``predictor=random_forest``) that name no key of the new option are skipped.
     """
     if cfg.debug_mode != "fast":
         return
     explicit = {o.split("=", 1)[0].lstrip("+~") for o in explicit}
     for dotted, value in cfg.fast.items():
         if OmegaConf.select(cfg, dotted, default="__missing__") == "__missing__":
+            if dotted.split(".")[0] in explicit:  # a group swapped on the command line (predictor=random_forest)
+                continue
             raise ConfigError(f"fast override '{dotted}' names no key of experiment '{cfg.name}'")
         if dotted not in explicit:
             OmegaConf.update(cfg, dotted, value, merge=False)

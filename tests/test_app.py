@@ -219,3 +219,16 @@ def test_multirun_report_aggregates_two_seeds(tmp_path):
 def test_report_on_empty_dir_is_a_clean_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "metanas.report", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and r.stderr.startswith("metanas.report: error: no summary.json")
+
+
+@pytest.mark.parametrize("predictor", ["random_forest", pytest.param("pairwise_rf", marks=pytest.mark.slow)])
+def test_default_search_runs_with_a_host_predictor(tmp_path, predictor):
+    """predictor=random_forest (a host model, not jittable) drives the same search loop, also under debug=fast."""
+    p = run_metanas(f"predictor={predictor}", "debug=fast", "train.baselines=[random]", f"results_dir={tmp_path}/runs",
+                    f"meta_dataset={tmp_path}/meta.jsonl", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    run = _run_dir(tmp_path / "runs", "search_nb201")
+    s = json.loads((run / "summary.json").read_text())
+    assert s["status"] == "ok" and 0 < s["metrics"]["best_test_acc"] <= 94.37 + 1e-6
+    queried = json.loads((run / "queried.json").read_text())["codes"][0]
+    assert len(set(queried)) == len(queried) == 12  # debug=fast budget, no cell twice

@@ -56,3 +56,19 @@ def test_gpu_kit_and_compare_reject_bad_arguments(tmp_path):
     p = subprocess.run([sys.executable, str(REPO / "bench" / "compare.py"), "--args", "w9=1"], capture_output=True,
                        text=True, timeout=60)
     assert p.returncode != 0 and "--args 'w9=1': expected NAME=ARGS" in p.stderr
+
+
+def test_compare_runs_an_earlier_checkout_in_the_same_rounds(tmp_path):
+    """--before DIR: the earlier checkout's bench script runs between the peer and ours; the table gains its ratio."""
+    p = subprocess.run([sys.executable, str(REPO / "bench" / "compare.py"), "--only", "w5", "--rounds", "1",
+                        "--before", str(REPO), "--log", str(tmp_path / "raw.jsonl"),
+                        "--args", "w5=--candidates 20000 --chunk 4096 --no-ceiling --dense-candidates 0"],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads(p.stdout.strip().splitlines()[-1])["results"]
+    row = res["W5 DARTS-space candidates ranked (streamed top-k), candidates/s"]
+    assert row["before"] > 0 and row["metanas"] > 0 and row["after_vs_before"] > 0
+    assert [json.loads(ln)["who"] for ln in (tmp_path / "raw.jsonl").read_text().splitlines()] == ["before", "metanas"]
+    p = subprocess.run([sys.executable, str(REPO / "bench" / "compare.py"), "--before", str(tmp_path)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "holds no metanas/ package" in p.stderr

@@ -173,3 +173,49 @@ def test_every_search_respects_excluded_cells(key):
         tr = jax.jit(jax.vmap(lambda k, fn=fn: fn(k, TABLE)))(keys)
         _check_trace(tr, tr.codes.shape[-1])
         assert canon[np.asarray(tr.codes)].all(), name
+
+
+class _HostRidge(Ridge):
+    """The same ridge model, flagged as a host model: ``round_fn`` fits and scores it per seed outside jit."""
+
+    jittable = False
+
+
+@pytest.mark.parametrize("acquisition", ["exhaustive", "mutation"])
+def test_host_predictor_round_equals_the_jitted_round(key, acquisition):
+    """The host path (trees, CVBlend) uses the same keys and acquisition as the jitted path: same queries."""
+    search = S.PredictorSearch(budget=14, init=4, topk=5, acquisition=acquisition, thompson=acquisition == "mutation")
+    keys = jax.random.split(key, 3)
+    tables = jnp.broadcast_to(TABLE, (3, TABLE.shape[0]))
+    k_init, rkeys = jax.vmap(search.round_keys)(keys)
+    traces = []
+    for pred in (Ridge(), _HostRidge()):
+        state = jax.vmap(search.init_state)(k_init, tables)
+        step = search.round_fn(FEATURES, predictor=pred, space=SPACE)
+        for r in range(search.rounds):
+            state = step(state, r, rkeys[:, r], tables)
+        traces.append(S.Trace(state.codes, state.values))
+    _check_trace(traces[1], 14)
+    ref = jax.jit(jax.vmap(lambda k: search.run(k, TABLE, FEATURES, predictor=Ridge(), space=SPACE)))(keys)
+
+    def per_round(codes):  # each round's queries as a set (eager vs jitted float rounding may swap near-ties)
+        c = np.asarray(codes)
+        return [np.sort(c[:, :4], 1)] + [np.sort(c[:, i:i + 5], 1) for i in range(4, 14, 5)]
+
+    for a, b, c in zip(per_round(ref.codes), per_round(traces[0].codes), per_round(traces[1].codes)):
+        np.testing.assert_array_equal(a, b)  # round_fn = run's scan, round by round
+        np.testing.assert_array_equal(a, c)  # the host path queries the same cells
+
+
+def test_random_forest_guided_search_respects_budget_and_never_repeats(key):
+    from metanas.predictors.trees import RandomForest
+
+    search = S.PredictorSearch(budget=12, init=4, topk=4)
+    keys = jax.random.split(key, 2)
+    tables = jnp.broadcast_to(TABLE, (2, TABLE.shape[0]))
+    k_init, rkeys = jax.vmap(search.round_keys)(keys)
+    state = jax.vmap(search.init_state)(k_init, tables)
+    step = search.round_fn(FEATURES, predictor=RandomForest(trees=10), space=SPACE)
+    for r in range(search.rounds):
+        state = step(state, r, rkeys[:, r], tables)
+    _check_trace(S.Trace(state.codes, state.values), 12)

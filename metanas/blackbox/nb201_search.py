@@ -15,6 +15,7 @@ Searches: ``PredictorSearch`` (the meta-learner's fine-tune loop; with an MLP en
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -272,13 +273,19 @@ class PredictorSearch:
     def round(self, state: SearchState, r: jax.Array, key: jax.Array, table: jax.Array, features: jax.Array, *,
               predictor, space: NB201Space) -> SearchState:
         """Round ``r`` (0-based): fit on the ``init + r * topk`` queried cells, query the ``topk`` best unqueried."""
-        codes, values, queried = state
-        n_cells = table.shape[0]
         k_fit, k_acq = jax.random.split(key)
         n = self.init + r * self.topk
-        params = predictor.fit(k_fit, features[codes], values, n)
+        params = predictor.fit(k_fit, features[state.codes], state.values, n)
         mean, std = predictor.score_std(params, features)
-        k_acq, k_its = jax.random.split(k_acq)
+        return self.select(state, n, k_acq, mean, std, table, space=space)
+
+    def select(self, state: SearchState, n: jax.Array, key: jax.Array, mean: jax.Array, std: jax.Array,
+               table: jax.Array, *, space: NB201Space) -> SearchState:
+        """Query the ``topk`` best unqueried cells by the acquisition on the predictor's ``mean`` / ``std`` [N] over
+        all cells (the second half of ``round``; jittable also when the scores come from a host model)."""
+        codes, values, queried = state
+        n_cells = table.shape[0]
+        k_acq, k_its = jax.random.split(key)
         noise = jax.random.normal(k_its, mean.shape) if self.thompson else self.beta
         acq = mean + noise * std
         if self.acquisition == "mutation":
@@ -291,8 +298,7 @@ class PredictorSearch:
         elif self.acquisition != "exhaustive":
             def fitness(archs):
                 c = arch_codes(space, archs)
-                m, s = predictor.score_std(params, features[c])
-                return m + self.beta * s
+                return mean[c] + self.beta * std[c]
 
             if self.acquisition == "evolution":
                 visited = evolve(k_acq, fitness, space=space, population=self.evo_population,
@@ -311,6 +317,30 @@ class PredictorSearch:
         codes = jax.lax.dynamic_update_slice(codes, new, (n,))
         values = jax.lax.dynamic_update_slice(values, table[new], (n,))
         return SearchState(codes, values, queried.at[new].set(True))
+
+    def round_fn(self, features: jax.Array, *, predictor, space: NB201Space):
+        """``fn(states, r, keys [S], tables [S, N]) -> states``: one round for S seeds at once. A JAX predictor runs
+        as one ``jit(vmap(round))``; a host model (``jittable = False``: random forest, boosted trees, ``CVBlend``)
+        is fitted and scored per seed on the host with the same keys, then the acquisition runs as one
+        ``jit(vmap(select))``."""
+        from metanas.predictors.trees import is_jittable
+
+        if is_jittable(predictor):
+            return jax.jit(jax.vmap(functools.partial(self.round, features=features, predictor=predictor,
+                                                      space=space), in_axes=(0, None, 0, 0)))
+        select = jax.jit(jax.vmap(functools.partial(self.select, space=space), in_axes=(0, None, 0, 0, 0, 0)))
+        feats = np.asarray(features)
+
+        def host_round(states: SearchState, r, keys: jax.Array, tables: jax.Array) -> SearchState:
+            n = self.init + int(r) * self.topk
+            k_fit, k_acq = jax.vmap(jax.random.split, out_axes=1)(keys)
+            codes, values = np.asarray(states.codes), np.asarray(states.values)
+            mean, std = zip(*(predictor.score_std(predictor.fit(k_fit[s], feats[codes[s]], values[s], n), feats)
+                              for s in range(codes.shape[0])))
+            return select(states, jnp.int32(n), k_acq, jnp.asarray(np.stack(mean), jnp.float32),
+                          jnp.asarray(np.stack(std), jnp.float32), tables)
+
+        return host_round
 
     def round_keys(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(init key, [rounds] round keys) of a search key; ``run`` and step-wise runners use the same split."""

@@ -159,27 +159,6 @@ def load_records(path: str | Path | None, space: SearchSpace, *, metric: str, ma
 
 # ---- jittable candidate draws from a declared space -----------------------------------------------------------
 
-def _unit_value(p, u):
-    """Numeric value of unit draw ``u`` (jnp), as ``Param.from_unit``."""
-    lo, hi = float(p.low), float(p.high)
-    if p.log:
-        v = jnp.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
-    else:
-        v = lo + u * (hi - lo)
-    if p.type == "int":
-        v = jnp.round(v)
-    return jnp.clip(v, lo, hi)
-
-
-def _to_unit(p, v):
-    lo, hi = float(p.low), float(p.high)
-    if hi == lo:
-        return jnp.full_like(v, 0.5)
-    if p.log:
-        return (jnp.log(v) - math.log(lo)) / (math.log(hi) - math.log(lo))
-    return (v - lo) / (hi - lo)
-
-
 def draw_units(space: SearchSpace, key: jax.Array) -> jax.Array:
     """float32 [P]: one uniform per parameter (categorical index = floor(u * K)). Jittable."""
     return jax.random.uniform(key, (len(space.params),))
@@ -205,9 +184,9 @@ def encode_units(space: SearchSpace, u: jax.Array) -> jax.Array:
             value[p.name] = idx
             cols.append(jax.nn.one_hot(idx, k, dtype=jnp.float32) * act)
         else:
-            v = _unit_value(p, u[i])
+            v = p.unit_value(u[i], jnp)
             value[p.name] = v
-            unit = _to_unit(p, v) if p.type == "int" else u[i]
+            unit = p.unit_of(v, jnp) if p.type == "int" else u[i]
             cols.append(jnp.where(act, unit, INACTIVE)[None].astype(jnp.float32))
     return jnp.concatenate(cols)
 

@@ -56,22 +56,26 @@ class Param:
 
     def from_unit(self, u: float) -> Any:
         """Map ``u`` in [0, 1] to a value (log or linear scale); ints round to the nearest integer."""
-        lo, hi = float(self.low), float(self.high)
-        if self.log:
-            v = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
-        else:
-            v = lo + u * (hi - lo)
-        if self.type == "int":
-            return int(min(max(round(v), lo), hi))
-        return float(min(max(v, lo), hi))
+        v = float(self.unit_value(np.float64(u)))
+        return int(v) if self.type == "int" else v
 
     def to_unit(self, v: Any) -> float:
+        return float(self.unit_of(np.float64(v)))
+
+    def unit_value(self, u, xp=np):
+        """``from_unit`` on arrays of the array module ``xp`` (numpy, or ``jax.numpy`` inside jit)."""
+        lo, hi = float(self.low), float(self.high)
+        v = xp.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))) if self.log else lo + u * (hi - lo)
+        return xp.clip(xp.round(v) if self.type == "int" else v, lo, hi)
+
+    def unit_of(self, v, xp=np):
+        """``to_unit`` on arrays of the array module ``xp``."""
         lo, hi = float(self.low), float(self.high)
         if hi == lo:
-            return 0.5
+            return xp.full_like(v, 0.5)
         if self.log:
-            return (math.log(float(v)) - math.log(lo)) / (math.log(hi) - math.log(lo))
-        return (float(v) - lo) / (hi - lo)
+            return (xp.log(v) - math.log(lo)) / (math.log(hi) - math.log(lo))
+        return (v - lo) / (hi - lo)
 
 
 @dataclass(frozen=True)

@@ -179,6 +179,15 @@ class CVBlend:
     final: tuple | None = None
     jittable: ClassVar[bool] = False
 
+    def __post_init__(self):  # a config gives lists: keep the frozen model hashable
+        object.__setattr__(self, "bases", tuple(self.bases))
+        object.__setattr__(self, "combos", tuple(tuple(int(b) for b in c) for c in self.combos))
+        if self.final is not None:
+            object.__setattr__(self, "final", tuple(self.final))
+        bad = [c for c in self.combos if not c or not all(0 <= b < len(self.bases) for b in c)]
+        if bad:
+            raise ValueError(f"CVBlend combos {bad} name no base or a base outside 0..{len(self.bases) - 1}")
+
     def _final(self) -> tuple:
         if self.final is not None and len(self.final) != len(self.bases):
             raise ValueError(f"CVBlend: {len(self.final)} final models for {len(self.bases)} bases")
@@ -207,8 +216,9 @@ class CVBlend:
 
     def fit(self, key: jax.Array, x, y, n) -> dict:
         k_cv, k_fit = jax.random.split(key)
-        cv = self.cv_scores(k_cv, x, y, n).mean(1)
-        best = int(np.argmax(cv))
+        # one candidate: nothing to choose, so no CV fits (cv_tau NaN)
+        cv = self.cv_scores(k_cv, x, y, n).mean(1) if len(self.combos) > 1 else np.full(1, np.nan)
+        best = int(np.argmax(cv)) if len(self.combos) > 1 else 0
         members = {}
         for b in self.combos[best]:
             model = self._final()[b]

@@ -154,8 +154,7 @@ def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float
     k_init, round_keys = jax.vmap(search.round_keys)(keys)  # [S], [S, rounds]
     excluded = excluded_cells(cfg, space)
     state = jax.vmap(functools.partial(search.init_state, excluded=excluded))(k_init, tables)
-    round_fn = jax.jit(jax.vmap(functools.partial(search.round, features=feats, predictor=predictor, space=space),
-                                in_axes=(0, None, 0, 0)))
+    round_fn = search.round_fn(feats, predictor=predictor, space=space)  # a host model (trees) fits on the host
 
     def best(state, n):
         return S.best_so_far(np.asarray(state.values)[:, :n], report, np.asarray(state.codes)[:, :n])[:, -1]
