@@ -6,7 +6,7 @@ query CE averaged over tasks, Adam(1e-3) outer. 2 warm-ups, then N timed meta-it
 Prints ONE JSON line with the peer's keys plus ours (compile time, variant, peer figure and ratio, and the
 jitted 2048^2 matmul GFLOP/s measured in the same process, since the machine is shared and its load varies).
 
-usage: python bench/w2_maml_omniglot.py [ITERS=8] [--variant vmap|map|loop] [--conv patches|xla_patches|lax]
+usage: python bench/w2_maml_omniglot.py [ITERS=8] [--variant vmap|map|loop] [--conv patches|gemm|lax]
   vmap: one jitted meta-step, tasks vmapped (the library's MAML.meta_train_step);
   map:  one jitted meta-step, tasks via lax.map;
   loop: a Python loop over tasks of one jitted per-task (loss, grad), then a jitted Adam step.
@@ -46,7 +46,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("iters", nargs="?", type=int, default=8)
     ap.add_argument("--variant", default="vmap", choices=["vmap", "map", "loop"])
-    ap.add_argument("--conv", default="patches", choices=["patches", "xla_patches", "lax"])
+    ap.add_argument("--conv", default="patches", choices=["patches", "gemm", "lax"])
     ap.add_argument("--orders", default="second_order,first_order")
     args = ap.parse_args()
     key = jax.random.PRNGKey(0)

@@ -8,7 +8,7 @@ a ``lax.scan`` because the Adam state is carried from task to task). 2 warm-ups,
 Difference from the peer: each task draws its own permutation (the peer reuses one); the compute is identical.
 Prints ONE JSON line with the peer's keys plus ours.
 
-usage: python bench/w3_reptile_omniglot.py [ITERS=20] [--conv patches|xla_patches|lax]
+usage: python bench/w3_reptile_omniglot.py [ITERS=20] [--conv patches|gemm|lax]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ PEER_MEDIAN_S = 0.2638  # shared/bench/README.md, W3
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("iters", nargs="?", type=int, default=20)
-    ap.add_argument("--conv", default="patches", choices=["patches", "xla_patches", "lax"])
+    ap.add_argument("--conv", default="patches", choices=["patches", "gemm", "lax"])
     args = ap.parse_args()
     key = jax.random.PRNGKey(0)
     params = cnn4.init(key, WAYS)

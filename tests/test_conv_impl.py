@@ -1,5 +1,6 @@
-"""ops.conv's "gemm" implementation (1x1 as matmul; stride-1 'same' kxk with a GEMM filter gradient) equals lax.conv
-("lax") in values and first and second reverse-mode derivatives, also inside a rolled lax.scan."""
+"""ops.conv's "gemm" and "patches" implementations (1x1 as matmul; stride-1 'same' kxk with a GEMM filter gradient,
+or as im2col + one matmul) equal lax.conv ("lax") in values and first and second reverse-mode derivatives, also inside a
+rolled lax.scan."""
 
 import jax
 import jax.numpy as jnp
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from metanas.nn import functional as F
 from metanas.search_spaces import ops
 
 CASES = [  # (k, stride, dilation, groups, padding, cin, cout)
@@ -28,24 +30,25 @@ def _loss(impl, k, stride, dilation, groups, padding):
     return f
 
 
+@pytest.mark.parametrize("impl", ["gemm", "patches"])
 @pytest.mark.parametrize("k,stride,dilation,groups,padding,cin,cout", CASES)
-def test_gemm_conv_matches_lax(k, stride, dilation, groups, padding, cin, cout):
+def test_gemm_conv_matches_lax(k, stride, dilation, groups, padding, cin, cout, impl):
     kx, kw = jax.random.split(jax.random.PRNGKey(0))
     x = jax.random.normal(kx, (2, 9, 8, cin))
     w = jax.random.normal(kw, (k, k, cin // groups, cout)) * 0.3
     args = (k, stride, dilation, groups, padding)
     y_lax = ops.conv(x, w, stride, dilation, groups, padding, impl="lax")
-    y_gemm = jax.jit(lambda x, w: ops.conv(x, w, stride, dilation, groups, padding, impl="gemm"))(x, w)
+    y_gemm = jax.jit(lambda x, w: ops.conv(x, w, stride, dilation, groups, padding, impl=impl))(x, w)
     np.testing.assert_allclose(y_gemm, y_lax, rtol=1e-5, atol=1e-5)
     g_lax = jax.grad(_loss("lax", *args), (0, 1))(x, w)
-    g_gemm = jax.jit(jax.grad(_loss("gemm", *args), (0, 1)))(x, w)
+    g_gemm = jax.jit(jax.grad(_loss(impl, *args), (0, 1)))(x, w)
     for a, b in zip(g_gemm, g_lax):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
     # second order (reverse over reverse, as DARTS' exact unrolled hypergradient): grad of a gradient norm
     def gnorm(impl):
         return lambda x, w: jnp.sum(jnp.square(jax.grad(_loss(impl, *args), 1)(x, w)))
     h_lax = jax.grad(gnorm("lax"), (0, 1))(x, w)
-    h_gemm = jax.jit(jax.grad(gnorm("gemm"), (0, 1)))(x, w)
+    h_gemm = jax.jit(jax.grad(gnorm(impl), (0, 1)))(x, w)
     for a, b in zip(h_gemm, h_lax):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * float(jnp.max(jnp.abs(b))))
 
@@ -68,7 +71,7 @@ def test_gemm_conv_in_rolled_scan():
 
 
 def test_default_and_unknown_impl():
-    assert ops.CONV_IMPL in ops.CONV_IMPLS
+    assert F.CONV_IMPL in F.CONV_IMPLS
     with pytest.raises(ValueError, match="unknown"):
         ops.conv(jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 2)), impl="nope")
 
@@ -95,7 +98,7 @@ def test_nb201_supernet_gemm_rolled_equals_lax_unrolled(monkeypatch):
         return jax.jit(jax.value_and_grad(loss, (0, 1)))(w, a)
 
     v_new, g_new = run(net)
-    monkeypatch.setattr(ops, "CONV_IMPL", "lax")
+    monkeypatch.setattr(F, "CONV_IMPL", "lax")
     v_old, g_old = run(dataclasses.replace(net, unroll=True))
     np.testing.assert_allclose(v_new, v_old, rtol=1e-5)
     for p, q in zip(jax.tree.leaves(g_new), jax.tree.leaves(g_old)):

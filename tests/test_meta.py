@@ -183,7 +183,7 @@ def test_metasgd_learns_step_sizes_and_anil_keeps_body(key):
     task = jax.tree.map(lambda a: a[0], tasks)
     adapted, _ = anil.adapt({"theta": params}, (task.support_x, task.support_y), key, apply_fn=mlp.apply, loss=mse)
     chex.assert_trees_all_equal(adapted["dense0"], params["dense0"])
-    assert not np.allclose(adapted["head"]["w"], params["head"]["w"])
+    assert not np.allclose(adapted["head"]["kernel"], params["head"]["kernel"])
 
 
 def test_non_transductive_query_points_are_independent(key):
@@ -212,10 +212,9 @@ def test_non_transductive_query_points_are_independent(key):
 def test_cnn4_patches_conv_matches_lax_conv(key):
     params = cnn4.init(key, 5, channels=8, hw=16)
     x = jax.random.normal(key, (4, 16, 16, 1))
-    patches, xla_patches, lax = (jax.jit(functools.partial(cnn4.apply, impl=i))
-                                 for i in ("patches", "xla_patches", "lax"))
+    patches, gemm, lax = (jax.jit(functools.partial(cnn4.apply, impl=i)) for i in ("patches", "gemm", "lax"))
     np.testing.assert_allclose(patches(params, x), lax(params, x), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(xla_patches(params, x), lax(params, x), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gemm(params, x), lax(params, x), rtol=1e-4, atol=1e-4)
     assert patches(params, x).shape == (4, 5)
     n_params = sum(p.size for p in jax.tree.leaves(cnn4.init(key, 5)))
     assert n_params == 112_261  # the W2 peer's CNN4 (shared/bench/README.md)
@@ -246,7 +245,7 @@ def test_reptile_task_map_equals_vmap(key):
         new, metrics = algo.meta_train_step(state, tasks, key, apply_fn=mlp.apply, loss=mse, tx=tx)
         out[mode] = (new.params, metrics, algo.evaluate(new.params, tasks, key, apply_fn=mlp.apply, loss=mse))
     chex.assert_trees_all_close(out["map"], out["vmap"], rtol=1e-5, atol=1e-6)
-    assert not np.allclose(out["map"][0]["theta"]["head"]["w"], params["head"]["w"])  # the step moved theta
+    assert not np.allclose(out["map"][0]["theta"]["head"]["kernel"], params["head"]["kernel"])  # the step moved theta
     with pytest.raises(ValueError, match="task_map"):
         dataclasses.replace(base, task_map="pmap").meta_train_step(base.init_state(params, tx), tasks, key,
                                                                     apply_fn=mlp.apply, loss=mse, tx=tx)

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from metanas.search.darts import DARTS, cross_entropy
 from metanas.search.gdas import GDAS, gumbel_straight_through
@@ -17,20 +18,19 @@ from metanas.supernet.discretize import derive_argmax, derive_darts
 
 def test_near_one_hot_mixed_op_equals_its_op(key):
     names = NB201Space().ops
-    ops = [get_op(n, 4, 1, False) for n in names]
-    params = [op.init(jax.random.fold_in(key, i)) for i, op in enumerate(ops)]
+    ops = [get_op(n, 4, 1, False, rngs=nnx.Rngs(params=jax.random.fold_in(key, i))) for i, n in enumerate(names)]
     x = jax.random.normal(jax.random.fold_in(key, 99), (3, 6, 6, 4))
 
     @jax.jit
     def both(target):
         alpha = 40.0 * jax.nn.one_hot(target, len(ops))  # softmax weight of the others ~ e^-40
-        soft = mixed_op(ops, params, x, jax.nn.softmax(alpha))
-        hard = mixed_op(ops, params, x, jax.nn.one_hot(target, len(ops)), index=target)  # GDAS: only op `target`
+        soft = mixed_op(ops, x, jax.nn.softmax(alpha))
+        hard = mixed_op(ops, x, jax.nn.one_hot(target, len(ops)), index=target)  # GDAS: only op `target`
         return soft, hard
 
     for target in range(len(ops)):
         soft, hard = both(jnp.asarray(target))
-        want = ops[target].apply(params[target], x)
+        want = ops[target](x)
         np.testing.assert_allclose(soft, want, atol=1e-5, err_msg=names[target])
         np.testing.assert_allclose(hard, want, atol=1e-6, err_msg=names[target])
 
@@ -48,7 +48,8 @@ def test_supernet_with_one_hot_alpha_equals_derived_network(key):
     dnet = make_derived(space, arch, C=4, N=2, num_classes=3)
     dnet = type(dnet)(dnet.edges, dnet.edge_ops, C=4, N=2, num_stages=1, num_classes=3, affine=False)
     dw = jax.tree.map(lambda a: a, w)
-    dw["stages"] = [{"edges": [[e[int(a)]] for e, a in zip(s["edges"], arch)]} for s in w["stages"]]
+    dw["stage0"] = {"edges": {f"e{e}": {space.ops[int(a)]: w["stage0"]["edges"][f"e{e}"][space.ops[int(a)]]}
+                              for e, a in enumerate(arch) if space.ops[int(a)] in w["stage0"]["edges"][f"e{e}"]}}
     d_logits, _ = jax.jit(lambda w: dnet.apply(w, {}, {}, x))(dw)
     np.testing.assert_allclose(logits, d_logits, atol=1e-5)
     assert alphas.shape == (3, 3)
@@ -61,8 +62,9 @@ def test_stages_set_the_nb201_skeleton_depth_and_are_checked(key):
     for stages, width in ((1, 4), (2, 8), (None, 16)):  # None: NB201's 3 stages
         net = make_supernet(space, C=4, N=1, num_classes=3, stages=stages)
         w, alphas, bs = net.init(key, x)
-        assert len(w["stages"]) == (stages or 3) and len(w["res"]) == (stages or 3) - 1
-        assert w["head"]["w"].shape == (width, 3)
+        assert sum(k.startswith("stage") for k in w) == (stages or 3)
+        assert sum(k.startswith("res") for k in w) == (stages or 3) - 1
+        assert w["head"]["kernel"].shape == (width, 3)
         assert net.apply(w, alphas, bs, x)[0].shape == (2, 3)
         assert make_derived(space, np.zeros(6, np.int32), C=4, N=1, num_classes=3, stages=stages).num_stages == (stages or 3)
     with pytest.raises(ValueError, match="stages must be >= 1"):
@@ -249,8 +251,8 @@ def test_op_registry():
             "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"} <= set(OPS)
     x = jnp.ones((1, 8, 8, 4))
     for name in OPS:
-        op = get_op(name, 4, 2, True)
-        assert op.apply(op.init(jax.random.PRNGKey(0)), x).shape == (1, 4, 4, 4), name
+        op = get_op(name, 4, 2, True, rngs=nnx.Rngs(params=0))
+        assert op(x).shape == (1, 4, 4, 4), name
     with pytest.raises(ValueError, match="unknown op"):
         get_op("conv_99x99", 4)
 

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-PyTree = Any
-ApplyFn = Callable[[PyTree, jax.Array], jax.Array]
-LossFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+from metanas.nn.types import ApplyFn, LossFn, PyTree
 
 
 class Task(NamedTuple):

@@ -1,52 +1,42 @@
 """Operation name registry: op names are data (genotypes, alpha axes, benchmark tables), so ops are looked up by name.
 
-Every op is registered with ``@register_op(name)`` as a factory ``(C, stride, affine) -> Op``. An ``Op`` is a pair of
-pure functions ``init(key) -> params`` and ``apply(params, x) -> y`` on NHWC float32 arrays (``C`` channels in and
-out, spatial size divided by ``stride``). The layers are plain JAX (``conv``: ``lax.conv_general_dilated`` or GEMMs,
-see ``CONV_IMPL``), so a cell's parameters are an ordinary pytree that ``lax.scan`` can stack across cells of the
-same shape.
+Every op is a flax NNX module factory registered with ``@register_op(name)``: ``factory(C, stride, affine, *, rngs)
+-> nnx.Module`` (a module class with that constructor is a factory), whose ``__call__(x)`` maps NHWC float32
+``[B, H, W, C]`` to ``[B, H/stride, W/stride, C]``. Parameters are ``nnx.Param`` (batch norms use batch statistics,
+so ops hold no other state); the supernets split each cell into a pure params dict, so cells of the same shape
+are stacked and run with ``lax.scan``. The layers are the plain functions of ``metanas.nn.functional`` (fast
+custom-VJP convolution, batch norm and pools).
 
 Op definitions follow the papers' reference code: NB201 (Dong & Yang 2020, xautodl ``cell_operations.py``:
 ``nor_conv_kxk`` = ReLU -> Conv(bias = not affine) -> BN) and DARTS (Liu et al. 2019, ``operations.py``:
 ``sep_conv``, ``dil_conv``, ``FactorizedReduce``). Batch norm always uses the batch statistics
 (``track_running_stats=False`` as in both search codes); ``affine`` adds a learned scale and shift.
 
-For speed on XLA:CPU, ``batch_norm``'s normalisation, stride-1 ``avg_pool`` and the "gemm" ``conv`` have custom
-VJPs (same values and gradients up to float rounding): reverse-mode autodiff works at any order, forward mode
-(``jax.jvp`` / ``jacfwd``) does not.
+An op module may set the class attribute ``kind`` to let a supernet fuse it across the edges that read the same
+node: ``("stateless",)`` = output depends on x only (computed once); ``("stateless", "zero")``: always zeros (left
+out of a mixed sum); ``("relu_conv_bn", stride)`` = a ``ReLUConvBN`` (kernels concatenated on C_out).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax import lax
+from flax import nnx
 
-from metanas import initializers
+from metanas.nn.functional import avg_pool, batch_norm, conv, max_pool
+from metanas.nn.modules import BatchNorm, Conv
 
-Params = Any
+__all__ = ["OPS", "OpFactory", "register_op", "get_op", "op_kind", "ReLUConvBN", "relu_conv_bn_fused",
+           "FactorizedReduce", "DilConv", "SepConv", "Zero", "Identity", "Pool", "PoolBN"]
 
-
-class Op(NamedTuple):
-    init: Callable[[jax.Array], Params]  # key -> params pytree
-    apply: Callable[[Params, jax.Array], jax.Array]  # (params, x [B,H,W,C]) -> y [B,H/s,W/s,C]
-    # what the supernet may fuse across edges that read the same node: ("stateless",) = output depends on x only
-    # (computed once; ("stateless", "zero"): always zeros, left out of a mixed sum); ("relu_conv_bn", stride) =
-    # ReLU -> Conv -> [bias] -> BN (kernels concatenated on C_out)
-    kind: tuple = ()
-
-
-OpFactory = Callable[[int, int, bool], Op]
+OpFactory = Callable[..., nnx.Module]  # (C, stride, affine, *, rngs) -> module with __call__(x)
 OPS: dict[str, OpFactory] = {}
 
 
 def register_op(name: str) -> Callable[[OpFactory], OpFactory]:
-    """Register ``factory(C, stride, affine) -> Op`` under ``name``; a duplicate name raises."""
+    """Register ``factory(C, stride, affine, *, rngs) -> nnx.Module`` under ``name``; a duplicate name raises."""
 
     def deco(factory: OpFactory) -> OpFactory:
         if name in OPS:
@@ -57,296 +47,168 @@ def register_op(name: str) -> Callable[[OpFactory], OpFactory]:
     return deco
 
 
-def get_op(name: str, C: int, stride: int = 1, affine: bool = False) -> Op:
+def get_op(name: str, C: int, stride: int = 1, affine: bool = False, *, rngs: nnx.Rngs | None = None) -> nnx.Module:
+    """The op module ``name`` for ``C`` channels (``rngs``: parameter keys; default ``nnx.Rngs(0)``)."""
     if name not in OPS:
         raise ValueError(f"unknown op {name!r}; registered ops: {', '.join(sorted(OPS))}")
-    return OPS[name](C, stride, affine)
+    return OPS[name](C, stride, affine, rngs=nnx.Rngs(0) if rngs is None else rngs)
 
 
-# ---- layers (NHWC activations, HWIO kernels) ---------------------------------------------------------------------
-def conv_init(key: jax.Array, k: int, cin: int, cout: int, groups: int = 1) -> jax.Array:
-    """Kaiming-normal (fan_in) kernel [k, k, cin/groups, cout]."""
-    fan_in = k * k * cin // groups
-    return initializers.normal(key, (k, k, cin // groups, cout), jnp.sqrt(2.0 / fan_in))
+def op_kind(op: nnx.Module) -> tuple:
+    """The fusion kind of an op module (``()`` when it declares none)."""
+    return tuple(getattr(op, "kind", ()))
 
 
-# "gemm": 1x1 convolutions are matmuls and stride-1 'same' kxk convolutions have a custom VJP whose filter gradient
-# is k*k GEMMs (shifted input^T @ dy) and whose input gradient is a canonical (NHWC/HWIO) convolution; everything
-# else, and "lax", is lax.conv_general_dilated with JAX's own derivatives. Same values and gradients up to float
-# rounding. On XLA:CPU the filter-gradient convolution JAX emits for small channel counts is several times slower
-# than the GEMMs, and inside a rolled lax.scan XLA:CPU runs it with a slow fallback. "gemm" supports reverse-mode
-# autodiff at any order but not forward mode (jax.jvp / jacfwd): use "lax" for that.
-CONV_IMPLS = ("gemm", "lax")
-CONV_IMPL = "gemm"
+class ReLUConvBN(nnx.Module):
+    """ReLU -> Conv(k, stride, 'same' padding, optional bias) -> BN."""
+
+    def __init__(self, C_in: int, C_out: int, k: int, stride: int, affine: bool, bias: bool, *, rngs: nnx.Rngs):
+        self.conv = Conv(C_in, C_out, k, stride=stride, bias=bias, rngs=rngs)
+        self.bn = BatchNorm(C_out, affine=affine)
+        self.kind = ("relu_conv_bn", stride)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.bn(self.conv(jax.nn.relu(x)))
 
 
-def _conv_lax(x: jax.Array, w: jax.Array, stride: int, dilation: int, groups: int, p: int) -> jax.Array:
-    return lax.conv_general_dilated(x, w, (stride, stride), ((p, p), (p, p)), rhs_dilation=(dilation, dilation),
-                                    dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
-
-
-@jax.custom_vjp
-def _conv_same(x: jax.Array, w: jax.Array) -> jax.Array:
-    """Stride-1 convolution with 'same' padding (odd k), no dilation or groups."""
-    return _conv_lax(x, w, 1, 1, 1, (w.shape[0] - 1) // 2)
-
-
-def _conv_same_fwd(x, w):
-    return _conv_same(x, w), (x, w)
-
-
-def _conv_same_bwd(res, dy):
-    x, w = res
-    k, _, cin, cout = w.shape
-    p = (k - 1) // 2
-    # input gradient: correlation of dy with the spatially flipped, in/out-transposed kernel (canonical layouts)
-    dx = _conv_lax(dy, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2), 1, 1, 1, p)
-    # filter gradient: dw[i, j] = sum over (n, h, w) of x_pad[n, h + i, w + j]^T dy[n, h, w], one GEMM per tap
-    # (one GEMM over the im2col matrix instead was as fast on W1 and no quicker to compile, 2026-12-02)
-    _, h, wd, _ = x.shape
-    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-    d2 = dy.reshape(-1, cout)
-    dw = jnp.stack([_tdot(xp[:, i:i + h, j:j + wd, :].reshape(-1, cin), d2) for i in range(k) for j in range(k)])
-    return dx, dw.reshape(w.shape)
-
-
-def _tdot(a: jax.Array, b: jax.Array) -> jax.Array:
-    """``a.T @ b``; when the contracted (batch) axis is sharded (data parallel), the sum comes out replicated."""
-    sh = jax.typeof(a).sharding
-    if any(s is not None for s in getattr(sh, "spec", ())):
-        return jnp.matmul(a.T, b, out_sharding=jax.sharding.NamedSharding(sh.mesh, jax.sharding.PartitionSpec()))
-    return a.T @ b
-
-
-_conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
-
-
-def conv(x: jax.Array, w: jax.Array, stride: int = 1, dilation: int = 1, groups: int = 1,
-         padding: int | None = None, impl: str | None = None) -> jax.Array:
-    """NHWC x HWIO convolution, 'same' padding by default; ``impl`` (default ``CONV_IMPL``): see ``CONV_IMPLS``."""
-    impl = CONV_IMPL if impl is None else impl
-    if impl not in CONV_IMPLS:
-        raise ValueError(f"conv impl {impl!r} is unknown; use one of {CONV_IMPLS}")
-    k = w.shape[0]
-    p = dilation * (k - 1) // 2 if padding is None else padding
-    if impl == "gemm" and groups == 1 and w.shape[0] == w.shape[1]:
-        if k == 1 and p == 0:
-            xs = x[:, ::stride, ::stride, :]  # a 2-D matmul: XLA:CPU runs the 4-D dot_general's VJP ~3x slower
-            return (xs.reshape(-1, w.shape[2]) @ w.reshape(w.shape[2], w.shape[3])).reshape(*xs.shape[:3], w.shape[3])
-        if stride == 1 and dilation == 1 and k % 2 == 1 and p == (k - 1) // 2:
-            return _conv_same(x, w)
-    return _conv_lax(x, w, stride, dilation, groups, p)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _bn_normalize(x: jax.Array, eps: float) -> jax.Array:
-    """``(x - mean) / sqrt(var + eps)`` per channel over (batch, H, W), with the closed-form backward
-    ``dx = (g - mean(g) - y * mean(g * y)) / sqrt(var + eps)``: two reductions instead of autodiff's chain through
-    mean and variance. Differentiable again (the backward is plain JAX), so second-order DARTS works."""
-    return _bn_normalize_fwd(x, eps)[0]
-
-
-def _bn_normalize_fwd(x, eps):
-    axes = tuple(range(x.ndim - 1))
-    mean = jnp.mean(x, axes, keepdims=True)
-    var = jnp.mean(jnp.square(x - mean), axes, keepdims=True)
-    rstd = lax.rsqrt(var + eps)
-    y = (x - mean) * rstd
-    return y, (y, rstd)
-
-
-def _bn_normalize_bwd(eps, res, g):
-    y, rstd = res
-    axes = tuple(range(y.ndim - 1))
-    return ((g - jnp.mean(g, axes, keepdims=True) - y * jnp.mean(g * y, axes, keepdims=True)) * rstd,)
-
-
-_bn_normalize.defvjp(_bn_normalize_fwd, _bn_normalize_bwd)
-
-
-def batch_norm(x: jax.Array, p: Params | None = None, eps: float = 1e-5) -> jax.Array:
-    """BN over (batch, H, W) with batch statistics; ``p = {"scale", "bias"}`` when affine."""
-    y = _bn_normalize(x, eps)
-    if p is not None:
-        y = y * p["scale"].reshape((1,) * (x.ndim - 1) + (-1,)) + p["bias"].reshape((1,) * (x.ndim - 1) + (-1,))
-    return y
-
-
-def bn_init(C: int, affine: bool) -> Params:
-    return {"scale": jnp.ones((C,), jnp.float32), "bias": jnp.zeros((C,), jnp.float32)} if affine else None
-
-
-def _pool_counts(x: jax.Array, k: int, stride: int, padding: int) -> jax.Array:
-    """[1, OH, OW, 1] number of in-image pixels in each k x k output window of ``x`` [B, H, W, C] (a constant)."""
-    def axis(n):
-        start = np.arange((n + 2 * padding - k) // stride + 1) * stride - padding
-        return np.minimum(start + k, n) - np.maximum(start, 0)
-    return jnp.asarray(np.outer(axis(x.shape[1]), axis(x.shape[2]))[None, :, :, None], x.dtype)
-
-
-def _window_sum(x: jax.Array, k: int, stride: int, padding: int) -> jax.Array:
-    """Sum over k x k windows (zero padding): one pad, then k strided slices per spatial axis (separable)."""
-    oh, ow = ((n + 2 * padding - k) // stride + 1 for n in x.shape[1:3])
-    xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    s = sum(xp[:, i:i + stride * (oh - 1) + 1:stride] for i in range(k))
-    return sum(s[:, :, j:j + stride * (ow - 1) + 1:stride] for j in range(k))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _avg_pool_same(x: jax.Array, k: int, padding: int) -> jax.Array:
-    """Stride-1 'same' average pool; its transpose is the window sum of g / count (the box is symmetric)."""
-    return _window_sum(x, k, 1, padding) / _pool_counts(x, k, 1, padding)
-
-
-def _avg_pool_same_fwd(x, k, padding):
-    return _avg_pool_same(x, k, padding), None
-
-
-def _avg_pool_same_bwd(k, padding, _, g):
-    return (_window_sum(g / _pool_counts(g, k, 1, padding), k, 1, padding),)
-
-
-_avg_pool_same.defvjp(_avg_pool_same_fwd, _avg_pool_same_bwd)
-
-
-def avg_pool(x: jax.Array, k: int = 3, stride: int = 1, padding: int = 1) -> jax.Array:
-    """Average pool with ``count_include_pad=False`` (PyTorch semantics used by NB201 and DARTS), as shifted slices
-    (separable window sum) divided by the constant per-pixel count; XLA:CPU's reduce_window and its transpose are
-    several times slower. Stride-1 'same' pooling (NB201) has a custom VJP (the window sum of g / count)."""
-    if stride == 1 and 2 * padding == k - 1:
-        return _avg_pool_same(x, k, padding)
-    return _window_sum(x, k, stride, padding) / _pool_counts(x, k, stride, padding)
-
-
-def max_pool(x: jax.Array, k: int = 3, stride: int = 1, padding: int = 1) -> jax.Array:
-    pads = ((0, 0), (padding, padding), (padding, padding), (0, 0))
-    return lax.reduce_window(x, -jnp.inf, lax.max, (1, k, k, 1), (1, stride, stride, 1), pads)
-
-
-def relu_conv_bn(C_in: int, C_out: int, k: int, stride: int, affine: bool, bias: bool) -> Op:
-    """ReLU -> Conv(k, stride, 'same' padding) -> BN."""
-
-    def init(key):
-        p = {"w": conv_init(key, k, C_in, C_out), "bn": bn_init(C_out, affine)}
-        if bias:
-            p["b"] = jnp.zeros((C_out,), jnp.float32)
-        return p
-
-    def apply(p, x):
-        y = conv(jax.nn.relu(x), p["w"], stride)
-        if bias:
-            y = y + p["b"].reshape(1, 1, 1, -1)
-        return batch_norm(y, p["bn"])
-
-    return Op(init, apply, ("relu_conv_bn", stride))
-
-
-def relu_conv_bn_fused(params: list[Params], x: jax.Array, stride: int) -> list[jax.Array]:
-    """``[relu_conv_bn(p, x) for p in params]`` as ONE convolution with the kernels concatenated along C_out (BN is
-    per channel, so this is exact); fewer, wider convolutions compile and run faster."""
-    y = conv(jax.nn.relu(x), jnp.concatenate([p["w"] for p in params], -1), stride)
-    if "b" in params[0]:
-        y = y + jnp.concatenate([p["b"] for p in params]).reshape(1, 1, 1, -1)
+def relu_conv_bn_fused(ops: list[ReLUConvBN], x: jax.Array, stride: int) -> list[jax.Array]:
+    """``[op(x) for op in ops]`` as ONE convolution with the kernels concatenated along C_out (BN is per channel, so
+    this is exact); fewer, wider convolutions compile and run faster."""
+    y = conv(jax.nn.relu(x), jnp.concatenate([op.conv.kernel[...] for op in ops], -1), stride)
+    if ops[0].conv.bias is not None:
+        y = y + jnp.concatenate([op.conv.bias[...] for op in ops]).reshape(1, 1, 1, -1)
     bn = None
-    if params[0]["bn"] is not None:
-        bn = {k: jnp.concatenate([p["bn"][k] for p in params]) for k in ("scale", "bias")}
-    return jnp.split(batch_norm(y, bn), len(params), axis=-1)
+    if ops[0].bn.scale is not None:
+        bn = {"scale": jnp.concatenate([op.bn.scale[...] for op in ops]),
+              "bias": jnp.concatenate([op.bn.bias[...] for op in ops])}
+    return jnp.split(batch_norm(y, bn), len(ops), axis=-1)
 
 
-def factorized_reduce(C_in: int, C_out: int, affine: bool) -> Op:
+class FactorizedReduce(nnx.Module):
     """DARTS FactorizedReduce: ReLU, two 1x1 stride-2 convs (the second shifted by one pixel), concat, BN."""
 
-    def init(key):
-        k1, k2 = jax.random.split(key)
-        return {"w1": conv_init(k1, 1, C_in, C_out // 2), "w2": conv_init(k2, 1, C_in, C_out - C_out // 2),
-                "bn": bn_init(C_out, affine)}
+    def __init__(self, C_in: int, C_out: int, affine: bool, *, rngs: nnx.Rngs):
+        self.conv1 = Conv(C_in, C_out // 2, 1, stride=2, padding=0, rngs=rngs)
+        self.conv2 = Conv(C_in, C_out - C_out // 2, 1, stride=2, padding=0, rngs=rngs)
+        self.bn = BatchNorm(C_out, affine=affine)
 
-    def apply(p, x):
+    def __call__(self, x: jax.Array) -> jax.Array:
         x = jax.nn.relu(x)
         x2 = jnp.pad(x[:, 1:, 1:, :], ((0, 0), (0, 1), (0, 1), (0, 0)))
-        y = jnp.concatenate([conv(x, p["w1"], 2, padding=0), conv(x2, p["w2"], 2, padding=0)], axis=-1)
-        return batch_norm(y, p["bn"])
-
-    return Op(init, apply)
+        return self.bn(jnp.concatenate([self.conv1(x), self.conv2(x2)], axis=-1))
 
 
-def _no_params(fn: Callable[[jax.Array], jax.Array]) -> Op:
-    return Op(lambda key: {}, lambda p, x: fn(x), ("stateless",))
+class Zero(nnx.Module):
+    """NB201 / DARTS ``none``: zeros of the output shape."""
+
+    kind = ("stateless", "zero")
+
+    def __init__(self, stride: int):
+        self.stride = stride
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jnp.zeros_like(x[:, ::self.stride, ::self.stride, :])
+
+
+class Identity(nnx.Module):
+    kind = ("stateless",)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return x
+
+
+class Pool(nnx.Module):
+    """3x3 average or max pool (padding 1, ``count_include_pad=False``)."""
+
+    kind = ("stateless",)
+
+    def __init__(self, mode: str, stride: int):
+        self.mode, self.stride = mode, stride
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return (avg_pool if self.mode == "avg" else max_pool)(x, 3, self.stride, 1)
+
+
+class PoolBN(nnx.Module):
+    """An op followed by a non-affine BN (DARTS search ``MixedOp`` appends one to its pools)."""
+
+    def __init__(self, op: nnx.Module):
+        self.op = op
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return batch_norm(self.op(x))
+
+
+class DilConv(nnx.Module):
+    """ReLU -> depthwise Conv(k, dilation) -> pointwise 1x1 -> BN."""
+
+    def __init__(self, C_in: int, C_out: int, k: int, stride: int, dilation: int, affine: bool, *, rngs: nnx.Rngs):
+        self.dw = Conv(C_in, C_in, k, stride=stride, dilation=dilation, groups=C_in, rngs=rngs)
+        self.pw = Conv(C_in, C_out, 1, rngs=rngs)
+        self.bn = BatchNorm(C_out, affine=affine)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.bn(self.pw(self.dw(jax.nn.relu(x))))
+
+
+class SepConv(nnx.Module):
+    """Two stacked (ReLU -> depthwise -> pointwise -> BN) blocks, the first with the stride."""
+
+    def __init__(self, C: int, k: int, stride: int, affine: bool, *, rngs: nnx.Rngs):
+        self.a = DilConv(C, C, k, stride, 1, affine, rngs=rngs)
+        self.b = DilConv(C, C, k, 1, 1, affine, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.b(self.a(x))
 
 
 # ---- NB201 ops (Dong & Yang 2020) -----------------------------------------------------------------------------------
 @register_op("none")
-def none_op(C: int, stride: int, affine: bool) -> Op:
-    return _no_params(lambda x: jnp.zeros_like(x[:, ::stride, ::stride, :]))._replace(kind=("stateless", "zero"))
+def none_op(C: int, stride: int, affine: bool, *, rngs: nnx.Rngs) -> nnx.Module:
+    return Zero(stride)
 
 
 @register_op("skip_connect")
-def skip_connect(C: int, stride: int, affine: bool) -> Op:
-    return _no_params(lambda x: x) if stride == 1 else factorized_reduce(C, C, affine)
+def skip_connect(C: int, stride: int, affine: bool, *, rngs: nnx.Rngs) -> nnx.Module:
+    return Identity() if stride == 1 else FactorizedReduce(C, C, affine, rngs=rngs)
 
 
 @register_op("nor_conv_1x1")
-def nor_conv_1x1(C: int, stride: int, affine: bool) -> Op:
-    return relu_conv_bn(C, C, 1, stride, affine, bias=not affine)
+def nor_conv_1x1(C: int, stride: int, affine: bool, *, rngs: nnx.Rngs) -> nnx.Module:
+    return ReLUConvBN(C, C, 1, stride, affine, bias=not affine, rngs=rngs)
 
 
 @register_op("nor_conv_3x3")
-def nor_conv_3x3(C: int, stride: int, affine: bool) -> Op:
-    return relu_conv_bn(C, C, 3, stride, affine, bias=not affine)
+def nor_conv_3x3(C: int, stride: int, affine: bool, *, rngs: nnx.Rngs) -> nnx.Module:
+    return ReLUConvBN(C, C, 3, stride, affine, bias=not affine, rngs=rngs)
 
 
 @register_op("avg_pool_3x3")
-def avg_pool_3x3(C: int, stride: int, affine: bool) -> Op:
-    return _no_params(lambda x: avg_pool(x, 3, stride, 1))
+def avg_pool_3x3(C: int, stride: int, affine: bool, *, rngs: nnx.Rngs) -> nnx.Module:
+    return Pool("avg", stride)
 
 
 # ---- DARTS ops (Liu et al. 2019) ------------------------------------------------------------------------------------
 @register_op("max_pool_3x3")
-def max_pool_3x3(C: int, stride: int, affine: bool) -> Op:
-    return _no_params(lambda x: max_pool(x, 3, stride, 1))
-
-
-def _dil_conv(C_in: int, C_out: int, k: int, stride: int, dilation: int, affine: bool) -> Op:
-    """ReLU -> depthwise Conv(k, dilation) -> pointwise 1x1 -> BN."""
-
-    def init(key):
-        k1, k2 = jax.random.split(key)
-        return {"dw": conv_init(k1, k, C_in, C_in, groups=C_in), "pw": conv_init(k2, 1, C_in, C_out),
-                "bn": bn_init(C_out, affine)}
-
-    def apply(p, x):
-        y = conv(jax.nn.relu(x), p["dw"], stride, dilation, groups=C_in)
-        return batch_norm(conv(y, p["pw"]), p["bn"])
-
-    return Op(init, apply)
-
-
-def _sep_conv(C: int, k: int, stride: int, affine: bool) -> Op:
-    """Two stacked (ReLU -> depthwise -> pointwise -> BN) blocks, the first with the stride."""
-    a, b = _dil_conv(C, C, k, stride, 1, affine), _dil_conv(C, C, k, 1, 1, affine)
-
-    def init(key):
-        k1, k2 = jax.random.split(key)
-        return {"a": a.init(k1), "b": b.init(k2)}
-
-    return Op(init, lambda p, x: b.apply(p["b"], a.apply(p["a"], x)))
+def max_pool_3x3(C: int, stride: int, affine: bool, *, rngs: nnx.Rngs) -> nnx.Module:
+    return Pool("max", stride)
 
 
 @register_op("sep_conv_3x3")
-def sep_conv_3x3(C: int, stride: int, affine: bool) -> Op:
-    return _sep_conv(C, 3, stride, affine)
+def sep_conv_3x3(C: int, stride: int, affine: bool, *, rngs: nnx.Rngs) -> nnx.Module:
+    return SepConv(C, 3, stride, affine, rngs=rngs)
 
 
 @register_op("sep_conv_5x5")
-def sep_conv_5x5(C: int, stride: int, affine: bool) -> Op:
-    return _sep_conv(C, 5, stride, affine)
+def sep_conv_5x5(C: int, stride: int, affine: bool, *, rngs: nnx.Rngs) -> nnx.Module:
+    return SepConv(C, 5, stride, affine, rngs=rngs)
 
 
 @register_op("dil_conv_3x3")
-def dil_conv_3x3(C: int, stride: int, affine: bool) -> Op:
-    return _dil_conv(C, C, 3, stride, 2, affine)
+def dil_conv_3x3(C: int, stride: int, affine: bool, *, rngs: nnx.Rngs) -> nnx.Module:
+    return DilConv(C, C, 3, stride, 2, affine, rngs=rngs)
 
 
 @register_op("dil_conv_5x5")
-def dil_conv_5x5(C: int, stride: int, affine: bool) -> Op:
-    return _dil_conv(C, C, 5, stride, 2, affine)
+def dil_conv_5x5(C: int, stride: int, affine: bool, *, rngs: nnx.Rngs) -> nnx.Module:
+    return DilConv(C, C, 5, stride, 2, affine, rngs=rngs)

@@ -19,12 +19,12 @@ from metanas.search_spaces.darts_cnn import DartsCNNSpace
 from metanas.search_spaces.nb201 import EDGES as NB201_EDGES
 from metanas.search_spaces.nb201 import NB201Space
 from metanas.search_spaces.toy import ToySpace
-from metanas.supernet.cell import CellSpec, cell_apply, cell_init, mixed_op
+from metanas.supernet.cell import Cell, CellSpec, cell_apply, cell_init, mixed_op
 from metanas.supernet.discretize import derive_argmax, derive_darts
-from metanas.supernet.network import CellNetwork, DartsNetwork
+from metanas.supernet.network import Alpha, CellNetwork, DartsNetwork
 
 __all__ = ["make_supernet", "make_derived", "derive", "CellNetwork", "DartsNetwork", "CellSpec", "cell_apply",
-           "cell_init", "mixed_op", "derive_argmax", "derive_darts"]
+           "cell_init", "mixed_op", "Cell", "Alpha", "derive_argmax", "derive_darts"]
 
 
 def _cell_stages(space: SearchSpace, stages: int | None) -> int:

@@ -19,38 +19,89 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 from jax import lax
 
 from metanas import initializers
-from metanas.search_spaces.ops import batch_norm, bn_init, conv, conv_init, factorized_reduce, relu_conv_bn
-from metanas.supernet.cell import CellSpec, cell_apply, cell_init
+from metanas.nn.modules import BatchNorm, Conv, Dense
+from metanas.nn.pure import graphdef_of
+from metanas.nn.types import Params
+from metanas.search_spaces.ops import FactorizedReduce, ReLUConvBN
+from metanas.supernet.cell import Cell, CellSpec
 
-Params = dict
 
-
-def _dense_init(key, cin, cout):
-    bound = 1.0 / jnp.sqrt(cin)
-    return {"w": initializers.uniform(key, (cin, cout), -bound, bound), "b": jnp.zeros((cout,), jnp.float32)}
+class Alpha(nnx.Variable):
+    """Architecture weights: their own variable type, so ``nnx.split(model, nnx.Param, Alpha, nnx.BatchStat)`` gives
+    (weights, alphas, batch statistics)."""
 
 
 def _softmax(alphas):
     return jax.tree.map(lambda a: jax.nn.softmax(a, axis=-1), alphas)
 
 
-def _resblock(C_in: int, C_out: int):
+def _split(model: nnx.Module) -> tuple[Params, Params, Params]:
+    """(weights, alphas, batch_stats) of a network module as pure dicts; alphas unwrapped from the ``alpha``
+    attribute (an array, a dict of arrays, or ``{}`` for a derived network)."""
+    _, w, a, bs = nnx.split(model, nnx.Param, Alpha, nnx.BatchStat)
+    return nnx.to_pure_dict(w), nnx.to_pure_dict(a).get("alpha", {}), nnx.to_pure_dict(bs)
+
+
+def _stacked(cells: list[nnx.Module]) -> nnx.Module:
+    """The first of ``cells`` holding all cells' parameters stacked on a new leading axis (for ``lax.scan``)."""
+    states = [nnx.state(c) for c in cells]
+    nnx.update(cells[0], jax.tree.map(lambda *xs: jnp.stack(xs), *states))
+    return cells[0]
+
+
+def _scan_cells(cell: nnx.Module, h: jax.Array, fn, length: int, unroll: bool) -> jax.Array:
+    """``h <- fn(cell_i, h)`` over the stacked cells of ``cell`` as one ``lax.scan`` (split / merge per cell)."""
+    graphdef, state = nnx.split(cell)
+
+    def body(h, p):
+        return fn(nnx.merge(graphdef, p), h), None
+
+    return lax.scan(body, h, state, length=length, unroll=unroll)[0]
+
+
+class ResBlock(nnx.Module):
     """NB201 ``ResNetBasicblock(C_in, C_out, stride 2)``: two ReLU-Conv3x3-BN plus AvgPool2x2 -> Conv1x1 shortcut."""
-    a = relu_conv_bn(C_in, C_out, 3, 2, affine=True, bias=False)
-    b = relu_conv_bn(C_out, C_out, 3, 1, affine=True, bias=False)
 
-    def init(key):
-        k1, k2, k3 = jax.random.split(key, 3)
-        return {"a": a.init(k1), "b": b.init(k2), "down": conv_init(k3, 1, C_in, C_out)}
+    def __init__(self, C_in: int, C_out: int, *, rngs: nnx.Rngs):
+        self.a = ReLUConvBN(C_in, C_out, 3, 2, affine=True, bias=False, rngs=rngs)
+        self.b = ReLUConvBN(C_out, C_out, 3, 1, affine=True, bias=False, rngs=rngs)
+        self.down = Conv(C_in, C_out, 1, padding=0, rngs=rngs)
 
-    def apply(p, x):
+    def __call__(self, x: jax.Array) -> jax.Array:
         pooled = lax.reduce_window(x, 0.0, lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID") / 4.0
-        return b.apply(p["b"], a.apply(p["a"], x)) + conv(pooled, p["down"], padding=0)
+        return self.b(self.a(x)) + self.down(pooled)
 
-    return init, apply
+
+class CellNet(nnx.Module):
+    """The NNX module of a ``CellNetwork`` (see there); ``stage<s>`` holds the stage's N cells stacked."""
+
+    def __init__(self, cfg: "CellNetwork", cin: int, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.stem = Conv(cin, cfg.C, 3, rngs=rngs)
+        self.stem_bn = BatchNorm(cfg.C)
+        for s in range(cfg.num_stages):
+            if s > 0:
+                setattr(self, f"res{s}", ResBlock(cfg.C * 2 ** (s - 1), cfg.C * 2**s, rngs=rngs))
+            setattr(self, f"stage{s}", _stacked([Cell(cfg.cell_spec(s), rngs=rngs) for _ in range(cfg.N)]))
+        C_last = cfg.C * 2 ** (cfg.num_stages - 1)
+        self.head_bn = BatchNorm(C_last)
+        self.head = Dense(C_last, cfg.num_classes, rngs=rngs)
+        if cfg.searchable:
+            self.alpha = Alpha(initializers.normal(rngs.params(), (len(cfg.edges), len(cfg.edge_ops[0])), 1e-3))
+
+    def __call__(self, x: jax.Array, mix=None, *, index=None) -> jax.Array:
+        cfg = self.cfg
+        h = self.stem_bn(self.stem(x))
+        for s in range(cfg.num_stages):
+            if s > 0:
+                h = getattr(self, f"res{s}")(h)
+            h = _scan_cells(getattr(self, f"stage{s}"), h, lambda cell, h: cell((h,), mix, index=index),
+                            cfg.N, cfg.unroll)
+        return self.head(jnp.mean(jax.nn.relu(self.head_bn(h)), axis=(1, 2)))
 
 
 @dataclass(frozen=True)
@@ -85,41 +136,14 @@ class CellNetwork:
         return CellSpec(C=self.C * 2**stage, edges=self.edges, edge_ops=self.edge_ops, affine=self.affine)
 
     def init(self, key: jax.Array, sample_x: jax.Array) -> tuple[Params, jax.Array | dict, dict]:
-        k_stem, k_head, k_alpha, k_cells = jax.random.split(key, 4)
-        cin = sample_x.shape[-1]
-        w: Params = {"stem": {"w": conv_init(k_stem, 3, cin, self.C), "bn": bn_init(self.C, True)},
-                     "stages": [], "res": []}
-        for s in range(self.num_stages):
-            ks = jax.random.fold_in(k_cells, s)
-            if s > 0:
-                init, _ = _resblock(self.C * 2 ** (s - 1), self.C * 2**s)
-                w["res"].append(init(jax.random.fold_in(ks, 10_000)))
-            cells = [cell_init(self.cell_spec(s), jax.random.fold_in(ks, i)) for i in range(self.N)]
-            w["stages"].append(jax.tree.map(lambda *xs: jnp.stack(xs), *cells))
-        C_last = self.C * 2 ** (self.num_stages - 1)
-        w["head"] = {"bn": bn_init(C_last, True), **_dense_init(k_head, C_last, self.num_classes)}
-        alphas = (initializers.normal(k_alpha, (len(self.edges), len(self.edge_ops[0])), 1e-3)
-                  if self.searchable else {})
-        return w, alphas, {}
+        return _split(CellNet(self, int(sample_x.shape[-1]), rngs=nnx.Rngs(params=key)))
 
     def apply(self, weights, alphas, batch_stats, x, train: bool = True, *, key=None):
         return self.apply_mix(weights, _softmax(alphas) if self.searchable else None, batch_stats, x, train, key=key)
 
     def apply_mix(self, weights, mix, batch_stats, x, train: bool = True, *, index=None, key=None):
-        h = batch_norm(conv(x, weights["stem"]["w"]), weights["stem"]["bn"])
-        for s in range(self.num_stages):
-            if s > 0:
-                _, res = _resblock(self.C * 2 ** (s - 1), self.C * 2**s)
-                h = res(weights["res"][s - 1], h)
-            spec = self.cell_spec(s)
-
-            def body(h, p, spec=spec):
-                return cell_apply(spec, p, mix, (h,), index=index), None
-
-            h, _ = lax.scan(body, h, weights["stages"][s], length=self.N, unroll=self.unroll)
-        hd = weights["head"]
-        h = jnp.mean(jax.nn.relu(batch_norm(h, hd["bn"])), axis=(1, 2))
-        return h @ hd["w"] + hd["b"][None, :], batch_stats
+        model = nnx.merge(graphdef_of(CellNet, self, int(x.shape[-1])), weights, {"alpha": mix} if self.searchable else {})
+        return model(x, mix, index=index), batch_stats
 
 
 def _darts_cells(layers: int):
@@ -172,53 +196,65 @@ class DartsNetwork:
                         reduction=reduction, affine=True)
 
     def _layout(self):
-        """Per cell: (spec, preprocess0, preprocess1) with the DARTS channel bookkeeping (multiplier 4)."""
-        affine = not self.searchable
+        """Per cell: (spec, C_prev_prev, C_prev, C_curr, reduction_prev) with the DARTS channel bookkeeping."""
         C_curr = self.stem_multiplier * self.C
         C_pp, C_p = C_curr, C_curr
         out = []
         for red, red_prev, mult in _darts_cells(self.layers):
             C_curr = self.C * mult
             spec = self._spec(C_curr, red)
-            pre0 = (factorized_reduce(C_pp, C_curr, affine) if red_prev
-                    else relu_conv_bn(C_pp, C_curr, 1, 1, affine, bias=False))
-            pre1 = relu_conv_bn(C_p, C_curr, 1, 1, affine, bias=False)
-            out.append((spec, pre0, pre1))
+            out.append((spec, C_pp, C_p, C_curr, red_prev))
             C_pp, C_p = C_p, len(spec.nodes) * C_curr
         return out, C_p
 
     def init(self, key, sample_x):
-        k_stem, k_head, k_alpha, k_cells = jax.random.split(key, 4)
-        C_stem = self.stem_multiplier * self.C
-        layout, C_last = self._layout()
-        cells = []
-        for i, (spec, pre0, pre1) in enumerate(layout):
-            k = jax.random.fold_in(k_cells, i)
-            cells.append({"pre0": pre0.init(jax.random.fold_in(k, 0)), "pre1": pre1.init(jax.random.fold_in(k, 1)),
-                          "cell": cell_init(spec, jax.random.fold_in(k, 2))})
-        w = {"stem": {"w": conv_init(k_stem, 3, sample_x.shape[-1], C_stem), "bn": bn_init(C_stem, True)},
-             "cells": cells, "head": _dense_init(k_head, C_last, self.num_classes)}
-        if self.searchable:
-            ka, kb = jax.random.split(k_alpha)
-            shape = (14, len(self.ops))
-            alphas = {"normal": initializers.normal(ka, shape, 1e-3), "reduce": initializers.normal(kb, shape, 1e-3)}
-        else:
-            alphas = {}
-        return w, alphas, {}
+        return _split(DartsNet(self, int(sample_x.shape[-1]), rngs=nnx.Rngs(params=key)))
 
     def apply(self, weights, alphas, batch_stats, x, train: bool = True, *, key=None):
         return self.apply_mix(weights, _softmax(alphas) if self.searchable else None, batch_stats, x, train, key=key)
 
     def apply_mix(self, weights, mix, batch_stats, x, train: bool = True, *, index=None, key=None):
-        s0 = s1 = batch_norm(conv(x, weights["stem"]["w"]), weights["stem"]["bn"])
-        layout, _ = self._layout()
-        for i, ((spec, pre0, pre1), p) in enumerate(zip(layout, weights["cells"])):
-            name = "reduce" if spec.reduction else "normal"
-            m = None if mix is None else mix[name]
-            idx = None if index is None else index[name]
-            dk = jax.random.fold_in(key, i) if (key is not None and train and self.drop_path_prob > 0) else None
-            out = cell_apply(spec, p["cell"], m, (pre0.apply(p["pre0"], s0), pre1.apply(p["pre1"], s1)), index=idx,
-                             drop_key=dk, drop_prob=self.drop_path_prob)
+        model = nnx.merge(graphdef_of(DartsNet, self, int(x.shape[-1])), weights,
+                          {"alpha": mix} if self.searchable else {})
+        return model(x, mix, index=index, key=key if train else None), batch_stats
+
+
+class DartsLayer(nnx.Module):
+    """One DARTS layer: the two input preprocessors and the cell."""
+
+    def __init__(self, spec: CellSpec, C_pp: int, C_p: int, C: int, reduction_prev: bool, affine: bool, *,
+                 rngs: nnx.Rngs):
+        self.pre0 = (FactorizedReduce(C_pp, C, affine, rngs=rngs) if reduction_prev
+                     else ReLUConvBN(C_pp, C, 1, 1, affine, bias=False, rngs=rngs))
+        self.pre1 = ReLUConvBN(C_p, C, 1, 1, affine, bias=False, rngs=rngs)
+        self.cell = Cell(spec, rngs=rngs)
+
+
+class DartsNet(nnx.Module):
+    """The NNX module of a ``DartsNetwork`` (see there): ``stem``, ``layer<i>``, ``head``, ``alpha``."""
+
+    def __init__(self, cfg: "DartsNetwork", cin: int, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        C_stem = cfg.stem_multiplier * cfg.C
+        self.stem = Conv(cin, C_stem, 3, rngs=rngs)
+        self.stem_bn = BatchNorm(C_stem)
+        layout, C_last = cfg._layout()
+        for i, (spec, C_pp, C_p, C, red_prev) in enumerate(layout):
+            setattr(self, f"layer{i}", DartsLayer(spec, C_pp, C_p, C, red_prev, not cfg.searchable, rngs=rngs))
+        self.head = Dense(C_last, cfg.num_classes, rngs=rngs)
+        if cfg.searchable:
+            shape = (14, len(cfg.ops))
+            self.alpha = nnx.Dict({"normal": Alpha(initializers.normal(rngs.params(), shape, 1e-3)),
+                                   "reduce": Alpha(initializers.normal(rngs.params(), shape, 1e-3))})
+
+    def __call__(self, x: jax.Array, mix=None, *, index=None, key=None) -> jax.Array:
+        cfg = self.cfg
+        s0 = s1 = self.stem_bn(self.stem(x))
+        for i in range(cfg.layers):
+            layer = getattr(self, f"layer{i}")
+            name = "reduce" if layer.cell.spec.reduction else "normal"
+            dk = jax.random.fold_in(key, i) if (key is not None and cfg.drop_path_prob > 0) else None
+            out = layer.cell((layer.pre0(s0), layer.pre1(s1)), None if mix is None else mix[name],
+                             index=None if index is None else index[name], drop_key=dk, drop_prob=cfg.drop_path_prob)
             s0, s1 = s1, out
-        h = jnp.mean(s1, axis=(1, 2))
-        return h @ weights["head"]["w"] + weights["head"]["b"][None, :], batch_stats
+        return self.head(jnp.mean(s1, axis=(1, 2)))

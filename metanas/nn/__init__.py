@@ -1,0 +1,1 @@
+"""The network layer: shared types (``types``), plain-function layers (``functional``)."""

@@ -1,0 +1,103 @@
+"""flax NNX layer modules over the plain-function layers of ``metanas.nn.functional`` (the fast custom-VJP
+convolution and batch norm), and the one MLP of the package.
+
+Parameters are ``nnx.Param``; all batch norms use batch statistics (``track_running_stats=False``, as the NAS
+search codes and MAML's reference code), so no module holds running statistics. Random draws go through
+``metanas.initializers`` (a handful of compiles per process instead of one per array shape).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from metanas import initializers
+from metanas.nn import functional as F
+
+
+def fan_in_uniform(key: jax.Array, shape: tuple[int, ...], fan_in: int) -> jax.Array:
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's nn.Linear / nn.Conv2d default)."""
+    bound = 1.0 / float(fan_in) ** 0.5
+    return initializers.uniform(key, shape, -bound, bound)
+
+
+def _row(b: jax.Array, ndim: int) -> jax.Array:
+    """A per-channel vector shaped to broadcast over the last axis of an ``ndim``-d array (explicit ranks)."""
+    return b.reshape((1,) * (ndim - 1) + (-1,))
+
+
+class Conv(nnx.Module):
+    """NHWC x HWIO convolution (``functional.conv``, 'same' padding by default), optional bias.
+
+    ``init="kaiming"``: kernel ~ N(0, 2 / fan_in) (NB201 / DARTS); ``"uniform"``: kernel and bias
+    ~ U(+-1/sqrt(fan_in)) (PyTorch's default, MAML's CNN4). ``impl``: see ``functional.CONV_IMPLS`` (None: the
+    module-wide ``functional.CONV_IMPL``)."""
+
+    def __init__(self, cin: int, cout: int, k: int, *, stride: int = 1, dilation: int = 1, groups: int = 1,
+                 padding: int | None = None, bias: bool = False, init: str = "kaiming", impl: str | None = None,
+                 rngs: nnx.Rngs):
+        fan_in = k * k * cin // groups
+        shape = (k, k, cin // groups, cout)
+        if init == "kaiming":
+            self.kernel = nnx.Param(initializers.normal(rngs.params(), shape, (2.0 / fan_in) ** 0.5))
+            self.bias = nnx.Param(jnp.zeros((cout,), jnp.float32)) if bias else None
+        elif init == "uniform":
+            self.kernel = nnx.Param(fan_in_uniform(rngs.params(), shape, fan_in))
+            self.bias = nnx.Param(fan_in_uniform(rngs.params(), (cout,), fan_in)) if bias else None
+        else:
+            raise ValueError(f"Conv init {init!r} is unknown; use 'kaiming' or 'uniform'")
+        self.stride, self.dilation, self.groups, self.padding, self.impl = stride, dilation, groups, padding, impl
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = F.conv(x, self.kernel[...], self.stride, self.dilation, self.groups, self.padding, impl=self.impl)
+        return y if self.bias is None else y + _row(self.bias[...], y.ndim)
+
+
+class BatchNorm(nnx.Module):
+    """Batch norm over (batch, H, W) with the batch's statistics (``functional.batch_norm``); ``affine`` adds a
+    learned scale (1) and shift (0)."""
+
+    def __init__(self, C: int, *, affine: bool = True, eps: float = 1e-5):
+        self.scale = nnx.Param(jnp.ones((C,), jnp.float32)) if affine else None
+        self.bias = nnx.Param(jnp.zeros((C,), jnp.float32)) if affine else None
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        p = None if self.scale is None else {"scale": self.scale[...], "bias": self.bias[...]}
+        return F.batch_norm(x, p, self.eps)
+
+
+class Dense(nnx.Module):
+    """``x @ kernel + bias``; kernel ~ U(+-1/sqrt(fan_in)); bias zeros or (``bias_init="uniform"``) U(+-1/sqrt(fan_in))."""
+
+    def __init__(self, cin: int, cout: int, *, bias_init: str = "zeros", rngs: nnx.Rngs):
+        self.kernel = nnx.Param(fan_in_uniform(rngs.params(), (cin, cout), cin))
+        self.bias = nnx.Param(fan_in_uniform(rngs.params(), (cout,), cin) if bias_init == "uniform"
+                              else jnp.zeros((cout,), jnp.float32))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = x @ self.kernel[...]
+        return y + _row(self.bias[...], y.ndim)
+
+
+class MLP(nnx.Module):
+    """The package's one MLP: layer widths ``sizes`` (input first, output last), ``activation`` between layers,
+    a linear last layer. Layers are ``dense0 .. dense{L-2}`` and ``head`` (ANIL adapts only ``head``)."""
+
+    def __init__(self, sizes: Sequence[int], *, activation=jax.nn.relu, rngs: nnx.Rngs):
+        sizes = tuple(int(s) for s in sizes)
+        if len(sizes) < 2:
+            raise ValueError(f"MLP sizes need an input and an output width, got {sizes}")
+        self.n_hidden = len(sizes) - 2
+        for i in range(self.n_hidden):
+            setattr(self, f"dense{i}", Dense(sizes[i], sizes[i + 1], rngs=rngs))
+        self.head = Dense(sizes[-2], sizes[-1], rngs=rngs)
+        self.activation = activation
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for i in range(self.n_hidden):
+            x = self.activation(getattr(self, f"dense{i}")(x))
+        return self.head(x)

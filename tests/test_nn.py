@@ -1,0 +1,114 @@
+"""metanas.nn: the NNX modules equal the formulas they replace, and `pure` runs every meta-learner over a user's
+own flax module ("bring your own model")."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from metanas.meta import ANIL, MAML, MetaSGD, Reptile, Task, cross_entropy
+from metanas.models import cnn4, mlp
+from metanas.nn import functional as F
+from metanas.nn.pure import pure
+
+
+def test_mlp_params_and_formula():
+    p = mlp.init(jax.random.key(0), (1, 8, 8, 2))
+    assert set(p) == {"dense0", "dense1", "head"} and p["head"]["kernel"].shape == (8, 2)
+    x = jax.random.normal(jax.random.key(1), (5, 1))
+    h = x
+    for k in ("dense0", "dense1"):
+        h = jax.nn.relu(h @ p[k]["kernel"] + p[k]["bias"][None])
+    np.testing.assert_allclose(mlp.apply(p, x), h @ p["head"]["kernel"] + p["head"]["bias"][None], rtol=1e-6)
+    assert float(jnp.max(jnp.abs(p["dense0"]["kernel"]))) <= 1.0  # U(+-1/sqrt(fan_in)), fan_in 1
+
+
+def test_cnn4_equals_the_plain_formula():
+    p = cnn4.init(jax.random.key(0), 3, channels=4, hw=16)
+    x = jax.random.normal(jax.random.key(1), (6, 16, 16, 1))
+    h = x
+    for i in range(4):
+        c = p[f"conv{i}"]
+        h = jax.lax.conv_general_dilated(h, c["kernel"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        h = h + c["bias"][None, None, None]
+        mean = h.mean((0, 1, 2), keepdims=True)
+        var = ((h - mean) ** 2).mean((0, 1, 2), keepdims=True)
+        h = (h - mean) / jnp.sqrt(var + 1e-5) * p[f"bn{i}"]["scale"][None, None, None] + p[f"bn{i}"]["bias"][None, None, None]
+        h = jax.lax.reduce_window(jax.nn.relu(h), -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+    ref = h.reshape(6, -1) @ p["head"]["kernel"] + p["head"]["bias"][None]
+    for impl in ("patches", "gemm", "lax"):
+        np.testing.assert_allclose(jax.jit(lambda p, x: cnn4.apply(p, x, impl=impl))(p, x), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_max_pool_reshape_path_equals_reduce_window():
+    x = jax.random.normal(jax.random.key(0), (2, 7, 7, 3))
+    ref = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+    np.testing.assert_allclose(F.max_pool(x, 2, 2, 0), ref)
+
+
+class SmallConvNet(nnx.Module):  # a "user's" module: flax's own layers, no metanas layers
+    def __init__(self, ways, *, rngs):
+        self.conv = nnx.Conv(1, 4, (3, 3), rngs=rngs)
+        self.head = nnx.Linear(4, ways, rngs=rngs)
+
+    def __call__(self, x):
+        return self.head(jnp.mean(jax.nn.relu(self.conv(x)), axis=(1, 2)))
+
+
+@pytest.mark.parametrize("algo", [MAML(inner_steps=2, inner_lr=0.1), MAML(inner_steps=2, inner_lr=0.1, first_order=True),
+                                  ANIL(inner_steps=2, inner_lr=0.1), MetaSGD(inner_steps=1, inner_lr=0.1),
+                                  Reptile(inner_steps=2, inner_lr=0.01, inner_batch=0)],
+                         ids=["maml", "fomaml", "anil", "metasgd", "reptile"])
+def test_every_meta_learner_runs_over_a_user_flax_module(algo):
+    init, apply = pure(lambda rngs: SmallConvNet(3, rngs=rngs))
+    params = init(jax.random.key(0))
+    assert set(params) == {"conv", "head"}
+    x = jax.random.normal(jax.random.key(1), (2, 6, 8, 8, 1))
+    y = jnp.tile(jnp.arange(3), (2, 2))
+    tasks = Task(x[:, :3], y[:, :3], x[:, 3:], y[:, 3:])
+    tx = optax.adam(1e-2)
+    state = algo.init_state(params, tx)
+    new, metrics = jax.jit(lambda s: algo.meta_train_step(s, tasks, jax.random.key(2), apply_fn=apply,
+                                                          loss=cross_entropy, tx=tx))(state)
+    assert np.isfinite(float(metrics["loss"]))
+    moved = jax.tree.map(lambda a, b: not np.allclose(a, b), new.params["theta"], state.params["theta"])
+    assert any(jax.tree.leaves(moved))
+
+
+def test_pure_refuses_modules_with_non_param_state():
+    class WithStats(nnx.Module):
+        def __init__(self, *, rngs):
+            self.bn = nnx.BatchNorm(3, rngs=rngs)
+
+        def __call__(self, x):
+            return self.bn(x)
+
+    init, _ = pure(lambda rngs: WithStats(rngs=rngs))
+    with pytest.raises(TypeError, match="nnx.Param only"):
+        init(jax.random.key(0))
+
+
+def test_meta_and_search_import_no_flax():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "metanas"
+    for pkg in ("meta", "search"):
+        for f in (root / pkg).glob("*.py"):
+            for node in ast.walk(ast.parse(f.read_text())):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                assert not any(n.split(".")[0] == "flax" for n in names), f"{f} imports flax"
+
+
+def test_pure_apply_works_before_init_in_the_same_process():
+    """A restored params dict can be applied by a fresh ``pure`` pair whose ``init`` never ran."""
+    from metanas.nn.modules import MLP
+
+    init, apply = pure(lambda rngs: MLP((2, 4, 1), rngs=rngs))
+    p = init(jax.random.key(0))
+    _, fresh_apply = pure(lambda rngs: MLP((2, 4, 1), rngs=rngs))
+    x = jnp.ones((3, 2))
+    np.testing.assert_allclose(fresh_apply(p, x), apply(p, x))
