@@ -24,7 +24,8 @@ import numpy as np
 from metanas.benchmarks.autosklearn import load_autosklearn, metafeatures_from_openml, to_lightgbm
 from metanas.benchmarks.tabrepo import encode_config, load_tabrepo, normalized_regret
 from metanas.config import default_data_dir
-from metanas.hpo.importance import importance_table, main_effect_importance, plot_importance
+from metanas.hpo.importance import importance_table, main_effect_importance
+from metanas.plots import plot_importance
 from metanas.hpo.schedulers import SuccessiveHalving
 from metanas.hpo.surrogate import rff_predict
 from metanas.hpo.tabular import (STRATEGIES, autosklearn_warm_configs, average_rank_configs, fit_meta_learner,

@@ -1,8 +1,8 @@
 """JAX's persistent compilation cache, on by default in a per-user directory with a size bound.
 
 A rerun of the same program loads its compiled executables from disk instead of recompiling them (time to the first
-step). ``configure(setting)`` is called once per process before the first compilation (``metanas.app`` does it from
-``device.compilation_cache``):
+step). ``configure(setting)`` is called once per process before the first compilation (``metanas.experiment`` does
+it from ``device.compilation_cache``):
 
 - ``"auto"`` (the default): ``$METANAS_CACHE_DIR/jax``, else ``$XDG_CACHE_HOME/metanas/jax``, else
   ``~/.cache/metanas/jax``;

@@ -14,15 +14,19 @@ import os
 import types
 import typing
 import collections.abc
+import dataclasses
 from dataclasses import dataclass, field
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 REPO_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = str(REPO_ROOT / "conf")
 
 
 class ConfigError(ValueError):
@@ -79,8 +83,19 @@ class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
 
 
+def _run_dir_resolver(resume: str | None, default: str) -> str:
+    return str(resume) if resume else default
+
+
+def _if_resume_resolver(resume: str | None, if_resumed: str, otherwise: str) -> str:
+    return if_resumed if resume else otherwise
+
+
 def register_configs() -> None:
+    """The schema (``base_config``) and the resolvers that ``conf/config.yaml`` uses; idempotent."""
     ConfigStore.instance().store(name="base_config", node=Config)
+    OmegaConf.register_new_resolver("metanas.run_dir", _run_dir_resolver, replace=True)
+    OmegaConf.register_new_resolver("metanas.if_resume", _if_resume_resolver, replace=True)
 
 
 def apply_fast_overrides(cfg: DictConfig, explicit: Iterable[str] = ()) -> None:
@@ -301,13 +316,92 @@ def check_train(cfg: DictConfig) -> None:
                           "and both are null; set one of them to a meta-dataset file")
 
 
+# ---- typed train: blocks -----------------------------------------------------------------------------------------
+
+def takes_train(train_type: type) -> Callable[[F], F]:
+    """``@takes_train(MetaTrain)`` on a runner: its ``train:`` block is that frozen dataclass. ``validate`` builds it
+    (``train_block``) before the run directory exists, so an unknown key, a wrong type or a value out of range is one
+    line; the runner builds it again and reads typed attributes. The dataclass holds the defaults of keys that an
+    experiment's yaml leaves out."""
+    def mark(runner: F) -> F:
+        runner.train_type = train_type  # type: ignore[attr-defined]
+        return runner
+
+    return mark
+
+
+def _range_check(where: str, value: Any, expects: str, rng: Range | None) -> None:
+    if rng is None:
+        return
+    for item in value if isinstance(value, (list, tuple)) else [value]:
+        if isinstance(item, (int, float)) and not isinstance(item, bool) and item not in rng:
+            raise ConfigError(f"'{where}' = {value!r} is out of range; expected {expects}")
+
+
+def _elements_ok(value: Any, annotation: Any) -> bool:
+    args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+    if typing.get_origin(annotation) in (tuple, list) and len(args) == 1 and isinstance(value, (list, tuple)):
+        return all(_type_ok(v, args[0]) for v in value)
+    return True
+
+
+def train_block(train_type: type[T], cfg: DictConfig) -> T:
+    """``cfg.train`` as the runner's frozen dataclass ``train_type``: unknown keys, types (the annotations) and ranges
+    (``TRAIN_RANGES`` by key name, also for list elements) fail with one ``ConfigError`` line. Lists become tuples;
+    a mapping whose field is a dataclass is built the same way; components (``_target_``) and other mappings stay
+    config nodes for ``hydra.utils.instantiate``."""
+    node = cfg.get("train")
+    return _build(train_type, node if isinstance(node, DictConfig) else OmegaConf.create({}), "train",
+                  str(cfg.get("name")))
+
+
+def _build(cls: type[T], node: DictConfig, where: str, experiment: str) -> T:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key in node.keys():
+        key, at = str(key), f"{where}.{key}"
+        if key not in fields:
+            raise ConfigError(f"unknown key '{at}' for experiment {experiment}; valid keys there: {', '.join(fields)}")
+        if OmegaConf.is_missing(node, key):
+            raise ConfigError(f"'{at}' is required (???); set it, e.g. {at}=VALUE")
+        raw, ann, f = node[key], hints[key], fields[key]
+        if isinstance(raw, DictConfig) and dataclasses.is_dataclass(ann):
+            kwargs[key] = _build(ann, raw, at, experiment)
+            continue
+        if isinstance(raw, DictConfig):
+            kwargs[key] = raw  # a component or a mapping: instantiated / read by the runner
+            continue
+        value = OmegaConf.to_container(raw, resolve=True) if OmegaConf.is_config(raw) else raw
+        default = f.default if f.default is not dataclasses.MISSING else None
+        rng = TRAIN_RANGES.get(key)
+        expects = _type_name(ann) + (f" {rng}" if rng is not None and ann in (int, float) else "")
+        if typing.get_origin(ann) is typing.Literal and value not in typing.get_args(ann):
+            raise ConfigError(f"'{at}' = {value!r} is not a choice; expected {expects} (default {default!r})")
+        if not (_type_ok(value, ann) and _elements_ok(value, ann)):
+            raise ConfigError(f"'{at}' = {value!r} has the wrong type; expected {expects} (default {default!r})")
+        _range_check(at, value, expects, rng)
+        if isinstance(value, list):
+            value = tuple(value)
+        elif ann is float and isinstance(value, int):
+            value = float(value)
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a field without a default that the experiment does not set
+        raise ConfigError(f"{where}: {e}; set it in conf/experiment/{experiment}.yaml") from None
+
+
 def validate(cfg: DictConfig) -> None:
     """Check everything that Hydra's composition does not: targets, keys and types of components, ``train.*`` types
     and ranges."""
     if OmegaConf.is_missing(cfg, "runner"):
         raise ConfigError("no experiment selected; pass experiment=NAME (see conf/experiment/)")
-    import_target(cfg.runner)
+    runner = import_target(cfg.runner)
     check_train(cfg)
+    train_type = getattr(runner, "train_type", None)
+    if train_type is not None:  # the runner's typed train: block (unknown keys, types, ranges, its own checks)
+        train_block(train_type, cfg)
 
     def walk(node: Any, where: str) -> None:
         if isinstance(node, DictConfig):
@@ -321,3 +415,6 @@ def validate(cfg: DictConfig) -> None:
                 walk(v, f"{where}[{i}]")
 
     walk(cfg, "")
+
+
+register_configs()  # importing the schema makes conf/ composable (the tests and the library compose without the app)

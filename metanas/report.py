@@ -162,30 +162,6 @@ def _bar_label(setting: str, settings: list[str]) -> str:
     return "\n".join(textwrap.wrap(" ".join(words), 32, break_long_words=True)) or setting
 
 
-def plot(table, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metrics = sorted({m for per in table.values() for m in per})
-    if not metrics:
-        return
-    settings = sorted(table)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(max(4, 1.2 * len(settings)) * len(metrics) ** 0.5 + 2, 3.2),
-                             squeeze=False)
-    for ax, m in zip(axes[0], metrics):
-        vals = [np.asarray(table[s].get(m, [np.nan])) for s in settings]
-        ax.bar(range(len(settings)), [v.mean() for v in vals],
-               yerr=[v.std(ddof=1) if v.size > 1 else 0 for v in vals], capsize=3)
-        ax.set_xticks(range(len(settings)), [_bar_label(s, settings) for s in settings], rotation=30, ha="right",
-                      fontsize=7)
-        ax.set_title(m, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m metanas.report", description=__doc__.split("\n")[0])
     p.add_argument("dirs", nargs="+", type=Path, help="run, experiment or sweep directories")
@@ -202,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     md = to_markdown(table, failed, counts, interrupted)
     out = a.out or a.dirs[0]
     atomic_write_text(out / "report.md", md)
-    plot(table, out / "report.png")
+    from metanas.plots import plot_report
+
+    plot_report(table, out / "report.png", {s: _bar_label(s, sorted(table)) for s in table})
     print(md)
     return 0
 

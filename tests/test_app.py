@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import REPO, run_metanas
-from metanas.app import CONF_DIR
+from metanas.config import CONF_DIR
 from metanas.config import ConfigError, apply_fast_overrides, validate
 from metanas.run_store import MetricWriter, atomic_write_json, read_jsonl, JsonlError
 

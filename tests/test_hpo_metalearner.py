@@ -168,7 +168,9 @@ def test_a_study_killed_mid_round_replays_without_rerunning_finished_trials():
 def test_bad_sampler_name_is_one_line(tmp_path):
     p = run_metanas("experiment=hpo_random", "debug=fast", "train.sampler=bayes", f"results_dir={tmp_path}",
                     "meta_dataset=null", cwd=REPO)
-    assert p.returncode != 0 and "train.sampler='bayes'; expected one of random, model, metalearner" in p.stderr
+    assert p.returncode == 2 and ("'train.sampler' = 'bayes' is not a choice; expected one of 'random', 'model', "
+                                  "'metalearner'") in p.stderr.strip().splitlines()[-1]
+    assert not list(tmp_path.iterdir())  # rejected before anything is written
 
 
 def test_hpo_metalearner_fast_arch_keys_real_training_and_resume(tmp_path):

@@ -19,7 +19,7 @@ def test_eval_split_is_val_unless_the_task_has_none():
 def test_in_training_eval_reads_val_and_test_is_read_once_at_the_end(tmp_path, monkeypatch):
     """maml_sinusoid (synthetic, debug=fast sizes) in-process with a sampler that records every (split, train) call."""
     from metanas.config import apply_fast_overrides
-    from metanas.hpo.objectives import compose_config
+    from metanas.experiment import compose_config
     from metanas.runners.context import RunContext
 
     cfg = compose_config(["experiment=maml_sinusoid", "debug=fast", "progress=false"])
@@ -36,7 +36,7 @@ def test_in_training_eval_reads_val_and_test_is_read_once_at_the_end(tmp_path, m
         return wrapped
 
     monkeypatch.setattr(meta_runner, "make_sampler", recording)
-    monkeypatch.setattr(meta_runner, "plot_sinusoid_fits", lambda *a, **k: None)
+    monkeypatch.setattr("metanas.plots.plot_fits", lambda *a, **k: None)
     out = meta_runner.run(cfg, RunContext(cfg, tmp_path))
     t = cfg.train
     evals = [c for c in calls if not c[1]]

@@ -123,7 +123,7 @@ def test_cifar_missing_files_is_a_one_line_error(tmp_path):
 # ---- data parallel ------------------------------------------------------------------------------------------------
 _TWO_DEVICES = r"""
 import functools, jax, jax.numpy as jnp, numpy as np
-from metanas.runners.nas import data_parallel_shardings, put
+from metanas.sharding import data_parallel_shardings, put
 from metanas.search.darts import DARTS
 from metanas.search_spaces.toy import ToySpace
 from metanas.supernet import make_supernet

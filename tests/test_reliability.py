@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from conftest import REPO, run_metanas
-from metanas.app import CONF_DIR
+from metanas.config import CONF_DIR
 from metanas.config import TRAIN_RANGES, ConfigError, apply_fast_overrides, validate
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
@@ -271,7 +271,7 @@ def test_damaged_metrics_jsonl_is_rewritten_exactly_by_resume(finished, tmp_path
 
 def test_failed_resume_keeps_a_finished_runs_record(finished, tmp_path, monkeypatch):
     """In process: the runner fails on resume; summary.json (ok), metrics.jsonl and config.yaml stay as they were."""
-    from metanas import app
+    from metanas import experiment
     import metanas.runners.toy as toy
 
     run, meta = _copy(finished, tmp_path)
@@ -284,7 +284,7 @@ def test_failed_resume_keeps_a_finished_runs_record(finished, tmp_path, monkeypa
     monkeypatch.setattr(toy, "run", boom)
     cfg = _compose([f"resume={run}", f"meta_dataset={meta}"])
     with pytest.raises(RuntimeError, match="disk on fire"):
-        app.run_experiment(cfg, run, [f"resume={run}", "train.noise=0.5"])
+        experiment.run_experiment(cfg, run, [f"resume={run}", "train.noise=0.5"])
     assert {n: (run / n).read_bytes() for n in kept} == kept
     failed = json.loads((run / "resume_failed.json").read_text())
     assert failed["status"] == "failed" and "disk on fire" in failed["error"]
@@ -292,7 +292,7 @@ def test_failed_resume_keeps_a_finished_runs_record(finished, tmp_path, monkeypa
 
 def test_record_that_cannot_be_appended_makes_the_summary_failed(tmp_path, monkeypatch):
     """The summary's status agrees with the exit code when the meta-dataset append fails during the run."""
-    from metanas import app, run_store
+    from metanas import experiment, run_store
 
     import jax
 
@@ -306,7 +306,7 @@ def test_record_that_cannot_be_appended_makes_the_summary_failed(tmp_path, monke
     monkeypatch.setattr(run_store, "append_jsonl", no_space)
     cfg = _compose(["experiment=toy_regression", "debug=fast", f"meta_dataset={tmp_path}/meta.jsonl"])
     with jax.numpy_rank_promotion("allow"), pytest.raises(OSError, match="could not be appended"):
-        app.run_experiment(cfg, tmp_path / "run", ["experiment=toy_regression", "debug=fast"])
+        experiment.run_experiment(cfg, tmp_path / "run", ["experiment=toy_regression", "debug=fast"])
     s = _summary(tmp_path / "run")
     assert s["status"] == "failed" and "No space left" in s["error"]
 

@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import REPO, run_metanas
-from metanas.app import CONF_DIR
+from metanas.config import CONF_DIR
 
 
 def test_joblib_sweep_runs_in_parallel_and_isolates_failures(tmp_path):
@@ -91,9 +91,9 @@ def test_launcher_and_sweeper_configs_compose(override):
 
 def test_device_settings_reach_the_environment(tmp_path):
     code = ("import os, sys; from omegaconf import OmegaConf; from metanas.config import Config; "
-            "from metanas.app import _configure_devices; "
+            "from metanas.experiment import configure_devices; "
             "c = OmegaConf.merge(OmegaConf.structured(Config), {'device': {'preallocate': False, 'mem_fraction': 0.3}}); "
-            "_configure_devices(c); print(os.environ['XLA_PYTHON_CLIENT_PREALLOCATE'], "
+            "configure_devices(c); print(os.environ['XLA_PYTHON_CLIENT_PREALLOCATE'], "
             "os.environ['XLA_PYTHON_CLIENT_MEM_FRACTION'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.stdout.split() == ["false", "0.3"], out.stderr

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from metanas.data.cache import read_cache, write_cache
+from metanas.data.tasks import Arrays, TaskFamily, TaskSampler
 
 OMNIGLOT_CHARS = 1623
 OMNIGLOT_DRAWERS = 20
@@ -163,22 +164,33 @@ def load_miniimagenet_csv(root: str | os.PathLike, split: str, size: int = 84) -
     return np.stack(out)
 
 
-class FewShotSampler:
-    """Host sampler of N-way K-shot tasks from per-split class arrays uint8 [C, M, H, W(, ch)]."""
+class FewShotSampler(TaskSampler):
+    """Host sampler of N-way K-shot tasks from per-split class arrays uint8 [C, M, H, W(, ch)].
 
-    def __init__(self, splits: dict[str, np.ndarray], *, rotations: bool):
+    ``ways`` / ``shots`` / ``queries`` are the episode sizes (``train_shots`` / ``train_queries`` during
+    meta-training, when given); ``sample`` takes other sizes as arguments."""
+
+    def __init__(self, splits: dict[str, np.ndarray], *, rotations: bool, ways: int = 5, shots: int = 1,
+                 queries: int = 15, train_shots: int | None = None, train_queries: int | None = None):
         self.splits = splits
         self.rotations = rotations
+        self.ways, self.shots, self.queries = ways, shots, queries
+        self.train_shots = shots if train_shots is None else train_shots
+        self.train_queries = queries if train_queries is None else train_queries
 
     def num_classes(self, split: str) -> int:
         return self.splits[split].shape[0] * (4 if self.rotations else 1)
 
-    def sample(self, split: str, seed: int, step: int, meta_batch: int, ways: int, shots: int,
-               queries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def sample(self, split: str, seed: int, step: int, meta_batch: int, ways: int | None = None,
+               shots: int | None = None, queries: int | None = None, *, train: bool = False) -> Arrays:
         """(support_x [T, N*K, H, W, ch] f32, support_y [T, N*K] i32, query_x [T, N*Q, ...], query_y [T, N*Q]).
 
-        Examples are grouped by label (label-major); labels are 0..N-1 in a random class order.
+        Examples are grouped by label (label-major); labels are 0..N-1 in a random class order. Sizes not given
+        are the sampler's (its meta-training sizes with ``train=True``).
         """
+        ways = self.ways if ways is None else ways
+        shots = (self.train_shots if train else self.shots) if shots is None else shots
+        queries = (self.train_queries if train else self.queries) if queries is None else queries
         data = self.splits[split]
         n_base, per_class = data.shape[:2]
         if shots + queries > per_class:
@@ -218,7 +230,7 @@ def maml_split(n_chars: int, n_train: int, seed: int, n_val: int = 0) -> tuple[n
 
 
 @dataclass(frozen=True)
-class FewShotImages:
+class FewShotImages(TaskFamily):
     """N-way K-shot classification task family (config group ``task``)."""
 
     ways: int = 5
@@ -250,7 +262,7 @@ class FewShotImages:
                 raise DataFormatError(f"miniImageNet: {Path(self.root) / 'val.csv'} not found; the validation split "
                                       f"reads val.csv (filename,label) - add it or set task.n_val_chars=0")
             splits = {s: load_miniimagenet_csv(self.root, s, self.image_size) for s in names}
-            return FewShotSampler(self._trim(splits), rotations=False)
+            return self._sampler(splits, rotations=False)
         if self.layout == "npz":
             root = self.root or str(Path(data_dir) / "omniglot")
             cache = str(Path(self.cache_dir).expanduser()) if self.cache_dir and self.root is None else None
@@ -267,10 +279,37 @@ class FewShotImages:
         train, val, test = maml_split(ink.shape[0], n_train, self.split_seed, self.n_val_chars)
         splits = {"train": ink[train], "val": ink[val], "test": ink[test]} if self.n_val_chars else \
             {"train": ink[train], "test": ink[test]}
-        return FewShotSampler(self._trim(splits), rotations=self.rotations)
+        return self._sampler(splits, rotations=self.rotations)
 
-    def _trim(self, splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {k: v[:self.max_chars] if self.max_chars else v for k, v in splits.items()}
+    def _sampler(self, splits: dict[str, np.ndarray], *, rotations: bool) -> FewShotSampler:
+        trimmed = {k: v[:self.max_chars] if self.max_chars else v for k, v in splits.items()}
+        return FewShotSampler(trimmed, rotations=rotations, ways=self.ways, shots=self.shots, queries=self.queries,
+                              train_shots=self.train_shots or self.shots,
+                              train_queries=self.queries if self.train_queries < 0 else self.train_queries)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.image_size, self.image_size, 3 if self.layout == "miniimagenet_csv" else 1)
+
+    @property
+    def num_outputs(self) -> int:
+        return self.ways
+
+    @property
+    def has_val_split(self) -> bool:
+        return self.n_val_chars > 0
+
+    @property
+    def has_official_test_runs(self) -> bool:
+        """The 20 official Omniglot 20-way 1-shot runs (Lake et al. 2015) fit this family's tasks."""
+        return self.layout == "npz" and self.ways == 20 and self.shots == 1
+
+    def official_test_runs(self, data_dir: str) -> Arrays:
+        if not self.has_official_test_runs:
+            return super().official_test_runs(data_dir)
+        root = Path(self.root) if self.root else Path(data_dir) / "omniglot"
+        runs = official_one_shot_runs(root / "all_runs.zip", self.image_size)
+        return tuple(np.stack(a) for a in zip(*runs))  # type: ignore[return-value]
 
 
 def official_one_shot_runs(path: str | os.PathLike, size: int = 28) -> list[tuple[np.ndarray, ...]]:

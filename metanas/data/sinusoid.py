@@ -10,9 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from metanas.data.tasks import Arrays, Curves, TaskFamily, TaskSampler
+
 
 @dataclass(frozen=True)
-class SinusoidTasks:
+class SinusoidTasks(TaskFamily):
     k_shot: int = 10
     k_query: int = 10
     amp_min: float = 0.1
@@ -36,3 +38,32 @@ class SinusoidTasks:
         y = (amp[:, None, None] * np.sin(x - phase[:, None, None])).astype(np.float32)
         k = self.k_shot
         return x[:, :k], y[:, :k], x[:, k:], y[:, k:]
+
+    def build(self, data_dir: str) -> TaskSampler:
+        return SinusoidSampler(self)  # synthetic: nothing to load
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (1,)
+
+    @property
+    def num_outputs(self) -> int:
+        return 1
+
+    def curves(self, rng: np.random.Generator, n: int) -> Curves:
+        amp, phase = self.sample_params(rng, n)
+        return Curves("sinusoid", [lambda x, a=a, p=p: (a * np.sin(x - p)).astype(np.float32)
+                                   for a, p in zip(amp, phase)],
+                      [f"A={a:.2f}, phase={p:.2f}" for a, p in zip(amp, phase)], (self.x_min, self.x_max), self.k_shot)
+
+
+# disjoint seed streams per split: every split is fresh sinusoids
+SPLIT_SEED_OFFSETS = {"train": 0, "test": 1_000_003, "val": 2_000_029}
+
+
+@dataclass(frozen=True)
+class SinusoidSampler(TaskSampler):
+    family: SinusoidTasks
+
+    def sample(self, split: str, seed: int, step: int, meta_batch: int, *, train: bool = False) -> Arrays:
+        return self.family.sample(seed + SPLIT_SEED_OFFSETS[split], step, meta_batch)

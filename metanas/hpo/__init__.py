@@ -1,6 +1,7 @@
 """Hyperparameter optimisation and learning across tasks: spaces, schedulers, warm start, importance."""
 
-from metanas.hpo.importance import importance_table, main_effect_importance, plot_importance
+from metanas.hpo.importance import importance_table, main_effect_importance
+from metanas.plots import plot_importance
 from metanas.hpo.metalearner import MetaLearnerSampler, PastRecords, load_records
 from metanas.hpo.samplers import CandidateSampler, ModelBasedSampler, PortfolioSampler, RandomSampler
 from metanas.hpo.schedulers import (Hyperband, RandomSearch, SuccessiveHalving, Trial, best_so_far, incumbent,

@@ -12,7 +12,6 @@ Conditional (inactive) encodings are substituted like any other value, which is 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -63,23 +62,3 @@ def importance_table(scores: dict[str, float], *, title: str = "main-effect shar
     lines = [f"| hyperparameter | {title} |", "| --- | ---: |"]
     lines += [f"| {k} | {v:.3f} |" for k, v in rows]
     return "\n".join(lines) + "\n"
-
-
-def plot_importance(scores: dict[str, float], path: str | Path, *, title: str = "hyperparameter importance") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = sorted(scores.items(), key=lambda kv: kv[1])
-    fig, ax = plt.subplots(figsize=(5.5, 0.45 * len(rows) + 1.2))
-    ax.barh([k for k, _ in rows], [v for _, v in rows], color="tab:blue")
-    ax.set_xlabel("fraction of surrogate variance (main effect)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

@@ -1,8 +1,8 @@
 """Objectives for the HPO experiments (frozen dataclasses, instantiated from ``train.objective``).
 
 - ``ExperimentObjective``: one evaluation = one full metanas run of another experiment with the overrides
-  ``experiment=NAME <config> <fidelity_key>=<fidelity>``, composed by Hydra and run by the app's
-  ``run_experiment`` (in this process by default, which saves the ~5 s start-up of a new Python + JAX per
+  ``experiment=NAME <config> <fidelity_key>=<fidelity>``, composed by Hydra and run by
+  ``metanas.experiment.run_experiment`` (in this process by default, which saves the ~5 s start-up of a new Python + JAX per
   trial; ``in_process: false`` launches ``python -m metanas`` instead). Every trial has its own run directory
   (config, metrics, summary) and meta-dataset record; the loss is ``metric`` of the trial's ``summary.json``.
   Works for any experiment; the fidelity knob is any numeric config key (``train.steps``, epochs, a data
@@ -86,22 +86,9 @@ class TabRepoTask:
     tabrepo_dir: str | None = None  # a TabRepo folder in the standard layout; null: <data_dir>/tabrepo_lightgbm
 
 
-def compose_config(overrides: list[str]):
-    """Compose ``conf/config.yaml`` with ``overrides`` inside or outside a running Hydra app."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from metanas.app import CONF_DIR
-
-    if GlobalHydra.instance().is_initialized():  # inside @hydra.main: its config loader is the metanas conf/
-        return compose(config_name="config", overrides=overrides)
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
-
-
 def _run_in_process(args: list[str], run_dir: Path) -> str | None:
     """Compose and run one experiment into ``run_dir``; returns an error line or None."""
-    from metanas.app import run_experiment
+    from metanas.experiment import compose_config, run_experiment
 
     try:
         overrides = [a for a in args if not a.startswith(("results_dir=", "progress="))] + ["progress=false"]

@@ -11,8 +11,8 @@ Where the features come from (``read_meta_dataset``): the row's ``encoding`` (de
 and ``space``, its ``arch`` string re-encoded with ``encodings.encode_arch`` (so one table can be read with any
 encoding); plus, with ``hparams``, ``encodings.encode_hparams`` of its flattened ``config`` (e.g.
 ``NumericHP("optimizer.learning_rate", 1e-4, 1e-1, log=True)``). Every finished metanas run appends such a row
-(``metanas.app``): ``dataset`` and ``split`` come from ``RunContext.record_dataset`` (split = a fingerprint of the
-recorded data unless the runner names one), NAS runs add the derived ``arch`` and its one-hot ``encoding``, and
+(``metanas.experiment``): ``dataset`` and ``split`` come from ``RunContext.record_dataset`` (split = a fingerprint of
+the recorded data unless the runner names one), NAS runs add the derived ``arch`` and its one-hot ``encoding``, and
 ``config`` holds the run's flattened config; so ordinary runs load into the same (x, y, group) format.
 
 Reading goes through ``metanas.run_store.read_jsonl``: a truncated line or a missing key raises ``JsonlError``

@@ -21,6 +21,7 @@ run directory are not appended twice. Record (the schema of ``metanas.predictors
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -30,13 +31,39 @@ import numpy as np
 import optax
 from omegaconf import DictConfig
 
-from metanas.config import ConfigError
+from metanas.config import ConfigError, takes_train, train_block
 from metanas.predictors.encodings import encode_archs
 from metanas.run_store import append_jsonl, read_jsonl
 from metanas.runners.context import RunContext, train_loop
 from metanas.search_spaces.nb201 import NB201Space
 
 RECORD_EXPERIMENT = "collect:arch"  # the per-architecture records (the app adds one per-run "collect" record too)
+
+
+@dataclass(frozen=True)
+class CollectTrain:
+    """``train:`` of ``collect``."""
+
+    n_archs: int = 32  # distinct random NB201 cells
+    chunk: int = 16  # architectures per jitted program (n_archs must be a multiple)
+    encoding: str = "onehot_pruned"  # the records' architecture encoding (metanas.predictors.encodings)
+    classes: int = 10  # Omniglot characters
+    train_drawers: int = 15  # of 20 drawers per character; the rest validation
+    image_size: int = 7  # a divisor of 28
+    data_seed: int = 0
+    C: int = 4
+    N: int = 1
+    stages: int = 1
+    steps: int = 30  # full-batch Adam steps per architecture
+    lr: float = 0.003
+
+    def __post_init__(self):
+        if self.n_archs % self.chunk:
+            raise ConfigError(f"train.n_archs={self.n_archs} must be a multiple of train.chunk={self.chunk}")
+        if 28 % self.image_size:
+            raise ConfigError(f"train.image_size={self.image_size} must divide 28 (area pooling), e.g. 7, 14 or 28")
+        if not 0 < self.train_drawers < 20:
+            raise ConfigError(f"train.train_drawers={self.train_drawers}; need 1..19 of Omniglot's 20 drawers")
 
 
 def omniglot_problem(data_dir: str, classes: int, train_drawers: int, image_size: int, data_seed: int):
@@ -102,15 +129,14 @@ def _done_indices(path: str | None, run_dir: str) -> set[int]:
     return {int(r["index"]) for r in read_jsonl(path) if r.get("experiment") == RECORD_EXPERIMENT and r.get("run_dir") == run_dir}
 
 
+@takes_train(CollectTrain)
 def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     from metanas.supernet import make_supernet
 
-    t = cfg.train
+    t = train_block(CollectTrain, cfg)
     space = hydra.utils.instantiate(cfg.search_space)
     if not isinstance(space, NB201Space):
         raise ConfigError(f"collect needs search_space=nb201, got {type(space).__name__}")
-    if t.n_archs % t.chunk:
-        raise ConfigError(f"train.n_archs={t.n_archs} must be a multiple of train.chunk={t.chunk}")
     if t.n_archs > space.size():
         raise ConfigError(f"train.n_archs={t.n_archs} > {space.size()} cells in the space")
     x, y, xv, yv = omniglot_problem(cfg.data_dir, t.classes, t.train_drawers, t.image_size, t.data_seed)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,11 +44,12 @@ class NonFiniteLossError(RuntimeError):
     """Raised by ``train_loop`` when the watched loss becomes NaN or inf."""
 
 
-def progress_enabled(setting: bool | None) -> bool:
-    """Progress bars: explicit setting, else only on an interactive terminal outside CI."""
+def progress_disable(setting: bool | None) -> bool | None:
+    """tqdm's ``disable`` for the ``progress`` setting: explicit, else tqdm's own ``None`` (shown only on a
+    terminal), and off under CI."""
     if setting is not None:
-        return bool(setting)
-    return sys.stderr.isatty() and not os.environ.get("CI")
+        return not setting
+    return True if os.environ.get("CI") else None
 
 
 class RunContext:
@@ -62,7 +62,7 @@ class RunContext:
         self.metrics = MetricWriter(self.run_dir)
         self.meta_record: dict[str, Any] = {}  # extra fields for the meta-dataset record (encoding, meta-features)
         self._managers: dict[str, Any] = {}
-        self._show_progress = progress_enabled(cfg.progress)
+        self._progress_disable = progress_disable(cfg.progress)
 
     # ---- randomness ---------------------------------------------------------------------------
     @property
@@ -115,7 +115,7 @@ class RunContext:
     def progress(self, total: int, *, initial: int = 0, desc: str = ""):
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, initial=initial, desc=desc, disable=not self._show_progress,
+        return tqdm(total=total, initial=initial, desc=desc, disable=self._progress_disable,
                     dynamic_ncols=True, leave=False)
 
     # ---- checkpoints (orbax) --------------------------------------------------------------------

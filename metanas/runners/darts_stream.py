@@ -22,7 +22,9 @@ from __future__ import annotations
 import ast
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import hydra
 import jax
@@ -30,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
-from metanas.config import ConfigError
+from metanas.config import ConfigError, takes_train, train_block
 from metanas.predictors import fast, stream
 from metanas.predictors.encodings import ARCH_ENCODINGS, encode_archs
 from metanas.predictors.metrics import ranking_metrics
@@ -40,6 +42,25 @@ from metanas.search_spaces.darts_cnn import DARTS_OPS, DartsCNNSpace
 
 NB301_FILE = "nas_bench_suite_zero/zc_nasbench301.json"
 NASLIB_OPS = DARTS_OPS[1:]  # NASLib's compact DARTS form numbers the 7 ops without 'none', in the DARTS order
+
+
+@dataclass(frozen=True)
+class StreamTrain:
+    """``train:`` of ``search_darts_stream``."""
+
+    n_train: int = 500  # NB301 genotypes the predictor is fitted on; the rest are held out
+    encoding: str = "onehot"  # one of metanas.predictors.encodings.ARCH_ENCODINGS
+    candidates: int = 100_000_000  # genotypes streamed
+    order: Literal["sample", "enumerate"] = "sample"
+    chunk: int = 4096  # candidates per scan step
+    top: int = 100  # shortlist length
+
+    def __post_init__(self):
+        if self.encoding not in ARCH_ENCODINGS:
+            raise ConfigError(f"train.encoding={self.encoding!r}; choose one of {', '.join(ARCH_ENCODINGS)}")
+        if not 1 <= self.top <= self.candidates:
+            raise ConfigError(f"need 1 <= train.top <= train.candidates, got top={self.top}, "
+                              f"candidates={self.candidates}")
 
 
 def load_nb301(data_dir, space: DartsCNNSpace) -> tuple[np.ndarray, np.ndarray]:
@@ -57,8 +78,9 @@ def load_nb301(data_dir, space: DartsCNNSpace) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(archs), np.asarray(acc)
 
 
+@takes_train(StreamTrain)
 def run_search_darts_stream(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
-    t = cfg.train
+    t = train_block(StreamTrain, cfg)
     space = hydra.utils.instantiate(cfg.search_space)
     if not isinstance(space, DartsCNNSpace) or tuple(space.ops) != DARTS_OPS:
         raise ConfigError(f"{cfg.name} needs search_space=darts_cnn with the 8 DARTS ops (NB301's), got "
@@ -67,17 +89,13 @@ def run_search_darts_stream(cfg: DictConfig, ctx: RunContext) -> dict[str, float
     if not isinstance(pred, Pairwise):
         raise ConfigError(f"{cfg.name} streams the fused pairwise ensemble; set predictor=pairwise, got "
                           f"{type(pred).__name__}")
-    if t.encoding not in ARCH_ENCODINGS:
-        raise ConfigError(f"train.encoding={t.encoding!r}; choose one of {', '.join(ARCH_ENCODINGS)}")
-    if t.order not in ("sample", "enumerate"):
-        raise ConfigError(f"train.order={t.order!r}; choose sample or enumerate")
-    n_cand, chunk, top = int(t.candidates), int(t.chunk), int(t.top)
+    n_cand, chunk, top = t.candidates, t.chunk, t.top
     if not 1 <= top <= n_cand or chunk < 1 or n_cand > space.count():
         raise ConfigError(f"need 1 <= train.top <= train.candidates <= {space.count()} and train.chunk >= 1, got "
                           f"top={top}, candidates={n_cand}, chunk={chunk}")
 
     archs, acc = load_nb301(cfg.data_dir, space)
-    n_train = int(t.n_train)
+    n_train = t.n_train
     if not 2 <= n_train < len(acc):
         raise ConfigError(f"train.n_train={n_train}; need 2 <= n_train < {len(acc)} (the NB301 genotypes; the rest "
                           "are held out)")

@@ -18,14 +18,17 @@ import dataclasses
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from metanas.hpo.importance import importance_table, main_effect_importance, plot_importance
+from metanas.config import ConfigError, takes_train, train_block
+from metanas.hpo.importance import importance_table, main_effect_importance
+from metanas.plots import plot_importance, plot_regret_curves
 from metanas.hpo.objectives import ExperimentObjective, TabRepoTask
 from metanas.hpo.samplers import ModelBasedSampler, PortfolioSampler, RandomSampler
 from metanas.hpo.schedulers import Trial, best_so_far, incumbent
@@ -36,19 +39,67 @@ from metanas.runners.context import RunContext, require_one_seed
 
 log = logging.getLogger(__name__)
 
+SAMPLERS = ("random", "model", "metalearner")
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    k: int = 0  # warm-start configurations (0: none)
+    source: Literal["tabrepo", "run_store"] = "tabrepo"  # TabRepo: where past tasks come from
+    meta_dataset: str | None = None  # run_store: this file, else the top-level meta_dataset
+
+
+@dataclass(frozen=True)
+class MetaLearnerSampling:
+    """``train.metalearner`` of ``sampler: metalearner`` (see ``metanas.hpo.metalearner``)."""
+
+    predictor: Any = None  # a predictor node (_target_); null: the top-level ``predictor:`` group
+    n_candidates: int = 4096
+    chunk: int = 4096
+    beta: float = 0.0
+    min_points: int = 3
+    top: int = 256
+    transfer: bool = False
+    task_keys: tuple[str, ...] = ()
+    record_experiment: str | None = None  # null: the objective's experiment
+    meta_dataset: str | None = None  # null: the top-level meta_dataset
+
+
+@dataclass(frozen=True)
+class HPOTrain:
+    """``train:`` of the HPO experiments: live (``hpo_random``, ``hpo_hyperband``, ``hpo_sh_omniglot``,
+    ``hpo_metalearner``) and TabRepo (``hpo_warmstart``)."""
+
+    objective: Any = None  # ExperimentObjective | TabRepoTask node
+    method: Any = None  # RandomSearch | SuccessiveHalving | Hyperband node
+    task_name: str = ""  # live: the task's name in the meta-dataset record
+    metafeatures_data: str | None = None  # live: import path of f(seed, data_dir) -> (x, y, classification)
+    sampler: Literal["random", "model", "metalearner"] = "random"
+    metalearner: MetaLearnerSampling = MetaLearnerSampling()
+    warm_start: WarmStart = WarmStart()
+    space: tuple[dict, ...] = ()  # live: parameter specs (metanas.hpo.space)
+    strategies: tuple[str, ...] = ()  # TabRepo: the strategies compared
+    seeds: int = 10  # TabRepo: repetitions per strategy
+    budget: int = 32  # TabRepo: evaluations per strategy
+
+    def __post_init__(self):
+        if self.objective is None or self.method is None:
+            raise ConfigError("train.objective and train.method are required (see conf/experiment/hpo_*.yaml)")
+
 
 def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
+@takes_train(HPOTrain)
 def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     require_one_seed(cfg)  # no vmap over seeds here: seeds>1 is one line, not a mislabelled run
-    t = cfg.train
+    t = train_block(HPOTrain, cfg)
     method = hydra.utils.instantiate(t.method, _convert_="all")
     objective = hydra.utils.instantiate(t.objective, _convert_="all")
     if isinstance(objective, TabRepoTask):
-        return run_tabrepo(cfg, ctx, method, objective)
-    return run_live(cfg, ctx, method, objective)
+        return run_tabrepo(cfg, t, ctx, method, objective)
+    return run_live(cfg, t, ctx, method, objective)
 
 
 # ---- live HPO: every evaluation is a metanas run ----------------------------------------------------------
@@ -82,11 +133,11 @@ def _metafeatures(path: str | None, seed: int, data_dir: str) -> dict[str, float
     return compute_metafeatures(x, y, classification=classification, seed=seed)
 
 
-def run_live(cfg: DictConfig, ctx: RunContext, method: Any, objective: ExperimentObjective) -> dict[str, float]:
-    t = cfg.train
+def run_live(cfg: DictConfig, t: HPOTrain, ctx: RunContext, method: Any, objective: ExperimentObjective
+             ) -> dict[str, float]:
     space = space_from_config(t.space)
     metafeatures = _metafeatures(t.metafeatures_data, cfg.seed, cfg.data_dir)
-    base = _base_sampler(cfg, ctx, space, method, objective)
+    base = _base_sampler(cfg, t, ctx, space, method, objective)
     propose, warm = base, []
     if t.warm_start.k > 0:
         past = past_tasks_from_run_store(t.warm_start.meta_dataset or cfg.meta_dataset,
@@ -139,41 +190,30 @@ def run_live(cfg: DictConfig, ctx: RunContext, method: Any, objective: Experimen
     return out | {f"importance_{k}": v for k, v in imp.items()}
 
 
-SAMPLERS = ("random", "model", "metalearner")
-
-
-def _base_sampler(cfg: DictConfig, ctx: RunContext, space: SearchSpace, method: Any, objective: Any) -> Any:
-    t = cfg.train
-    if t.sampler not in SAMPLERS:
-        raise ValueError(f"train.sampler={t.sampler!r}; expected one of {', '.join(SAMPLERS)}")
+def _base_sampler(cfg: DictConfig, t: HPOTrain, ctx: RunContext, space: SearchSpace, method: Any,
+                  objective: Any) -> Any:
     if t.sampler == "model":
         return ModelBasedSampler(space)
     if t.sampler == "random":
         return RandomSampler(space)
-    return metalearner_sampler(cfg, ctx, space, method, objective)
+    return metalearner_sampler(cfg, t.metalearner, ctx, space, method, objective)
 
 
-def metalearner_sampler(cfg: DictConfig, ctx: RunContext, space: SearchSpace, method: Any,
+def metalearner_sampler(cfg: DictConfig, ml: MetaLearnerSampling, ctx: RunContext, space: SearchSpace, method: Any,
                         objective: ExperimentObjective) -> Any:
     """``train.sampler=metalearner``: a ``MetaLearnerSampler`` fitted on the run store's records of the trial
     experiment (``train.metalearner``: predictor, n_candidates, chunk, beta, min_points, transfer, task_keys,
     record_experiment, meta_dataset). The records used are snapshotted in ``metalearner_records.json`` at the
     first start, so a resumed study replays the same proposals."""
     from metanas.hpo.metalearner import MetaLearnerSampler, load_records, load_snapshot, save_records
-    from metanas.hpo.objectives import compose_config
+    from metanas.experiment import compose_config
 
-    ml = _plain(cfg.train.get("metalearner")) or {}
-    unknown = sorted(set(ml) - {"predictor", "n_candidates", "chunk", "beta", "min_points", "transfer", "task_keys",
-                                "record_experiment", "meta_dataset", "top"})
-    if unknown:
-        raise ValueError(f"train.metalearner: unknown key(s) {unknown}; valid: predictor, n_candidates, chunk, beta, "
-                         f"min_points, top, transfer, task_keys, record_experiment, meta_dataset")
-    pred_cfg = ml.get("predictor") or _plain(cfg.get("predictor"))
+    pred_cfg = _plain(ml.predictor) or _plain(cfg.get("predictor"))
     predictor = hydra.utils.instantiate(pred_cfg, _convert_="all") if pred_cfg else None
     if predictor is not None and not (hasattr(predictor, "fit") and hasattr(predictor, "score_std")):
         raise ValueError(f"the meta-learner sampler's predictor {type(predictor).__name__} has no fit/score_std; "
                          f"use predictor=pairwise|mlp|ridge")
-    task_keys = list(ml.get("task_keys") or [])
+    task_keys = list(ml.task_keys)
     task: list[float] = []
     if task_keys:
         trial_cfg = compose_config([f"experiment={objective.experiment}", *objective.overrides])
@@ -187,11 +227,11 @@ def metalearner_sampler(cfg: DictConfig, ctx: RunContext, space: SearchSpace, me
     if snap.exists():  # resumed: the records read at the first start
         records = load_snapshot(snap)
     else:
-        records = load_records(ml.get("meta_dataset") or cfg.meta_dataset, space, metric=objective.metric,
+        records = load_records(ml.meta_dataset or cfg.meta_dataset, space, metric=objective.metric,
                                maximize=objective.maximize,
-                               experiment=ml.get("record_experiment") or objective.experiment,
+                               experiment=ml.record_experiment or objective.experiment,
                                fidelity_key=objective.fidelity_key, task_keys=task_keys,
-                               transfer=bool(ml.get("transfer", False)), current_task=task,
+                               transfer=ml.transfer, current_task=task,
                                exclude_run_dir=str(ctx.run_dir))
         save_records(snap, records)
     log.info("meta-learner sampler: %d past records used (%s)", len(records.configs), records.stats)
@@ -199,9 +239,8 @@ def metalearner_sampler(cfg: DictConfig, ctx: RunContext, space: SearchSpace, me
     lo = float(getattr(method, "min_fidelity", hi))
     return MetaLearnerSampler(space, predictor=predictor, records=records, task=tuple(task),
                               maximize=objective.maximize, fidelity=(lo, hi),
-                              n_candidates=int(ml.get("n_candidates", 4096)), chunk=int(ml.get("chunk", 4096)),
-                              beta=float(ml.get("beta", 0.0)), min_points=int(ml.get("min_points", 3)),
-                              top=int(ml.get("top", 256)))
+                              n_candidates=ml.n_candidates, chunk=ml.chunk, beta=ml.beta,
+                              min_points=ml.min_points, top=ml.top)
 
 
 def trials_table(trials: list[dict]) -> str:
@@ -267,12 +306,12 @@ def _tabrepo_metafeatures(tr: Any, i: int) -> dict[str, float]:
     return own | askl
 
 
-def run_tabrepo(cfg: DictConfig, ctx: RunContext, method: Any, objective: TabRepoTask) -> dict[str, float]:
+def run_tabrepo(cfg: DictConfig, t: HPOTrain, ctx: RunContext, method: Any, objective: TabRepoTask
+                ) -> dict[str, float]:
     from metanas.benchmarks.tabrepo import load_tabrepo, normalized_regret
     from metanas.hpo.tabular import (STRATEGIES, average_rank_configs, fit_meta_learner, knn_warm_configs,
                                      rank_targets, strategy_curves)
 
-    t = cfg.train
     tr = load_tabrepo(objective.tabrepo_dir or cfg.data_dir)
     objective = dataclasses.replace(objective, task=str(objective.task))  # `task=146818` parses as an int
     if objective.task not in tr.task_names:
@@ -286,7 +325,7 @@ def run_tabrepo(cfg: DictConfig, ctx: RunContext, method: Any, objective: TabRep
     cf = tr.config_features.astype(np.float64)
     past = np.array([i for i in range(len(tr.task_names)) if i != target])
     metafeatures = _tabrepo_metafeatures(tr, target)
-    k = int(t.warm_start.k)
+    k = t.warm_start.k
     if t.warm_start.source == "run_store":  # past tasks = earlier runs recorded in the meta-dataset
         names = [f"openml.{n}" for n in tr.task_feature_names]
         store = past_tasks_from_run_store(t.warm_start.meta_dataset or cfg.meta_dataset, names,
@@ -311,7 +350,8 @@ def run_tabrepo(cfg: DictConfig, ctx: RunContext, method: Any, objective: TabRep
             if np.isfinite(curves[s][b]):
                 ctx.log(s, b + 1, {"regret": float(curves[s][b])})
     ctx.save_json("curves.json", {s: v.tolist() for s, v in curves.items()})
-    _plot_curves(ctx.path("warm_vs_cold.png"), curves, f"TabRepo task {objective.task} ({tr.dataset_names[target]})")
+    plot_regret_curves(ctx.path("warm_vs_cold.png"), curves,
+                       f"TabRepo task {objective.task} ({tr.dataset_names[target]})")
     best = int(np.argmin(regret[target]))  # the table is complete: the task's best config is known exactly
     ctx.meta_record |= {"metafeatures": metafeatures, "hpo": {
         "task": objective.task, "dataset": tr.dataset_names[target], "best_config": tr.config_names[best],
@@ -323,23 +363,3 @@ def run_tabrepo(cfg: DictConfig, ctx: RunContext, method: Any, objective: TabRep
         out[f"{s}_regret_at_{t.budget}"] = float(v[-1])
         out[f"{s}_area"] = float(np.nanmean(v))
     return out
-
-
-def _plot_curves(path: Path, curves: dict[str, np.ndarray], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for s, v in curves.items():
-        ax.plot(np.arange(1, len(v) + 1), v, ls="-" if "+" in s else "--", label=s)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("full-evaluation equivalents")
-    ax.set_ylabel("normalised regret (mean over seeds)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

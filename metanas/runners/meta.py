@@ -6,10 +6,11 @@
 (``val_query_metric``, every ``train.eval_every`` steps on ``train.eval_tasks`` tasks) and the final ``val_*``
 metrics (``train.eval_tasks`` tasks, e.g. ``val_acc`` for HPO) read the meta-validation split (``eval_split``:
 Omniglot's 100 held-out meta-train characters, miniImageNet's val.csv, fresh sinusoid seeds). The meta-test split
-is read only once, at the end: ``train.test_tasks`` tasks (mean ± 95% CI, 1.96 * std / sqrt(n)), the 20 official
-Omniglot 20-way 1-shot runs when the task is 20-way 1-shot, and for sinusoids the paper-style plot
-``sinusoid_fits.png`` (Finn et al. 2017, Fig. 2). With ``task.n_val_chars=0`` there is no validation split and
-the in-training evaluation falls back to the test split (the behaviour before the split existed; logged).
+is read only once, at the end: ``train.test_tasks`` tasks (mean ± 95% CI, 1.96 * std / sqrt(n)), the family's
+official test runs where it has them (Omniglot 20-way 1-shot: the 20 runs of Lake et al.), and for 1-D regression
+families the paper-style plot of the fits (``sinusoid_fits.png``, Finn et al. 2017, Fig. 2). The runner reads
+everything about the task family through ``metanas.data.tasks.TaskFamily``. With ``task.n_val_chars=0`` there is
+no validation split and the in-training evaluation falls back to the test split (logged).
 """
 
 from __future__ import annotations
@@ -17,59 +18,75 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Literal
 
 import hydra
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from omegaconf import DictConfig
 
+from metanas.config import takes_train, train_block
+from metanas.data.tasks import TaskFamily
 from metanas.meta.base import LOSSES, AbstractMetaAlgorithm, Task
 from metanas.runners.context import RunContext, train_loop, require_one_seed
 
 log = logging.getLogger("metanas")
 
 
-def build_model(t: DictConfig, task_cfg) -> tuple:
-    """(init_fn(key) -> params, apply_fn(params, x)) from ``train.model`` ("mlp" | "cnn4")."""
+@dataclass(frozen=True)
+class MetaLoop:
+    """The ``train:`` keys of every meta-learning runner (this one and ``metanas``)."""
+
+    steps: int = 1000  # outer steps
+    meta_batch: int = 4  # tasks per outer step
+    eval_every: int = 0  # in-training evaluation every N steps on the validation split; 0: none
+    eval_tasks: int = 100  # tasks of that evaluation and of the final val_* metrics
+    test_tasks: int = 600  # meta-test tasks at the end (mean ± 95% CI)
+    test_batch: int = 25  # tasks per evaluation chunk (memory)
+    anneal_outer: bool = False  # anneal the outer step size linearly to 0 (Reptile)
+
+
+@dataclass(frozen=True)
+class MetaTrain(MetaLoop):
+    """``train:`` of the meta-initialization experiments (``maml_*``, ``fomaml_*``, ``anil_*``, ...)."""
+
+    model: Literal["mlp", "cnn4"] = "mlp"
+    hidden: tuple[int, ...] = (40, 40)  # mlp
+    channels: int = 64  # cnn4
+    conv_impl: str = "patches"  # cnn4's convolution (metanas.models.cnn4)
+
+
+def build_model(t: MetaTrain, family: TaskFamily) -> tuple:
+    """(init_fn(key) -> params, apply_fn(params, x)) from ``train.model`` ("mlp" | "cnn4"), sized by the family's
+    input shape and number of outputs."""
     from metanas.models import cnn4, mlp
 
     if t.model == "mlp":
-        sizes = (1, *[int(h) for h in t.hidden], 1)
+        sizes = (int(np.prod(family.input_shape)), *[int(h) for h in t.hidden], family.num_outputs)
         return (lambda key: mlp.init(key, sizes)), mlp.apply
     if t.model == "cnn4":
-        in_ch = 3 if task_cfg.layout == "miniimagenet_csv" else 1
-        init = functools.partial(cnn4.init, ways=task_cfg.ways, channels=int(t.channels), in_channels=in_ch,
-                                 hw=task_cfg.image_size)
+        hw, _, in_ch = family.input_shape
+        init = functools.partial(cnn4.init, ways=family.num_outputs, channels=int(t.channels), in_channels=in_ch,
+                                 hw=hw)
         return (lambda key: init(key)), functools.partial(cnn4.apply, impl=t.conv_impl)
-    raise ValueError(f"train.model '{t.model}' is unknown; use 'mlp' or 'cnn4'")
+    raise AssertionError(t.model)  # Literal-checked by train_block
 
 
-def make_sampler(cfg: DictConfig, family):
+def make_sampler(cfg: DictConfig, family: TaskFamily):
     """``sample(split, seed, step, meta_batch, train) -> Task`` of host numpy arrays."""
-    if type(family).__name__ == "SinusoidTasks":
-        offsets = {"train": 0, "test": 1_000_003, "val": 2_000_029}  # disjoint seed streams per split
-
-        def sample(split, seed, step, meta_batch, train):
-            return Task(*family.sample(seed + offsets[split], step, meta_batch))
-        return sample
     sampler = family.build(cfg.data_dir)
-    train_shots = family.train_shots or family.shots
-
-    train_queries = family.queries if family.train_queries < 0 else family.train_queries
 
     def sample(split, seed, step, meta_batch, train):
-        shots, queries = (train_shots, train_queries) if train else (family.shots, family.queries)
-        return Task(*sampler.sample(split, seed, step, meta_batch, family.ways, shots, queries))
+        return Task(*sampler.sample(split, seed, step, meta_batch, train=train))
 
     return sample
 
 
-def eval_split(family) -> str:
+def eval_split(family: TaskFamily) -> str:
     """The split used for model selection during and after meta-training: ``val`` where the family has one."""
-    if type(family).__name__ == "SinusoidTasks" or getattr(family, "n_val_chars", 0) > 0:
+    if family.has_val_split:
         return "val"
     log.warning("task.n_val_chars=0: no validation split, the in-training evaluation reads the meta-TEST split")
     return "test"
@@ -85,9 +102,9 @@ def record_task_family(ctx: RunContext, cfg: DictConfig, sample, *, classificati
                        classification=classification)
 
 
-def outer_optimizer(cfg: DictConfig, steps: int) -> optax.GradientTransformation:
+def outer_optimizer(cfg: DictConfig, t: MetaLoop, steps: int) -> optax.GradientTransformation:
     tx = hydra.utils.instantiate(cfg.optimizer)
-    if cfg.train.anneal_outer:  # Reptile: outer step size annealed linearly to 0 (Nichol et al. 2018, App. A)
+    if t.anneal_outer:  # Reptile: outer step size annealed linearly to 0 (Nichol et al. 2018, App. A)
         tx = optax.chain(tx, optax.scale_by_schedule(optax.linear_schedule(1.0, 0.0, int(steps))))
     return tx
 
@@ -96,39 +113,38 @@ def ci95(x: np.ndarray) -> float:
     return float(1.96 * np.std(x, ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
 
 
-def meta_train(ctx: RunContext, phase: str, cfg: DictConfig, algo: AbstractMetaAlgorithm, params, apply_fn, loss,
-               sample, k_train: jax.Array, k_eval: jax.Array, *, steps: int, split: str = "val"):
+def meta_train(ctx: RunContext, phase: str, cfg: DictConfig, t: MetaLoop, algo: AbstractMetaAlgorithm, params,
+               apply_fn, loss, sample, k_train: jax.Array, k_eval: jax.Array, *, steps: int, split: str = "val"):
     """Meta-train ``params`` for ``steps`` outer steps (one jitted ``meta_train_step``, resumable ``train_loop``).
 
     Returns ``(state, last metrics, wall time s)``; evaluates ``train.eval_tasks`` tasks of ``split`` (the
     meta-validation split, see ``eval_split``) every ``train.eval_every`` steps (``val_query_metric``).
     """
-    t = cfg.train
-    tx = outer_optimizer(cfg, steps)
+    tx = outer_optimizer(cfg, t, steps)
     state = algo.init_state(params, tx)
     meta_step = jax.jit(functools.partial(algo.meta_train_step, apply_fn=apply_fn, loss=loss, tx=tx),
                         donate_argnums=(0,))
 
     def step_fn(state, step):
-        tasks = sample("train", cfg.seed, step, int(t.meta_batch), True)
+        tasks = sample("train", cfg.seed, step, t.meta_batch, True)
         return meta_step(state, tasks, jax.random.fold_in(k_train, step))
 
     def eval_fn(state, step):
-        r = meta_test(cfg, algo, state.params, apply_fn, loss, sample, k_eval, int(t.eval_tasks), 7919 * step,
+        r = meta_test(cfg, t, algo, state.params, apply_fn, loss, sample, k_eval, t.eval_tasks, 7919 * step,
                       split=split)
         return {"val_query_metric": float(r["query_metric"].mean())}
 
     t0 = time.perf_counter()
     state, last = train_loop(ctx, phase, state, step_fn, steps, eval_fn=eval_fn,
-                             eval_every=int(t.eval_every) or None)
+                             eval_every=t.eval_every or None)
     return state, last, time.perf_counter() - t0
 
 
-def meta_test(cfg: DictConfig, algo: AbstractMetaAlgorithm, meta_params, apply_fn, loss, sample, key: jax.Array,
-              n_tasks: int, seed_offset: int, *, split: str) -> dict[str, np.ndarray]:
+def meta_test(cfg: DictConfig, t: MetaLoop, algo: AbstractMetaAlgorithm, meta_params, apply_fn, loss, sample,
+              key: jax.Array, n_tasks: int, seed_offset: int, *, split: str) -> dict[str, np.ndarray]:
     """``algo.evaluate`` on ``n_tasks`` tasks of ``split`` in chunks of ``train.test_batch``; per-task arrays."""
     evaluate = _jitted_evaluate(algo, apply_fn, loss)
-    chunk, chunks = int(cfg.train.test_batch), []
+    chunk, chunks = t.test_batch, []
     for i in range(0, n_tasks, chunk):
         tasks = sample(split, cfg.seed + seed_offset, i, min(chunk, n_tasks - i), False)
         chunks.append(jax.tree.map(np.asarray, evaluate(meta_params, tasks, jax.random.fold_in(key, i))))
@@ -149,78 +165,49 @@ def summarize_test(r: dict[str, np.ndarray], metric: str, prefix: str = "test") 
             f"n_{prefix}_tasks": float(len(r["query_metric"]))}
 
 
+@takes_train(MetaTrain)
 def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     require_one_seed(cfg)  # no vmap over seeds here: seeds>1 is one line, not a mislabelled run
-    t = cfg.train
+    t = train_block(MetaTrain, cfg)
     algo: AbstractMetaAlgorithm = hydra.utils.instantiate(cfg.meta)
-    family = hydra.utils.instantiate(cfg.task)
+    family: TaskFamily = hydra.utils.instantiate(cfg.task)
     loss = LOSSES[family.loss]
-    init_fn, apply_fn = build_model(t, cfg.task)
+    init_fn, apply_fn = build_model(t, family)
     sample = make_sampler(cfg, family)
-    record_task_family(ctx, cfg, sample, classification=family.loss == "cross_entropy")
+    record_task_family(ctx, cfg, sample, classification=family.classification)
     split = eval_split(family)
     k_init, k_train, k_eval = jax.random.split(ctx.key, 3)
-    state, last, train_time = meta_train(ctx, "meta_train", cfg, algo, init_fn(k_init), apply_fn, loss, sample,
-                                         k_train, k_eval, steps=int(t.steps), split=split)
-    metric = "acc" if family.loss == "cross_entropy" else "mse"
-    out = final_val(cfg, algo, state.params, apply_fn, loss, sample, k_eval, split, metric)
-    r = meta_test(cfg, algo, state.params, apply_fn, loss, sample, k_eval, int(t.test_tasks), 104_729, split="test")
+    state, last, train_time = meta_train(ctx, "meta_train", cfg, t, algo, init_fn(k_init), apply_fn, loss, sample,
+                                         k_train, k_eval, steps=t.steps, split=split)
+    metric = family.metric
+    out = final_val(cfg, t, algo, state.params, apply_fn, loss, sample, k_eval, split, metric)
+    r = meta_test(cfg, t, algo, state.params, apply_fn, loss, sample, k_eval, t.test_tasks, 104_729, split="test")
     out |= summarize_test(r, metric) | {"train_loss": float(last.get("loss", np.nan)), "train_time_s": train_time}
-    ctx.log("meta_test", int(t.steps), out)
-    if metric == "acc" and cfg.task.layout == "npz" and cfg.task.ways == 20 and cfg.task.shots == 1:
-        out |= official_runs(cfg, algo, state.params, apply_fn, loss, k_eval)
-    if metric == "mse":
-        plot_sinusoid_fits(ctx.path("sinusoid_fits.png"), algo, state.params, apply_fn, loss, family, cfg.seed)
+    ctx.log("meta_test", t.steps, out)
+    if family.has_official_test_runs:
+        out |= official_runs(cfg, family, algo, state.params, apply_fn, loss, k_eval)
+    rng = np.random.default_rng([cfg.seed, 424242])
+    curves = family.curves(rng, 3)
+    if curves is not None:  # 1-D regression: the paper-style plot of the fits
+        from metanas.plots import plot_fits
+
+        plot_fits(ctx.path(f"{curves.name}_fits.png"), algo, state.params, apply_fn, loss, curves, rng)
     ctx.meta_record |= {"meta_algorithm": type(algo).__name__, "task_family": type(family).__name__}
     return out
 
 
-def final_val(cfg, algo, params, apply_fn, loss, sample, key, split: str, metric: str) -> dict[str, float]:
+def final_val(cfg, t: MetaLoop, algo, params, apply_fn, loss, sample, key, split: str, metric: str) -> dict[str, float]:
     """``val_<metric>`` (± CI) on ``train.eval_tasks`` meta-validation tasks, for model selection (HPO); {} without
     a validation split or with ``train.eval_tasks=0``."""
-    if split != "val" or int(cfg.train.eval_tasks) <= 0:
+    if split != "val" or t.eval_tasks <= 0:
         return {}
-    r = meta_test(cfg, algo, params, apply_fn, loss, sample, key, int(cfg.train.eval_tasks), 15_485_863, split="val")
+    r = meta_test(cfg, t, algo, params, apply_fn, loss, sample, key, t.eval_tasks, 15_485_863, split="val")
     return summarize_test(r, metric, prefix="val")
 
 
-def official_runs(cfg, algo, params, apply_fn, loss, key) -> dict[str, float]:
-    """Accuracy on the 20 official 20-way 1-shot runs (Lake et al. 2015) of ``all_runs.zip``."""
-    from metanas.data.omniglot import official_one_shot_runs
-
-    root = Path(cfg.task.root) if cfg.task.root else Path(cfg.data_dir) / "omniglot"
-    runs = official_one_shot_runs(root / "all_runs.zip", cfg.task.image_size)
-    tasks = Task(*[np.stack(a) for a in zip(*runs)])
+def official_runs(cfg, family: TaskFamily, algo, params, apply_fn, loss, key) -> dict[str, float]:
+    """Accuracy on the family's official test runs (Omniglot: the 20 20-way 1-shot runs of Lake et al. 2015)."""
+    tasks = Task(*family.official_test_runs(cfg.data_dir))
     r = jax.jit(functools.partial(algo.evaluate, apply_fn=apply_fn, loss=loss))(params, tasks, key)
     acc = np.asarray(r["query_metric"])
     return {"official_20way_acc": float(acc.mean()), "official_20way_acc_ci95": ci95(acc)}
-
-
-def plot_sinusoid_fits(path: Path, algo, meta_params, apply_fn, loss, family, seed: int, n_tasks: int = 3) -> None:
-    """Pre- and post-adaptation fits on a few sinusoid tasks (Finn et al. 2017, Fig. 2 style)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rng = np.random.default_rng([seed, 424242])
-    amp, phase = family.sample_params(rng, n_tasks)
-    grid = np.linspace(family.x_min, family.x_max, 200, dtype=np.float32)[:, None]
-    fig, axes = plt.subplots(1, n_tasks, figsize=(4.5 * n_tasks, 3.5), squeeze=False)
-    for i, ax in enumerate(axes[0]):
-        x = rng.uniform(family.x_min, family.x_max, (family.k_shot, 1)).astype(np.float32)
-        y = (amp[i] * np.sin(x - phase[i])).astype(np.float32)
-        ax.plot(grid, amp[i] * np.sin(grid - phase[i]), "r-", label="ground truth")
-        ax.plot(grid, np.asarray(apply_fn(meta_params["theta"], grid)), ":", color="tab:green", label="pre-update")
-        for steps, style in ((1, "--"), (10, "-")):
-            params, _ = algo.adapt(meta_params, (jnp.asarray(x), jnp.asarray(y)), jax.random.PRNGKey(i),
-                                   apply_fn=apply_fn, loss=loss, steps=steps)
-            ax.plot(grid, np.asarray(apply_fn(params, grid)), style, color="tab:blue", alpha=0.6 + 0.04 * steps,
-                    label=f"{steps} grad step{'s' if steps > 1 else ''}")
-        ax.plot(x, y, "^", color="purple", label=f"{family.k_shot} support points")
-        ax.set_title(f"A={amp[i]:.2f}, phase={phase[i]:.2f}")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"{type(algo).__name__}: pre- and post-adaptation fits (synthetic sinusoid tasks)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

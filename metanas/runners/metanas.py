@@ -15,47 +15,64 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import hydra
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special
 from omegaconf import DictConfig
 
+from metanas.config import takes_train, train_block
+from metanas.data.tasks import TaskFamily
 from metanas.meta.base import LOSSES
 from metanas.meta.metanas import supernet_apply
 from metanas.runners.context import RunContext, require_one_seed
-from metanas.runners.meta import eval_split, final_val, make_sampler, meta_test, meta_train, summarize_test
+from metanas.runners.meta import MetaLoop, eval_split, final_val, make_sampler, meta_test, meta_train, summarize_test
 
 log = logging.getLogger("metanas")
 
 
+@dataclass(frozen=True)
+class MetaNASTrain(MetaLoop):
+    """``train:`` of ``metanas_omniglot``: the meta-learning loop's keys plus the supernet and derived network."""
+
+    C: int = 8  # supernet channels
+    N: int = 1  # cells per stage
+    stages: int | None = None  # None: the search space's default
+    derived_C: int = 8
+    derived_N: int = 1
+    derived_steps: int = 150  # meta-training steps of the derived network
+    supernet_test_tasks: int = 50  # meta-test tasks of the supernet as is (0: skip)
+
+
+@takes_train(MetaNASTrain)
 def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     require_one_seed(cfg)  # no vmap over seeds here: seeds>1 is one line, not a mislabelled run
     from metanas.supernet import derive, make_derived, make_supernet
 
-    t = cfg.train
+    t = train_block(MetaNASTrain, cfg)
     space = hydra.utils.instantiate(cfg.search_space)
     algo = hydra.utils.instantiate(cfg.meta)
-    family = hydra.utils.instantiate(cfg.task)
-    if family.loss != "cross_entropy":
+    family: TaskFamily = hydra.utils.instantiate(cfg.task)
+    if not family.classification:
         raise ValueError(f"metanas needs an image classification task, got task loss '{family.loss}'")
     loss = LOSSES[family.loss]
     sample = make_sampler(cfg, family)
     split = eval_split(family)
-    in_ch = 3 if cfg.task.layout == "miniimagenet_csv" else 1
-    sample_x = jnp.zeros((2, cfg.task.image_size, cfg.task.image_size, in_ch), jnp.float32)
+    sample_x = jnp.zeros((2, *family.input_shape), jnp.float32)
     k_init, k_train, k_eval, k_dinit, k_dtrain = jax.random.split(ctx.key, 5)
 
     # 1. meta-learn weights and alphas of the supernet
-    net = make_supernet(space, C=int(t.C), N=int(t.N), num_classes=family.ways, stages=t.get("stages"))
+    net = make_supernet(space, C=t.C, N=t.N, num_classes=family.num_outputs, stages=t.stages)
     w, alphas, _ = net.init(k_init, sample_x)
     apply_fn = supernet_apply(net)
-    state, last, search_time = meta_train(ctx, "search", cfg, algo, {"w": w, "alpha": alphas}, apply_fn, loss,
-                                          sample, k_train, k_eval, steps=int(t.steps), split=split)
+    state, last, search_time = meta_train(ctx, "search", cfg, t, algo, {"w": w, "alpha": alphas}, apply_fn, loss,
+                                          sample, k_train, k_eval, steps=t.steps, split=split)
     out = {"search_train_loss": float(last.get("loss", np.nan)), "search_time_s": search_time}
-    if int(t.supernet_test_tasks) > 0:
-        r = meta_test(cfg, algo, state.params, apply_fn, loss, sample, k_eval, int(t.supernet_test_tasks), 104_729,
+    if t.supernet_test_tasks > 0:
+        r = meta_test(cfg, t, algo, state.params, apply_fn, loss, sample, k_eval, t.supernet_test_tasks, 104_729,
                       split="test")
         out |= summarize_test(r, "acc", prefix="supernet_test")
 
@@ -63,23 +80,23 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     meta_alpha = jax.device_get(state.params["theta"]["alpha"])
     arch = derive(space, meta_alpha)
     genotype = {"arch": space.to_string(arch), "indices": np.asarray(arch).tolist(), "ops": list(space.ops),
-                "alpha_softmax": jax.tree.map(lambda a: np.asarray(jax.nn.softmax(a, axis=-1)).round(4).tolist(),
-                                              meta_alpha)}
+                "alpha_softmax": jax.tree.map(
+                    lambda a: scipy.special.softmax(np.asarray(a), axis=-1).round(4).tolist(), meta_alpha)}
     ctx.save_json("genotype.json", genotype)
     ctx.meta_record |= {"arch": genotype["arch"], "encoding": np.asarray(space.encode(arch)).tolist(),
                         "meta_algorithm": type(algo).__name__, "task_family": type(family).__name__}
     log.info("derived genotype: %s", genotype["arch"])
 
     # 3. meta-train the derived network from scratch and evaluate it few-shot
-    dnet = make_derived(space, arch, C=int(t.derived_C), N=int(t.derived_N), num_classes=family.ways,
-                        stages=t.get("stages"))
+    dnet = make_derived(space, arch, C=t.derived_C, N=t.derived_N, num_classes=family.num_outputs,
+                        stages=t.stages)
     dw, _, _ = dnet.init(k_dinit, sample_x)
     d_apply = supernet_apply(dnet)  # alpha is {} for a derived network
-    dstate, dlast, derived_time = meta_train(ctx, "derived", cfg, algo, {"w": dw, "alpha": {}}, d_apply, loss,
-                                             sample, k_dtrain, k_eval, steps=int(t.derived_steps), split=split)
-    out |= final_val(cfg, algo, dstate.params, d_apply, loss, sample, k_eval, split, "acc")
-    r = meta_test(cfg, algo, dstate.params, d_apply, loss, sample, k_eval, int(t.test_tasks), 104_729, split="test")
+    dstate, dlast, derived_time = meta_train(ctx, "derived", cfg, t, algo, {"w": dw, "alpha": {}}, d_apply, loss,
+                                             sample, k_dtrain, k_eval, steps=t.derived_steps, split=split)
+    out |= final_val(cfg, t, algo, dstate.params, d_apply, loss, sample, k_eval, split, "acc")
+    r = meta_test(cfg, t, algo, dstate.params, d_apply, loss, sample, k_eval, t.test_tasks, 104_729, split="test")
     out |= summarize_test(r, "acc") | {"derived_train_loss": float(dlast.get("loss", np.nan)),
                                         "derived_time_s": derived_time}
-    ctx.log("meta_test", int(t.steps) + int(t.derived_steps), out)
+    ctx.log("meta_test", t.steps + t.derived_steps, out)
     return out

@@ -7,8 +7,9 @@
 3. Retrain the derived network from scratch on the full training set (random crop + flip, optional cutout and
    drop-path) with SGD-momentum and a cosine learning rate, and report its test accuracy.
 
-Data parallelism: with ``train.data_parallel`` and more than one local device, batches are sharded along a
-``batch`` mesh axis and the state is replicated (``jax.sharding``); XLA inserts the gradient all-reduce.
+``run`` calls the three phases ``search``, ``derive_architecture`` and ``retrain`` in turn. Data parallelism: with
+``train.data_parallel`` and more than one local device, batches are sharded along a ``batch`` mesh axis and the state
+is replicated (``metanas.sharding``); XLA inserts the gradient all-reduce.
 """
 
 from __future__ import annotations
@@ -16,46 +17,65 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
 
 import hydra
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import scipy.special
 from omegaconf import DictConfig
 
+from metanas.config import takes_train, train_block
 from metanas.data import augment, load_image_dataset
 from metanas.run_store import atomic_write_text
+from metanas.sharding import data_parallel_shardings, put
 from metanas.runners.context import RunContext, train_loop, require_one_seed
 from metanas.search.darts import accuracy, cross_entropy
 from metanas.search_spaces.darts_cnn import DartsCNNSpace
 from metanas.search_spaces.nb201 import NB201Space
 from metanas.supernet import derive, make_derived, make_supernet
-from metanas.supernet.discretize import softmax_np
 
 log = logging.getLogger("metanas")
+
+
+@dataclass(frozen=True)
+class NASTrain:
+    """``train:`` of the differentiable NAS experiments (``darts_nb201``, ``darts2_nb201``, ``gdas_nb201``,
+    ``darts_cnn``)."""
+
+    dataset: Literal["omniglot", "cifar10", "cifar100"] = "omniglot"
+    data_root: str | None = None  # your copy of the data (CIFAR: required); omniglot: <data_dir>/omniglot
+    num_classes: int = 20  # omniglot: the first N characters
+    image_size: int = 16
+    train_per_class: int = 15  # omniglot: drawers per character for training, the rest test
+    val_fraction: float = 0.5  # of the training data, for the architecture step
+    C: int = 8
+    N: int = 2
+    stages: int | None = None  # None: the search space's default
+    batch_size: int = 64
+    search_steps: int = 300
+    search_eval_every: int = 30  # alpha snapshot + supernet val accuracy
+    augment_search: bool = False
+    crop_pad: int = 2
+    flip: bool = False
+    cutout: int = 0  # retraining only
+    drop_path_prob: float = 0.0  # retraining only
+    eval_batch: int = 100
+    data_parallel: bool = True  # shard batches over all local devices when there are several
+    retrain_C: int = 8
+    retrain_N: int = 2
+    retrain_steps: int = 300  # 0: no retraining
+    retrain_lr: float = 0.05
+    retrain_weight_decay: float = 5e-4
 
 
 class RetrainState(NamedTuple):
     weights: Any  # derived network weights
     opt: optax.OptState  # SGD-momentum state
     step: jax.Array  # int32 []
-
-
-# ---- data parallel ---------------------------------------------------------------------------------------------------
-def data_parallel_shardings(enabled: bool):
-    """``(batch_sharding, replicated)`` over all local devices, or ``(None, None)`` for one device / disabled."""
-    if not enabled or jax.local_device_count() < 2:
-        return None, None
-    from jax.sharding import NamedSharding, PartitionSpec as P
-
-    mesh = jax.make_mesh((jax.local_device_count(),), ("batch",))
-    return NamedSharding(mesh, P("batch")), NamedSharding(mesh, P())
-
-
-def put(x, sharding):
-    return jnp.asarray(x) if sharding is None else jax.device_put(x, sharding)
 
 
 # ---- helpers -----------------------------------------------------------------------------------------------------
@@ -94,57 +114,44 @@ def alpha_rows(space, alphas) -> dict[str, float]:
     out = {}
     items = alphas.items() if isinstance(alphas, dict) else [("", alphas)]
     for name, a in items:
-        p = softmax_np(np.asarray(a))
+        p = scipy.special.softmax(np.asarray(a, np.float64), axis=-1)
         for e in range(p.shape[0]):
             for k, op in enumerate(space.ops):
                 out[f"{name}e{e}/{op}"] = float(p[e, k])
     return out
 
 
-def plot_alphas(path, rows: list[dict], space) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    edges = sorted({k.split("/")[0] for k in rows[0] if "/" in k}, key=lambda s: (s.rstrip("0123456789"),
-                                                                                   int(s.split("e")[-1])))
-    cols = min(len(edges), 7)
-    nrows = -(-len(edges) // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(2.6 * cols, 2.2 * nrows), squeeze=False, sharey=True)
-    steps = [r["step"] for r in rows]
-    for ax, e in zip(axes.flat, edges):
-        for op in space.ops:
-            ax.plot(steps, [r[f"{e}/{op}"] for r in rows], label=op)
-        ax.set_title(e, fontsize=8)
-    for ax in list(axes.flat)[len(edges):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=5)
-    fig.suptitle("softmax(alpha) per edge during search")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
-# ---- the experiment --------------------------------------------------------------------------------------------------
+# ---- the experiment: search, derive, retrain ----------------------------------------------------------------------
+@takes_train(NASTrain)
 def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     require_one_seed(cfg)  # no vmap over seeds here: seeds>1 is one line, not a mislabelled run
-    t = cfg.train
+    t = train_block(NASTrain, cfg)
     space = hydra.utils.instantiate(cfg.search_space)
     algo = hydra.utils.instantiate(cfg.search)
     ds = load_image_dataset(t.dataset, data_dir=cfg.data_dir, root=t.data_root, num_classes=t.num_classes,
                             image_size=t.image_size, train_per_class=t.train_per_class)
     log.info("data %s: train %s, test %s", ds.name, ds.x_train.shape, ds.x_test.shape)
     ctx.record_dataset(ds.name, ds.x_train, ds.y_train)
-    bsh, rep = data_parallel_shardings(bool(t.data_parallel))
+    shardings = data_parallel_shardings(t.data_parallel)
     k_init, k_search, k_retrain = jax.random.split(ctx.key, 3)
+    alphas, result = search(ctx, cfg, t, space, algo, ds, shardings, k_init, k_search)
+    arch, derived = derive_architecture(ctx, cfg, space, alphas)
+    result |= derived
+    if t.retrain_steps > 0:
+        result |= retrain(ctx, cfg, t, space, arch, ds, shardings, k_retrain)
+    return result
 
-    # ---- 1. search on a train/val split of the training data
+
+def search(ctx: RunContext, cfg: DictConfig, t: NASTrain, space, algo, ds, shardings, k_init: jax.Array,
+           k_search: jax.Array) -> tuple[Any, dict[str, float]]:
+    """1. Train the supernet with ``algo`` on a train/val split of the training data (phase ``search``); alpha
+    snapshots go to ``alphas.jsonl`` / ``alphas.png``. Returns the final alphas and the search metrics."""
+    bsh, rep = shardings
     perm = np.random.default_rng([cfg.seed, 7]).permutation(len(ds.x_train))
     n_val = int(round(len(perm) * t.val_fraction))
     tr_idx, va_idx = perm[n_val:], perm[:n_val]
-    net = make_supernet(space, C=t.C, N=t.N, num_classes=ds.num_classes, stages=t.get("stages"))
-    T, B = int(t.search_steps), int(t.batch_size)
+    net = make_supernet(space, C=t.C, N=t.N, num_classes=ds.num_classes, stages=t.stages)
+    T, B = t.search_steps, t.batch_size
     state = algo.init(*net.init(k_init, jnp.asarray(ds.x_train[:2])), total_steps=T)
     if rep is not None:
         state = jax.device_put(state, rep)
@@ -172,61 +179,70 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
                        ds.y_train[va_idx], t.eval_batch)
         return {"supernet_val_acc": acc}
 
-    steps_per_epoch = max(int(t.search_eval_every), 1)
+    steps_per_epoch = max(t.search_eval_every, 1)
     state, last = train_loop(ctx, "search", state, step_fn, T, eval_fn=search_eval, eval_every=steps_per_epoch)
     if history:
-        plot_alphas(ctx.path("alphas.png"), [history[s] for s in sorted(history)], space)
+        from metanas.plots import plot_alphas
 
-    # ---- 2. derive
-    arch = derive(space, jax.device_get(state.alphas))
+        plot_alphas(ctx.path("alphas.png"), [history[s] for s in sorted(history)], space)
+    return state.alphas, {"search_train_loss": last.get("loss", float("nan")),
+                          "supernet_val_acc": last.get("supernet_val_acc", float("nan"))}
+
+
+def derive_architecture(ctx: RunContext, cfg: DictConfig, space, alphas) -> tuple[np.ndarray, dict[str, float]]:
+    """2. The discrete architecture of ``alphas`` (``genotype.json``); NB201 cells with their NB201 table accuracies
+    (reported, never used to choose). Returns the architecture and those accuracies."""
+    arch = derive(space, jax.device_get(alphas))
     genotype: dict[str, Any] = {"arch": space.to_string(arch), "indices": arch.tolist(), "ops": list(space.ops)}
     if isinstance(space, DartsCNNSpace):
         genotype |= space.genotype(arch)
-    result = {"search_train_loss": last.get("loss", float("nan")),
-              "supernet_val_acc": last.get("supernet_val_acc", float("nan"))}
+    bench: dict[str, float] = {}
     if isinstance(space, NB201Space):
         bench = nb201_lookup(space, arch, cfg.data_dir)
         genotype["nb201_200ep_test_acc"] = bench
-        result |= bench
     ctx.save_json("genotype.json", genotype)
     ctx.meta_record |= {"arch": genotype["arch"], "search_space": type(space).__name__,
                         "encoding": np.asarray(space.encode(arch)).tolist()}
     log.info("derived: %s", genotype["arch"])
+    return arch, bench
 
-    # ---- 3. retrain the derived network from scratch
-    R = int(t.retrain_steps)
-    if R > 0:
-        dnet = make_derived(space, arch, C=t.retrain_C, N=t.retrain_N, num_classes=ds.num_classes,
-                            drop_path_prob=t.drop_path_prob, stages=t.get("stages"))
-        w0, _, _ = dnet.init(k_retrain, jnp.asarray(ds.x_train[:2]))
-        sched = optax.cosine_decay_schedule(t.retrain_lr, R)
-        tx = optax.chain(optax.clip_by_global_norm(5.0), optax.add_decayed_weights(t.retrain_weight_decay),
-                         optax.sgd(sched, 0.9, nesterov=True))
-        rstate = RetrainState(w0, tx.init(w0), jnp.zeros((), jnp.int32))
-        if rep is not None:
-            rstate = jax.device_put(rstate, rep)
 
-        def retrain_update(s: RetrainState, x, y, key):
-            def loss_fn(w):
-                logits, _ = dnet.apply(w, {}, {}, x, True, key=key)
-                return cross_entropy(logits, y), accuracy(logits, y)
+def retrain(ctx: RunContext, cfg: DictConfig, t: NASTrain, space, arch, ds, shardings,
+            k_retrain: jax.Array) -> dict[str, float]:
+    """3. Retrain the derived network from scratch on the full training set (phase ``retrain``): SGD-momentum with a
+    cosine learning rate, random crop + flip (+ cutout, drop-path); test accuracy every quarter."""
+    bsh, rep = shardings
+    R, B = t.retrain_steps, t.batch_size
+    dnet = make_derived(space, arch, C=t.retrain_C, N=t.retrain_N, num_classes=ds.num_classes,
+                        drop_path_prob=t.drop_path_prob, stages=t.stages)
+    w0, _, _ = dnet.init(k_retrain, jnp.asarray(ds.x_train[:2]))
+    sched = optax.cosine_decay_schedule(t.retrain_lr, R)
+    tx = optax.chain(optax.clip_by_global_norm(5.0), optax.add_decayed_weights(t.retrain_weight_decay),
+                     optax.sgd(sched, 0.9, nesterov=True))
+    rstate = RetrainState(w0, tx.init(w0), jnp.zeros((), jnp.int32))
+    if rep is not None:
+        rstate = jax.device_put(rstate, rep)
 
-            (loss, acc), g = jax.value_and_grad(loss_fn, has_aux=True)(s.weights)
-            upd, opt = tx.update(g, s.opt, s.weights)
-            return RetrainState(optax.apply_updates(s.weights, upd), opt, s.step + 1), {"loss": loss, "train_acc": acc}
+    def retrain_update(s: RetrainState, x, y, key):
+        def loss_fn(w):
+            logits, _ = dnet.apply(w, {}, {}, x, True, key=key)
+            return cross_entropy(logits, y), accuracy(logits, y)
 
-        retrain_step = jax.jit(retrain_update, donate_argnums=(0,))
-        all_idx = np.arange(len(ds.x_train))
+        (loss, acc), g = jax.value_and_grad(loss_fn, has_aux=True)(s.weights)
+        upd, opt = tx.update(g, s.opt, s.weights)
+        return RetrainState(optax.apply_updates(s.weights, upd), opt, s.step + 1), {"loss": loss, "train_acc": acc}
 
-        def rstep_fn(s, step):
-            rng = np.random.default_rng([cfg.seed, 2, step])
-            i = rng.choice(all_idx, B, replace=len(all_idx) < B)
-            x = augment(ds.x_train[i], rng, crop_pad=t.crop_pad, flip=t.flip, cutout=t.cutout)
-            return retrain_step(s, put(x, bsh), put(ds.y_train[i], bsh), jax.random.fold_in(k_retrain, step))
+    retrain_step = jax.jit(retrain_update, donate_argnums=(0,))
+    all_idx = np.arange(len(ds.x_train))
 
-        test_apply = jax.jit(lambda w, x: dnet.apply(w, {}, {}, x, False)[0])
-        rstate, rlast = train_loop(ctx, "retrain", rstate, rstep_fn, R, eval_every=max(R // 4, 1),
-                                   eval_fn=lambda s, step: {"test_acc": evaluate(test_apply, s.weights, ds.x_test,
-                                                                                 ds.y_test, t.eval_batch)})
-        result |= {"retrain_loss": rlast["loss"], "test_acc": rlast["test_acc"]}
-    return result
+    def rstep_fn(s, step):
+        rng = np.random.default_rng([cfg.seed, 2, step])
+        i = rng.choice(all_idx, B, replace=len(all_idx) < B)
+        x = augment(ds.x_train[i], rng, crop_pad=t.crop_pad, flip=t.flip, cutout=t.cutout)
+        return retrain_step(s, put(x, bsh), put(ds.y_train[i], bsh), jax.random.fold_in(k_retrain, step))
+
+    test_apply = jax.jit(lambda w, x: dnet.apply(w, {}, {}, x, False)[0])
+    _, rlast = train_loop(ctx, "retrain", rstate, rstep_fn, R, eval_every=max(R // 4, 1),
+                          eval_fn=lambda s, step: {"test_acc": evaluate(test_apply, s.weights, ds.x_test,
+                                                                        ds.y_test, t.eval_batch)})
+    return {"retrain_loss": rlast["loss"], "test_acc": rlast["test_acc"]}

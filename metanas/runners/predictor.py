@@ -16,7 +16,9 @@ written by ``collect``), rank the held-out rest: Kendall tau, Spearman rho, prec
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import hydra
 import jax
@@ -26,10 +28,73 @@ from omegaconf import DictConfig
 
 from metanas.benchmarks.nb201 import NB201Benchmark
 from metanas.blackbox import nb201_search as S
-from metanas.config import ConfigError
+from metanas.config import ConfigError, takes_train, train_block
 from metanas.predictors.encodings import encode_archs
 from metanas.runners.context import RunContext, scalars, train_loop
 from metanas.search_spaces.nb201 import NB201Space
+
+
+@dataclass(frozen=True)
+class BananasBaseline:
+    """``train.bananas`` of ``search_nb201``: the BANANAS baseline's own predictor, encoding and acquisition."""
+
+    encoding: str = "path"
+    acquisition: str = "mutation"
+    thompson: bool = True
+    mutate_parents: int = 2
+    mutation_candidates: int = 100
+    max_mutations: int = 1
+    predictor: Any = None  # a predictor node (_target_)
+
+
+@dataclass(frozen=True)
+class SearchTrain:
+    """``train:`` of ``search_nb201`` (the meta-learner's predictor-guided search and its baselines)."""
+
+    budget: int = 100  # queries per search
+    init: int = 10  # random queries before the first fit
+    topk: int = 10  # queries per round
+    acquisition: str = "exhaustive"
+    beta: float = 0.0
+    encoding: str = "onehot_pruned"
+    evo_population: int = 64
+    evo_generations: int = 20
+    rl_steps: int = 40
+    rl_batch: int = 64
+    canonical: bool = True  # search only the canonical cells
+    baselines: tuple[str, ...] = ("random", "rea", "ls", "bananas")
+    rea_population: int = 20
+    rea_sample_size: int = 5
+    bananas: BananasBaseline = BananasBaseline()
+    target: float = 94.2  # test accuracy of the queries-to-target metric
+    source_tasks: tuple[str, ...] | None = None  # NB201 data sets to pre-train on (metanas.runners.transfer)
+    transfer: Any = None  # with source_tasks: the transfer settings (pretrain_steps, finetune_steps, mix, ...)
+
+    def __post_init__(self):
+        unknown = sorted(set(self.baselines) - set(BASELINES))
+        if unknown:
+            raise ConfigError(f"train.baselines: unknown {unknown}; choose from {', '.join(BASELINES)}")
+
+
+@dataclass(frozen=True)
+class PredictorTrain:
+    """``train:`` of ``predictor_nb201`` (predictor quality on NB201 rows or on the run store's records)."""
+
+    source: Literal["nb201", "meta_dataset"] = "nb201"
+    meta_dataset: str | None = None  # source=meta_dataset: this file, else the top-level meta_dataset
+    experiment: str | None = "collect:arch"  # the records' experiment (null: any)
+    metric: str = "val_acc"
+    reencode: bool = False  # re-encode the records' arch with ``encoding``
+    encoding: str = "onehot_pruned"
+    n_train: tuple[int, ...] = (50, 100, 200)
+    top: int = 10
+    proxies: tuple[str, ...] = ()
+    models: Any = None  # mapping name -> predictor node
+
+    def __post_init__(self):
+        if not self.models:
+            raise ConfigError("train.models is empty; name at least one predictor (see conf/experiment/"
+                              "predictor_nb201.yaml)")
 
 
 def _space_and_bench(cfg: DictConfig) -> tuple[NB201Space, NB201Benchmark]:
@@ -94,20 +159,16 @@ def query_tables(bench: NB201Benchmark, keys: jax.Array) -> jax.Array:
     return jnp.broadcast_to(jnp.asarray(bench.table()), (keys.shape[0], bench.table().shape[0]))
 
 
-def excluded_cells(cfg: DictConfig, space: NB201Space) -> np.ndarray | None:
+def excluded_cells(t: SearchTrain, space: NB201Space) -> np.ndarray | None:
     """``train.canonical``: every method searches only the canonical cells (one per class of equivalent cells)."""
-    return ~S.canonical_cells(space) if cfg.train.canonical else None
+    return ~S.canonical_cells(space) if t.canonical else None
 
 
-def baseline_traces(cfg: DictConfig, space: NB201Space, tables: jax.Array, keys: jax.Array, budget: int
+def baseline_traces(t: SearchTrain, space: NB201Space, tables: jax.Array, keys: jax.Array, budget: int
                     ) -> dict[str, S.Trace]:
     """The baselines of ``train.baselines``, each one jit(vmap) program over the seeds (same seeds, budget, tables)."""
-    t = cfg.train
-    unknown = set(t.baselines) - set(BASELINES)
-    if unknown:
-        raise ConfigError(f"train.baselines: unknown {sorted(unknown)}; choose from {', '.join(BASELINES)}")
     k_base = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
-    excluded = excluded_cells(cfg, space)
+    excluded = excluded_cells(t, space)
     out = {}
     for name in t.baselines:
         if name == "random":
@@ -136,12 +197,13 @@ def _trace_of_search(key, table, *, search, features, predictor, space, excluded
     return search.run(key, table, features, predictor=predictor, space=space, excluded=excluded)
 
 
+@takes_train(SearchTrain)
 def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float]]:
-    if cfg.train.get("source_tasks"):  # transfer from other NB201 data sets: metanas.runners.transfer
+    t = train_block(SearchTrain, cfg)
+    if t.source_tasks:  # transfer from other NB201 data sets: metanas.runners.transfer
         from metanas.runners.transfer import run_search_with_sources
 
         return run_search_with_sources(cfg, ctx)
-    t = cfg.train
     space, bench = _space_and_bench(cfg)
     predictor = hydra.utils.instantiate(cfg.predictor)
     try:
@@ -156,7 +218,7 @@ def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float
     keys = jnp.stack([jax.random.PRNGKey(s) for s in range(cfg.seed, cfg.seed + cfg.seeds)])  # [S]
     tables = query_tables(bench, keys)  # [S, N]
     k_init, round_keys = jax.vmap(search.round_keys)(keys)  # [S], [S, rounds]
-    excluded = excluded_cells(cfg, space)
+    excluded = excluded_cells(t, space)
     state = jax.vmap(functools.partial(search.init_state, excluded=excluded))(k_init, tables)
     round_fn = search.round_fn(feats, predictor=predictor, space=space)  # a host model (trees) fits on the host
 
@@ -173,7 +235,7 @@ def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float
                           loss_key=None)
 
     curves = {"predictor": S.best_so_far(np.asarray(state.values), report, np.asarray(state.codes))}
-    for name, tr in baseline_traces(cfg, space, tables, keys, search.budget).items():
+    for name, tr in baseline_traces(t, space, tables, keys, search.budget).items():
         curves[name] = S.best_so_far(np.asarray(tr.values), report, np.asarray(tr.codes))
 
     ctx.metrics.truncate_after("curve", -1)  # written once, after the search (a resumed run rewrites it)
@@ -253,11 +315,12 @@ def plot_quality(table: dict, metric: str, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+@takes_train(PredictorTrain)
 def run_predictor(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     from metanas.predictors.evaluate import canonical_groups, quality_table
     from metanas.predictors.meta_dataset import read_meta_dataset
 
-    t = cfg.train
+    t = train_block(PredictorTrain, cfg)
     models = {str(k): hydra.utils.instantiate(v) for k, v in t.models.items()}
     n_train = [int(n) for n in t.n_train]
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))

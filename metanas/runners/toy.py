@@ -6,6 +6,7 @@ the state and the batch, compiled once, runs K seeds in one program.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import hydra
@@ -15,7 +16,18 @@ import numpy as np
 import optax
 from omegaconf import DictConfig
 
+from metanas.config import takes_train, train_block
 from metanas.runners.context import RunContext, train_loop
+
+
+@dataclass(frozen=True)
+class ToyTrain:
+    """``train:`` of ``toy_regression``."""
+
+    steps: int = 600
+    batch_size: int = 64
+    hidden: int = 64  # MLP width
+    noise: float = 0.1  # std of the label noise
 
 
 class TrainState(NamedTuple):
@@ -52,8 +64,9 @@ def make_update(tx: optax.GradientTransformation):
     return update
 
 
+@takes_train(ToyTrain)
 def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float]]:
-    t = cfg.train
+    t = train_block(ToyTrain, cfg)
     tx: optax.GradientTransformation = hydra.utils.instantiate(cfg.optimizer)
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
 

@@ -1,0 +1,34 @@
+"""The house rules of the package layout, checked on the source (no imports, fast)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parent.parent / "metanas"
+
+
+def _imports(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+            out |= {f"{node.module}.{a.name}" for a in node.names}
+    return out
+
+
+def test_no_library_module_imports_the_command_line():
+    """Only ``python -m metanas`` (``__main__.py``) imports ``metanas.app``; library code runs experiments through
+    ``metanas.experiment``."""
+    offenders = [str(p.relative_to(PKG)) for p in PKG.rglob("*.py")
+                 if p.name not in ("__main__.py", "app.py") and "metanas.app" in _imports(p)]
+    assert offenders == []
+    assert "metanas.app" in _imports(PKG / "__main__.py")
+
+
+def test_runners_do_not_dispatch_on_task_class_names_or_layouts():
+    for p in (PKG / "runners").glob("*.py"):
+        src = p.read_text()
+        assert "type(family).__name__ ==" not in src and ".layout ==" not in src, p.name
