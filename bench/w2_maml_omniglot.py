@@ -32,7 +32,7 @@ import optax
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _ceiling import PEER_CEILING_GFLOPS, TINY, matmul_gflops  # noqa: E402
 
-from metanas.meta import MAML, Task, cross_entropy  # noqa: E402
+from metanas.meta import MAML, Task, cross_entropy_accuracy  # noqa: E402
 from metanas.models import cnn4  # noqa: E402
 
 WAYS, SHOTS, QUERIES, META_BATCH, INNER_STEPS, INNER_LR, OUTER_LR, WARMUP = 5, 1, 15, 32, 5, 0.4, 1e-3, 2
@@ -69,7 +69,7 @@ def main() -> None:
                     task_map="map" if args.variant == "map" else "vmap")
         state = algo.init_state(jax.tree.map(jnp.array, params), tx)  # a fresh copy: the step donates its state
         if args.variant in ("vmap", "map"):
-            step = jax.jit(functools.partial(algo.meta_train_step, apply_fn=apply_fn, loss=cross_entropy, tx=tx),
+            step = jax.jit(functools.partial(algo.meta_train_step, apply_fn=apply_fn, loss=cross_entropy_accuracy, tx=tx),
                            donate_argnums=(0,))
             t0 = time.perf_counter()
             step = step.lower(state, tasks, key).compile()
@@ -82,7 +82,7 @@ def main() -> None:
         else:  # Python loop of a jitted per-task (loss, grad) and a jitted Adam update
             one_task = jax.tree.map(lambda a: a[:1], tasks)
             grad_fn = jax.jit(jax.grad(lambda mp, t: algo.meta_loss(mp, t, key, apply_fn=apply_fn,
-                                                                     loss=cross_entropy)[0] / META_BATCH))
+                                                                     loss=cross_entropy_accuracy)[0] / META_BATCH))
 
             @functools.partial(jax.jit, donate_argnums=(0,))
             def update(state, grads):

@@ -30,7 +30,7 @@ import optax
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _ceiling import PEER_CEILING_GFLOPS, TINY, matmul_gflops  # noqa: E402
 
-from metanas.meta import Reptile, Task, cross_entropy  # noqa: E402
+from metanas.meta import Reptile, Task, cross_entropy_accuracy  # noqa: E402
 from metanas.models import cnn4  # noqa: E402
 
 WAYS, TRAIN_SHOTS, INNER_BATCH, INNER_ITERS, INNER_LR, META_BATCH, META_STEP, WARMUP = 5, 12, 10, 5, 1e-3, 5, 1.0, 2
@@ -56,7 +56,7 @@ def main() -> None:
     tx = optax.sgd(META_STEP)
     state = algo.init_state(params, tx)
     step = jax.jit(functools.partial(algo.meta_train_step, apply_fn=functools.partial(cnn4.apply, impl=args.conv),
-                                     loss=cross_entropy, tx=tx), donate_argnums=(0,))
+                                     loss=cross_entropy_accuracy, tx=tx), donate_argnums=(0,))
     t0 = time.perf_counter()
     step = step.lower(state, tasks, key).compile()
     compile_s = time.perf_counter() - t0

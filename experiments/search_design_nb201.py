@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metanas.benchmarks.nb201 import ZC_COLUMNS, NB201Benchmark, load_cost, load_zero_cost
-from metanas.blackbox import nb201_search as S
+from metanas.predictors import guided_search as S
 from metanas.config import default_data_dir
 from metanas.predictors.encodings import encode_archs, nb201_zero_cost_features
 from metanas.predictors.pairwise import Pairwise
@@ -82,7 +82,7 @@ def main() -> None:
             def init_state(key, table, excluded=None, prior=prior, search=search):
                 _, codes0 = jax.lax.top_k(prior + 1e-3 * jax.random.normal(key, prior.shape), search.init)
                 codes0 = codes0.astype(jnp.int32)
-                return S.SearchState(jnp.zeros(search.budget, jnp.int32).at[: search.init].set(codes0),
+                return S.GuidedSearchState(jnp.zeros(search.budget, jnp.int32).at[: search.init].set(codes0),
                                      jnp.zeros(search.budget, jnp.float32).at[: search.init].set(table[codes0]),
                                      jnp.zeros(table.shape[0], bool).at[codes0].set(True))
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from metanas.hpo import (CandidateSampler, Hyperband, ModelBasedSampler, PortfolioSampler, RandomSampler,
-                         RandomSearch, SpaceError, SuccessiveHalving, best_so_far, incumbent, main_effect_importance,
+                         RandomSearch, SpaceError, SuccessiveHalving, incumbent_curve, incumbent, main_effect_importance,
                          nearest_tasks, past_tasks_from_run_store, rung_fidelities, space_from_config, to_overrides,
                          warm_start_configs)
 from metanas.hpo.surrogate import expected_improvement, fit_rff_ridge, gp_posterior, rff_predict
@@ -118,7 +118,7 @@ def test_hyperband_and_random_search_run_with_a_space():
     assert {t.bracket for t in hb} == {0, 1, 2}
     rs = RandomSearch(n_trials=5, max_fidelity=9).run(RandomSampler(space), f, np.random.default_rng(1))
     assert len(rs) == 5 and all(t.fidelity == 9 for t in rs)
-    b = best_so_far(rs)
+    b = incumbent_curve(rs)
     assert np.all(np.diff(b) <= 0) and b[-1] == min(t.loss for t in rs)
 
 
@@ -236,7 +236,7 @@ def test_best_so_far_prefers_higher_fidelity_and_counts_low_fidelity_first():
     h = [Trial(0, "a", 1.0, 0.1, 0, 0, 1 / 9), Trial(1, "b", 1.0, 0.3, 0, 0, 1 / 9),
          Trial(2, "b", 9.0, 0.5, 0, 1, 1.0)]
     true = {"a": 10.0, "b": 20.0}
-    np.testing.assert_allclose(best_so_far(h, true.get), [10.0, 10.0, 20.0])  # b wins once seen at full fidelity
+    np.testing.assert_allclose(incumbent_curve(h, true.get), [10.0, 10.0, 20.0])  # b wins once seen at full fidelity
 
 
 def test_tabular_objective_budgets_and_warm_start():

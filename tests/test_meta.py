@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from metanas.data.sinusoid import SinusoidTasks
-from metanas.meta import ANIL, MAML, MetaSGD, Reptile, Task, cross_entropy, mse
+from metanas.meta import ANIL, MAML, MetaSGD, Reptile, Task, cross_entropy_accuracy, mse
 from metanas.meta.base import query_metrics, sgd_adapt
 from metanas.models import cnn4, mlp
 
@@ -191,7 +191,7 @@ def test_non_transductive_query_points_are_independent(key):
     x = jax.random.normal(key, (9, 16, 16, 1))
     task = Task(x[:3], jnp.arange(3), x[3:], jnp.array([0, 1, 2, 0, 1, 2]))
     apply = jax.jit(cnn4.apply)
-    a = query_metrics(params, task, apply_fn=apply, loss=cross_entropy, transductive=False)
+    a = query_metrics(params, task, apply_fn=apply, loss=cross_entropy_accuracy, transductive=False)
     # changing the other query points leaves each point's prediction unchanged when not transductive
     task2 = task._replace(query_x=task.query_x.at[1:].set(0.0), query_y=task.query_y)
     one = lambda t: jax.jit(jax.vmap(lambda q: apply(params, jnp.concatenate([t.support_x, q[None]]))[-1]))(t.query_x)
@@ -201,12 +201,12 @@ def test_non_transductive_query_points_are_independent(key):
     assert np.isfinite(float(a[0]))
     # Reptile's ``transductive`` flag picks the protocol in ``evaluate`` (inner_lr 0: params stay at theta)
     batch = jax.tree.map(lambda v: v[None], task)
-    for flag, expected in ((False, a[0]), (True, cross_entropy(apply(params, task.query_x), task.query_y)[0])):
+    for flag, expected in ((False, a[0]), (True, cross_entropy_accuracy(apply(params, task.query_x), task.query_y)[0])):
         algo = Reptile(inner_steps=1, inner_lr=0.0, inner_opt="sgd", inner_batch=0, eval_inner_steps=1,
                        transductive=flag)
-        r = algo.evaluate({"theta": params}, batch, key, apply_fn=apply, loss=cross_entropy)
+        r = algo.evaluate({"theta": params}, batch, key, apply_fn=apply, loss=cross_entropy_accuracy)
         np.testing.assert_allclose(r["query_loss"][0], expected, rtol=1e-5)
-    assert not np.isclose(float(a[0]), float(cross_entropy(apply(params, task.query_x), task.query_y)[0]))
+    assert not np.isclose(float(a[0]), float(cross_entropy_accuracy(apply(params, task.query_x), task.query_y)[0]))
 
 
 def test_cnn4_patches_conv_matches_lax_conv(key):

@@ -8,7 +8,7 @@ import optax
 import pytest
 from flax import nnx
 
-from metanas.meta import ANIL, MAML, MetaSGD, Reptile, Task, cross_entropy
+from metanas.meta import ANIL, MAML, MetaSGD, Reptile, Task, cross_entropy_accuracy
 from metanas.models import cnn4, mlp
 from metanas.nn import functional as F
 from metanas.nn.pure import pure
@@ -71,7 +71,7 @@ def test_every_meta_learner_runs_over_a_user_flax_module(algo):
     tx = optax.adam(1e-2)
     state = algo.init_state(params, tx)
     new, metrics = jax.jit(lambda s: algo.meta_train_step(s, tasks, jax.random.key(2), apply_fn=apply,
-                                                          loss=cross_entropy, tx=tx))(state)
+                                                          loss=cross_entropy_accuracy, tx=tx))(state)
     assert np.isfinite(float(metrics["loss"]))
     moved = jax.tree.map(lambda a, b: not np.allclose(a, b), new.params["theta"], state.params["theta"])
     assert any(jax.tree.leaves(moved))

@@ -307,3 +307,22 @@ def draw_table(key, seed_tables):
     logits = jnp.where(jnp.isnan(seed_tables), -jnp.inf, 0.0)
     pick = jax.random.categorical(key, logits, axis=-1)
     return jnp.take_along_axis(jnp.nan_to_num(seed_tables), pick[:, None], axis=1)[:, 0]
+
+
+def lookup_cell(space: NB201Space, arch, data_dir: str) -> dict[str, float]:
+    """200-epoch NB201 test and validation accuracies (%) of a cell (real table; packaged copy when shared data is
+    absent). They are reported, never used to choose anything.
+
+    ``space`` may use any subset / order of the NB201 ops: the cell is mapped to the table through its string.
+    Empty when an op is not an NB201 op.
+    """
+    canon = NB201Space()
+    if not set(space.ops) <= set(canon.ops):
+        return {}
+    try:
+        t = load_tables(data_dir)
+    except (OSError, ValueError):
+        t = load_tables(None)
+    code = int(canon.arch_code(canon.from_string(space.to_string(arch))))
+    return ({f"nb201_{d}_test_acc": float(v) for d, v in zip(DATASETS, t.test_acc[code])}
+            | {f"nb201_{d}_valid_acc": float(v) for d, v in zip(DATASETS, t.valid_acc[code])})

@@ -7,7 +7,7 @@ Each call (a round of random search, a successive-halving bracket, a Hyperband b
    study's finished trials (``history``). A point is (configuration, fidelity, task features) -> a positive
    utility ``p`` (higher is better): the metric itself for a maximised metric (accuracy), ``1 / metric`` for a
    minimised one (a loss), so the pairwise target ``(p_i - p_j) / p_j`` is a relative improvement either way.
-   Features: ``SearchSpace.encode`` (numeric -> unit interval, categorical -> one-hot, inactive -> ``INACTIVE``),
+   Features: ``HyperparameterSpace.encode`` (numeric -> unit interval, categorical -> one-hot, inactive -> ``INACTIVE``),
    the log fidelity relative to the top fidelity, and the task features (standardised).
 2. One ``jax.jit`` program: fit the predictor (default: the pairwise meta-learner, an ensemble of 3), draw
    ``n_candidates`` configurations from the declared space (conditional parameters included; candidate ``i`` is a
@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metanas.hpo.schedulers import Trial
-from metanas.hpo.space import INACTIVE, SearchSpace, config_key
+from metanas.hpo.space import INACTIVE, HyperparameterSpace, config_key
 
 
 class PastRecords(NamedTuple):
@@ -77,7 +77,7 @@ def utility_of(value: float, maximize: bool) -> float:
     return p if p > 0 and math.isfinite(p) else math.nan
 
 
-def active_config(space: SearchSpace, flat: Mapping[str, Any]) -> dict | None:
+def active_config(space: HyperparameterSpace, flat: Mapping[str, Any]) -> dict | None:
     """The active configuration of a flattened run config under ``space`` (None if a needed key is missing or a
     value lies outside the declared space)."""
     out: dict[str, Any] = {}
@@ -101,7 +101,7 @@ def active_config(space: SearchSpace, flat: Mapping[str, Any]) -> dict | None:
     return out
 
 
-def load_records(path: str | Path | None, space: SearchSpace, *, metric: str, maximize: bool, experiment: str,
+def load_records(path: str | Path | None, space: HyperparameterSpace, *, metric: str, maximize: bool, experiment: str,
                  fidelity_key: str | None = None, task_keys: Sequence[str] = (), transfer: bool = False,
                  current_task: Sequence[float] | None = None, exclude_run_dir: str | None = None) -> PastRecords:
     """Usable rows of a run store's meta-dataset (``results/meta_dataset.jsonl``; every finished run appends one).
@@ -159,13 +159,13 @@ def load_records(path: str | Path | None, space: SearchSpace, *, metric: str, ma
 
 # ---- jittable candidate draws from a declared space -----------------------------------------------------------
 
-def draw_units(space: SearchSpace, key: jax.Array) -> jax.Array:
+def draw_units(space: HyperparameterSpace, key: jax.Array) -> jax.Array:
     """float32 [P]: one uniform per parameter (categorical index = floor(u * K)). Jittable."""
     return jax.random.uniform(key, (len(space.params),))
 
 
-def encode_units(space: SearchSpace, u: jax.Array) -> jax.Array:
-    """``SearchSpace.encode`` of the configuration that the unit draws ``u`` [P] decode to (``decode_units``),
+def encode_units(space: HyperparameterSpace, u: jax.Array) -> jax.Array:
+    """``HyperparameterSpace.encode`` of the configuration that the unit draws ``u`` [P] decode to (``decode_units``),
     conditional parameters included. Jittable and vmappable."""
     cols, active, value = [], {}, {}
     for i, p in enumerate(space.params):
@@ -191,7 +191,7 @@ def encode_units(space: SearchSpace, u: jax.Array) -> jax.Array:
     return jnp.concatenate(cols)
 
 
-def decode_units(space: SearchSpace, u: np.ndarray) -> dict[str, Any]:
+def decode_units(space: HyperparameterSpace, u: np.ndarray) -> dict[str, Any]:
     """The configuration (active parameters only) of unit draws ``u`` [P] (host)."""
     config: dict[str, Any] = {}
     for i, p in enumerate(space.params):
@@ -220,7 +220,7 @@ def _is_pairwise(predictor) -> bool:
 
 
 @functools.lru_cache(maxsize=16)
-def _program(space: SearchSpace, predictor: Any, n_candidates: int, chunk: int, top: int, beta: float):
+def _program(space: HyperparameterSpace, predictor: Any, n_candidates: int, chunk: int, top: int, beta: float):
     """jit(key, x [R, D], p [R], n, group [R], query [Q]) -> (top indices [top], top scores [top], candidate key):
     fit + draw + encode + score + top-k, one XLA program per (space, predictor, sizes)."""
     pairwise = _is_pairwise(predictor)
@@ -259,7 +259,7 @@ def _program(space: SearchSpace, predictor: Any, n_candidates: int, chunk: int, 
 
 
 @functools.lru_cache(maxsize=16)
-def _decoder(space: SearchSpace):
+def _decoder(space: HyperparameterSpace):
     return jax.jit(jax.vmap(lambda k, i: draw_units(space, jax.random.fold_in(k, i)), in_axes=(None, 0)))
 
 
@@ -271,7 +271,7 @@ class MetaLearnerSampler:
     ``task``: the current task's features (same order as the records' ``task_keys``).
     """
 
-    space: SearchSpace
+    space: HyperparameterSpace
     predictor: Any = None  # fit/score_std (metanas.predictors); None: Pairwise(steps=300, ensemble=3)
     records: PastRecords | None = field(default=None, hash=False, compare=False)
     task: tuple[float, ...] = ()

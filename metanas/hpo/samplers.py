@@ -1,6 +1,6 @@
 """Proposers ``propose(n, history, rng) -> list[config]`` for the schedulers.
 
-- ``RandomSampler``: i.i.d. draws from a declared ``SearchSpace``.
+- ``RandomSampler``: i.i.d. draws from a declared ``HyperparameterSpace``.
 - ``PortfolioSampler``: a warm start: first the given configurations (e.g. the best configurations of the k
   most similar past tasks), then another proposer.
 - ``ModelBasedSampler``: BOHB-style model-based sampling (Falkner et al. 2018) with a GP + EI instead of TPE:
@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 
 from metanas.hpo.schedulers import Trial, dedup_key
-from metanas.hpo.space import SearchSpace
+from metanas.hpo.space import HyperparameterSpace
 from metanas.hpo.surrogate import expected_improvement, gp_posterior
 
 
 @dataclass(frozen=True)
 class RandomSampler:
-    space: SearchSpace
+    space: HyperparameterSpace
 
     def __call__(self, n: int, history: Sequence[Trial], rng: np.random.Generator) -> list[dict]:
         return [self.space.sample(rng) for _ in range(n)]
@@ -76,7 +76,7 @@ def _fit_set(history: Sequence[Trial], min_points: int) -> list[Trial]:
 
 @dataclass(frozen=True)
 class ModelBasedSampler:
-    space: SearchSpace
+    space: HyperparameterSpace
     n_candidates: int = 256
     min_points: int = 4
     random_fraction: float = 0.25

@@ -26,7 +26,7 @@ import numpy as np
 
 class Trial(NamedTuple):
     index: int  # order of evaluation (0-based)
-    config: Any  # a dict from a SearchSpace, or any hashable candidate (e.g. a config index)
+    config: Any  # a dict from a HyperparameterSpace, or any hashable candidate (e.g. a config index)
     fidelity: float  # value of the fidelity knob used
     loss: float  # objective value (lower is better)
     bracket: int  # Hyperband bracket s (0 for random search / a single SH run)
@@ -155,7 +155,7 @@ def incumbent(history: Sequence[Trial]) -> Trial:
                key=lambda t: t.loss, default=history[0])
 
 
-def best_so_far(history: Sequence[Trial], true_loss: Callable[[Any], float] | None = None) -> np.ndarray:
+def incumbent_curve(history: Sequence[Trial], true_loss: Callable[[Any], float] | None = None) -> np.ndarray:
     """Incumbent loss after each trial, [len(history)]: the best full-fidelity loss seen so far, or (with
     ``true_loss``) the true loss of the config that has the best *observed* loss at the highest fidelity so far."""
     out, best_obs, best_val = [], (math.inf, math.inf), math.inf

@@ -46,7 +46,7 @@ class Param:
 
     @property
     def width(self) -> int:
-        """Columns of this parameter in ``SearchSpace.encode``."""
+        """Columns of this parameter in ``HyperparameterSpace.encode``."""
         return len(self.choices) if self.type == "categorical" else 1
 
     def sample(self, rng: np.random.Generator) -> Any:
@@ -79,7 +79,7 @@ class Param:
 
 
 @dataclass(frozen=True)
-class SearchSpace:
+class HyperparameterSpace:
     """An ordered tuple of parameters; parents come before the parameters conditioned on them."""
 
     params: tuple[Param, ...]
@@ -206,8 +206,8 @@ def param_from_dict(d: Mapping[str, Any]) -> Param:
     return Param(name, kind, low=float(lo), high=float(hi), log=log, condition=condition)
 
 
-def space_from_config(entries: Sequence[Mapping[str, Any]]) -> SearchSpace:
-    """Build a ``SearchSpace`` from the list declared in config (OmegaConf containers are accepted)."""
+def space_from_config(entries: Sequence[Mapping[str, Any]]) -> HyperparameterSpace:
+    """Build a ``HyperparameterSpace`` from the list declared in config (OmegaConf containers are accepted)."""
     try:
         from omegaconf import OmegaConf
 
@@ -218,4 +218,4 @@ def space_from_config(entries: Sequence[Mapping[str, Any]]) -> SearchSpace:
     if not isinstance(entries, Sequence) or isinstance(entries, str) or not entries:
         raise SpaceError("the search space must be a non-empty list of parameter specs "
                          "({name, type: float|int|categorical, ...})")
-    return SearchSpace(tuple(param_from_dict(e) for e in entries))
+    return HyperparameterSpace(tuple(param_from_dict(e) for e in entries))

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from metanas.hpo.schedulers import Trial, best_so_far
+from metanas.hpo.schedulers import Trial, incumbent_curve
 from metanas.hpo.surrogate import fit_rff_ridge, rff_predict
 from metanas.hpo.warmstart import nearest_tasks, scale_features
 
@@ -47,7 +47,7 @@ def table_objective(regret_row: np.ndarray, *, noise: float, max_fidelity: float
 def regret_at_budgets(history: Sequence[Trial], true_loss: Callable[[Any], float], budget: int) -> np.ndarray:
     """[budget]: true regret of the incumbent once 1, 2, ..., budget full-evaluation equivalents are spent
     (NaN before the first evaluation has finished)."""
-    inc = best_so_far(history, true_loss)
+    inc = incumbent_curve(history, true_loss)
     spent = np.cumsum([t.cost for t in history])
     out = np.full(budget, np.nan)
     for b in range(1, budget + 1):

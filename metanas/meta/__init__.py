@@ -4,8 +4,9 @@ Each is a frozen dataclass of hyper-parameters with pure methods (``init``, ``ad
 ``evaluate``); the runner (``metanas.runners.meta``) jits ``meta_train_step`` once.
 """
 
-from metanas.meta.base import AbstractMetaAlgorithm, MetaState, Task, cross_entropy, mse
+from metanas.meta.base import AbstractMetaAlgorithm, MetaState, Task, cross_entropy_accuracy, mse
 from metanas.meta.maml import ANIL, MAML, MetaSGD
 from metanas.meta.reptile import Reptile
 
-__all__ = ["AbstractMetaAlgorithm", "ANIL", "MAML", "MetaSGD", "MetaState", "Reptile", "Task", "cross_entropy", "mse"]
+__all__ = ["AbstractMetaAlgorithm", "ANIL", "MAML", "MetaSGD", "MetaState", "Reptile", "Task", "cross_entropy_accuracy",
+           "mse"]

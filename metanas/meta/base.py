@@ -2,7 +2,7 @@
 
 Conventions (all algorithms):
 - ``apply_fn(params, x) -> out`` is the model, ``loss(out, y) -> (scalar loss, scalar metric)`` the task loss
-  (``mse`` for regression, ``cross_entropy`` whose metric is accuracy).
+  (``mse`` for regression, ``cross_entropy_accuracy`` whose metric is accuracy).
 - Meta-parameters are a dict ``{"theta": params}`` (Meta-SGD adds ``"lr"``: per-parameter step sizes).
 - ``Task`` holds one task; a batch of tasks is the same NamedTuple with a leading task axis [T, ...].
 - Batch norm (CNN4) uses the statistics of the batch it sees. ``transductive=True`` evaluates the query set as
@@ -43,14 +43,13 @@ def mse(out: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
     return loss, loss
 
 
-def cross_entropy(logits: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Softmax cross-entropy with int labels [N]; the metric is accuracy."""
-    logp = jax.nn.log_softmax(logits)
-    loss = -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+def cross_entropy_accuracy(logits: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Softmax cross-entropy with int labels [N] (optax); the metric is accuracy."""
+    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
     return loss, jnp.mean((jnp.argmax(logits, axis=-1) == y).astype(jnp.float32))
 
 
-LOSSES: dict[str, LossFn] = {"mse": mse, "cross_entropy": cross_entropy}
+LOSSES: dict[str, LossFn] = {"mse": mse, "cross_entropy": cross_entropy_accuracy}
 
 
 def query_metrics(params: PyTree, task: Task, *, apply_fn: ApplyFn, loss: LossFn,

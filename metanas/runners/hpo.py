@@ -31,8 +31,8 @@ from metanas.hpo.importance import importance_table, main_effect_importance
 from metanas.plots import plot_importance, plot_regret_curves
 from metanas.hpo.objectives import ExperimentObjective, TabRepoTask
 from metanas.hpo.samplers import ModelBasedSampler, PortfolioSampler, RandomSampler
-from metanas.hpo.schedulers import Trial, best_so_far, incumbent
-from metanas.hpo.space import SearchSpace, config_key, space_from_config
+from metanas.hpo.schedulers import Trial, incumbent_curve, incumbent
+from metanas.hpo.space import HyperparameterSpace, config_key, space_from_config
 from metanas.hpo.surrogate import fit_rff_ridge, rff_predict
 from metanas.hpo.warmstart import past_tasks_from_run_store, warm_start_configs
 from metanas.runners.context import RunContext, require_one_seed
@@ -190,7 +190,7 @@ def run_live(cfg: DictConfig, t: HPOTrain, ctx: RunContext, method: Any, objecti
     return out | {f"importance_{k}": v for k, v in imp.items()}
 
 
-def _base_sampler(cfg: DictConfig, t: HPOTrain, ctx: RunContext, space: SearchSpace, method: Any,
+def _base_sampler(cfg: DictConfig, t: HPOTrain, ctx: RunContext, space: HyperparameterSpace, method: Any,
                   objective: Any) -> Any:
     if t.sampler == "model":
         return ModelBasedSampler(space)
@@ -199,7 +199,7 @@ def _base_sampler(cfg: DictConfig, t: HPOTrain, ctx: RunContext, space: SearchSp
     return metalearner_sampler(cfg, t.metalearner, ctx, space, method, objective)
 
 
-def metalearner_sampler(cfg: DictConfig, ml: MetaLearnerSampling, ctx: RunContext, space: SearchSpace, method: Any,
+def metalearner_sampler(cfg: DictConfig, ml: MetaLearnerSampling, ctx: RunContext, space: HyperparameterSpace, method: Any,
                         objective: ExperimentObjective) -> Any:
     """``train.sampler=metalearner``: a ``MetaLearnerSampler`` fitted on the run store's records of the trial
     experiment (``train.metalearner``: predictor, n_candidates, chunk, beta, min_points, transfer, task_keys,
@@ -261,7 +261,7 @@ def trials_table(trials: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _valid(space: SearchSpace, config: dict) -> bool:
+def _valid(space: HyperparameterSpace, config: dict) -> bool:
     try:
         space.validate(config)
         return True
@@ -275,7 +275,7 @@ def _read_trials(path: Path) -> list[dict]:
     return read_jsonl(path) if path.exists() else []
 
 
-def _importance(ctx: RunContext, space: SearchSpace, history: list[Trial]) -> dict[str, float]:
+def _importance(ctx: RunContext, space: HyperparameterSpace, history: list[Trial]) -> dict[str, float]:
     """Main-effect importance of each hyperparameter (and the fidelity) from an RFF-ridge fit of the trials."""
     ok = [h for h in history if math.isfinite(h.loss)]
     if len(ok) < 6:

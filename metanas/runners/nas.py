@@ -33,6 +33,7 @@ from metanas.data import augment, load_image_dataset
 from metanas.run_store import atomic_write_text
 from metanas.sharding import data_parallel_shardings, put
 from metanas.runners.context import RunContext, train_loop, require_one_seed
+from metanas.benchmarks.nb201 import lookup_cell
 from metanas.search.darts import accuracy, cross_entropy
 from metanas.search_spaces.darts_cnn import DartsCNNSpace
 from metanas.search_spaces.nb201 import NB201Space
@@ -86,27 +87,6 @@ def evaluate(apply_fn, weights, x: np.ndarray, y: np.ndarray, batch: int) -> flo
         logits = apply_fn(weights, jnp.asarray(x[i:i + batch]))
         correct += int(np.sum(np.argmax(np.asarray(logits), -1) == y[i:i + batch]))
     return correct / max(len(x), 1)
-
-
-def nb201_lookup(space: NB201Space, arch, data_dir: str) -> dict[str, float]:
-    """200-epoch NB201 test and validation accuracies (%) of a cell (real table; packaged copy when shared data is
-    absent). They are reported, never used to choose anything.
-
-    ``space`` may use any subset / order of the NB201 ops: the cell is mapped to the table through its string.
-    Empty when an op is not an NB201 op.
-    """
-    from metanas.benchmarks.nb201 import DATASETS, load_tables
-
-    canon = NB201Space()
-    if not set(space.ops) <= set(canon.ops):
-        return {}
-    try:
-        t = load_tables(data_dir)
-    except (OSError, ValueError):
-        t = load_tables(None)
-    code = int(canon.arch_code(canon.from_string(space.to_string(arch))))
-    return ({f"nb201_{d}_test_acc": float(v) for d, v in zip(DATASETS, t.test_acc[code])}
-            | {f"nb201_{d}_valid_acc": float(v) for d, v in zip(DATASETS, t.valid_acc[code])})
 
 
 def alpha_rows(space, alphas) -> dict[str, float]:
@@ -198,7 +178,7 @@ def derive_architecture(ctx: RunContext, cfg: DictConfig, space, alphas) -> tupl
         genotype |= space.genotype(arch)
     bench: dict[str, float] = {}
     if isinstance(space, NB201Space):
-        bench = nb201_lookup(space, arch, cfg.data_dir)
+        bench = lookup_cell(space, arch, cfg.data_dir)
         genotype["nb201_200ep_test_acc"] = bench
     ctx.save_json("genotype.json", genotype)
     ctx.meta_record |= {"arch": genotype["arch"], "search_space": type(space).__name__,

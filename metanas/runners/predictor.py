@@ -1,7 +1,7 @@
 """Meta-learner experiments on NAS-Bench-201: ``search_nb201`` (predictor-guided search, the default experiment)
 and ``predictor_nb201`` (predictor quality vs number of training architectures).
 
-search_nb201 (``run_search``): the fine-tune loop of ``metanas.blackbox.nb201_search.PredictorSearch`` run one
+search_nb201 (``run_search``): the fine-tune loop of ``metanas.predictors.guided_search.PredictorSearch`` run one
 round per host step: query ``init`` random cells, then each round fit the predictor (``predictor:`` group, the
 pairwise ensemble by default) on every queried cell, score all 15,625 cells (one jitted, vmapped program), query
 the ``topk`` best unqueried ones (a table lookup), repeat until ``budget``. Checkpoint per round (resume), seeds
@@ -27,7 +27,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from metanas.benchmarks.nb201 import NB201Benchmark
-from metanas.blackbox import nb201_search as S
+from metanas.predictors import guided_search as S
 from metanas.config import ConfigError, takes_train, train_block
 from metanas.predictors.encodings import encode_archs
 from metanas.runners.context import RunContext, scalars, train_loop
@@ -223,7 +223,7 @@ def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float
     round_fn = search.round_fn(feats, predictor=predictor, space=space)  # a host model (trees) fits on the host
 
     def best(state, n):
-        return S.best_so_far(np.asarray(state.values)[:, :n], report, np.asarray(state.codes)[:, :n])[:, -1]
+        return S.reported_best_so_far(np.asarray(state.values)[:, :n], report, np.asarray(state.codes)[:, :n])[:, -1]
 
     def step_fn(state, step):
         state = round_fn(state, jnp.int32(step - 1), round_keys[:, step - 1], tables)
@@ -234,9 +234,9 @@ def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float
     state, _ = train_loop(ctx, "search", state, step_fn, search.rounds, log_every=1, checkpoint_every=1,
                           loss_key=None)
 
-    curves = {"predictor": S.best_so_far(np.asarray(state.values), report, np.asarray(state.codes))}
+    curves = {"predictor": S.reported_best_so_far(np.asarray(state.values), report, np.asarray(state.codes))}
     for name, tr in baseline_traces(t, space, tables, keys, search.budget).items():
-        curves[name] = S.best_so_far(np.asarray(tr.values), report, np.asarray(tr.codes))
+        curves[name] = S.reported_best_so_far(np.asarray(tr.values), report, np.asarray(tr.codes))
 
     ctx.metrics.truncate_after("curve", -1)  # written once, after the search (a resumed run rewrites it)
     for q in range(search.budget):

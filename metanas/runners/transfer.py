@@ -22,7 +22,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from metanas.benchmarks.transnas import default_path, load_transnas, top_cells
-from metanas.blackbox import transfer as T
+from metanas.predictors import transfer_search as T
 from metanas.config import ConfigError
 from metanas.runners.context import RunContext, scalars
 
@@ -145,7 +145,7 @@ def run_search_with_sources(cfg: DictConfig, ctx: RunContext) -> dict:
     same summary keys (best_test_acc, regret, queries_to_target, prefixed per baseline). Searches the canonical
     cells when ``train.canonical``. One jitted program for all rounds (no per-round checkpoint)."""
     from metanas.benchmarks.nb201 import DATASETS, NB201Benchmark
-    from metanas.blackbox import nb201_search as S
+    from metanas.predictors import guided_search as S
     from metanas.predictors.encodings import encode_archs
     from metanas.predictors.pairwise import Pairwise
     from metanas.runners import predictor as P
@@ -190,11 +190,11 @@ def run_search_with_sources(cfg: DictConfig, ctx: RunContext) -> dict:
     report = bench.report_table()
     optimum = float(report.max())
     z_codes = cells[np.argsort(-T.zscore_order(src), kind="stable")[: search.budget]]
-    curves = {"predictor": S.best_so_far(target[codes], report, codes),
-              "zero_shot_zscore": S.best_so_far(target[z_codes], report, z_codes)[None].repeat(len(codes), 0)}
+    curves = {"predictor": S.reported_best_so_far(target[codes], report, codes),
+              "zero_shot_zscore": S.reported_best_so_far(target[z_codes], report, z_codes)[None].repeat(len(codes), 0)}
     tables = P.query_tables(bench, keys)
     for name, b in P.baseline_traces(cfg, space, tables, keys, search.budget).items():
-        curves[name] = S.best_so_far(np.asarray(b.values), report, np.asarray(b.codes))
+        curves[name] = S.reported_best_so_far(np.asarray(b.values), report, np.asarray(b.codes))
     for q in range(search.budget):
         ctx.log("curve", q + 1, {name: float(np.median(c[:, q])) for name, c in curves.items()})
     ctx.save_json("curves.json", {"optimum": optimum, "target": t.target, "queried_metric": bench.metric,

@@ -27,7 +27,7 @@ from jax.flatten_util import ravel_pytree
 Batch = tuple[jax.Array, jax.Array]  # (x [B, H, W, C] float32, y [B] int32)
 
 
-class SearchState(NamedTuple):
+class DartsState(NamedTuple):
     weights: Any  # supernet weights pytree
     alphas: Any  # architecture parameters pytree ([E, K] or {"normal", "reduce"})
     batch_stats: Any  # network state (``{}``: batch-statistics BN)
@@ -74,11 +74,11 @@ class SearchOptimizers:
         return optax.chain(optax.add_decayed_weights(self.a_weight_decay),
                            optax.adam(self.a_lr, b1=self.a_beta1, b2=self.a_beta2))
 
-    def init(self, weights, alphas, batch_stats, *, total_steps: int) -> SearchState:
-        return SearchState(weights, alphas, batch_stats, self.w_tx(total_steps).init(ravel_pytree(weights)[0]),
+    def init(self, weights, alphas, batch_stats, *, total_steps: int) -> DartsState:
+        return DartsState(weights, alphas, batch_stats, self.w_tx(total_steps).init(ravel_pytree(weights)[0]),
                            self.a_tx().init(alphas), jnp.zeros((), jnp.int32))
 
-    def weight_step(self, state: SearchState, loss_fn, *, total_steps: int):
+    def weight_step(self, state: DartsState, loss_fn, *, total_steps: int):
         """``loss_fn(weights) -> (loss, (batch_stats, acc))``; one SGD step on the weights.
 
         The optimiser runs on the weights and gradients raveled into one vector (its state is that vector's
@@ -89,7 +89,7 @@ class SearchOptimizers:
         upd, w_opt = self.w_tx(total_steps).update(ravel_pytree(g)[0], state.w_opt, flat_w)
         return state._replace(weights=unravel(flat_w + upd), w_opt=w_opt, batch_stats=bs), loss, acc
 
-    def alpha_step(self, state: SearchState, grad_alphas):
+    def alpha_step(self, state: DartsState, grad_alphas):
         upd, a_opt = self.a_tx().update(grad_alphas, state.a_opt, state.alphas)
         return state._replace(alphas=optax.apply_updates(state.alphas, upd), a_opt=a_opt)
 
@@ -129,7 +129,7 @@ class DARTS(SearchOptimizers):
         gm = jax.grad(loss, argnums=1)(tree_sub_scaled(weights, gw, eps), alphas, train)
         return lv, jax.tree.map(lambda g, p, m: g - xi * (p - m) / (2 * eps), ga, gp, gm)
 
-    def step(self, state: SearchState, train: Batch, val: Batch, key: jax.Array, *, net, total_steps: int):
+    def step(self, state: DartsState, train: Batch, val: Batch, key: jax.Array, *, net, total_steps: int):
         """One search step (alpha on ``val``, then weights on ``train``; swapped if not ``alpha_first``).
         Returns ``(state, metrics)``."""
         xi = self.w_schedule(total_steps)(state.step)

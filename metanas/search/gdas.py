@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from metanas.search.darts import Batch, SearchOptimizers, SearchState, accuracy, cross_entropy
+from metanas.search.darts import Batch, SearchOptimizers, DartsState, accuracy, cross_entropy
 
 
 def gumbel_straight_through(alpha: jax.Array, key: jax.Array, tau) -> tuple[jax.Array, jax.Array]:
@@ -41,7 +41,7 @@ class GDAS(SearchOptimizers):
         frac = step / max(total_steps - 1, 1)
         return self.tau_max - (self.tau_max - self.tau_min) * jnp.minimum(frac, 1.0)
 
-    def step(self, state: SearchState, train: Batch, val: Batch, key: jax.Array, *, net, total_steps: int):
+    def step(self, state: DartsState, train: Batch, val: Batch, key: jax.Array, *, net, total_steps: int):
         tau = self.tau(state.step, total_steps)
         k_w, k_a = jax.random.split(key)
 

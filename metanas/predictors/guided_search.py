@@ -4,7 +4,7 @@ pure function of its key. Runners ``jax.jit(jax.vmap(search))(keys)`` over seeds
 Archs are identified by their row ``code`` in ``space.enumerate()``; ``table`` [N] is the queried metric (the
 validation accuracy under the NB201 protocol), ``features`` [N, D] the encodings. Each search returns
 ``Trace(codes [B], values [B])`` in query order; no code is queried twice and exactly ``budget`` queries are made.
-``best_so_far`` turns a trace into the reported curve: the report metric (test accuracy) of the cell with the best
+``reported_best_so_far`` turns a trace into the reported curve: the report metric (test accuracy) of the cell with the best
 *queried* value after each query.
 
 Searches: ``PredictorSearch`` (the meta-learner's fine-tune loop; with an MLP ensemble on the path encoding,
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metanas.blackbox.optimizers import evolve, reinforce
+from metanas.predictors.acquisition import evolve, reinforce
 from metanas.search_spaces.nb201 import NB201Space
 
 
@@ -216,7 +216,7 @@ def mutation_candidates(key: jax.Array, space: NB201Space, codes: jax.Array, val
     return arch_codes(space, children)
 
 
-class SearchState(NamedTuple):
+class GuidedSearchState(NamedTuple):
     codes: jax.Array  # int32 [budget] queried rows so far (zeros past the current count)
     values: jax.Array  # float32 [budget] their queried metric
     queried: jax.Array  # bool [N] mask over the whole space (queried or excluded)
@@ -261,17 +261,17 @@ class PredictorSearch:
     def rounds(self) -> int:
         return (self.budget - self.init) // self.topk
 
-    def init_state(self, key: jax.Array, table: jax.Array, excluded=None) -> SearchState:
+    def init_state(self, key: jax.Array, table: jax.Array, excluded=None) -> GuidedSearchState:
         """The ``init`` random queries (outside ``excluded``, which is never queried). ``key`` is the first half of
         ``split(search_key)`` (see ``run``)."""
         excluded = _excluded(excluded, table.shape[0])
         codes0 = _first_random(key, excluded, self.init)
-        return SearchState(jnp.zeros(self.budget, jnp.int32).at[: self.init].set(codes0),
+        return GuidedSearchState(jnp.zeros(self.budget, jnp.int32).at[: self.init].set(codes0),
                            jnp.zeros(self.budget, jnp.float32).at[: self.init].set(table[codes0]),
                            excluded.at[codes0].set(True))
 
-    def round(self, state: SearchState, r: jax.Array, key: jax.Array, table: jax.Array, features: jax.Array, *,
-              predictor, space: NB201Space) -> SearchState:
+    def round(self, state: GuidedSearchState, r: jax.Array, key: jax.Array, table: jax.Array, features: jax.Array, *,
+              predictor, space: NB201Space) -> GuidedSearchState:
         """Round ``r`` (0-based): fit on the ``init + r * topk`` queried cells, query the ``topk`` best unqueried."""
         k_fit, k_acq = jax.random.split(key)
         n = self.init + r * self.topk
@@ -279,8 +279,8 @@ class PredictorSearch:
         mean, std = predictor.score_std(params, features)
         return self.select(state, n, k_acq, mean, std, table, space=space)
 
-    def select(self, state: SearchState, n: jax.Array, key: jax.Array, mean: jax.Array, std: jax.Array,
-               table: jax.Array, *, space: NB201Space) -> SearchState:
+    def select(self, state: GuidedSearchState, n: jax.Array, key: jax.Array, mean: jax.Array, std: jax.Array,
+               table: jax.Array, *, space: NB201Space) -> GuidedSearchState:
         """Query the ``topk`` best unqueried cells by the acquisition on the predictor's ``mean`` / ``std`` [N] over
         all cells (the second half of ``round``; jittable also when the scores come from a host model)."""
         codes, values, queried = state
@@ -316,7 +316,7 @@ class PredictorSearch:
         new = new.astype(jnp.int32)
         codes = jax.lax.dynamic_update_slice(codes, new, (n,))
         values = jax.lax.dynamic_update_slice(values, table[new], (n,))
-        return SearchState(codes, values, queried.at[new].set(True))
+        return GuidedSearchState(codes, values, queried.at[new].set(True))
 
     def round_fn(self, features: jax.Array, *, predictor, space: NB201Space):
         """``fn(states, r, keys [S], tables [S, N]) -> states``: one round for S seeds at once. A JAX predictor runs
@@ -331,7 +331,7 @@ class PredictorSearch:
         select = jax.jit(jax.vmap(functools.partial(self.select, space=space), in_axes=(0, None, 0, 0, 0, 0)))
         feats = np.asarray(features)
 
-        def host_round(states: SearchState, r, keys: jax.Array, tables: jax.Array) -> SearchState:
+        def host_round(states: GuidedSearchState, r, keys: jax.Array, tables: jax.Array) -> GuidedSearchState:
             n = self.init + int(r) * self.topk
             k_fit, k_acq = jax.vmap(jax.random.split, out_axes=1)(keys)
             codes, values = np.asarray(states.codes), np.asarray(states.values)
@@ -359,7 +359,7 @@ class PredictorSearch:
         return Trace(state.codes, state.values)
 
 
-def best_so_far(trace_values: np.ndarray, report: np.ndarray, codes: np.ndarray) -> np.ndarray:
+def reported_best_so_far(trace_values: np.ndarray, report: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """[..., B] report metric (e.g. test acc) of the best-by-queried-metric cell after each query."""
     values = np.asarray(trace_values)
     arg = np.zeros(values.shape, np.int64)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from metanas.benchmarks.nb201 import NB201Benchmark
-from metanas.blackbox import nb201_search as S
-from metanas.blackbox.optimizers import evolve, reinforce
+from metanas.predictors import guided_search as S
+from metanas.predictors.acquisition import evolve, reinforce
 from metanas.predictors.encodings import encode_archs
 from metanas.predictors.pairwise import Pairwise
 from metanas.predictors.pointwise import Ridge
@@ -76,11 +76,11 @@ def test_regularized_evolution_beats_random_on_average(key):
     assert np.asarray(rea.values)[:, 100:].mean() > np.asarray(rs.values)[:, 100:].mean() + 3  # children of good parents
 
 
-def test_best_so_far_reports_the_best_queried_cell():
+def test_reported_best_so_far_reports_the_best_queried_cell():
     values = np.array([[1.0, 3.0, 2.0, 5.0]])
     codes = np.array([[7, 4, 2, 0]])
     report = np.arange(10.0) * 10
-    np.testing.assert_array_equal(S.best_so_far(values, report, codes), [[70, 40, 40, 0]])
+    np.testing.assert_array_equal(S.reported_best_so_far(values, report, codes), [[70, 40, 40, 0]])
 
 
 def test_evolve_and_reinforce_improve_a_known_fitness(key):
@@ -153,7 +153,7 @@ def test_reported_best_is_the_test_accuracy_of_the_best_by_validation_cell():
     valid = np.array([[80.0, 90.0, 85.0]])
     test = np.array([70.0, 60.0, 99.0, 0.0])
     codes = np.array([[0, 1, 2]])
-    np.testing.assert_array_equal(S.best_so_far(valid, test, codes), [[70.0, 60.0, 60.0]])
+    np.testing.assert_array_equal(S.reported_best_so_far(valid, test, codes), [[70.0, 60.0, 60.0]])
 
 
 def test_every_search_respects_excluded_cells(key):
