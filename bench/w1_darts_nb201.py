@@ -173,7 +173,8 @@ def main(steps: int = STEPS, warmup: int = WARMUP, second_order_steps: int = 5,
                     "achieved_gflops_per_s": out["step_flops_est"] / statistics.median(ts) / 1e9}
         else:  # second_order_* = the exact unrolled hypergradient; second_order_fd_* = DARTS-V2's finite difference
             pre = "second_order_" if hessian == "exact" else "second_order_fd_"
-            out |= {f"{pre}median_s_per_step": statistics.median(ts), f"{pre}median_cpu_s_per_step": statistics.median(cpu),
+            out |= {f"{pre}median_s_per_step": statistics.median(ts),
+                    f"{pre}median_cpu_s_per_step": statistics.median(cpu),
                     f"{pre}all_s": [round(t, 3) for t in ts], f"{pre}compile_s": first}
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from _ceiling import PEER_CEILING_GFLOPS, matmul_gflops

@@ -223,7 +223,8 @@ def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float
     round_fn = search.round_fn(feats, predictor=predictor, space=space)  # a host model (trees) fits on the host
 
     def best(state, n):
-        return S.reported_best_so_far(np.asarray(state.values)[:, :n], report, np.asarray(state.codes)[:, :n])[:, -1]
+        values, codes = np.asarray(state.values)[:, :n], np.asarray(state.codes)[:, :n]
+        return S.reported_best_so_far(values, report, codes)[:, -1]
 
     def step_fn(state, step):
         state = round_fn(state, jnp.int32(step - 1), round_keys[:, step - 1], tables)
