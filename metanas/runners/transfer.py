@@ -33,21 +33,33 @@ def _task_index(tasks, name, what) -> int:
     return tasks.index(name)
 
 
+def _split_tasks(tasks, t) -> tuple[int, list[int], list[str]]:
+    """(target index, source indices, source names) of ``train.target`` / ``train.source_tasks`` (default: every
+    other task); the target among the sources is an error (leave-one-task-out)."""
+    target = _task_index(tasks, t.target, "train.target")
+    names = list(t.source_tasks) if t.source_tasks else [n for n in tasks if n != t.target]
+    sources = [_task_index(tasks, n, "train.source_tasks") for n in names]
+    if target in sources:
+        raise ConfigError(f"train.source_tasks must not contain the target {t.target!r} (leave-one-task-out)")
+    return target, sources, names
+
+
+def _transfer_search(t) -> T.TransferSearch:
+    """``TransferSearch`` from a transfer experiment's ``train:`` block."""
+    return T.TransferSearch(budget=t.budget, init=t.init, topk=t.topk, pretrain_steps=t.pretrain_steps,
+                            finetune_steps=t.finetune_steps, mix=t.mix, similarity_temp=t.similarity_temp,
+                            scale=t.scale, prior_weight=t.get("prior_weight", 0.0),
+                            prior_halflife=t.get("prior_halflife", 0.0), zscore_init=t.get("zscore_init", False))
+
+
 def run_transnas(cfg: DictConfig, ctx: RunContext) -> dict:
     t = cfg.train
     data = load_transnas(t.file or default_path(cfg.data_dir), lower_is_better=list(t.get("lower_is_better") or []))
-    target = _task_index(data.tasks, t.target, "train.target")
-    names = list(t.source_tasks) if t.source_tasks else [n for n in data.tasks if n != t.target]
-    sources = [_task_index(data.tasks, n, "train.source_tasks") for n in names]
-    if target in sources:
-        raise ConfigError(f"train.source_tasks must not contain the target {t.target!r} (leave-one-task-out)")
+    target, sources, names = _split_tasks(data.tasks, t)
     if t.mode not in ("transfer", "zero_shot"):
         raise ConfigError(f"train.mode={t.mode!r}; choose transfer or zero_shot")
     predictor = hydra.utils.instantiate(cfg.predictor)
-    search = T.TransferSearch(budget=t.budget, init=t.init, topk=t.topk, pretrain_steps=t.pretrain_steps,
-                              finetune_steps=t.finetune_steps, mix=t.mix, similarity_temp=t.similarity_temp,
-                              scale=t.scale, prior_weight=t.get("prior_weight", 0.0),
-                              prior_halflife=t.get("prior_halflife", 0.0), zscore_init=t.get("zscore_init", False))
+    search = _transfer_search(t)
     src, tv = T.leave_one_out(data.valid, target, sources)
     hit = top_cells(data.valid[target], t.top_frac)
     x = jnp.asarray(data.x)
@@ -107,16 +119,9 @@ def run_nb201(cfg: DictConfig, ctx: RunContext) -> dict:
         raise ConfigError("transfer_nb201 queries a validation metric (query validation, report test); set "
                           "benchmark.metric to a validation metric (lowfi_val, or valid_acc where available)")
     x, values, report, names = nb201_tables(cfg.benchmark.metric, cfg.benchmark.data_dir, t.encoding)
-    target = _task_index(names, t.target, "train.target")
-    src_names = list(t.source_tasks) if t.source_tasks else [n for n in names if n != t.target]
-    sources = [_task_index(names, n, "train.source_tasks") for n in src_names]
-    if target in sources:
-        raise ConfigError(f"train.source_tasks must not contain the target {t.target!r} (leave-one-task-out)")
+    target, sources, src_names = _split_tasks(names, t)
     predictor = hydra.utils.instantiate(cfg.predictor)
-    search = T.TransferSearch(budget=t.budget, init=t.init, topk=t.topk, pretrain_steps=t.pretrain_steps,
-                              finetune_steps=t.finetune_steps, mix=t.mix, similarity_temp=t.similarity_temp,
-                              scale=t.scale, prior_weight=t.get("prior_weight", 0.0),
-                              prior_halflife=t.get("prior_halflife", 0.0), zscore_init=t.get("zscore_init", False))
+    search = _transfer_search(t)
     src, tv = T.leave_one_out(values, target, sources)
     hit = top_cells(tv, t.top / tv.shape[0])
     keys = jnp.stack([jax.random.PRNGKey(s) for s in range(cfg.seed, cfg.seed + cfg.seeds)])
