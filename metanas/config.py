@@ -225,6 +225,12 @@ TRAIN_RANGES: dict[str, Range] = {
     **dict.fromkeys(["eval_every", "search_eval_every", "crop_pad", "cutout", "k", "noise", "beta", "data_seed",
                      "retrain_weight_decay"], NONNEG),
     **dict.fromkeys(["lr", "retrain_lr"], POSITIVE),
+    # transfer search (metanas.runners.transfer)
+    **dict.fromkeys(["pretrain_steps", "finetune_steps", "similarity_temp", "prior_weight", "prior_halflife",
+                     "tau_at"], NONNEG),
+    "scale": POSITIVE,
+    "mix": Range(0, 1),
+    "top_frac": Range(0, 1, lo_open=True),
     "drop_path_prob": Range(0, 1, hi_open=True),
     "val_fraction": Range(0, 1, lo_open=True, hi_open=True),
 }

@@ -233,3 +233,67 @@ def test_search_nb201_refuses_its_target_among_source_tasks(tmp_path):
     p = run_metanas("experiment=search_nb201", "debug=fast", "train.source_tasks=[cifar10]",
                     f"results_dir={tmp_path}/runs", cwd=REPO)
     assert p.returncode != 0 and "must not contain the target" in p.stderr
+
+
+# ---- the typed train: blocks (validated before anything is written) ----------------------------------------------
+
+def _validated(*overrides):
+    from hydra import compose, initialize_config_dir
+
+    from metanas.config import CONF_DIR, apply_fast_overrides, validate
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[*overrides, "debug=fast"])
+    apply_fast_overrides(cfg, overrides)
+    validate(cfg)
+    return cfg
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (("experiment=transfer_transnas", "train.mode=sideways"), "'train.mode' = 'sideways' is not a choice"),
+    (("experiment=transfer_transnas", "train.target=a", "train.source_tasks=[a,b]"), "must not contain the target 'a'"),
+    (("experiment=transfer_transnas", "train.mix=1.5"), "'train.mix' = 1.5 is out of range; expected float in [0, 1]"),
+    (("experiment=transfer_transnas", "train.top_frac=0.0"), "'train.top_frac' = 0.0 is out of range"),
+    (("experiment=transfer_transnas", "train.tau_at=[0,-1]"), "'train.tau_at[1]' = -1 is out of range"),
+    (("experiment=transfer_transnas", "+train.prior=1"), "unknown key 'train.prior' for experiment transfer_transnas"),
+    (("experiment=transfer_nb201", "train.target=svhn"), "'train.target' = 'svhn' is not a choice"),
+    (("experiment=transfer_nb201", "train.source_tasks=[cifar10,svhn]"), "unknown data set(s) ['svhn']"),
+    (("experiment=transfer_nb201", "train.budget=12"), "budget - init a multiple of topk"),
+    (("experiment=transfer_nb201", "train.pretrain_steps=-1"), "'train.pretrain_steps' = -1 is out of range"),
+    (("experiment=search_nb201", "train.source_tasks=[svhn]"), "unknown data set(s) ['svhn']"),
+    (("experiment=search_nb201", "train.source_tasks=[cifar100]", "train.transfer.scale=0"),
+     "'train.transfer.scale' = 0 is out of range"),
+    (("experiment=search_nb201", "train.source_tasks=[cifar100]", "+train.transfer.steps=3"),
+     "unknown key 'train.transfer.steps'"),
+])
+def test_transfer_train_blocks_reject_bad_values_naming_the_key(overrides, expected):
+    from metanas.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        _validated(*overrides)
+    assert expected in str(e.value) and "\n" not in str(e.value)
+
+
+def test_transfer_train_blocks_fill_defaults_from_one_place():
+    """Keys a yaml leaves out take the dataclass defaults; search_nb201's train.transfer is the same settings type
+    as the transfer experiments' flat keys."""
+    from metanas.config import train_block
+    from metanas.runners.predictor import SearchTrain
+    from metanas.runners.transfer import NB201TransferTrain, TransferSettings, TransNASTrain
+
+    t = train_block(TransNASTrain, _validated("experiment=transfer_transnas", "~train.prior_halflife"))
+    assert t.prior_halflife == TransferSettings.prior_halflife and t.tau_at == (0, 10, 20)
+    s = train_block(SearchTrain, _validated("experiment=search_nb201", "train.source_tasks=[cifar100]"))
+    assert isinstance(s.transfer, TransferSettings) and s.transfer.prior_weight == 0.0
+    ts = s.transfer.search(s.budget, s.init, s.topk)
+    assert (ts.budget, ts.mix, ts.pretrain_steps) == (s.budget, 0.5, s.transfer.pretrain_steps)
+    n = train_block(NB201TransferTrain, _validated("experiment=transfer_nb201"))
+    assert n.search(n.budget, n.init, n.topk).budget == 10  # the fast override
+
+
+def test_bad_transfer_value_exits_2_before_a_run_directory_exists(tmp_path):
+    p = run_metanas("experiment=transfer_nb201", "train.target=cifar10", "train.source_tasks=[cifar10]",
+                    f"results_dir={tmp_path}/runs", f"meta_dataset={tmp_path}/meta.jsonl", cwd=tmp_path)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "must not contain the target 'cifar10'" in lines[0], p.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -208,7 +208,7 @@ def metalearner_sampler(cfg: DictConfig, ml: MetaLearnerSampling, ctx: RunContex
     from metanas.hpo.metalearner import MetaLearnerSampler, load_records, load_snapshot, save_records
     from metanas.experiment import compose_config
 
-    pred_cfg = _plain(ml.predictor) or _plain(cfg.get("predictor"))
+    pred_cfg = _plain(ml.predictor) or _plain(cfg.predictor)
     predictor = hydra.utils.instantiate(pred_cfg, _convert_="all") if pred_cfg else None
     if predictor is not None and not (hasattr(predictor, "fit") and hasattr(predictor, "score_std")):
         raise ValueError(f"the meta-learner sampler's predictor {type(predictor).__name__} has no fit/score_std; "

@@ -97,7 +97,7 @@ def record_task_family(ctx: RunContext, cfg: DictConfig, sample, *, classificati
     task = sample("train", cfg.seed, 0, 4, True)
     x = np.concatenate([np.asarray(task.support_x), np.asarray(task.query_x)], 1)
     y = np.concatenate([np.asarray(task.support_y), np.asarray(task.query_y)], 1)
-    name = cfg.task.get("_target_", "task").rsplit(".", 1)[-1]
+    name = str(cfg.task._target_).rsplit(".", 1)[-1]
     ctx.record_dataset(name, x.reshape(-1, *x.shape[2:]), y.reshape(len(x) * x.shape[1], -1)[:, 0],
                        classification=classification)
 

@@ -31,6 +31,7 @@ from metanas.predictors import guided_search as S
 from metanas.config import ConfigError, takes_train, train_block
 from metanas.predictors.encodings import encode_archs
 from metanas.runners.context import RunContext, scalars, train_loop
+from metanas.runners.transfer import TransferSettings, check_source_datasets
 from metanas.search_spaces.nb201 import NB201Space
 
 
@@ -68,12 +69,15 @@ class SearchTrain:
     bananas: BananasBaseline = BananasBaseline()
     target: float = 94.2  # test accuracy of the queries-to-target metric
     source_tasks: tuple[str, ...] | None = None  # NB201 data sets to pre-train on (metanas.runners.transfer)
-    transfer: Any = None  # with source_tasks: the transfer settings (pretrain_steps, finetune_steps, mix, ...)
+    transfer: TransferSettings = TransferSettings()  # with source_tasks: pre-training and fine-tuning settings
 
     def __post_init__(self):
         unknown = sorted(set(self.baselines) - set(BASELINES))
         if unknown:
             raise ConfigError(f"train.baselines: unknown {unknown}; choose from {', '.join(BASELINES)}")
+        if self.source_tasks:
+            check_source_datasets(self.source_tasks)
+            self.transfer.search(self.budget, self.init, self.topk)
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,7 @@ def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float
     if t.source_tasks:  # transfer from other NB201 data sets: metanas.runners.transfer
         from metanas.runners.transfer import run_search_with_sources
 
-        return run_search_with_sources(cfg, ctx)
+        return run_search_with_sources(cfg, t, ctx)
     space, bench = _space_and_bench(cfg)
     predictor = hydra.utils.instantiate(cfg.predictor)
     try:

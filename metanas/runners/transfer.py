@@ -1,4 +1,5 @@
-"""Transfer experiments: ``transfer_transnas`` (and the NB201 sanity check ``transfer_nb201`` when it lands).
+"""Transfer experiments: ``transfer_transnas``, the NB201 sanity check ``transfer_nb201`` and search_nb201 with
+``train.source_tasks``. Their ``train:`` blocks are the frozen dataclasses below (``TransferSettings`` shared).
 
 transfer_transnas (``run_transnas``): hold out ``train.target`` of TransNAS-Bench-101 micro, pre-train the pairwise
 meta-learner on ``train.source_tasks`` (default: every other task; naming the target is an error), then
@@ -14,17 +15,97 @@ seeds), Kendall tau of the target ranking after 0 / 10 / 20 target evaluations.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+from typing import Literal
 
 import hydra
 import jax
 import jax.numpy as jnp
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from metanas.benchmarks.nb201 import DATASETS
 from metanas.benchmarks.transnas import default_path, load_transnas, top_cells
 from metanas.predictors import transfer_search as T
-from metanas.config import ConfigError
+from metanas.config import ConfigError, takes_train, train_block
 from metanas.runners.context import RunContext, scalars
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    """Pre-training and fine-tuning of ``TransferSearch`` (see ``metanas.predictors.transfer_search``): the flat keys
+    of transfer_transnas / transfer_nb201 and ``train.transfer`` of search_nb201. The defaults of keys a yaml leaves
+    out live here."""
+
+    pretrain_steps: int = 500
+    finetune_steps: int = 60
+    mix: float = 0.5  # share of source pairs in every fine-tuning batch
+    similarity_temp: float = 0.0  # > 0: source pairs drawn by softmax(tau with the target's queries / temp)
+    scale: float = 0.1  # pairwise target exp(scale * normal score of the rank)
+    prior_weight: float = 0.0  # > 0: rank by standardised model score + w * standardised z-score order of the sources
+    prior_halflife: float = 0.0  # the weight halves every prior_halflife target queries (0: constant)
+    zscore_init: bool = False  # the first init queries from the sources' z-score order instead of the model
+
+    def search(self, budget: int, init: int, topk: int) -> T.TransferSearch:
+        """The ``TransferSearch`` of these settings; an impossible budget / init / topk is one ConfigError line."""
+        try:
+            return T.TransferSearch(budget=budget, init=init, topk=topk, pretrain_steps=self.pretrain_steps,
+                                    finetune_steps=self.finetune_steps, mix=self.mix,
+                                    similarity_temp=self.similarity_temp, scale=self.scale,
+                                    prior_weight=self.prior_weight, prior_halflife=self.prior_halflife,
+                                    zscore_init=self.zscore_init)
+        except ValueError as e:
+            raise ConfigError(f"train: {e}") from None
+
+
+def check_source_datasets(names: tuple[str, ...] | None) -> None:
+    """NB201 source data sets: each one of ``DATASETS``."""
+    bad = [n for n in names or () if n not in DATASETS]
+    if bad:
+        raise ConfigError(f"train.source_tasks: unknown data set(s) {bad}; choose among {list(DATASETS)}")
+
+
+def _no_target_among_sources(target: str, sources: tuple[str, ...] | None) -> None:
+    if sources and target in sources:
+        raise ConfigError(f"train.source_tasks must not contain the target {target!r} (leave-one-task-out)")
+
+
+@dataclass(frozen=True)
+class TransNASTrain(TransferSettings):
+    """``train:`` of transfer_transnas."""
+
+    file: str | None = None  # null: <data_dir>/nas_bench_suite_zero/zc_transbench101_micro.json
+    lower_is_better: tuple[str, ...] = ()  # tasks of the file whose metric is lower-is-better (negated on load)
+    target: str = "segmentsemantic"
+    source_tasks: tuple[str, ...] | None = None  # null: every other task of the file
+    mode: Literal["transfer", "zero_shot"] = "transfer"
+    budget: int = 50
+    init: int = 5
+    topk: int = 5
+    top_frac: float = 0.01  # queries_to_top: to one of the target's ceil(top_frac * N) best cells
+    tau_at: tuple[int, ...] = (0, 10, 20)  # Kendall tau after this many target evaluations
+
+    def __post_init__(self):
+        _no_target_among_sources(self.target, self.source_tasks)
+        self.search(self.budget, self.init, self.topk)
+
+
+@dataclass(frozen=True)
+class NB201TransferTrain(TransferSettings):
+    """``train:`` of transfer_nb201."""
+
+    target: Literal["cifar10", "cifar100", "ImageNet16-120"] = "cifar100"
+    source_tasks: tuple[str, ...] | None = None  # null: the other two data sets
+    encoding: str = "onehot_pruned"
+    budget: int = 20
+    init: int = 5
+    topk: int = 5
+    top: int = 16  # queries_to_top: to one of the target's ``top`` best cells by the queried metric
+
+    def __post_init__(self):
+        check_source_datasets(self.source_tasks)
+        _no_target_among_sources(self.target, self.source_tasks)
+        self.search(self.budget, self.init, self.topk)
 
 
 def _task_index(tasks, name, what) -> int:
@@ -33,33 +114,27 @@ def _task_index(tasks, name, what) -> int:
     return tasks.index(name)
 
 
-def _split_tasks(tasks, t) -> tuple[int, list[int], list[str]]:
+def _split_tasks(tasks, t: TransNASTrain | NB201TransferTrain) -> tuple[int, list[int], list[str]]:
     """(target index, source indices, source names) of ``train.target`` / ``train.source_tasks`` (default: every
-    other task); the target among the sources is an error (leave-one-task-out)."""
+    other task; the target among them was refused by the train block: leave-one-task-out)."""
     target = _task_index(tasks, t.target, "train.target")
     names = list(t.source_tasks) if t.source_tasks else [n for n in tasks if n != t.target]
     sources = [_task_index(tasks, n, "train.source_tasks") for n in names]
-    if target in sources:
-        raise ConfigError(f"train.source_tasks must not contain the target {t.target!r} (leave-one-task-out)")
     return target, sources, names
 
 
-def _transfer_search(t) -> T.TransferSearch:
-    """``TransferSearch`` from a transfer experiment's ``train:`` block."""
-    return T.TransferSearch(budget=t.budget, init=t.init, topk=t.topk, pretrain_steps=t.pretrain_steps,
-                            finetune_steps=t.finetune_steps, mix=t.mix, similarity_temp=t.similarity_temp,
-                            scale=t.scale, prior_weight=t.get("prior_weight", 0.0),
-                            prior_halflife=t.get("prior_halflife", 0.0), zscore_init=t.get("zscore_init", False))
+def _plain(t) -> dict:
+    """A train block as the JSON a record holds (lists for tuples)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(t).items()}
 
 
+@takes_train(TransNASTrain)
 def run_transnas(cfg: DictConfig, ctx: RunContext) -> dict:
-    t = cfg.train
-    data = load_transnas(t.file or default_path(cfg.data_dir), lower_is_better=list(t.get("lower_is_better") or []))
+    t = train_block(TransNASTrain, cfg)
+    data = load_transnas(t.file or default_path(cfg.data_dir), lower_is_better=list(t.lower_is_better))
     target, sources, names = _split_tasks(data.tasks, t)
-    if t.mode not in ("transfer", "zero_shot"):
-        raise ConfigError(f"train.mode={t.mode!r}; choose transfer or zero_shot")
     predictor = hydra.utils.instantiate(cfg.predictor)
-    search = _transfer_search(t)
+    search = t.search(t.budget, t.init, t.topk)
     src, tv = T.leave_one_out(data.valid, target, sources)
     hit = top_cells(data.valid[target], t.top_frac)
     x = jnp.asarray(data.x)
@@ -94,7 +169,7 @@ def run_transnas(cfg: DictConfig, ctx: RunContext) -> dict:
     ctx.save_json("queried.json", {name: {"codes": r.codes.tolist(), "values": r.values.tolist()}
                                    for name, r in result.items()})
     ctx.meta_record = {"transfer": {"target": t.target, "sources": names,
-                                    "config": OmegaConf.to_container(t, resolve=True)}}
+                                    "config": _plain(t)}}
     return out
 
 
@@ -111,17 +186,18 @@ def nb201_tables(metric: str, data_dir: str | None, encoding: str):
             np.stack([b.report_table() for b in benches]).astype(np.float32), list(DATASETS))
 
 
+@takes_train(NB201TransferTrain)
 def run_nb201(cfg: DictConfig, ctx: RunContext) -> dict:
     """transfer_nb201: hold out ``train.target`` (an NB201 data set), pre-train on the other two (query the
     benchmark's metric -- a validation metric --, report test accuracy). Baselines as transfer_transnas."""
-    t = cfg.train
+    t = train_block(NB201TransferTrain, cfg)
     if cfg.benchmark.metric == "test_acc":
         raise ConfigError("transfer_nb201 queries a validation metric (query validation, report test); set "
                           "benchmark.metric to a validation metric (lowfi_val, or valid_acc where available)")
     x, values, report, names = nb201_tables(cfg.benchmark.metric, cfg.benchmark.data_dir, t.encoding)
     target, sources, src_names = _split_tasks(names, t)
     predictor = hydra.utils.instantiate(cfg.predictor)
-    search = _transfer_search(t)
+    search = t.search(t.budget, t.init, t.topk)
     src, tv = T.leave_one_out(values, target, sources)
     hit = top_cells(tv, t.top / tv.shape[0])
     keys = jnp.stack([jax.random.PRNGKey(s) for s in range(cfg.seed, cfg.seed + cfg.seeds)])
@@ -141,26 +217,23 @@ def run_nb201(cfg: DictConfig, ctx: RunContext) -> dict:
     return out
 
 
-def run_search_with_sources(cfg: DictConfig, ctx: RunContext) -> dict:
+def run_search_with_sources(cfg: DictConfig, t, ctx: RunContext) -> dict:
     """``search_nb201 train.source_tasks=[...]``: the default experiment's search on ``benchmark.dataset`` with the
     pairwise meta-learner pre-trained on the listed NB201 data sets (their ``benchmark.metric`` tables, never the
     target's) and fine-tuned on the target's queries every round (``TransferSearch``, settings in
     ``train.transfer``); its first ``init`` queries are the pre-trained model's best cells. Same seeds, budget,
     query table and baselines (``train.baselines``) as search_nb201, plus the sources' zero-shot z-score order;
     same summary keys (best_test_acc, regret, queries_to_target, prefixed per baseline). Searches the canonical
-    cells when ``train.canonical``. One jitted program for all rounds (no per-round checkpoint)."""
-    from metanas.benchmarks.nb201 import DATASETS, NB201Benchmark
+    cells when ``train.canonical``. One jitted program for all rounds (no per-round checkpoint). ``t``: the
+    search runner's ``SearchTrain`` (source names and the search's budget were checked when it was built)."""
+    from metanas.benchmarks.nb201 import NB201Benchmark
     from metanas.predictors import guided_search as S
     from metanas.predictors.encodings import encode_archs
     from metanas.predictors.pairwise import Pairwise
     from metanas.runners import predictor as P
 
-    t = cfg.train
     space, bench = P._space_and_bench(cfg)
     names = list(t.source_tasks)
-    bad = [n for n in names if n not in DATASETS]
-    if bad:
-        raise ConfigError(f"train.source_tasks: unknown data set(s) {bad}; choose among {list(DATASETS)}")
     if bench.dataset in names:
         raise ConfigError(f"train.source_tasks must not contain the target benchmark.dataset={bench.dataset!r} "
                           "(leave-one-task-out)")
@@ -171,17 +244,7 @@ def run_search_with_sources(cfg: DictConfig, ctx: RunContext) -> dict:
     if not isinstance(predictor, Pairwise):
         raise ConfigError(f"train.source_tasks needs predictor=pairwise (pre-training on pairs within a task), got "
                           f"{type(predictor).__name__}")
-    tt = t.get("transfer") or {}
-    try:
-        search = T.TransferSearch(budget=t.budget, init=t.init, topk=t.topk,
-                                  pretrain_steps=tt.get("pretrain_steps", 500),
-                                  finetune_steps=tt.get("finetune_steps", 60), mix=tt.get("mix", 0.5),
-                                  similarity_temp=tt.get("similarity_temp", 0.0), scale=tt.get("scale", 0.1),
-                                  prior_weight=tt.get("prior_weight", 0.0),
-                                  prior_halflife=tt.get("prior_halflife", 0.0),
-                                  zscore_init=tt.get("zscore_init", False))
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    search = t.transfer.search(t.budget, t.init, t.topk)
     cells = np.flatnonzero(S.canonical_cells(space) if t.canonical else np.ones(space.size(), bool))
     x = jnp.asarray(np.asarray(encode_archs(space, space.enumerate(), t.encoding), np.float32)[cells])
     src = np.stack([NB201Benchmark(dataset=d, metric=bench.metric, data_dir=bench.data_dir).table()[cells]
@@ -198,7 +261,7 @@ def run_search_with_sources(cfg: DictConfig, ctx: RunContext) -> dict:
     curves = {"predictor": S.reported_best_so_far(target[codes], report, codes),
               "zero_shot_zscore": S.reported_best_so_far(target[z_codes], report, z_codes)[None].repeat(len(codes), 0)}
     tables = P.query_tables(bench, keys)
-    for name, b in P.baseline_traces(cfg, space, tables, keys, search.budget).items():
+    for name, b in P.baseline_traces(t, space, tables, keys, search.budget).items():
         curves[name] = S.reported_best_so_far(np.asarray(b.values), report, np.asarray(b.codes))
     for q in range(search.budget):
         ctx.log("curve", q + 1, {name: float(np.median(c[:, q])) for name, c in curves.items()})
