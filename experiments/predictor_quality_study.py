@@ -47,7 +47,7 @@ from metanas.predictors.pairwise import Pairwise
 from metanas.predictors.pointwise import MLP, Ridge
 from metanas.predictors.select import CVBlend
 from metanas.predictors.trees import BoostedTrees, RandomForest
-from metanas.runners.predictor import plot_quality
+from metanas.plots import plot_quality
 from metanas.search_spaces.nb201 import NB201Space
 
 N_TRAIN = (20, 50, 100, 200)

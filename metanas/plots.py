@@ -6,6 +6,8 @@
 - ``plot_alphas``: softmax(α) per edge during a differentiable search (``alphas.png``).
 - ``plot_regret_curves``: the TabRepo warm- vs cold-start regret curves (``warm_vs_cold.png``).
 - ``plot_importance``: main-effect hyperparameter importance (``importance.png``).
+- ``plot_curves``: best-found test accuracy vs queries of NB201 searches (``plots/search_curve.png``).
+- ``plot_quality``: predictor quality vs number of training architectures (``plots/kendall_tau.png``).
 """
 
 from __future__ import annotations
@@ -175,3 +177,51 @@ def plot_importance(scores: dict[str, float], path: str | Path, *, title: str = 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_curves(curves: dict[str, np.ndarray], optimum: float, target: float, path: Path, title: str) -> None:
+    """Best-found test accuracy vs queries: median line and 25-75% band per method."""
+    plt = pyplot()
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, c in curves.items():
+        q = np.percentile(c, [25, 50, 75], axis=0)
+        x = np.arange(1, c.shape[-1] + 1)
+        ax.plot(x, q[1], label=f"{name} (median of {c.shape[0]})")
+        ax.fill_between(x, q[0], q[2], alpha=0.2)
+    ax.axhline(optimum, color="k", lw=0.8, ls=":", label=f"optimum {optimum:.2f}")
+    ax.axhline(target, color="r", lw=0.8, ls="--", label=f"target {target:g}")
+    ax.set_ylim(max(min(float(np.median(c[:, 0])) for c in curves.values()) - 1, optimum - 6), optimum + 0.3)
+    ax.set_xlabel("queries (architectures evaluated)")
+    ax.set_ylabel("test accuracy of best found (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_quality(table: dict, metric: str, path: Path, title: str) -> None:
+    """Predictor quality vs training architectures: ``table[model][n][metric]`` per seed, mean ± sd per n."""
+    plt = pyplot()
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    colors = plt.get_cmap("tab20").colors
+    for i, (name, per_n) in enumerate(table.items()):
+        ns = sorted(per_n)
+        m = np.array([np.mean(per_n[n][metric]) for n in ns])
+        s = np.array([np.std(per_n[n][metric]) for n in ns])
+        ax.errorbar(ns, m, yerr=s, marker="os^v"[i % 4], ms=3, capsize=2, label=name, lw=1,
+                    color=colors[(2 * i) % 20 + (i >= 10)])
+    ax.set_xscale("log")
+    ax.set_xlabel("training architectures n")
+    ax.set_ylabel(f"{metric} on held-out cells (mean ± sd over seeds)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

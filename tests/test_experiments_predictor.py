@@ -72,6 +72,19 @@ def test_predictor_nb201_fast(tmp_path):
             assert len(d["kendall_tau"]) == 2 and all(-1 <= v <= 1 for v in d["kendall_tau"])
     # ridge on 20 cells already ranks the 15,605 held-out cells far better than chance
     assert s["metrics"]["ridge_tau_n20"] > 0.2
+    assert (run_dir / "plots" / "kendall_tau.png").stat().st_size > 0
+
+
+def test_search_and_quality_figures_from_metanas_plots(tmp_path):
+    """The two NB201 figures are drawn by metanas.plots (SYNTHETIC curves and quality table)."""
+    from metanas.plots import plot_curves, plot_quality
+
+    rng = np.random.default_rng(0)
+    curves = {"predictor": np.maximum.accumulate(rng.uniform(85, 94, (3, 12)), axis=1)}
+    plot_curves(curves, 94.37, 94.2, tmp_path / "a" / "curve.png", "synthetic")
+    table = {"ridge": {10: {"kendall_tau": [0.1, 0.2]}, 20: {"kendall_tau": [0.3, 0.35]}}}
+    plot_quality(table, "kendall_tau", tmp_path / "b" / "tau.png", "synthetic")
+    assert all((tmp_path / f).read_bytes()[:4] == b"\x89PNG" for f in ("a/curve.png", "b/tau.png"))
 
 
 def test_collect_fast_writes_records_predictor_reads_them(tmp_path, data_dir):

@@ -32,3 +32,10 @@ def test_runners_do_not_dispatch_on_task_class_names_or_layouts():
     for p in (PKG / "runners").glob("*.py"):
         src = p.read_text()
         assert "type(family).__name__ ==" not in src and ".layout ==" not in src, p.name
+
+
+def test_figures_are_drawn_in_one_module():
+    """Every plot helper lives in ``metanas/plots.py``: no other library module imports matplotlib."""
+    offenders = [str(p.relative_to(PKG)) for p in PKG.rglob("*.py")
+                 if p.name != "plots.py" and any(m.split(".")[0] == "matplotlib" for m in _imports(p))]
+    assert offenders == []

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import hydra
@@ -29,6 +28,7 @@ from omegaconf import DictConfig
 from metanas.benchmarks.nb201 import NB201Benchmark
 from metanas.predictors import guided_search as S
 from metanas.config import ConfigError, takes_train, train_block
+from metanas.plots import plot_curves, plot_quality
 from metanas.predictors.encodings import encode_archs
 from metanas.runners.context import RunContext, scalars, train_loop
 from metanas.runners.transfer import TransferSettings, check_source_datasets
@@ -119,33 +119,6 @@ def queries_to(curve: np.ndarray, target: float) -> np.ndarray:
 def _quartiles(curves: np.ndarray) -> dict[str, list[float]]:
     q = np.percentile(curves, [25, 50, 75], axis=0)
     return {"q25": q[0].tolist(), "median": q[1].tolist(), "q75": q[2].tolist()}
-
-
-def plot_curves(curves: dict[str, np.ndarray], optimum: float, target: float, path: Path, title: str) -> None:
-    """Best-found test accuracy vs queries: median line and 25-75% band per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, c in curves.items():
-        q = np.percentile(c, [25, 50, 75], axis=0)
-        x = np.arange(1, c.shape[-1] + 1)
-        ax.plot(x, q[1], label=f"{name} (median of {c.shape[0]})")
-        ax.fill_between(x, q[0], q[2], alpha=0.2)
-    ax.axhline(optimum, color="k", lw=0.8, ls=":", label=f"optimum {optimum:.2f}")
-    ax.axhline(target, color="r", lw=0.8, ls="--", label=f"target {target:g}")
-    ax.set_ylim(max(min(float(np.median(c[:, 0])) for c in curves.values()) - 1, optimum - 6), optimum + 0.3)
-    ax.set_xlabel("queries (architectures evaluated)")
-    ax.set_ylabel("test accuracy of best found (%)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 BASELINES = {"random": "random search", "rea": "regularized evolution", "ls": "local search",
@@ -292,32 +265,6 @@ def _proxies(cfg: DictConfig, names, space: NB201Space, bench: NB201Benchmark) -
         else:
             raise ConfigError(f"train.proxies: unknown {name!r}; choose from params, flops, {', '.join(ZC_COLUMNS)}")
     return out
-
-
-def plot_quality(table: dict, metric: str, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    colors = plt.get_cmap("tab20").colors
-    for i, (name, per_n) in enumerate(table.items()):
-        ns = sorted(per_n)
-        m = np.array([np.mean(per_n[n][metric]) for n in ns])
-        s = np.array([np.std(per_n[n][metric]) for n in ns])
-        ax.errorbar(ns, m, yerr=s, marker="os^v"[i % 4], ms=3, capsize=2, label=name, lw=1,
-                    color=colors[(2 * i) % 20 + (i >= 10)])
-    ax.set_xscale("log")
-    ax.set_xlabel("training architectures n")
-    ax.set_ylabel(f"{metric} on held-out cells (mean ± sd over seeds)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 @takes_train(PredictorTrain)

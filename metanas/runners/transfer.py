@@ -227,6 +227,7 @@ def run_search_with_sources(cfg: DictConfig, t, ctx: RunContext) -> dict:
     cells when ``train.canonical``. One jitted program for all rounds (no per-round checkpoint). ``t``: the
     search runner's ``SearchTrain`` (source names and the search's budget were checked when it was built)."""
     from metanas.benchmarks.nb201 import NB201Benchmark
+    from metanas.plots import plot_curves
     from metanas.predictors import guided_search as S
     from metanas.predictors.encodings import encode_archs
     from metanas.predictors.pairwise import Pairwise
@@ -269,7 +270,7 @@ def run_search_with_sources(cfg: DictConfig, t, ctx: RunContext) -> dict:
                                   "reported_metric": "test_acc", "dataset": bench.dataset, "source_tasks": names,
                                   **{k: P._quartiles(v) for k, v in curves.items()}})
     ctx.save_json("queried.json", {"codes": codes.tolist(), "values": target[codes].tolist()})
-    P.plot_curves(curves, optimum, t.target, ctx.path("plots/search_curve.png"),
+    plot_curves(curves, optimum, t.target, ctx.path("plots/search_curve.png"),
                   f"NB201 {bench.dataset}, pre-trained on {', '.join(names)}: test acc of the best-by-"
                   f"{bench.metric} cell vs queries ({cfg.seeds} seed(s))")
     ctx.meta_record = {"transfer": {"target": bench.dataset, "sources": names, "metric": bench.metric}}
