@@ -96,3 +96,23 @@ def test_hpo_sh_omniglot_fast(tmp_path):
     assert all(-1.0 <= t["loss"] <= 0.0 for t in trials)  # loss = -accuracy
     rec = read_jsonl(tmp_path / "meta.jsonl")[-1]
     assert rec["metafeatures"]["NumberOfClasses"] == 50 and rec["metafeatures"]["NumberOfFeatures"] == 196
+
+
+def test_the_objective_says_which_study_runs(monkeypatch):
+    """The HPO runner asks the objective (``live``), not its class: live objectives run trials, recorded ones the
+    TabRepo comparison, and an objective that does not say is one ConfigError line."""
+    import metanas.runners.hpo as H
+    from metanas.config import ConfigError
+    from metanas.experiment import compose_config
+    from metanas.hpo.objectives import ExperimentObjective, TabRepoTask
+
+    assert ExperimentObjective.live is True and TabRepoTask.live is False
+    seen = []
+    monkeypatch.setattr(H, "run_live", lambda cfg, t, ctx, method, objective: seen.append(("live", objective)) or {})
+    monkeypatch.setattr(H, "run_tabrepo", lambda cfg, t, ctx, m, objective: seen.append(("recorded", objective)) or {})
+    for name in ("hpo_random", "hpo_warmstart"):
+        H.run(compose_config([f"experiment={name}"]), None)
+    assert [(w, type(o)) for w, o in seen] == [("live", ExperimentObjective), ("recorded", TabRepoTask)]
+    monkeypatch.delattr(TabRepoTask, "live")
+    with pytest.raises(ConfigError, match="^train.objective: TabRepoTask has no boolean class attribute 'live'"):
+        H.run(compose_config(["experiment=hpo_warmstart"]), None)

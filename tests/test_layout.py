@@ -39,3 +39,28 @@ def test_figures_are_drawn_in_one_module():
     offenders = [str(p.relative_to(PKG)) for p in PKG.rglob("*.py")
                  if p.name != "plots.py" and any(m.split(".")[0] == "matplotlib" for m in _imports(p))]
     assert offenders == []
+
+
+def _metanas_names(tree: ast.Module) -> set[str]:
+    return {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+            and (node.module or "").startswith("metanas") for a in node.names}
+
+
+def test_runners_branch_on_behaviour_not_on_metanas_classes():
+    """A runner may test ``isinstance(obj, SomeMetanasClass)`` only to refuse a config (the branch just raises);
+    what differs between spaces or objectives is asked of the object (``space.describe``, ``objective.live``)."""
+    offenders = []
+    for p in (PKG / "runners").glob("*.py"):
+        tree = ast.parse(p.read_text())
+        ours = _metanas_names(tree)
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.If, ast.IfExp)):
+                continue
+            checks = [c for c in ast.walk(node.test) if isinstance(c, ast.Call) and getattr(c.func, "id", "") ==
+                      "isinstance" and len(c.args) == 2 and any(isinstance(n, ast.Name) and n.id in ours
+                                                                 for n in ast.walk(c.args[1]))]
+            refuses = isinstance(node, ast.If) and not node.orelse and all(isinstance(b, ast.Raise)
+                                                                           for b in node.body)
+            if checks and not refuses:
+                offenders.append(f"{p.name}:{node.lineno}")
+    assert offenders == []

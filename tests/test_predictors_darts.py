@@ -91,3 +91,10 @@ def test_encode_arch_rejects_unknown_kind_and_space():
         E.encode_arch(NB201Space(), jnp.zeros(6, jnp.int32), "adjacency")
     with pytest.raises(ValueError, match="no arch encodings for str"):
         E.encode_arch("nb201", jnp.zeros(6, jnp.int32))
+
+
+def test_describe_is_the_darts_genotype_without_a_reference_table():
+    arch = SPACE.from_genotype(NORMAL, REDUCE)
+    extra, acc = SPACE.describe(arch, "/nonexistent")
+    assert acc == {} and extra == SPACE.genotype(arch) and extra["normal"] == NORMAL
+

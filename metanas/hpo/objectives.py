@@ -8,6 +8,9 @@
   Works for any experiment; the fidelity knob is any numeric config key (``train.steps``, epochs, a data
   fraction).
 - ``TabRepoTask``: one TabRepo task; evaluations are table look-ups (see ``metanas.hpo.tabular``).
+
+Each says whether its evaluations are ``live`` (a callable that trains: the HPO runner's live study with trials,
+resume and samplers) or recorded results (the TabRepo strategy comparison); the runner reads that, not the class.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from metanas.hpo.space import to_overrides
 
@@ -36,6 +39,7 @@ class TrialResult:
 
 @dataclass(frozen=True)
 class ExperimentObjective:
+    live: ClassVar[bool] = True  # objective(config, fidelity, ...) trains one trial
     experiment: str  # conf/experiment/<experiment>.yaml
     metric: str  # key of summary.json "metrics"
     fidelity_key: str  # dotted config key set to the fidelity, e.g. train.steps
@@ -81,6 +85,7 @@ class ExperimentObjective:
 
 @dataclass(frozen=True)
 class TabRepoTask:
+    live: ClassVar[bool] = False  # evaluations are TabRepo's recorded errors (metanas.runners.hpo.run_tabrepo)
     task: str  # OpenML task id, e.g. "359983"
     noise: float = 0.1  # synthetic low-fidelity noise (regret units); full fidelity is the recorded error
     tabrepo_dir: str | None = None  # a TabRepo folder in the standard layout; null: <data_dir>/tabrepo_lightgbm

@@ -97,9 +97,12 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     t = train_block(HPOTrain, cfg)
     method = hydra.utils.instantiate(t.method, _convert_="all")
     objective = hydra.utils.instantiate(t.objective, _convert_="all")
-    if isinstance(objective, TabRepoTask):
-        return run_tabrepo(cfg, t, ctx, method, objective)
-    return run_live(cfg, t, ctx, method, objective)
+    live = getattr(objective, "live", None)  # the objective says how it is evaluated (metanas.hpo.objectives)
+    if not isinstance(live, bool):
+        raise ConfigError(f"train.objective: {type(objective).__name__} has no boolean class attribute 'live' (True: "
+                          f"objective(config, fidelity, ...) trains a trial; False: recorded TabRepo results); use "
+                          f"metanas.hpo.objectives.ExperimentObjective or TabRepoTask")
+    return (run_live if live else run_tabrepo)(cfg, t, ctx, method, objective)
 
 
 # ---- live HPO: every evaluation is a metanas run ----------------------------------------------------------

@@ -33,10 +33,7 @@ from metanas.data import augment, load_image_dataset
 from metanas.run_store import atomic_write_text
 from metanas.sharding import data_parallel_shardings, put
 from metanas.runners.context import RunContext, train_loop, require_one_seed
-from metanas.benchmarks.nb201 import lookup_cell
 from metanas.search.darts import accuracy, cross_entropy
-from metanas.search_spaces.darts_cnn import DartsCNNSpace
-from metanas.search_spaces.nb201 import NB201Space
 from metanas.supernet import derive, make_derived, make_supernet
 
 log = logging.getLogger("metanas")
@@ -170,16 +167,13 @@ def search(ctx: RunContext, cfg: DictConfig, t: NASTrain, space, algo, ds, shard
 
 
 def derive_architecture(ctx: RunContext, cfg: DictConfig, space, alphas) -> tuple[np.ndarray, dict[str, float]]:
-    """2. The discrete architecture of ``alphas`` (``genotype.json``); NB201 cells with their NB201 table accuracies
-    (reported, never used to choose). Returns the architecture and those accuracies."""
+    """2. The discrete architecture of ``alphas`` (``genotype.json``, with what the space adds in ``describe``: the
+    DARTS genotype lists; NB201 cells' table accuracies, reported, never used to choose). Returns the architecture
+    and those accuracies."""
     arch = derive(space, jax.device_get(alphas))
-    genotype: dict[str, Any] = {"arch": space.to_string(arch), "indices": arch.tolist(), "ops": list(space.ops)}
-    if isinstance(space, DartsCNNSpace):
-        genotype |= space.genotype(arch)
-    bench: dict[str, float] = {}
-    if isinstance(space, NB201Space):
-        bench = lookup_cell(space, arch, cfg.data_dir)
-        genotype["nb201_200ep_test_acc"] = bench
+    extra, bench = space.describe(arch, cfg.data_dir)  # the space's own fields and reference accuracies
+    genotype: dict[str, Any] = {"arch": space.to_string(arch), "indices": arch.tolist(), "ops": list(space.ops),
+                                **extra}
     ctx.save_json("genotype.json", genotype)
     ctx.meta_record |= {"arch": genotype["arch"], "search_space": type(space).__name__,
                         "encoding": np.asarray(space.encode(arch)).tolist()}
