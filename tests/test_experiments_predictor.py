@@ -57,9 +57,10 @@ def test_search_nb201_resume_from_a_mid_search_checkpoint(tmp_path):
 def test_search_nb201_bad_budget_is_one_line(tmp_path):
     p = run_metanas("experiment=search_nb201", "debug=fast", "train.budget=13", f"results_dir={tmp_path}/runs",
                     f"meta_dataset={tmp_path}/meta.jsonl", cwd=REPO)
-    assert p.returncode != 0
+    assert p.returncode == 2  # refused when the train: block is built, before the run directory
     err = [ln for ln in p.stderr.splitlines() if ln.startswith("metanas: error:")]
     assert len(err) == 1 and "budget - init to be a multiple of topk" in err[0]
+    assert not (tmp_path / "runs").exists()
 
 
 def test_predictor_nb201_fast(tmp_path):
@@ -114,3 +115,28 @@ def test_collect_missing_data_names_the_file(tmp_path):
     assert p.returncode != 0
     err = [ln for ln in p.stderr.splitlines() if ln.startswith("metanas: error:")]
     assert len(err) == 1 and "images_background.npz" in err[0]
+
+
+def test_search_train_builds_predictor_search_from_its_shared_fields():
+    """search_nb201's train: block shares PredictorSearch's field names and defaults; one helper builds the search
+    (and BANANAS' with its own acquisition), and an impossible budget is refused when the block is built."""
+    import dataclasses
+
+    from metanas.config import ConfigError
+    from metanas.predictors.guided_search import PredictorSearch
+    from metanas.runners.predictor import BananasBaseline, SearchTrain, predictor_search
+
+    shared = {f.name for f in dataclasses.fields(SearchTrain)} & {f.name for f in dataclasses.fields(PredictorSearch)}
+    assert shared == {"budget", "init", "topk", "acquisition", "beta", "encoding", "evo_population",
+                      "evo_generations", "rl_steps", "rl_batch"}
+    assert all(getattr(SearchTrain(), n) == getattr(PredictorSearch(), n) for n in shared)
+    t = SearchTrain(budget=30, init=6, topk=8, acquisition="evolution", beta=0.5, encoding="onehot",
+                    evo_population=9, evo_generations=3, rl_steps=4, rl_batch=5, baselines=("random",))
+    assert predictor_search(t) == PredictorSearch(budget=30, init=6, topk=8, acquisition="evolution", beta=0.5,
+                                                  encoding="onehot", evo_population=9, evo_generations=3,
+                                                  rl_steps=4, rl_batch=5)
+    b = predictor_search(BananasBaseline(mutate_parents=3), budget=30, init=6, topk=8)
+    assert (b.acquisition, b.thompson, b.encoding, b.mutate_parents, b.budget, b.beta) == ("mutation", True, "path",
+                                                                                          3, 30, 0.0)
+    with pytest.raises(ConfigError, match="budget - init to be a multiple of topk"):
+        SearchTrain(budget=31, init=6, topk=8)

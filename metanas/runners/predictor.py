@@ -15,6 +15,7 @@ written by ``collect``), rank the held-out rest: Kendall tau, Spearman rho, prec
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -35,33 +36,38 @@ from metanas.runners.transfer import TransferSettings, check_source_datasets
 from metanas.search_spaces.nb201 import NB201Space
 
 
+_SEARCH = S.PredictorSearch()  # the defaults of the search's own settings live in PredictorSearch
+
+
 @dataclass(frozen=True)
 class BananasBaseline:
-    """``train.bananas`` of ``search_nb201``: the BANANAS baseline's own predictor, encoding and acquisition."""
+    """``train.bananas`` of ``search_nb201``: the BANANAS baseline's own predictor, encoding and acquisition (its
+    ``PredictorSearch`` shares budget, init and topk with the search)."""
 
     encoding: str = "path"
-    acquisition: str = "mutation"
+    acquisition: S.Acquisition = "mutation"
     thompson: bool = True
-    mutate_parents: int = 2
-    mutation_candidates: int = 100
-    max_mutations: int = 1
+    mutate_parents: int = _SEARCH.mutate_parents
+    mutation_candidates: int = _SEARCH.mutation_candidates
+    max_mutations: int = _SEARCH.max_mutations
     predictor: Any = None  # a predictor node (_target_)
 
 
 @dataclass(frozen=True)
 class SearchTrain:
-    """``train:`` of ``search_nb201`` (the meta-learner's predictor-guided search and its baselines)."""
+    """``train:`` of ``search_nb201`` (the meta-learner's predictor-guided search and its baselines). The fields up to
+    ``rl_batch`` are ``PredictorSearch``'s (same names, its defaults; ``predictor_search`` builds it from them)."""
 
-    budget: int = 100  # queries per search
-    init: int = 10  # random queries before the first fit
-    topk: int = 10  # queries per round
-    acquisition: str = "exhaustive"
-    beta: float = 0.0
-    encoding: str = "onehot_pruned"
-    evo_population: int = 64
-    evo_generations: int = 20
-    rl_steps: int = 40
-    rl_batch: int = 64
+    budget: int = _SEARCH.budget  # queries per search
+    init: int = _SEARCH.init  # random queries before the first fit
+    topk: int = _SEARCH.topk  # queries per round
+    acquisition: S.Acquisition = _SEARCH.acquisition
+    beta: float = _SEARCH.beta
+    encoding: str = _SEARCH.encoding
+    evo_population: int = _SEARCH.evo_population
+    evo_generations: int = _SEARCH.evo_generations
+    rl_steps: int = _SEARCH.rl_steps
+    rl_batch: int = _SEARCH.rl_batch
     canonical: bool = True  # search only the canonical cells
     baselines: tuple[str, ...] = ("random", "rea", "ls", "bananas")
     rea_population: int = 20
@@ -78,6 +84,21 @@ class SearchTrain:
         if self.source_tasks:
             check_source_datasets(self.source_tasks)
             self.transfer.search(self.budget, self.init, self.topk)
+        else:
+            predictor_search(self)
+        if "bananas" in self.baselines:
+            predictor_search(self.bananas, budget=self.budget, init=self.init, topk=self.topk)
+
+
+def predictor_search(settings, **fixed) -> S.PredictorSearch:
+    """``PredictorSearch`` from the fields of the train block ``settings`` that it shares (by name) and ``fixed``;
+    an impossible combination is one ConfigError line."""
+    names = {f.name for f in dataclasses.fields(S.PredictorSearch)}
+    shared = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings) if f.name in names}
+    try:
+        return S.PredictorSearch(**(shared | fixed))
+    except ValueError as e:
+        raise ConfigError(f"train: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -156,16 +177,10 @@ def baseline_traces(t: SearchTrain, space: NB201Space, tables: jax.Array, keys: 
         elif name == "ls":
             fn = functools.partial(S.local_search, space=space, budget=budget, init=t.init, excluded=excluded)
         else:  # BANANAS: the predictor-guided search with its own predictor, encoding and acquisition
-            b = t.bananas
-            try:
-                search = S.PredictorSearch(budget=budget, init=t.init, topk=t.topk, acquisition=b.acquisition,
-                                           thompson=b.thompson, encoding=b.encoding, mutate_parents=b.mutate_parents,
-                                           mutation_candidates=b.mutation_candidates, max_mutations=b.max_mutations)
-            except ValueError as e:
-                raise ConfigError(str(e)) from None
-            feats = encode_archs(space, space.enumerate(), b.encoding)
+            search = predictor_search(t.bananas, budget=budget, init=t.init, topk=t.topk)
+            feats = encode_archs(space, space.enumerate(), search.encoding)
             fn = functools.partial(_trace_of_search, search=search, features=feats, excluded=excluded,
-                                   predictor=hydra.utils.instantiate(b.predictor), space=space)
+                                   predictor=hydra.utils.instantiate(t.bananas.predictor), space=space)
         out[name] = jax.jit(jax.vmap(lambda k, tab, fn=fn: fn(k, tab)))(k_base, tables)
     return out
 
@@ -183,12 +198,7 @@ def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float
         return run_search_with_sources(cfg, t, ctx)
     space, bench = _space_and_bench(cfg)
     predictor = hydra.utils.instantiate(cfg.predictor)
-    try:
-        search = S.PredictorSearch(budget=t.budget, init=t.init, topk=t.topk, acquisition=t.acquisition,
-                                   beta=t.beta, encoding=t.encoding, evo_population=t.evo_population,
-                                   evo_generations=t.evo_generations, rl_steps=t.rl_steps, rl_batch=t.rl_batch)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    search = predictor_search(t)
     report = bench.report_table()
     optimum = float(report.max())
     feats = encode_archs(space, space.enumerate(), search.encoding)
