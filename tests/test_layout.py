@@ -64,3 +64,13 @@ def test_runners_branch_on_behaviour_not_on_metanas_classes():
             if checks and not refuses:
                 offenders.append(f"{p.name}:{node.lineno}")
     assert offenders == []
+
+
+def test_one_mlp_forward():
+    """The package's MLP computation is ``metanas.nn.functional.mlp`` (``nn.modules.MLP`` calls it); no other module
+    defines its own ``mlp``."""
+    nn = PKG / "nn"
+    offenders = [f"{p.relative_to(PKG)}:{node.lineno}" for p in PKG.rglob("*.py") if nn not in p.parents
+                 for node in ast.walk(ast.parse(p.read_text()))
+                 if isinstance(node, ast.FunctionDef) and node.name.lstrip("_") in ("mlp", "mlp_apply")]
+    assert offenders == []

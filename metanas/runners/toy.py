@@ -17,6 +17,7 @@ import optax
 from omegaconf import DictConfig
 
 from metanas.config import takes_train, train_block
+from metanas.nn.functional import mlp
 from metanas.runners.context import RunContext, train_loop
 
 
@@ -31,22 +32,20 @@ class ToyTrain:
 
 
 class TrainState(NamedTuple):
-    params: dict  # MLP weights {"w1": [1,H], "b1": [H], "w2": [H,1], "b2": [1]} (leading [K] axis when seeds=K)
+    params: list  # the MLP's layers [{"w": [1,H], "b": [H]}, {"w": [H,1], "b": [1]}] (leading [K] axis when seeds=K)
     opt_state: optax.OptState
 
 
-def init_mlp(key: jax.Array, hidden: int) -> dict:
+def init_mlp(key: jax.Array, hidden: int) -> list[dict]:
+    """1 -> ``hidden`` (tanh) -> 1 layers for ``metanas.nn.functional.mlp``: input weights N(0, 1), output weights
+    N(0, 1 / hidden) (the sinusoid fit's scale)."""
     k1, k2 = jax.random.split(key)
-    return {"w1": jax.random.normal(k1, (1, hidden)), "b1": jnp.zeros(hidden),
-            "w2": jax.random.normal(k2, (hidden, 1)) / jnp.sqrt(hidden), "b2": jnp.zeros(1)}
+    return [{"w": jax.random.normal(k1, (1, hidden)), "b": jnp.zeros(hidden)},
+            {"w": jax.random.normal(k2, (hidden, 1)) / jnp.sqrt(hidden), "b": jnp.zeros(1)}]
 
 
-def mlp(params: dict, x: jax.Array) -> jax.Array:
-    return jnp.tanh(x @ params["w1"] + params["b1"]) @ params["w2"] + params["b2"]
-
-
-def mse(params: dict, x: jax.Array, y: jax.Array) -> jax.Array:
-    return jnp.mean((mlp(params, x) - y) ** 2)
+def mse(params: list[dict], x: jax.Array, y: jax.Array) -> jax.Array:
+    return jnp.mean((mlp(params, x, activation=jnp.tanh) - y) ** 2)
 
 
 def sample_batch(seed: int, step: int, batch_size: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
