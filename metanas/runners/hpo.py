@@ -31,7 +31,7 @@ from metanas.hpo.importance import importance_table, main_effect_importance
 from metanas.plots import plot_importance, plot_regret_curves
 from metanas.hpo.objectives import ExperimentObjective, TabRepoTask
 from metanas.hpo.samplers import ModelBasedSampler, PortfolioSampler, RandomSampler
-from metanas.hpo.schedulers import Trial, incumbent_curve, incumbent
+from metanas.hpo.schedulers import Trial, incumbent
 from metanas.hpo.space import HyperparameterSpace, config_key, space_from_config
 from metanas.hpo.surrogate import fit_rff_ridge, rff_predict
 from metanas.hpo.warmstart import past_tasks_from_run_store, warm_start_configs
