@@ -20,6 +20,8 @@ CASES = [  # (k, stride, dilation, groups, padding, cin, cout)
     (3, 1, 2, 1, None, 4, 4),  # dilated: lax fallback
     (3, 1, 1, 4, None, 4, 4),  # depthwise: lax fallback
     (3, 1, 1, 1, 0, 4, 6),  # 'valid' padding: lax fallback
+    (3, 1, 1, 1, None, 1, 6),  # one input channel ("patches": taps-first VJP, CNN4's first layer)
+    (5, 1, 1, 1, None, 1, 3),  # one input channel, k=5
 ]
 
 
@@ -51,6 +53,19 @@ def test_gemm_conv_matches_lax(k, stride, dilation, groups, padding, cin, cout, 
     h_gemm = jax.jit(jax.grad(gnorm(impl), (0, 1)))(x, w)
     for a, b in zip(h_gemm, h_lax):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * float(jnp.max(jnp.abs(b))))
+
+
+def test_one_channel_patches_conv_under_vmap_matches_lax():
+    """Per-task kernels under vmap (MAML's CNN4 first layer): the taps-first VJP equals lax.conv's."""
+    kx, kw = jax.random.split(jax.random.PRNGKey(3))
+    x = jax.random.normal(kx, (3, 2, 7, 7, 1))
+    w = jax.random.normal(kw, (3, 3, 3, 1, 5)) * 0.3
+
+    def grads(impl):
+        return jax.jit(jax.vmap(jax.grad(lambda x, w: jnp.sum(jnp.sin(F.conv(x, w, impl=impl))), (0, 1))))(x, w)
+
+    for a, b in zip(grads("patches"), grads("lax")):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_gemm_conv_in_rolled_scan():

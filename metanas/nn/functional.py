@@ -98,11 +98,50 @@ def conv(x: jax.Array, w: jax.Array, stride: int = 1, dilation: int = 1, groups:
 def _conv_patches(x: jax.Array, w: jax.Array) -> jax.Array:
     """Stride-1 'same' convolution (odd k) as im2col + one matmul (channel order of the patches: (kh, kw, Cin))."""
     k, _, cin, cout = w.shape
+    if cin == 1:
+        return _conv_one_channel(x, w)
     p = (k - 1) // 2
     _, h, wd, _ = x.shape
     xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
     patches = jnp.concatenate([xp[:, i:i + h, j:j + wd, :] for i in range(k) for j in range(k)], axis=-1)
     return patches @ w.reshape(k * k * cin, cout)
+
+
+def _taps(x: jax.Array, k: int) -> jax.Array:
+    """[k*k, N, H, W] the k*k shifted copies of a one-channel image batch x [N, H, W, 1] ('same' zero padding)."""
+    p = (k - 1) // 2
+    _, h, wd, _ = x.shape
+    xp = jnp.pad(x[..., 0], ((0, 0), (p, p), (p, p)))
+    return jnp.stack([xp[:, i:i + h, j:j + wd] for i in range(k) for j in range(k)])
+
+
+@jax.custom_vjp
+def _conv_one_channel(x: jax.Array, w: jax.Array) -> jax.Array:
+    """The 'patches' convolution of a one-channel input (MAML's first CNN4 layer on Omniglot) with a VJP whose
+    filter gradient is the canonical GEMM taps [k*k, NHW] @ dy [NHW, Cout]: autodiff's patches^T @ dy made XLA:CPU
+    transpose dy, the layer's largest tensor, for every task."""
+    k, cout = w.shape[0], w.shape[3]
+    return jnp.einsum("knhw,kc->nhwc", _taps(x, k), w.reshape(k * k, cout))
+
+
+def _conv_one_channel_fwd(x, w):
+    return _conv_one_channel(x, w), (x, w)
+
+
+def _conv_one_channel_bwd(res, dy):
+    x, w = res
+    k, cout = w.shape[0], w.shape[3]
+    p = (k - 1) // 2
+    n, h, wd, _ = x.shape
+    taps = _taps(x, k).reshape(k * k, n * h * wd)
+    dw = (taps @ dy.reshape(n * h * wd, cout)).reshape(w.shape)
+    dtaps = dy @ w.reshape(k * k, cout).T  # [N, H, W, k*k]; the input gradient sums the shifted taps back
+    dxp = sum(jnp.pad(dtaps[..., i * k + j], ((0, 0), (i, k - 1 - i), (j, k - 1 - j)))
+              for i in range(k) for j in range(k))
+    return dxp[:, p:p + h, p:p + wd, None], dw
+
+
+_conv_one_channel.defvjp(_conv_one_channel_fwd, _conv_one_channel_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
