@@ -112,3 +112,23 @@ def test_pure_apply_works_before_init_in_the_same_process():
     _, fresh_apply = pure(lambda rngs: MLP((2, 4, 1), rngs=rngs))
     x = jnp.ones((3, 2))
     np.testing.assert_allclose(fresh_apply(p, x), apply(p, x))
+
+
+def test_apply_after_init_reuses_the_built_graph(monkeypatch):
+    """A supernet's ``apply`` after its ``init`` takes the graph definition ``init`` built (rebuilding a supernet
+    abstractly cost seconds of the first step); outputs are those of a freshly rebuilt graph."""
+    from metanas.nn import pure as pure_mod
+    from metanas.search_spaces import NB201Space
+    from metanas.supernet import make_supernet
+
+    net = make_supernet(NB201Space(), C=4, N=1, num_classes=3)
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 8, 8, 3))
+    w, a, bs = net.init(jax.random.PRNGKey(0), x)
+    rebuilt, eval_shape = [], nnx.eval_shape
+    monkeypatch.setattr(pure_mod.nnx, "eval_shape", lambda *args, **kw: rebuilt.append(1) or eval_shape(*args, **kw))
+    y, _ = net.apply(w, a, bs, x)
+    assert not rebuilt
+    pure_mod._GRAPHDEFS.clear()
+    y_rebuilt, _ = net.apply(w, a, bs, x)
+    assert rebuilt
+    np.testing.assert_array_equal(y, y_rebuilt)

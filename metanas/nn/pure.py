@@ -15,7 +15,6 @@ other state (batch statistics, RNG counts) are not supported here: the apply fun
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import jax
@@ -49,11 +48,34 @@ def _is_var(x) -> bool:
     return isinstance(x, nnx.Variable)
 
 
-@functools.lru_cache(maxsize=64)
+_GRAPHDEFS: dict = {}  # (cls, args, kwargs) -> GraphDef, filled by ``build`` and ``graphdef_of``; oldest dropped first
+_GRAPHDEFS_MAX = 64
+
+
+def _remember(key, graphdef: nnx.GraphDef) -> nnx.GraphDef:
+    _GRAPHDEFS[key] = graphdef
+    while len(_GRAPHDEFS) > _GRAPHDEFS_MAX:
+        del _GRAPHDEFS[next(iter(_GRAPHDEFS))]
+    return graphdef
+
+
+def build(cls: type, *args, rngs: nnx.Rngs, **kwargs) -> nnx.Module:
+    """``cls(*args, **kwargs, rngs=rngs)``, remembering its graph definition for ``graphdef_of``: an ``apply`` after
+    an ``init`` in the same process then skips rebuilding the module abstractly (seconds for a supernet)."""
+    module = cls(*args, **kwargs, rngs=rngs)
+    _remember((cls, args, tuple(sorted(kwargs.items()))), nnx.graphdef(module))
+    return module
+
+
 def graphdef_of(cls: type, *args, **kwargs) -> nnx.GraphDef:
-    """The (cached) graph definition of ``cls(*args, **kwargs, rngs=...)``, built abstractly (no arrays drawn):
-    what ``nnx.merge`` needs to run a module class over a params dict. Arguments must be hashable."""
-    return nnx.split(nnx.eval_shape(lambda: cls(*args, **kwargs, rngs=nnx.Rngs(params=0))))[0]
+    """The (cached) graph definition of ``cls(*args, **kwargs, rngs=...)``: what ``nnx.merge`` needs to run a module
+    class over a params dict. Taken from a module ``build`` made, else built abstractly (no arrays drawn).
+    Arguments must be hashable."""
+    key = (cls, args, tuple(sorted(kwargs.items())))
+    graphdef = _GRAPHDEFS.get(key)
+    if graphdef is None:
+        graphdef = _remember(key, nnx.graphdef(nnx.eval_shape(lambda: cls(*args, **kwargs, rngs=nnx.Rngs(params=0)))))
+    return graphdef
 
 
 def merge(graphdef: nnx.GraphDef, params: Params) -> nnx.Module:

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import lax
 
-from metanas.nn.pure import graphdef_of
+from metanas.nn.pure import build, graphdef_of
 from metanas.nn.types import Params
 from metanas.search_spaces.ops import PoolBN, get_op, op_kind, relu_conv_bn_fused
 
@@ -156,7 +156,7 @@ class Cell(nnx.Module):
 
 def cell_init(spec: CellSpec, key: jax.Array) -> Params:
     """The pure params dict of a fresh ``Cell(spec)``."""
-    return nnx.to_pure_dict(nnx.state(Cell(spec, rngs=nnx.Rngs(params=key)), nnx.Param))
+    return nnx.to_pure_dict(nnx.state(build(Cell, spec, rngs=nnx.Rngs(params=key)), nnx.Param))
 
 
 def cell_apply(spec: CellSpec, params: Params, mix: jax.Array | None, inputs: tuple[jax.Array, ...], *,

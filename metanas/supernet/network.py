@@ -24,7 +24,7 @@ from jax import lax
 
 from metanas import initializers
 from metanas.nn.modules import BatchNorm, Conv, Dense
-from metanas.nn.pure import graphdef_of
+from metanas.nn.pure import build, graphdef_of
 from metanas.nn.types import Params
 from metanas.search_spaces.ops import FactorizedReduce, ReLUConvBN
 from metanas.supernet.cell import Cell, CellSpec
@@ -136,7 +136,7 @@ class CellNetwork:
         return CellSpec(C=self.C * 2**stage, edges=self.edges, edge_ops=self.edge_ops, affine=self.affine)
 
     def init(self, key: jax.Array, sample_x: jax.Array) -> tuple[Params, jax.Array | dict, dict]:
-        return _split(CellNet(self, int(sample_x.shape[-1]), rngs=nnx.Rngs(params=key)))
+        return _split(build(CellNet, self, int(sample_x.shape[-1]), rngs=nnx.Rngs(params=key)))
 
     def apply(self, weights, alphas, batch_stats, x, train: bool = True, *, key=None):
         return self.apply_mix(weights, _softmax(alphas) if self.searchable else None, batch_stats, x, train, key=key)
@@ -208,7 +208,7 @@ class DartsNetwork:
         return out, C_p
 
     def init(self, key, sample_x):
-        return _split(DartsNet(self, int(sample_x.shape[-1]), rngs=nnx.Rngs(params=key)))
+        return _split(build(DartsNet, self, int(sample_x.shape[-1]), rngs=nnx.Rngs(params=key)))
 
     def apply(self, weights, alphas, batch_stats, x, train: bool = True, *, key=None):
         return self.apply_mix(weights, _softmax(alphas) if self.searchable else None, batch_stats, x, train, key=key)
