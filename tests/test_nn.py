@@ -42,10 +42,30 @@ def test_cnn4_equals_the_plain_formula():
         np.testing.assert_allclose(jax.jit(lambda p, x: cnn4.apply(p, x, impl=impl))(p, x), ref, rtol=1e-4, atol=1e-4)
 
 
-def test_max_pool_reshape_path_equals_reduce_window():
-    x = jax.random.normal(jax.random.key(0), (2, 7, 7, 3))
-    ref = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
-    np.testing.assert_allclose(F.max_pool(x, 2, 2, 0), ref)
+@pytest.mark.parametrize("k", [2, 3])
+def test_max_pool_windows_equal_reduce_window_with_autodiff_gradients(k):
+    """Values as reduce_window (floor mode, odd sizes); first and second derivatives as autodiff of the reshape + max
+    formula, ties included (relu zeros and repeated values share the gradient equally, as JAX's max rule)."""
+    x = jax.random.normal(jax.random.key(0), (2, 7, 8, 3))
+    x = jnp.where(jnp.abs(x) < 0.4, 0.0, x).at[:, 0, 0, :].set(x[:, 0, 1, :])  # exact ties
+    ref = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, k, k, 1), (1, k, k, 1), "VALID")
+    np.testing.assert_array_equal(F.max_pool(x, k, k, 0), ref)
+
+    def autodiff_pool(x):
+        n, h, w, c = x.shape
+        return jnp.max(x[:, :k * (h // k), :k * (w // k)].reshape(n, h // k, k, w // k, k, c), axis=(2, 4))
+
+    def loss(pool):
+        return lambda x: jnp.sum(jnp.sin(pool(jax.nn.relu(x))) * jnp.arange(3.0)[None, None, None])
+
+    np.testing.assert_allclose(jax.grad(loss(lambda x: F.max_pool(x, k, k, 0)))(x), jax.grad(loss(autodiff_pool))(x),
+                               rtol=1e-6, atol=1e-6)
+
+    def gnorm(pool):
+        return lambda x: jnp.sum(jnp.square(jax.grad(loss(pool))(x) * x))
+
+    np.testing.assert_allclose(jax.grad(gnorm(lambda x: F.max_pool(x, k, k, 0)))(x), jax.grad(gnorm(autodiff_pool))(x),
+                               rtol=1e-5, atol=1e-5)
 
 
 class SmallConvNet(nnx.Module):  # a "user's" module: flax's own layers, no metanas layers
