@@ -93,10 +93,17 @@ def test_default_experiment_is_the_predictor_guided_search(tmp_path):
     assert s["status"] == "ok" and 0 < s["metrics"]["best_test_acc"] <= 94.37 + 1e-6
 
 
-def test_config_error_found_by_a_runner_leaves_no_run_directory(tmp_path):
-    p = run_metanas("experiment=search_nb201", "debug=fast", "train.budget=13", f"results_dir={tmp_path}/runs",
+@pytest.mark.parametrize("experiment,override,says", [
+    # found by the train block, before the run directory exists
+    ("search_nb201", "train.budget=13", "PredictorSearch needs budget - init to be a multiple of topk"),
+    # found by the runner once it has read the data file
+    ("transfer_transnas", "train.target=no_such_task", "train.target='no_such_task' is not a task"),
+])
+def test_config_error_leaves_no_record(tmp_path, experiment, override, says):
+    p = run_metanas(f"experiment={experiment}", "debug=fast", override, f"results_dir={tmp_path}/runs",
                     f"meta_dataset={tmp_path}/meta.jsonl", cwd=tmp_path)
-    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].startswith("metanas: error: config error:")
+    last = p.stderr.strip().splitlines()[-1]
+    assert p.returncode == 2 and last.startswith("metanas: error:") and says in last, p.stderr[-2000:]
     assert not list((tmp_path / "runs").rglob("*.json")) and not (tmp_path / "meta.jsonl").exists()
 
 

@@ -27,6 +27,23 @@ from metanas.run_store import Interrupted, MetricWriter, atomic_write_json, atom
 
 log = logging.getLogger("metanas")
 
+
+class _ReportedDamage(logging.Filter):
+    """Drops log records about checkpoints already reported as damaged (one warning line each): orbax's abandoned
+    read tasks of such a checkpoint otherwise surface later as asyncio's "Task exception was never retrieved"
+    tracebacks. Records about anything else pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.paths: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(p in message for p in self.paths)
+
+
+_REPORTED_DAMAGE = _ReportedDamage()
+
 State = TypeVar("State")
 
 
@@ -166,6 +183,11 @@ class RunContext:
 
         src = self.run_dir / "checkpoints" / phase / str(step)
         dst = self.run_dir / "damaged_checkpoints" / phase / str(step)
+        _REPORTED_DAMAGE.paths.append(f"{src}/")
+        logging.getLogger("asyncio").addFilter(_REPORTED_DAMAGE)  # idempotent
+        import gc
+
+        gc.collect()  # orbax's failed read tasks are reported (and dropped) now, not at some later collection
         dst.parent.mkdir(parents=True, exist_ok=True)
         if dst.exists():
             shutil.rmtree(dst)
