@@ -52,6 +52,10 @@ _GRAPHDEFS: dict = {}  # (cls, args, kwargs) -> GraphDef, filled by ``build`` an
 _GRAPHDEFS_MAX = 64
 
 
+def _key(cls: type, args: tuple, kwargs: dict) -> tuple:
+    return cls, args, tuple(sorted(kwargs.items()))
+
+
 def _remember(key, graphdef: nnx.GraphDef) -> nnx.GraphDef:
     _GRAPHDEFS[key] = graphdef
     while len(_GRAPHDEFS) > _GRAPHDEFS_MAX:
@@ -63,7 +67,7 @@ def build(cls: type, *args, rngs: nnx.Rngs, **kwargs) -> nnx.Module:
     """``cls(*args, **kwargs, rngs=rngs)``, remembering its graph definition for ``graphdef_of``: an ``apply`` after
     an ``init`` in the same process then skips rebuilding the module abstractly (seconds for a supernet)."""
     module = cls(*args, **kwargs, rngs=rngs)
-    _remember((cls, args, tuple(sorted(kwargs.items()))), nnx.graphdef(module))
+    _remember(_key(cls, args, kwargs), nnx.graphdef(module))
     return module
 
 
@@ -71,7 +75,7 @@ def graphdef_of(cls: type, *args, **kwargs) -> nnx.GraphDef:
     """The (cached) graph definition of ``cls(*args, **kwargs, rngs=...)``: what ``nnx.merge`` needs to run a module
     class over a params dict. Taken from a module ``build`` made, else built abstractly (no arrays drawn).
     Arguments must be hashable."""
-    key = (cls, args, tuple(sorted(kwargs.items())))
+    key = _key(cls, args, kwargs)
     graphdef = _GRAPHDEFS.get(key)
     if graphdef is None:
         graphdef = _remember(key, nnx.graphdef(nnx.eval_shape(lambda: cls(*args, **kwargs, rngs=nnx.Rngs(params=0)))))
