@@ -92,15 +92,17 @@ def sgd_adapt(params: PyTree, lrs: PyTree, support: tuple[jax.Array, jax.Array],
     return jax.lax.scan(step, params, None, length=steps)
 
 
-def map_tasks(fn: Callable, tasks: Task, keys: jax.Array, task_map: str = "vmap"):
-    """``fn(task, key)`` over the leading task axis of ``tasks`` and ``keys``: ``"vmap"`` (batched) or ``"map"``
-    (``lax.map``: one task after the other inside one program; less memory, and on XLA:CPU faster for conv nets,
-    where a vmap over per-task conv weights becomes a slow grouped convolution). Same results either way."""
+def map_tasks(fn: Callable, tasks: Task, per_task: PyTree, task_map: str = "vmap", name: str = "task_map"):
+    """``fn(task, x)`` over the leading task axis of ``tasks`` and ``per_task`` (keys, adapted params, ...):
+    ``"vmap"`` (batched) or ``"map"`` (``lax.map``: one task after the other inside one program; less memory, and
+    on XLA:CPU faster for conv nets, where a vmap over per-task conv weights becomes a slow grouped convolution
+    and a batch of tasks' activations does not stay in cache). Same results either way; ``name`` is the setting
+    that chose ``task_map``, for the error message."""
     if task_map == "vmap":
-        return jax.vmap(fn)(tasks, keys)
+        return jax.vmap(fn)(tasks, per_task)
     if task_map == "map":
-        return jax.lax.map(lambda tk: fn(*tk), (tasks, keys))
-    raise ValueError(f"task_map '{task_map}' is unknown; use 'vmap' or 'map'")
+        return jax.lax.map(lambda tx: fn(*tx), (tasks, per_task))
+    raise ValueError(f"{name} '{task_map}' is unknown; use 'vmap' or 'map'")
 
 
 class AbstractMetaAlgorithm(abc.ABC):

@@ -3,7 +3,14 @@
 All four share the outer step (``_MetaGradient.meta_train_step``): the meta-objective is the mean over tasks
 of the query loss at the adapted parameters, L(theta) = 1/T sum_t L_q^t(U_t(theta)) (MAML eq. 1 / Alg. 2),
 differentiated through the inner loop (second order) or with the inner gradients held constant (first order),
-and fed to an optax outer optimizer (Adam in the papers). Tasks are batched with ``vmap``.
+and fed to an optax outer optimizer (Adam in the papers).
+
+The step computes that gradient as J^T g (``meta_value_and_grad``): the adaptations of all tasks with their VJP
+(tasks batched by ``task_map``), the query-loss gradient g_t at each task's adapted parameters (tasks batched by
+``query_map``), then one VJP back through the adaptations. Only the inner loop is differentiated twice; the query
+pass is a first-order value-and-grad, which ``query_map="map"`` runs one task at a time so that a conv net's
+activations stay in cache (W2's CNN4 meta-step, docs/performance.md). ``meta_loss`` stays the plain definition,
+for tests and for other derivatives.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ class _MetaGradient(AbstractMetaAlgorithm, abc.ABC):
     inner_steps: int
     transductive: bool
     task_map: str
+    query_map: str
 
     def meta_loss(self, meta_params: dict, tasks: Task, key: jax.Array, *, apply_fn: ApplyFn,
                   loss: LossFn) -> tuple[jax.Array, dict]:
@@ -41,10 +49,31 @@ class _MetaGradient(AbstractMetaAlgorithm, abc.ABC):
         losses, aux = map_tasks(one, tasks, jax.random.split(key, tasks.support_x.shape[0]), self.task_map)
         return jnp.mean(losses), jax.tree.map(jnp.mean, aux)
 
+    def meta_value_and_grad(self, meta_params: dict, tasks: Task, key: jax.Array, *, apply_fn: ApplyFn,
+                            loss: LossFn) -> tuple[tuple[jax.Array, dict], dict]:
+        """``jax.value_and_grad(meta_loss, has_aux=True)`` as J^T g (see the module doc): same values and gradients
+        up to float rounding."""
+        n = tasks.support_x.shape[0]
+
+        def adapt_all(mp):
+            return map_tasks(lambda task, k: self.adapt(mp, (task.support_x, task.support_y), k, apply_fn=apply_fn,
+                                                        loss=loss), tasks, jax.random.split(key, n), self.task_map)
+
+        # the support losses are metrics (aux): differentiating them would add a backward pass per inner step
+        adapted, adapt_vjp, support_losses = jax.vjp(adapt_all, meta_params, has_aux=True)
+
+        def query(task: Task, params):  # meta-training always scores the query set as one batch (MAML's protocol)
+            return jax.value_and_grad(lambda p: loss(apply_fn(p, task.query_x), task.query_y), has_aux=True)(params)
+
+        (q_losses, q_metrics), q_grads = map_tasks(query, tasks, adapted, self.query_map, "query_map")
+        (grads,) = adapt_vjp(jax.tree.map(lambda g: g / n, q_grads))
+        aux = {"query_metric": jnp.mean(q_metrics), "support_loss_first": jnp.mean(support_losses[:, 0]),
+               "support_loss_last": jnp.mean(support_losses[:, -1])}
+        return (jnp.mean(q_losses), aux), grads
+
     def meta_train_step(self, state: MetaState, tasks: Task, key: jax.Array, *, apply_fn: ApplyFn,
                         loss: LossFn, tx: optax.GradientTransformation) -> tuple[MetaState, dict]:
-        (value, aux), grads = jax.value_and_grad(self.meta_loss, has_aux=True)(
-            state.params, tasks, key, apply_fn=apply_fn, loss=loss)
+        (value, aux), grads = self.meta_value_and_grad(state.params, tasks, key, apply_fn=apply_fn, loss=loss)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         return MetaState(params, opt_state, state.inner_opt_state), {"loss": value, **aux}
@@ -59,7 +88,8 @@ class MAML(_MetaGradient):
     first_order: bool = False
     eval_inner_steps: int = 10
     transductive: bool = True  # MAML evaluates with query-batch statistics
-    task_map: str = "vmap"  # how tasks are batched in the meta-loss: "vmap" or "map" (lax.map)
+    task_map: str = "vmap"  # how tasks are batched in the adaptation: "vmap" or "map" (lax.map)
+    query_map: str = "map"  # how tasks are batched in the query loss and its gradient: "map" or "vmap"
 
     def init(self, params: PyTree) -> dict:
         return {"theta": params}
@@ -79,6 +109,7 @@ class ANIL(_MetaGradient):
     eval_inner_steps: int = 10
     transductive: bool = True
     task_map: str = "vmap"
+    query_map: str = "map"
     head_key: str = "head"
 
     def init(self, params: PyTree) -> dict:
@@ -106,6 +137,7 @@ class MetaSGD(_MetaGradient):
     eval_inner_steps: int = 1
     transductive: bool = True
     task_map: str = "vmap"
+    query_map: str = "map"
 
     def init(self, params: PyTree) -> dict:
         return {"theta": params, "lr": jax.tree.map(lambda p: jnp.full_like(p, self.inner_lr), params)}
