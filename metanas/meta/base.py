@@ -67,12 +67,13 @@ def query_metrics(params: PyTree, task: Task, *, apply_fn: ApplyFn, loss: LossFn
 
 
 def sgd_adapt(params: PyTree, lrs: PyTree, support: tuple[jax.Array, jax.Array], steps: int, *,
-              apply_fn: ApplyFn, loss: LossFn, first_order: bool) -> tuple[PyTree, jax.Array]:
+              apply_fn: ApplyFn, loss: LossFn, first_order: bool, unroll: bool = False) -> tuple[PyTree, jax.Array]:
     """``steps`` full-batch gradient steps phi <- phi - lr * grad L_support(phi) as a ``lax.scan``.
 
     ``lrs`` is a pytree like ``params`` (Meta-SGD's per-parameter step sizes) or a Python float. With
     ``first_order`` the inner gradients are constants for the outer derivative (FOMAML, Finn et al. 2017,
-    Sec. 5.2), so d phi / d theta = I. Returns the adapted params and the support loss before each step [steps].
+    Sec. 5.2), so d phi / d theta = I. ``unroll`` unrolls the scan (the same values; see ``_MetaGradient``).
+    Returns the adapted params and the support loss before each step [steps].
     """
     x, y = support
 
@@ -89,7 +90,7 @@ def sgd_adapt(params: PyTree, lrs: PyTree, support: tuple[jax.Array, jax.Array],
             p = jax.tree.map(lambda w, gw, a: w - a * gw, p, g, lrs)
         return p, value
 
-    return jax.lax.scan(step, params, None, length=steps)
+    return jax.lax.scan(step, params, None, length=steps, unroll=unroll)
 
 
 def map_tasks(fn: Callable, tasks: Task, per_task: PyTree, task_map: str = "vmap", name: str = "task_map"):

@@ -9,8 +9,10 @@ The step computes that gradient as J^T g (``meta_value_and_grad``): the adaptati
 (tasks batched by ``task_map``), the query-loss gradient g_t at each task's adapted parameters (tasks batched by
 ``query_map``), then one VJP back through the adaptations. Only the inner loop is differentiated twice; the query
 pass is a first-order value-and-grad, which ``query_map="map"`` runs one task at a time so that a conv net's
-activations stay in cache (W2's CNN4 meta-step, docs/performance.md). ``meta_loss`` stays the plain definition,
-for tests and for other derivatives.
+activations stay in cache. Second-order steps unroll inner loops of at most ``unroll_inner`` steps: the outer
+derivative of a rolled scan keeps its residuals in stacked buffers, which XLA:CPU zero-fills and copies (unrolled,
+W2's second-order step is faster and compiles longer; docs/performance.md; 0: never unroll). ``meta_loss`` stays
+the plain definition, for tests and for other derivatives.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class _MetaGradient(AbstractMetaAlgorithm, abc.ABC):
     transductive: bool
     task_map: str
     query_map: str
+    first_order: bool
+    unroll_inner: int
 
     def meta_loss(self, meta_params: dict, tasks: Task, key: jax.Array, *, apply_fn: ApplyFn,
                   loss: LossFn) -> tuple[jax.Array, dict]:
@@ -54,10 +58,12 @@ class _MetaGradient(AbstractMetaAlgorithm, abc.ABC):
         """``jax.value_and_grad(meta_loss, has_aux=True)`` as J^T g (see the module doc): same values and gradients
         up to float rounding."""
         n = tasks.support_x.shape[0]
+        unroll = not self.first_order and self.inner_steps <= self.unroll_inner
 
         def adapt_all(mp):
             return map_tasks(lambda task, k: self.adapt(mp, (task.support_x, task.support_y), k, apply_fn=apply_fn,
-                                                        loss=loss), tasks, jax.random.split(key, n), self.task_map)
+                                                        loss=loss, unroll=unroll),
+                             tasks, jax.random.split(key, n), self.task_map)
 
         # the support losses are metrics (aux): differentiating them would add a backward pass per inner step
         adapted, adapt_vjp, support_losses = jax.vjp(adapt_all, meta_params, has_aux=True)
@@ -90,13 +96,14 @@ class MAML(_MetaGradient):
     transductive: bool = True  # MAML evaluates with query-batch statistics
     task_map: str = "vmap"  # how tasks are batched in the adaptation: "vmap" or "map" (lax.map)
     query_map: str = "map"  # how tasks are batched in the query loss and its gradient: "map" or "vmap"
+    unroll_inner: int = 8  # second order: unroll inner loops of at most this many steps (0: never)
 
     def init(self, params: PyTree) -> dict:
         return {"theta": params}
 
-    def adapt(self, meta_params, support, key, *, apply_fn, loss, steps=None):
+    def adapt(self, meta_params, support, key, *, apply_fn, loss, steps=None, unroll=False):
         return sgd_adapt(meta_params["theta"], float(self.inner_lr), support, steps or self.inner_steps,
-                         apply_fn=apply_fn, loss=loss, first_order=self.first_order)
+                         apply_fn=apply_fn, loss=loss, first_order=self.first_order, unroll=unroll)
 
 
 @dataclass(frozen=True)
@@ -110,12 +117,13 @@ class ANIL(_MetaGradient):
     transductive: bool = True
     task_map: str = "vmap"
     query_map: str = "map"
+    unroll_inner: int = 8
     head_key: str = "head"
 
     def init(self, params: PyTree) -> dict:
         return {"theta": params}
 
-    def adapt(self, meta_params, support, key, *, apply_fn, loss, steps=None):
+    def adapt(self, meta_params, support, key, *, apply_fn, loss, steps=None, unroll=False):
         theta = meta_params["theta"]
         body = {k: v for k, v in theta.items() if k != self.head_key}
 
@@ -123,7 +131,7 @@ class ANIL(_MetaGradient):
             return apply_fn(body | {self.head_key: head}, x)
 
         head, losses = sgd_adapt(theta[self.head_key], float(self.inner_lr), support, steps or self.inner_steps,
-                                 apply_fn=head_apply, loss=loss, first_order=self.first_order)
+                                 apply_fn=head_apply, loss=loss, first_order=self.first_order, unroll=unroll)
         return body | {self.head_key: head}, losses
 
 
@@ -138,10 +146,11 @@ class MetaSGD(_MetaGradient):
     transductive: bool = True
     task_map: str = "vmap"
     query_map: str = "map"
+    unroll_inner: int = 8
 
     def init(self, params: PyTree) -> dict:
         return {"theta": params, "lr": jax.tree.map(lambda p: jnp.full_like(p, self.inner_lr), params)}
 
-    def adapt(self, meta_params, support, key, *, apply_fn, loss, steps=None):
+    def adapt(self, meta_params, support, key, *, apply_fn, loss, steps=None, unroll=False):
         return sgd_adapt(meta_params["theta"], meta_params["lr"], support, steps or self.inner_steps,
-                         apply_fn=apply_fn, loss=loss, first_order=self.first_order)
+                         apply_fn=apply_fn, loss=loss, first_order=self.first_order, unroll=unroll)
