@@ -173,9 +173,17 @@ def main() -> None:
     for label, pm, ov, ratio, src, bv, gain in rows:
         table.append(f"| {label} | {f(pm)} | {f(ov)} | {x(ratio)} | {src} |" +
                      (f" {f(bv)} | {x(gain)} |" if a.before else ""))
+    # the matmul ceiling each metanas process measured (the VM is shared: read the ratios beside it)
+    ceilings = [d.get("matmul_gflops_now", d.get("ceiling_gflops_now")) for store in (ours, before)
+                for n in names for d in store[n]]
+    ceilings = [c for c in ceilings if c is not None]
+    ceiling = [round(min(ceilings), 1), round(max(ceilings), 1)] if ceilings else None
+    if ceiling:
+        table.append(f"\nmatmul ceiling (jitted 2048^2 f32, measured in each metanas process): "
+                     f"{ceiling[0]}-{ceiling[1]} GFLOP/s")
     print("\n".join(table), file=sys.stderr)
     print(json.dumps({"workload": "compare", "rounds": a.rounds, "wall_s": round(time.perf_counter() - t0, 1),
-                      **meta, "results": out}))
+                      "matmul_ceiling_gflops": ceiling, **meta, "results": out}))
 
 
 if __name__ == "__main__":

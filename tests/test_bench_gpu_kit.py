@@ -65,7 +65,9 @@ def test_compare_runs_an_earlier_checkout_in_the_same_rounds(tmp_path):
                         "--args", "w5=--candidates 20000 --chunk 4096 --no-ceiling --dense-candidates 0"],
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    res = json.loads(p.stdout.strip().splitlines()[-1])["results"]
+    line = json.loads(p.stdout.strip().splitlines()[-1])
+    assert line["matmul_ceiling_gflops"] is None  # --no-ceiling: none measured, none printed
+    res = line["results"]
     row = res["W5 DARTS-space candidates ranked (streamed top-k), candidates/s"]
     assert row["before"] > 0 and row["metanas"] > 0 and row["after_vs_before"] > 0
     assert [json.loads(ln)["who"] for ln in (tmp_path / "raw.jsonl").read_text().splitlines()] == ["before", "metanas"]
