@@ -93,17 +93,16 @@ def sgd_adapt(params: PyTree, lrs: PyTree, support: tuple[jax.Array, jax.Array],
     return jax.lax.scan(step, params, None, length=steps, unroll=unroll)
 
 
-def map_tasks(fn: Callable, tasks: Task, per_task: PyTree, task_map: str = "vmap", name: str = "task_map"):
+def map_tasks(fn: Callable, tasks: Task, per_task: PyTree, task_map: str = "vmap"):
     """``fn(task, x)`` over the leading task axis of ``tasks`` and ``per_task`` (keys, adapted params, ...):
     ``"vmap"`` (batched) or ``"map"`` (``lax.map``: one task after the other inside one program; less memory, and
     on XLA:CPU faster for conv nets, where a vmap over per-task conv weights becomes a slow grouped convolution
-    and a batch of tasks' activations does not stay in cache). Same results either way; ``name`` is the setting
-    that chose ``task_map``, for the error message."""
+    and a batch of tasks' activations does not stay in cache). Same results either way."""
     if task_map == "vmap":
         return jax.vmap(fn)(tasks, per_task)
     if task_map == "map":
         return jax.lax.map(lambda tx: fn(*tx), (tasks, per_task))
-    raise ValueError(f"{name} '{task_map}' is unknown; use 'vmap' or 'map'")
+    raise ValueError(f"task_map '{task_map}' is unknown; use 'vmap' or 'map'")
 
 
 class AbstractMetaAlgorithm(abc.ABC):

@@ -9,7 +9,8 @@ The step computes that gradient as J^T g (``meta_value_and_grad``): the adaptati
 (tasks batched by ``task_map``), the query-loss gradient g_t at each task's adapted parameters (tasks batched by
 ``query_map``), then one VJP back through the adaptations. Only the inner loop is differentiated twice; the query
 pass is a first-order value-and-grad, which ``query_map="map"`` runs one task at a time so that a conv net's
-activations stay in cache. Second-order steps unroll inner loops of at most ``unroll_inner`` steps: the outer
+activations stay in cache (``"auto"``, the default: ``"map"`` on CPU, ``"vmap"`` on GPU / TPU, where one batched
+kernel beats many small ones). Second-order steps unroll inner loops of at most ``unroll_inner`` steps: the outer
 derivative of a rolled scan keeps its residuals in stacked buffers, which XLA:CPU zero-fills and copies (unrolled,
 W2's second-order step is faster and compiles longer; docs/performance.md; 0: never unroll). ``meta_loss`` stays
 the plain definition, for tests and for other derivatives.
@@ -71,7 +72,12 @@ class _MetaGradient(AbstractMetaAlgorithm, abc.ABC):
         def query(task: Task, params):  # meta-training always scores the query set as one batch (MAML's protocol)
             return jax.value_and_grad(lambda p: loss(apply_fn(p, task.query_x), task.query_y), has_aux=True)(params)
 
-        (q_losses, q_metrics), q_grads = map_tasks(query, tasks, adapted, self.query_map, "query_map")
+        if self.query_map not in ("auto", "map", "vmap"):
+            raise ValueError(f"query_map '{self.query_map}' is unknown; use 'auto', 'map' or 'vmap'")
+        query_map = self.query_map
+        if query_map == "auto":
+            query_map = "map" if jax.default_backend() == "cpu" else "vmap"
+        (q_losses, q_metrics), q_grads = map_tasks(query, tasks, adapted, query_map)
         (grads,) = adapt_vjp(jax.tree.map(lambda g: g / n, q_grads))
         aux = {"query_metric": jnp.mean(q_metrics), "support_loss_first": jnp.mean(support_losses[:, 0]),
                "support_loss_last": jnp.mean(support_losses[:, -1])}
@@ -95,7 +101,7 @@ class MAML(_MetaGradient):
     eval_inner_steps: int = 10
     transductive: bool = True  # MAML evaluates with query-batch statistics
     task_map: str = "vmap"  # how tasks are batched in the adaptation: "vmap" or "map" (lax.map)
-    query_map: str = "map"  # how tasks are batched in the query loss and its gradient: "map" or "vmap"
+    query_map: str = "auto"  # tasks in the query loss and its gradient: "map", "vmap", "auto" (map on CPU only)
     unroll_inner: int = 8  # second order: unroll inner loops of at most this many steps (0: never)
 
     def init(self, params: PyTree) -> dict:
@@ -116,7 +122,7 @@ class ANIL(_MetaGradient):
     eval_inner_steps: int = 10
     transductive: bool = True
     task_map: str = "vmap"
-    query_map: str = "map"
+    query_map: str = "auto"
     unroll_inner: int = 8
     head_key: str = "head"
 
@@ -145,7 +151,7 @@ class MetaSGD(_MetaGradient):
     eval_inner_steps: int = 1
     transductive: bool = True
     task_map: str = "vmap"
-    query_map: str = "map"
+    query_map: str = "auto"
     unroll_inner: int = 8
 
     def init(self, params: PyTree) -> dict:
