@@ -70,7 +70,8 @@ class _MetaGradient(AbstractMetaAlgorithm, abc.ABC):
         adapted, adapt_vjp, support_losses = jax.vjp(adapt_all, meta_params, has_aux=True)
 
         def query(task: Task, params):  # meta-training always scores the query set as one batch (MAML's protocol)
-            return jax.value_and_grad(lambda p: loss(apply_fn(p, task.query_x), task.query_y), has_aux=True)(params)
+            return jax.value_and_grad(lambda p: query_metrics(p, task, apply_fn=apply_fn, loss=loss,
+                                                              transductive=True), has_aux=True)(params)
 
         if self.query_map not in ("auto", "map", "vmap"):
             raise ValueError(f"query_map '{self.query_map}' is unknown; use 'auto', 'map' or 'vmap'")

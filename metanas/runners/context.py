@@ -13,6 +13,7 @@ with bitwise the same metrics as an uninterrupted one on CPU.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -185,8 +186,6 @@ class RunContext:
         dst = self.run_dir / "damaged_checkpoints" / phase / str(step)
         _REPORTED_DAMAGE.paths.append(f"{src}/")
         logging.getLogger("asyncio").addFilter(_REPORTED_DAMAGE)  # idempotent
-        import gc
-
         gc.collect()  # orbax's failed read tasks are reported (and dropped) now, not at some later collection
         dst.parent.mkdir(parents=True, exist_ok=True)
         if dst.exists():
