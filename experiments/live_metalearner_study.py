@@ -5,7 +5,7 @@ training on real data -> results/live_metalearner/.
     .venv/bin/python experiments/live_metalearner_study.py --tiny --out /tmp/x   # a seconds-long smoke run
 
 Each trial trains ONE NB201 cell (an architecture: 6 categorical edges over 5 ops) with a learning rate (log
-float) on a small REAL Omniglot problem (``metanas.hpo.cell``: collect's 1-stage NB201 skeleton, C=4, N=1,
+float) on a small REAL Omniglot problem (``metanas.runners.cell``: collect's 1-stage NB201 skeleton, C=4, N=1,
 full-batch Adam; 10 characters, 12 drawers train / 5 validation / 3 test per character, 7x7 pixels). Every method
 selects on the VALIDATION accuracy; the test accuracy of each run's chosen configuration (best validation) is
 read once, at the end. Task A: characters of ``data_seed=0``. Task B (related: other characters, same
@@ -72,7 +72,7 @@ class CellTask:
     """evaluate(config, seed) -> {val_acc, test_acc}: real training of one NB201 cell (cached compile)."""
 
     def __init__(self, data_dir, data_seed, classes, steps, val_drawers=3, train_drawers=15):
-        from metanas.hpo.cell import cell_trainer
+        from metanas.runners.cell import cell_trainer
         from metanas.runners.collect import omniglot_problem
 
         x, y, xh, yh = omniglot_problem(data_dir, classes, train_drawers, 7, data_seed)

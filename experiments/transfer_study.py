@@ -3,7 +3,7 @@
     python experiments/transfer_study.py transnas [--seeds 20] [--data-dir ../shared/data]
     python experiments/transfer_study.py report          # tables + plots from the saved JSON
 
-All logic is in ``metanas.predictors.transfer_search`` (``transnas_study``); this script only configures, saves, reports.
+All logic is in ``metanas.search.transfer`` (``transnas_study``); this script only configures, saves, reports.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def run_transnas(args) -> None:
     import jax
 
     from metanas.benchmarks.transnas import default_path, load_transnas
-    from metanas.predictors.transfer_search import TransferSearch, transnas_study
+    from metanas.search.transfer import TransferSearch, transnas_study
     from metanas.predictors.pairwise import Pairwise
 
     path = args.file or default_path(args.data_dir)
@@ -187,7 +187,7 @@ NB201_SEARCH = dict(budget=20, init=5, topk=5, pretrain_steps=500, finetune_step
 def run_nb201(args) -> None:
     import jax
 
-    from metanas.predictors.transfer_search import TransferSearch, fixed_config_study
+    from metanas.search.transfer import TransferSearch, fixed_config_study
     from metanas.predictors.pairwise import Pairwise
     from metanas.runners.transfer import nb201_tables
 

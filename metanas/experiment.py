@@ -4,7 +4,7 @@
 start-up checks), runs the experiment's runner with a ``RunContext``, and writes the run store in this order:
 the runner's work, the meta-dataset record, then ``summary.json``. ``compose_config`` composes ``conf/`` inside or
 outside a running Hydra app. The command line (``metanas.app``) and the in-process HPO objective
-(``metanas.hpo.objectives``) both call these; nothing here reads ``sys.argv`` or exits the process.
+(``metanas.runners.objectives``) both call these; nothing here reads ``sys.argv`` or exits the process.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from metanas.config import ConfigError, takes_train, train_block
 from metanas.hpo.importance import importance_table, main_effect_importance
 from metanas.plots import plot_importance, plot_regret_curves
-from metanas.hpo.objectives import ExperimentObjective, TabRepoTask
+from metanas.runners.objectives import ExperimentObjective, TabRepoTask
 from metanas.hpo.samplers import ModelBasedSampler, PortfolioSampler, RandomSampler
 from metanas.hpo.schedulers import Trial, incumbent
 from metanas.hpo.space import HyperparameterSpace, config_key, space_from_config
@@ -97,11 +97,11 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     t = train_block(HPOTrain, cfg)
     method = hydra.utils.instantiate(t.method, _convert_="all")
     objective = hydra.utils.instantiate(t.objective, _convert_="all")
-    live = getattr(objective, "live", None)  # the objective says how it is evaluated (metanas.hpo.objectives)
+    live = getattr(objective, "live", None)  # the objective says how it is evaluated (metanas.runners.objectives)
     if not isinstance(live, bool):
         raise ConfigError(f"train.objective: {type(objective).__name__} has no boolean class attribute 'live' (True: "
                           f"objective(config, fidelity, ...) trains a trial; False: recorded TabRepo results); use "
-                          f"metanas.hpo.objectives.ExperimentObjective or TabRepoTask")
+                          f"metanas.runners.objectives.ExperimentObjective or TabRepoTask")
     return (run_live if live else run_tabrepo)(cfg, t, ctx, method, objective)
 
 

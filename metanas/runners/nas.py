@@ -28,6 +28,7 @@ import optax
 import scipy.special
 from omegaconf import DictConfig
 
+from metanas.benchmarks import reference_metrics
 from metanas.config import takes_train, train_block
 from metanas.data import augment, load_image_dataset
 from metanas.run_store import atomic_write_text
@@ -171,7 +172,8 @@ def derive_architecture(ctx: RunContext, cfg: DictConfig, space, alphas) -> tupl
     DARTS genotype lists; NB201 cells' table accuracies, reported, never used to choose). Returns the architecture
     and those accuracies."""
     arch = derive(space, jax.device_get(alphas))
-    extra, bench = space.describe(arch, cfg.data_dir)  # the space's own fields and reference accuracies
+    extra, bench = reference_metrics(space, arch, cfg.data_dir)  # a reference table's accuracies (reported only)
+    extra = space.describe(arch) | extra  # the space's own fields
     genotype: dict[str, Any] = {"arch": space.to_string(arch), "indices": arch.tolist(), "ops": list(space.ops),
                                 **extra}
     ctx.save_json("genotype.json", genotype)

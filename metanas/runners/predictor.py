@@ -1,7 +1,7 @@
 """Meta-learner experiments on NAS-Bench-201: ``search_nb201`` (predictor-guided search, the default experiment)
 and ``predictor_nb201`` (predictor quality vs number of training architectures).
 
-search_nb201 (``run_search``): the fine-tune loop of ``metanas.predictors.guided_search.PredictorSearch`` run one
+search_nb201 (``run_search``): the fine-tune loop of ``metanas.search.guided.PredictorSearch`` run one
 round per host step: query ``init`` random cells, then each round fit the predictor (``predictor:`` group, the
 pairwise ensemble by default) on every queried cell, score all 15,625 cells (one jitted, vmapped program), query
 the ``topk`` best unqueried ones (a table lookup), repeat until ``budget``. Checkpoint per round (resume), seeds
@@ -27,12 +27,14 @@ import numpy as np
 from omegaconf import DictConfig
 
 from metanas.benchmarks.nb201 import NB201Benchmark
-from metanas.predictors import guided_search as S
 from metanas.config import ConfigError, takes_train, train_block
 from metanas.plots import plot_curves, plot_quality
 from metanas.predictors.encodings import encode_archs
+from metanas.predictors.pairwise import Pairwise
 from metanas.runners.context import RunContext, scalars, train_loop
 from metanas.runners.transfer import TransferSettings, check_source_datasets
+from metanas.search import guided as S
+from metanas.search import transfer as T
 from metanas.search_spaces.nb201 import NB201Space
 
 
@@ -193,7 +195,6 @@ def _trace_of_search(key, table, *, search, features, predictor, space, excluded
 def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float]]:
     t = train_block(SearchTrain, cfg)
     if t.source_tasks:  # transfer from other NB201 data sets: metanas.runners.transfer
-        from metanas.runners.transfer import run_search_with_sources
 
         return run_search_with_sources(cfg, t, ctx)
     space, bench = _space_and_bench(cfg)
@@ -323,4 +324,63 @@ def run_predictor(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
         for n in n_train:
             out[f"{name}_tau_n{n}"] = float(np.mean(per_n[n]["kendall_tau"]))
             out[f"{name}_{prec}_n{n}"] = float(np.mean(per_n[n][prec]))
+    return out
+
+
+def run_search_with_sources(cfg: DictConfig, t, ctx: RunContext) -> dict:
+    """``search_nb201 train.source_tasks=[...]``: the default experiment's search on ``benchmark.dataset`` with the
+    pairwise meta-learner pre-trained on the listed NB201 data sets (their ``benchmark.metric`` tables, never the
+    target's) and fine-tuned on the target's queries every round (``TransferSearch``, settings in
+    ``train.transfer``); its first ``init`` queries are the pre-trained model's best cells. Same seeds, budget,
+    query table and baselines (``train.baselines``) as search_nb201, plus the sources' zero-shot z-score order;
+    same summary keys (best_test_acc, regret, queries_to_target, prefixed per baseline). Searches the canonical
+    cells when ``train.canonical``. One jitted program for all rounds (no per-round checkpoint). ``t``: the
+    search runner's ``SearchTrain`` (source names and the search's budget were checked when it was built)."""
+    space, bench = _space_and_bench(cfg)
+    names = list(t.source_tasks)
+    if bench.dataset in names:
+        raise ConfigError(f"train.source_tasks must not contain the target benchmark.dataset={bench.dataset!r} "
+                          "(leave-one-task-out)")
+    if bench.oracle or bench.seed_draw:
+        raise ConfigError("train.source_tasks needs a deterministic validation metric (benchmark.metric=valid_acc "
+                          "or lowfi_val, benchmark.seed_draw=false)")
+    predictor = hydra.utils.instantiate(cfg.predictor)
+    if not isinstance(predictor, Pairwise):
+        raise ConfigError(f"train.source_tasks needs predictor=pairwise (pre-training on pairs within a task), got "
+                          f"{type(predictor).__name__}")
+    search = t.transfer.search(t.budget, t.init, t.topk)
+    cells = np.flatnonzero(S.canonical_cells(space) if t.canonical else np.ones(space.size(), bool))
+    x = jnp.asarray(np.asarray(encode_archs(space, space.enumerate(), t.encoding), np.float32)[cells])
+    src = np.stack([NB201Benchmark(dataset=d, metric=bench.metric, data_dir=bench.data_dir).table()[cells]
+                    for d in names]).astype(np.float32)
+    target = np.asarray(bench.table(), np.float32)
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(cfg.seed, cfg.seed + cfg.seeds)])
+    # the tables enter as arguments, not as closed-over constants (XLA would constant-fold their sorts)
+    run = lambda k, xx, s, v: search.run(k, xx, s, v, predictor=predictor)  # noqa: E731
+    tr = jax.jit(jax.vmap(run, (0, None, None, None)))(keys, x, jnp.asarray(src), jnp.asarray(target[cells]))
+    codes = cells[np.asarray(tr.codes)]  # back to enumerate order
+    report = bench.report_table()
+    optimum = float(report.max())
+    z_codes = cells[np.argsort(-T.zscore_order(src), kind="stable")[: search.budget]]
+    curves = {"predictor": S.reported_best_so_far(target[codes], report, codes),
+              "zero_shot_zscore": S.reported_best_so_far(target[z_codes], report, z_codes)[None].repeat(len(codes), 0)}
+    tables = query_tables(bench, keys)
+    for name, b in baseline_traces(t, space, tables, keys, search.budget).items():
+        curves[name] = S.reported_best_so_far(np.asarray(b.values), report, np.asarray(b.codes))
+    for q in range(search.budget):
+        ctx.log("curve", q + 1, {name: float(np.median(c[:, q])) for name, c in curves.items()})
+    ctx.save_json("curves.json", {"optimum": optimum, "target": t.target, "queried_metric": bench.metric,
+                                  "reported_metric": "test_acc", "dataset": bench.dataset, "source_tasks": names,
+                                  **{k: _quartiles(v) for k, v in curves.items()}})
+    ctx.save_json("queried.json", {"codes": codes.tolist(), "values": target[codes].tolist()})
+    plot_curves(curves, optimum, t.target, ctx.path("plots/search_curve.png"),
+                  f"NB201 {bench.dataset}, pre-trained on {', '.join(names)}: test acc of the best-by-"
+                  f"{bench.metric} cell vs queries ({cfg.seeds} seed(s))")
+    ctx.meta_record = {"transfer": {"target": bench.dataset, "sources": names, "metric": bench.metric}}
+    out: dict = {}
+    for name, c in curves.items():
+        prefix = "" if name == "predictor" else f"{name}_"
+        out[f"{prefix}best_test_acc"] = scalars(c[:, -1])
+        out[f"{prefix}regret"] = scalars(optimum - c[:, -1])
+        out[f"{prefix}queries_to_target"] = scalars(queries_to(c, t.target).astype(np.float64))
     return out

@@ -26,14 +26,14 @@ from omegaconf import DictConfig
 
 from metanas.benchmarks.nb201 import DATASETS
 from metanas.benchmarks.transnas import default_path, load_transnas, top_cells
-from metanas.predictors import transfer_search as T
+from metanas.search import transfer as T
 from metanas.config import ConfigError, takes_train, train_block
 from metanas.runners.context import RunContext, scalars
 
 
 @dataclass(frozen=True)
 class TransferSettings:
-    """Pre-training and fine-tuning of ``TransferSearch`` (see ``metanas.predictors.transfer_search``): the flat keys
+    """Pre-training and fine-tuning of ``TransferSearch`` (see ``metanas.search.transfer``): the flat keys
     of transfer_transnas / transfer_nb201 and ``train.transfer`` of search_nb201. The defaults of keys a yaml leaves
     out live here."""
 
@@ -214,70 +214,4 @@ def run_nb201(cfg: DictConfig, ctx: RunContext) -> dict:
         queried[name] = {"codes": codes.tolist(), "values": np.asarray(tr.values).tolist()}
     ctx.save_json("queried.json", queried)
     ctx.meta_record = {"transfer": {"target": t.target, "sources": src_names, "metric": cfg.benchmark.metric}}
-    return out
-
-
-def run_search_with_sources(cfg: DictConfig, t, ctx: RunContext) -> dict:
-    """``search_nb201 train.source_tasks=[...]``: the default experiment's search on ``benchmark.dataset`` with the
-    pairwise meta-learner pre-trained on the listed NB201 data sets (their ``benchmark.metric`` tables, never the
-    target's) and fine-tuned on the target's queries every round (``TransferSearch``, settings in
-    ``train.transfer``); its first ``init`` queries are the pre-trained model's best cells. Same seeds, budget,
-    query table and baselines (``train.baselines``) as search_nb201, plus the sources' zero-shot z-score order;
-    same summary keys (best_test_acc, regret, queries_to_target, prefixed per baseline). Searches the canonical
-    cells when ``train.canonical``. One jitted program for all rounds (no per-round checkpoint). ``t``: the
-    search runner's ``SearchTrain`` (source names and the search's budget were checked when it was built)."""
-    from metanas.benchmarks.nb201 import NB201Benchmark
-    from metanas.plots import plot_curves
-    from metanas.predictors import guided_search as S
-    from metanas.predictors.encodings import encode_archs
-    from metanas.predictors.pairwise import Pairwise
-    from metanas.runners import predictor as P
-
-    space, bench = P._space_and_bench(cfg)
-    names = list(t.source_tasks)
-    if bench.dataset in names:
-        raise ConfigError(f"train.source_tasks must not contain the target benchmark.dataset={bench.dataset!r} "
-                          "(leave-one-task-out)")
-    if bench.oracle or bench.seed_draw:
-        raise ConfigError("train.source_tasks needs a deterministic validation metric (benchmark.metric=valid_acc "
-                          "or lowfi_val, benchmark.seed_draw=false)")
-    predictor = hydra.utils.instantiate(cfg.predictor)
-    if not isinstance(predictor, Pairwise):
-        raise ConfigError(f"train.source_tasks needs predictor=pairwise (pre-training on pairs within a task), got "
-                          f"{type(predictor).__name__}")
-    search = t.transfer.search(t.budget, t.init, t.topk)
-    cells = np.flatnonzero(S.canonical_cells(space) if t.canonical else np.ones(space.size(), bool))
-    x = jnp.asarray(np.asarray(encode_archs(space, space.enumerate(), t.encoding), np.float32)[cells])
-    src = np.stack([NB201Benchmark(dataset=d, metric=bench.metric, data_dir=bench.data_dir).table()[cells]
-                    for d in names]).astype(np.float32)
-    target = np.asarray(bench.table(), np.float32)
-    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(cfg.seed, cfg.seed + cfg.seeds)])
-    # the tables enter as arguments, not as closed-over constants (XLA would constant-fold their sorts)
-    run = lambda k, xx, s, v: search.run(k, xx, s, v, predictor=predictor)  # noqa: E731
-    tr = jax.jit(jax.vmap(run, (0, None, None, None)))(keys, x, jnp.asarray(src), jnp.asarray(target[cells]))
-    codes = cells[np.asarray(tr.codes)]  # back to enumerate order
-    report = bench.report_table()
-    optimum = float(report.max())
-    z_codes = cells[np.argsort(-T.zscore_order(src), kind="stable")[: search.budget]]
-    curves = {"predictor": S.reported_best_so_far(target[codes], report, codes),
-              "zero_shot_zscore": S.reported_best_so_far(target[z_codes], report, z_codes)[None].repeat(len(codes), 0)}
-    tables = P.query_tables(bench, keys)
-    for name, b in P.baseline_traces(t, space, tables, keys, search.budget).items():
-        curves[name] = S.reported_best_so_far(np.asarray(b.values), report, np.asarray(b.codes))
-    for q in range(search.budget):
-        ctx.log("curve", q + 1, {name: float(np.median(c[:, q])) for name, c in curves.items()})
-    ctx.save_json("curves.json", {"optimum": optimum, "target": t.target, "queried_metric": bench.metric,
-                                  "reported_metric": "test_acc", "dataset": bench.dataset, "source_tasks": names,
-                                  **{k: P._quartiles(v) for k, v in curves.items()}})
-    ctx.save_json("queried.json", {"codes": codes.tolist(), "values": target[codes].tolist()})
-    plot_curves(curves, optimum, t.target, ctx.path("plots/search_curve.png"),
-                  f"NB201 {bench.dataset}, pre-trained on {', '.join(names)}: test acc of the best-by-"
-                  f"{bench.metric} cell vs queries ({cfg.seeds} seed(s))")
-    ctx.meta_record = {"transfer": {"target": bench.dataset, "sources": names, "metric": bench.metric}}
-    out: dict = {}
-    for name, c in curves.items():
-        prefix = "" if name == "predictor" else f"{name}_"
-        out[f"{prefix}best_test_acc"] = scalars(c[:, -1])
-        out[f"{prefix}regret"] = scalars(optimum - c[:, -1])
-        out[f"{prefix}queries_to_target"] = scalars(P.queries_to(c, t.target).astype(np.float64))
     return out

@@ -51,7 +51,7 @@ class SearchSpace(abc.ABC):
     def from_string(self, s: str) -> np.ndarray:
         """Inverse of ``to_string``; ``ValueError`` with a one-line message on a bad string."""
 
-    def describe(self, arch, data_dir: str | None = None) -> tuple[dict, dict[str, float]]:
-        """A derived ``arch`` beyond its string: (extra fields of ``genotype.json``, accuracies that a reference
-        table reports for it -- reported, never used to choose). Nothing by default."""
-        return {}, {}
+    def describe(self, arch) -> dict:
+        """A derived ``arch`` beyond its string: extra fields of ``genotype.json``. Nothing by default. (Reference
+        accuracies of a tabular benchmark come from ``metanas.benchmarks.reference_metrics``.)"""
+        return {}

@@ -148,9 +148,9 @@ class DartsCNNSpace(SearchSpace):
             out[f"{name}_concat"] = list(range(NUM_INPUTS, NUM_INPUTS + NUM_NODES))
         return out
 
-    def describe(self, arch, data_dir: str | None = None) -> tuple[dict, dict[str, float]]:
-        """The DARTS genotype lists (``genotype``); no reference table."""
-        return self.genotype(arch), {}
+    def describe(self, arch) -> dict:
+        """The DARTS genotype lists (``genotype``)."""
+        return self.genotype(arch)
 
     def from_genotype(self, normal: list, reduce: list) -> np.ndarray:
         """Arch from DARTS genotype lists (two ``(op, input)`` pairs per node, node by node)."""

@@ -75,14 +75,6 @@ class NB201Space(SearchSpace):
         weights = self.num_ops ** np.arange(self.num_edges - 1, -1, -1, dtype=np.int64)
         return arch @ weights
 
-    def describe(self, arch, data_dir: str | None = None) -> tuple[dict, dict[str, float]]:
-        """The cell's 200-epoch NB201 test / validation accuracies (``metanas.benchmarks.nb201.lookup_cell``; empty
-        when an op is not an NB201 op), as ``genotype.json``'s ``nb201_200ep_test_acc`` and as metrics."""
-        from metanas.benchmarks.nb201 import lookup_cell
-
-        acc = lookup_cell(self, arch, data_dir)
-        return {"nb201_200ep_test_acc": acc}, acc
-
     def to_string(self, arch) -> str:
         a = [int(x) for x in np.asarray(arch)]
         groups, e = [], 0

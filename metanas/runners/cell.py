@@ -1,5 +1,5 @@
 """Train ONE given NB201 cell on a small real Omniglot problem: the trial runner that makes architecture keys
-searchable by the HPO experiments (``runner=metanas.hpo.cell.run`` on top of ``experiment=collect``).
+searchable by the HPO experiments (``runner=metanas.runners.cell.run`` on top of ``experiment=collect``).
 
 The cell is the config mapping ``train.cell = {e0: op, ..., e5: op}`` (NB201 edges in ``NB201Space`` string
 order, ops from ``search_space.ops``), so each edge is one categorical key (``train.cell.e3``) of a declared
@@ -46,7 +46,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     t = cfg.train
     space = hydra.utils.instantiate(cfg.search_space)
     if not isinstance(space, NB201Space):
-        raise ConfigError(f"metanas.hpo.cell.run needs search_space=nb201, got {type(space).__name__}")
+        raise ConfigError(f"metanas.runners.cell.run needs search_space=nb201, got {type(space).__name__}")
     arch = cell_arch(space, t.get("cell"))
     val_drawers = int(t.get("val_drawers", 3))
     held = 20 - int(t.train_drawers)

@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 from conftest import REPO, last_summary, run_fast, run_metanas
-from metanas.predictors import stream
+from metanas.search import stream
 from metanas.run_store import read_jsonl
 from metanas.search_spaces.darts_cnn import DartsCNNSpace
 

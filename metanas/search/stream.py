@@ -1,7 +1,7 @@
 """Streaming top-k ranking of a space too large to table: the DARTS CNN space (about 1.08e18 genotypes).
 
 ``stream_topk`` runs ONE jitted ``lax.scan`` over chunks of candidates; each step generates a chunk of candidate ids,
-scores them with the fused ensemble (``metanas.predictors.fast.Fused``) and merges them into a running top-k with one
+scores them with the fused ensemble (``metanas.predictors.fused.Fused``) and merges them into a running top-k with one
 ``lax.top_k`` over [k running + chunk]. Memory is O(chunk + k), independent of the number of candidates.
 
 Candidate ids. A DARTS cell is numbered by its index ``h`` in [0, P) (P = 1,037,664,180 with the 8 DARTS ops): mixed
@@ -23,7 +23,7 @@ member with a row per (cell, node, node choice): 2 x (49 + 147 + 294 + 490) = 1,
 pre-activation is then the sum of the 8 rows its node digits pick (a gather-sum, the bias folded into the first
 node's rows), instead of a [D=224] x [H] matmul on its one-hot encoding. The linear skip term and the constant are
 folded the same way. Deeper layers and the folded heads are ``Fused``'s own. ``first_layer="dense"`` instead decodes
-each candidate to its arch, encodes it (``encode_archs``) and scores it with ``fast.fused_utility`` (any encoding,
+each candidate to its arch, encodes it (``encode_archs``) and scores it with ``fused.fused_utility`` (any encoding,
 including the non-additive ``path`` ones): the reference the gather-sum is tested against.
 """
 
@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metanas.predictors.encodings import encode_archs
-from metanas.predictors.fast import Fused, fused_utility
+from metanas.predictors.fused import Fused, fused_utility
 from metanas.search_spaces.darts_cnn import EDGES_PER_CELL, NUM_INPUTS, NUM_NODES, DartsCNNSpace
 
 ADDITIVE_ENCODINGS = ("onehot", "onehot_pruned", "adjacency")  # a sum of per-node parts: gather-sum first layer
@@ -48,7 +48,7 @@ _ROUNDS = 4
 
 
 class StreamResult(NamedTuple):
-    scores: jax.Array  # float32 [k] best first: ``fast.fused_utility`` (= ``Pairwise.score`` + a constant)
+    scores: jax.Array  # float32 [k] best first: ``fused.fused_utility`` (= ``Pairwise.score`` + a constant)
     ids: jax.Array  # uint32 [k, 2] (normal-cell index, reduction-cell index); ``genotype_ids`` makes integers
     archs: jax.Array  # int32 [k, 28] the genotypes in the space's arch layout
 
@@ -223,7 +223,7 @@ def node_rows(space: DartsCNNSpace, ids: jax.Array) -> jax.Array:
 
 
 def stream_scores(s: StreamScorer, space: DartsCNNSpace, ids: jax.Array) -> jax.Array:
-    """float32 [N] ``fast.fused_utility`` of the genotypes ``ids`` uint32 [N, 2], by gather-sums."""
+    """float32 [N] ``fused.fused_utility`` of the genotypes ``ids`` uint32 [N, 2], by gather-sums."""
     rows = node_rows(space, ids)
     total = jnp.sum(s.skip[rows], 1)
     k = s.head.shape[0]
@@ -236,7 +236,7 @@ def stream_scores(s: StreamScorer, space: DartsCNNSpace, ids: jax.Array) -> jax.
 
 
 def dense_scores(f: Fused, space: DartsCNNSpace, ids: jax.Array, kind: str = "onehot") -> jax.Array:
-    """The same scores the reference way: decode, encode (any encoding), ``fast.fused_utility`` (matmuls)."""
+    """The same scores the reference way: decode, encode (any encoding), ``fused.fused_utility`` (matmuls)."""
     return fused_utility(f, encode_archs(space, decode(space, ids), kind))
 
 

@@ -114,7 +114,7 @@ def test_meta_and_search_import_no_flax():
     import ast
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1] / "metanas"
+    root = Path(__file__).resolve().parents[3] / "metanas"
     for pkg in ("meta", "search"):
         for f in (root / pkg).glob("*.py"):
             for node in ast.walk(ast.parse(f.read_text())):

@@ -1,7 +1,7 @@
 """Every failure leaves a true record (issue 17): validation before anything is written, resume that never loses a
 finished run, interrupts recorded as such, honest reports, concurrent writers, and fault injection.
 
-``pytest tests/test_reliability.py -m slow -s`` also runs the kill test; with ``METANAS_FAULT_FIGURES=FILE`` the
+``pytest tests/integration/test_reliability.py -m slow -s`` also runs the kill test; with ``METANAS_FAULT_FIGURES=FILE`` the
 fault-injection tests add their counts (kills tried, files damaged, concurrent writers) to FILE as JSON lines.
 """
 

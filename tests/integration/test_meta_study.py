@@ -8,7 +8,7 @@ import sys
 
 import yaml
 
-from tests.conftest import REPO
+from conftest import REPO
 
 
 def fake_run(root, name, acc, alpha_lr, arch_idx):

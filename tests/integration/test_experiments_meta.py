@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_metanas
+from conftest import REPO, run_metanas
 
 SYNTHETIC = ["maml_sinusoid"]
 OMNIGLOT = ["maml_omniglot", "fomaml_omniglot", "reptile_omniglot", "anil_omniglot", "metasgd_omniglot"]

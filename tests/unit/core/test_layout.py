@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PKG = Path(__file__).resolve().parent.parent / "metanas"
+PKG = Path(__file__).resolve().parents[3] / "metanas"
 
 
 def _imports(path: Path) -> set[str]:
@@ -74,3 +74,96 @@ def test_one_mlp_forward():
                  for node in ast.walk(ast.parse(p.read_text()))
                  if isinstance(node, ast.FunctionDef) and node.name.lstrip("_") in ("mlp", "mlp_apply")]
     assert offenders == []
+
+
+# ---- rooms by role: the import layering -------------------------------------------------------------------------
+# Low to high. A module may import from its own room or a lower one, never from a higher one; lazy imports (inside
+# functions) count too. Loose modules of the foundation are usable everywhere.
+LAYERS = [
+    {"config", "run_store", "compilation_cache", "initializers", "sharding", "metafeatures", "plots", "stats", "nn"},
+    {"search_spaces", "models"},
+    {"supernet"},
+    {"benchmarks", "data"},
+    {"predictors"},
+    {"search", "meta"},
+    {"hpo"},
+    {"runners", "experiment", "report", "sweep"},
+    {"app", "__main__"},
+]
+
+
+def _room(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "metanas" and len(parts) > 1 else None
+
+
+def _rank(room: str) -> int:
+    for i, rooms in enumerate(LAYERS):
+        if room in rooms:
+            return i
+    raise AssertionError(f"room metanas.{room} is in no layer of tests/unit/core/test_layout.py: LAYERS; add it")
+
+
+def _module_name(p: Path) -> str:
+    rel = p.relative_to(PKG.parent).with_suffix("")
+    parts = list(rel.parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _metanas_imports(p: Path) -> set[str]:
+    """Modules of metanas that ``p`` imports (``from metanas.x import y`` counts ``metanas.x.y`` when that is a
+    module, else ``metanas.x``)."""
+    out = set()
+    for node in ast.walk(ast.parse(p.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{a.name}" if _is_module(f"{node.module}.{a.name}") else node.module
+                     for a in node.names]
+        out |= {n for n in names if n.startswith("metanas.")}
+    return out
+
+
+def _is_module(name: str) -> bool:
+    rel = Path(*name.split(".")[1:])
+    return (PKG / rel).with_suffix(".py").exists() or (PKG / rel / "__init__.py").exists()
+
+
+def test_no_import_from_a_lower_room_into_a_higher_one():
+    offenders = []
+    for p in PKG.rglob("*.py"):
+        me = _room(_module_name(p)) or ""
+        for m in _metanas_imports(p):
+            if _room(m) and me and _rank(_room(m)) > _rank(me):
+                offenders.append(f"{p.relative_to(PKG)} imports {m}")
+    assert offenders == []
+
+
+def test_no_import_cycle_between_modules():
+    graph = {_module_name(p): {m for m in _metanas_imports(p) if _is_module(m)} for p in PKG.rglob("*.py")}
+    seen, stack, cycles = set(), [], []
+
+    def visit(m):
+        if m in stack:
+            cycles.append(stack[stack.index(m):] + [m])
+            return
+        if m in seen:
+            return
+        seen.add(m)
+        stack.append(m)
+        for n in sorted(graph.get(m, ())):
+            visit(n)
+        stack.pop()
+
+    for m in sorted(graph):
+        visit(m)
+    assert cycles == []
+
+
+def test_the_layering_check_catches_an_upward_import(tmp_path):
+    """The two checks above can fail: an upward import and a cycle are found in a hand-made module graph."""
+    assert _rank("predictors") < _rank("search") < _rank("runners")
+    bad = tmp_path / "m.py"
+    bad.write_text("from metanas.runners.context import RunContext\n")
+    assert "metanas.runners.context" in _metanas_imports(bad)

@@ -1,4 +1,4 @@
-"""Streaming top-k over the DARTS CNN space (``metanas.predictors.stream``): ids <-> archs, the gather-sum first
+"""Streaming top-k over the DARTS CNN space (``metanas.search.stream``): ids <-> archs, the gather-sum first
 layer against the matmul, and the streamed top-k against a brute-force ranking of the same candidates."""
 
 import jax
@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from metanas.predictors import fast
-from metanas.predictors import stream as S
+from metanas.predictors import fused
+from metanas.search import stream as S
 from metanas.predictors.encodings import encode_archs
 from metanas.predictors.pairwise import Pairwise
 from metanas.search_spaces.darts_cnn import DartsCNNSpace
@@ -16,13 +16,13 @@ SPACE = DartsCNNSpace()
 P = S.cell_count(SPACE)
 
 
-def fused(key, ensemble=3, layers=2, hidden=16, kind="onehot"):
+def fused_ensemble(key, ensemble=3, layers=2, hidden=16, kind="onehot"):
     """A fused ensemble with random (untrained) weights and a non-zero skip term, so scores have no exact ties."""
     pred = Pairwise(ensemble=ensemble, layers=layers, hidden=hidden, embed=8)
     dim = encode_archs(SPACE, jnp.zeros((1, 28), jnp.int32), kind).shape[1]
     params = jax.vmap(pred.init, (0, None))(jax.random.split(key, ensemble), dim)
     params["v"] = 0.1 * jax.random.normal(jax.random.fold_in(key, 1), params["v"].shape)
-    return fast.fuse(pred, params)
+    return fused.fuse(pred, params)
 
 
 def random_ids(key, n):
@@ -30,7 +30,7 @@ def random_ids(key, n):
 
 
 def brute_force_top(f, ids, k):
-    """Reference: every candidate decoded, encoded, scored with ``fast.fused_utility``, stably sorted."""
+    """Reference: every candidate decoded, encoded, scored with ``fused.fused_utility``, stably sorted."""
     u = np.asarray(jax.jit(lambda i: S.dense_scores(f, SPACE, i))(ids))
     order = np.argsort(-u, kind="stable")[:k]
     return u[order], np.asarray(ids)[order]
@@ -59,7 +59,7 @@ def test_gather_sum_equals_the_matmul_on_one_hot_inputs(key):
 
 @pytest.mark.parametrize("kind,ensemble,layers", [("onehot", 3, 2), ("adjacency", 2, 1), ("onehot", 1, 0)])
 def test_folded_first_layer_scores_equal_fused_utility(key, kind, ensemble, layers):
-    f = fused(key, ensemble, layers, kind=kind)
+    f = fused_ensemble(key, ensemble, layers, kind=kind)
     ids = random_ids(jax.random.fold_in(key, 2), 500)
     xn, base = S.node_encodings(SPACE, kind)
 
@@ -67,7 +67,7 @@ def test_folded_first_layer_scores_equal_fused_utility(key, kind, ensemble, laye
     def both(f, ids):
         x = encode_archs(SPACE, S.decode(SPACE, ids), kind)
         summed = base[None] + jax.nn.one_hot(S.node_rows(SPACE, ids), xn.shape[0]).sum(1) @ xn
-        return x, summed, S.stream_scores(S.fold_first_layer(f, SPACE, kind), SPACE, ids), fast.fused_utility(f, x)
+        return x, summed, S.stream_scores(S.fold_first_layer(f, SPACE, kind), SPACE, ids), fused.fused_utility(f, x)
 
     x, summed, got, want = both(f, ids)
     np.testing.assert_allclose(summed, x, atol=1e-6)  # the encoding is the sum of its node choices' rows
@@ -76,7 +76,7 @@ def test_folded_first_layer_scores_equal_fused_utility(key, kind, ensemble, laye
 
 def test_stream_topk_enumerated_equals_brute_force(key):
     """Enumeration from an offset that crosses a reduction-cell wrap, a last chunk shorter than the others."""
-    f = fused(key)
+    f = fused_ensemble(key)
     n, start, k = 100_000, P - 40_000, 25
     got = S.stream_topk(None, f, SPACE, n, 4096, k, start=start)
     ids = np.stack(np.divmod(start + np.arange(n, dtype=np.int64), P), 1).astype(np.uint32)
@@ -95,7 +95,7 @@ def test_sampled_stream_is_without_replacement_and_equals_brute_force(key):
     ph, pl = S.permute(rk, jnp.asarray(hi, jnp.uint32), jnp.asarray(lo, jnp.uint32), 997)
     assert len(np.unique(np.asarray(ph).astype(np.int64) * 997 + np.asarray(pl))) == 997 * 997
     assert np.asarray(ph).max() < 997 and np.asarray(pl).max() < 997
-    f = fused(jax.random.fold_in(key, 3))
+    f = fused_ensemble(jax.random.fold_in(key, 3))
     n, k = 50_000, 10
     got = S.stream_topk(key, f, SPACE, n, 3000, k)
     c_hi, c_lo = np.divmod(np.arange(n), P)
@@ -116,7 +116,7 @@ def test_sampled_stream_is_without_replacement_and_equals_brute_force(key):
 
 @pytest.mark.slow
 def test_stream_topk_equals_brute_force_on_a_million_candidates(key):
-    f = fused(key, hidden=64)
+    f = fused_ensemble(key, hidden=64)
     n, k = 1_000_000, 100
     got = S.stream_topk(None, f, SPACE, n, 16384, k)
     ids = jnp.stack([jnp.zeros(n, jnp.uint32), jnp.arange(n, dtype=jnp.uint32)], 1)
@@ -126,7 +126,7 @@ def test_stream_topk_equals_brute_force_on_a_million_candidates(key):
 
 
 def test_stream_topk_rejects_bad_arguments(key):
-    f = fused(key)
+    f = fused_ensemble(key)
     with pytest.raises(ValueError, match=r"k must be in \[1, n_candidates=5\]"):
         S.stream_topk(None, f, SPACE, 5, 4, 6)
     with pytest.raises(ValueError, match="chunk must be in"):

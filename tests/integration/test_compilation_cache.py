@@ -12,7 +12,7 @@ import pytest
 
 from metanas import compilation_cache as C
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_resolve_defaults_paths_and_off():

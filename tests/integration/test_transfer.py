@@ -1,4 +1,4 @@
-"""Transfer search across tasks (metanas.predictors.transfer_search, metanas.benchmarks.transnas): leave-one-task-out is
+"""Transfer search across tasks (metanas.search.transfer, metanas.benchmarks.transnas): leave-one-task-out is
 enforced (a target's records never reach its own pre-training or its nested selection), zero-shot queries nothing,
 the loader reads a user's own file, and transfer_transnas runs under debug=fast. Hand-made multi-task data are
 SYNTHETIC (small random tables), built here."""
@@ -12,7 +12,7 @@ import pytest
 
 from conftest import last_summary, run_fast, run_metanas, REPO
 from metanas.benchmarks.transnas import TransNASDataError, load_transnas, pairwise_target, top_cells
-from metanas.predictors import transfer_search as T
+from metanas.search import transfer as T
 from metanas.predictors.pairwise import Pairwise
 
 PRED = Pairwise(hidden=8, embed=4, steps=5, ensemble=2)

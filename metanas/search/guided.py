@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metanas.predictors.acquisition import evolve, reinforce
+from metanas.search.acquisition import evolve, reinforce
 from metanas.search_spaces.nb201 import NB201Space
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from metanas.benchmarks.nb201 import NB201Benchmark
-from metanas.predictors import guided_search as S
-from metanas.predictors.acquisition import evolve, reinforce
+from metanas.search import guided as S
+from metanas.search.acquisition import evolve, reinforce
 from metanas.predictors.encodings import encode_archs
 from metanas.predictors.pairwise import Pairwise
 from metanas.predictors.pointwise import Ridge

@@ -104,7 +104,7 @@ def test_the_objective_says_which_study_runs(monkeypatch):
     import metanas.runners.hpo as H
     from metanas.config import ConfigError
     from metanas.experiment import compose_config
-    from metanas.hpo.objectives import ExperimentObjective, TabRepoTask
+    from metanas.runners.objectives import ExperimentObjective, TabRepoTask
 
     assert ExperimentObjective.live is True and TabRepoTask.live is False
     seen = []
