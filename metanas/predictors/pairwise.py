@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from metanas.nn.functional import mlp, mlp_init
+from metanas.predictors.fit import fit_steps
 
 
 def pair_targets(p: jax.Array, i: jax.Array, j: jax.Array) -> jax.Array:
@@ -102,13 +103,7 @@ class Pairwise:
             same = (group[i] == group[j]) & (i != j)  # pairs only within one data set / validation split
             return self.pair_loss(params, x[i], x[j], pair_targets(p, i, j), same.astype(jnp.float32))
 
-        def step(carry, k):
-            params, opt = carry
-            g = jax.grad(loss)(params, k)
-            upd, opt = tx.update(g, opt, params)
-            return (optax.apply_updates(params, upd), opt), None
-
-        (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), jax.random.split(k_data, self.steps))
+        params = fit_steps(loss, params, k_data, steps=self.steps, tx=tx)
         return params
 
     def fit(self, key: jax.Array, x: jax.Array, y: jax.Array, n, group: jax.Array | None = None,

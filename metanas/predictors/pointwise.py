@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from metanas.nn.functional import mlp, mlp_init
+from metanas.predictors.fit import fit_steps
 
 
 def _mask(x: jax.Array, n) -> jax.Array:
@@ -68,18 +69,12 @@ class MLP:
         net = mlp_init(k_init, (x.shape[1],) + (self.hidden,) * self.layers + (1,))
         tx = optax.adamw(self.lr, weight_decay=self.weight_decay)
 
-        def loss(net, idx):
+        def loss(net, k):
+            idx = jax.random.randint(k, (self.batch,), 0, jnp.maximum(n, 1))
             pred = mlp(net, x[idx])[:, 0]
             return jnp.mean((pred - (y[idx] - mu) / sd) ** 2)
 
-        def step(carry, k):
-            net, opt = carry
-            idx = jax.random.randint(k, (self.batch,), 0, jnp.maximum(n, 1))
-            g = jax.grad(loss)(net, idx)
-            upd, opt = tx.update(g, opt, net)
-            return (optax.apply_updates(net, upd), opt), None
-
-        (net, _), _ = jax.lax.scan(step, (net, tx.init(net)), jax.random.split(k_data, self.steps))
+        net = fit_steps(loss, net, k_data, steps=self.steps, tx=tx)
         return {"net": net, "mu": mu, "sd": sd}
 
     def fit(self, key: jax.Array, x: jax.Array, y: jax.Array, n) -> dict:

@@ -38,6 +38,7 @@ from jax.scipy.special import ndtri
 from scipy.stats import kendalltau
 
 from metanas.benchmarks.transnas import top_cells
+from metanas.predictors.fit import fit_steps
 from metanas.predictors.pairwise import Pairwise
 
 
@@ -123,13 +124,7 @@ def finetune(key: jax.Array, predictor: Pairwise, params0: dict, x_src: jax.Arra
         return (1.0 - mix) * lt + mix * ls
 
     def one(k, p0):
-        def step(carry, kk):
-            params, opt = carry
-            upd, opt = tx.update(jax.grad(loss)(params, kk), opt, params)
-            return (optax.apply_updates(params, upd), opt), None
-
-        (p, _), _ = jax.lax.scan(step, (p0, tx.init(p0)), jax.random.split(k, steps))
-        return p
+        return fit_steps(loss, p0, k, steps=steps, tx=tx)
 
     members = jax.tree_util.tree_leaves(params0)[0].shape[0]
     return jax.vmap(one)(jax.random.split(key, members), params0)
