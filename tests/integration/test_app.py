@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import OmegaConf
 
 from conftest import REPO, run_metanas
@@ -41,7 +41,13 @@ def test_every_group_option_composes_and_instantiates(group, option, tmp_path):
     validate(cfg)
     node = cfg[group]
     if node is not None and "_target_" in node:
-        assert instantiate(node) is not None
+        target = get_object(node._target_)
+        obj = instantiate(node)
+        if isinstance(target, type):
+            assert type(obj) is target
+        else:  # a factory such as optax.adam: what it builds, not a config node
+            assert not OmegaConf.is_config(obj) and type(obj) is type(target(**{k: v for k, v in node.items()
+                                                                                if k != "_target_"}))
 
 
 @pytest.mark.parametrize("experiment", _options("experiment"))

@@ -210,7 +210,10 @@ def test_arch_string_round_trip_and_space_api(key, space):
         mutated = np.asarray(space.mutate(jax.random.fold_in(key, 100 + i), arch))
         assert np.sum(mutated != arch) >= 1
         assert space.encode(arch).shape == (space.num_edges * len(space.ops),)
-        assert len(space.neighbours(arch)) > 0
+        nbs = space.neighbours(arch)
+        assert len({tuple(n) for n in nbs}) == len(nbs) > 0 and not (nbs == arch).all(1).any()
+        if not isinstance(space, DartsCNNSpace):  # one op change per neighbour, every one of them
+            assert ((nbs != arch).sum(1) == 1).all() and len(nbs) == space.num_edges * (len(space.ops) - 1)
     with pytest.raises(ValueError):
         space.from_string("|nope~0|")
 
