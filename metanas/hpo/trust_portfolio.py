@@ -143,12 +143,11 @@ def select_settings(features: np.ndarray, regret: np.ndarray, target_values: np.
     return int(np.argmin(loss)), loss
 
 
-def _tau(score, regret_row, keep, digits=None):
-    """Kendall tau over the configs ``keep``. ``digits``: round the scores first (the search's standardised float32
-    scores: rounding error ~1e-6 would otherwise split ties of the float64 mean ranks, whose standardised steps are
-    > 1e-4 on TabRepo)."""
-    s = np.asarray(score, np.float64)
-    s = (s if digits is None else np.round(s, digits))[keep]
+def _tau(score, regret_row, keep, digits=10):
+    """Kendall tau over the configs ``keep``, the scores rounded to ``digits`` first, so that equal mean ranks count
+    as ties whatever the order of summation (float64 sums of the same ranks in another order differ by ~1e-17; the
+    search's standardised float32 scores are rounded to 5 digits: their standardised steps are > 1e-4 on TabRepo)."""
+    s = np.round(np.asarray(score, np.float64), digits)[keep]
     return float(np.nan_to_num(kendalltau(s, -np.asarray(regret_row)[keep])[0]))
 
 
