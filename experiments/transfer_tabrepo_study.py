@@ -172,7 +172,7 @@ def report(r: dict) -> str:
     return "\n".join(lines)
 
 
-INTRO = """# TabRepo: a warm start that never loses to its own prior (issue #31)
+INTRO = """# TabRepo: the trust-weighted warm start against portfolios, paired over tasks (issue #31)
 
 One search for every piece of prior knowledge: `metanas.search.table_trust.trust_search` treats the greedy
 portfolio, the k-NN and kernel-weighted warm starts, the mean-rank order, every training task's own regret order and
