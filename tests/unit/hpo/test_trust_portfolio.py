@@ -50,3 +50,17 @@ def test_leave_tasks_out_with_nested_choice_and_report(tmp_path, monkeypatch):
     text = study.report(r)
     assert "| regret @1 (mean over tasks)" in text and "wins / ties / losses" in text
     assert "greedy portfolio" in text and text.count("NOT met") + text.count("MET") >= 5
+
+
+def test_synetune_adapter_proposes_table_configs():
+    """Syne Tune's ZeroShotTransfer through the study's tabular adapter (skipped where syne-tune is not installed):
+    distinct table indices, the first the config of best mean rank over the training tasks."""
+    pytest.importorskip("syne_tune")
+    spec = importlib.util.spec_from_file_location("study", "experiments/transfer_tabrepo_study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    rng = np.random.default_rng(3)
+    err = rng.random((6, 9))
+    hps = [{"lr": float(i), "leaves": int(i % 3), "trees": bool(i % 2)} for i in range(9)]
+    order = study.synetune_orders(err, hps, np.arange(1, 6), 4)
+    assert len(set(order)) == 4 and order[0] == int(np.argmin(rank_matrix(err[1:6]).mean(0)))
