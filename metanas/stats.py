@@ -61,11 +61,13 @@ def paired(a, b, *, lower_is_better: bool = True, n_boot: int = 10_000, seed: in
 
 
 def fmt(x: float) -> str:
-    """A median as it is: 37.5 stays 37.5, 38.0 prints 38, 94.3667 prints 94.367."""
+    """A median as it is: 37.5 stays 37.5, 38.0 prints 38, 94.3667 prints 94.367, -0.0004 prints -0.0004."""
     x = float(x)
     if not np.isfinite(x):
         return str(x)
-    return f"{x:.3f}".rstrip("0").rstrip(".") if x != round(x) else str(int(round(x)))
+    if x == round(x):
+        return str(int(round(x)))
+    return f"{x:.3f}".rstrip("0").rstrip(".") if abs(x) >= 0.01 else f"{x:.2g}"
 
 
 def fmt_p(p: float) -> str:

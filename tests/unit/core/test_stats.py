@@ -37,6 +37,7 @@ def test_censoring_is_the_same_cap_for_every_method():
 
 def test_medians_print_exactly_and_bad_input_is_refused():
     assert stats.fmt(37.5) == "37.5" and stats.fmt(38.0) == "38" and stats.fmt(94.36667) == "94.367"
+    assert stats.fmt(-0.0004) == "-0.0004" and stats.fmt(0.0035) == "0.0035"
     with pytest.raises(ValueError, match="one length"):
         stats.paired([1, 2], [1, 2, 3])
     with pytest.raises(ValueError, match="censor"):
