@@ -12,7 +12,7 @@ before they reach a loss or an input.
   n <= q drawn uniformly (n = 0: the config alone), so the model learns both zero-shot and continuation;
   with ``final_weight`` a share of the targets is the last checkpoint. Pre-trained on source tasks' full curves
   (``metanas.benchmarks.curves.leave_one_task_out``), fine-tuned on the target's partial curves (``train`` continues
-  from given parameters and optimiser state; ``mix`` keeps rehearsing source rows). Uncertainty: the spread of the
+  from given parameters with a fresh optimiser state; ``mix`` keeps rehearsing source rows). Uncertainty: the spread of the
   ``ensemble`` members (each its own init and minibatches), as in DPL.
   ``prob_better(a, b)`` is the pairwise form: P(run a ends below run b | partial evidence), from the members'
   Gaussian approximation of the two final values.
@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import optax
 
 from metanas.nn.functional import mlp, mlp_init
+from metanas.predictors.fit import fit_steps
 
 N_SUMMARY = 7
 
@@ -116,32 +117,22 @@ class CurveModel:
         err = jnp.where(w > 0, (pred - jnp.nan_to_num(rows.y[r, q])) / p["sd"], 0.0)
         return jnp.sum(w * optax.huber_loss(err, delta=1.0)) / jnp.maximum(w.sum(), 1.0)
 
-    def train(self, key: jax.Array, params: dict, opt, x: jax.Array, rows: Rows, steps: int,
+    def train(self, key: jax.Array, params: dict, x: jax.Array, rows: Rows, steps: int,
               source: Rows | None = None):
-        """``steps`` AdamW steps of every member from ``params`` / ``opt`` (None: fresh optimiser state) on ``rows``
-        (and ``mix`` of ``source`` rows). Returns (params, opt)."""
-        tx = self.tx()
+        """``steps`` AdamW steps of every member from ``params`` (a fresh optimiser state each call, as
+        ``predictors.fit.fit_steps`` does) on ``rows`` (and ``mix`` of ``source`` rows). Returns the parameters."""
         mix = self.mix if source is not None else 0.0
 
-        def one(k, p, o):
+        def one(k, p):
             def loss(net, kk):
                 pp = {**p, "net": net}
                 k1, k2 = jax.random.split(kk)
                 lt = self._loss(pp, x, rows, k1)
                 return lt if mix <= 0 else (1 - mix) * lt + mix * self._loss(pp, x, source, k2)
 
-            def step(c, kk):
-                net, o = c
-                g = jax.grad(loss)(net, kk)
-                upd, o = tx.update(g, o, net)
-                return (optax.apply_updates(net, upd), o), None
+            return {**p, "net": fit_steps(loss, p["net"], k, steps=steps, tx=self.tx())}
 
-            (net, o), _ = jax.lax.scan(step, (p["net"], o), jax.random.split(k, steps))
-            return {**p, "net": net}, o
-
-        if opt is None:
-            opt = jax.vmap(tx.init)(params["net"])
-        return jax.vmap(one)(jax.random.split(key, self.ensemble), params, opt)
+        return jax.vmap(one)(jax.random.split(key, self.ensemble), params)
 
     def final(self, params: dict, x: jax.Array, y: jax.Array, n: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(mean [B], std [B]) over members of the value at the last checkpoint."""
@@ -200,28 +191,22 @@ class PowerLaw:
         """[M, B] (``y`` / ``n`` are not used: the curve enters only through training)."""
         return jax.vmap(lambda p: self._one(p, x, q, y.shape[-1]))(params)
 
-    def train(self, key, params, opt, x, rows: Rows, steps: int, source: Rows | None = None):
-        tx = self.tx()
+    def train(self, key, params, x, rows: Rows, steps: int, source: Rows | None = None):
+        """``steps`` AdamW steps of every member on the observed points (``source`` is not used: DPL fits the
+        target only). Returns the parameters."""
         L = rows.y.shape[-1]
 
-        def one(k, p, o):
+        def one(k, p):
             def loss(net, kk):
                 r, _, q, w = sample_examples(kk, rows, self.batch, 0.0)
                 pred = self._one({**p, "net": net}, x[rows.cfg[r]], q, L)
                 err = jnp.where(w > 0, (pred - jnp.nan_to_num(rows.y[r, q])) / p["sd"], 0.0)
                 return jnp.sum(w * jnp.abs(err)) / jnp.maximum(w.sum(), 1.0)
 
-            def step(c, kk):
-                net, o = c
-                upd, o = tx.update(jax.grad(loss)(net, kk), o, net)
-                return (optax.apply_updates(net, upd), o), None
+            return {**p, "net": fit_steps(loss, p["net"], k, steps=steps, tx=self.tx())}
 
-            (net, o), _ = jax.lax.scan(step, (p["net"], o), jax.random.split(k, steps))
-            return {**p, "net": net}, o
-
-        if opt is None:
-            opt = jax.vmap(tx.init)(params["net"])
-        return jax.vmap(one)(jax.random.split(key, self.ensemble), params, opt)
+        del source
+        return jax.vmap(one)(jax.random.split(key, self.ensemble), params)
 
     def final(self, params, x, y, n):
         q = jnp.full(n.shape, y.shape[-1] - 1, jnp.int32)
@@ -229,29 +214,28 @@ class PowerLaw:
         return v.mean(0), v.std(0)
 
 
-def fit_power_law(key: jax.Array, t: jax.Array, y: jax.Array, mask: jax.Array | None = None, steps: int = 3000,
-                  lr: float = 0.05) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Least-squares (a, b, c) of y ~ a + b * t^(-c) on one curve (t > 0; ``mask`` drops NaN / unobserved points),
-    by Adam on (a, log b, log c) from a data-driven start. Jittable."""
-    del key
+def fit_power_law(t: jax.Array, y: jax.Array, mask: jax.Array | None = None, *, grid: int = 400,
+                  c_range: tuple[float, float] = (1e-3, 5.0)) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Least-squares (a, b, c) of y ~ a + b * t^(-c) on one curve (t > 0; ``mask`` drops unobserved points, NaN
+    always dropped): for each c of a log grid, (a, b) is linear least squares in closed form; the best c is refined
+    on a second grid around it. Jittable."""
     mask = jnp.isfinite(y) if mask is None else mask & jnp.isfinite(y)
+    w = mask.astype(jnp.float32)
     yz = jnp.where(mask, y, 0.0)
-    c0 = jnp.maximum(mask.sum(), 1)
-    lo = jnp.min(jnp.where(mask, y, jnp.inf))
-    hi = jnp.max(jnp.where(mask, y, -jnp.inf))
-    sc = jnp.maximum(hi - lo, 1e-6)
-    th0 = jnp.array([0.0, 0.0, jnp.log(0.5)])  # a = lo + th0 * sc, b = sc * exp(th1), c = exp(th2)
 
-    def f(th):
-        a, b, c = lo + th[0] * sc, sc * jnp.exp(th[1]), jnp.exp(th[2])
-        return jnp.sum(jnp.where(mask, ((a + b * t ** (-c)) - yz) / sc, 0.0) ** 2) / c0
+    def solve(c):
+        f = t ** (-c)
+        sw = jnp.maximum(w.sum(), 1.0)
+        fm, ym = (w * f).sum() / sw, (w * yz).sum() / sw
+        var = (w * (f - fm) ** 2).sum()
+        b = jnp.where(var > 1e-12, (w * (f - fm) * (yz - ym)).sum() / jnp.maximum(var, 1e-12), 0.0)
+        a = ym - b * fm
+        return a, b, (w * (a + b * f - yz) ** 2).sum()
 
-    tx = optax.adam(lr)
-
-    def step(carry, _):
-        th, o = carry
-        upd, o = tx.update(jax.grad(f)(th), o)
-        return (optax.apply_updates(th, upd), o), None
-
-    (th, _), _ = jax.lax.scan(step, (th0, tx.init(th0)), None, length=steps)
-    return lo + th[0] * sc, sc * jnp.exp(th[1]), jnp.exp(th[2])
+    cs = jnp.exp(jnp.linspace(jnp.log(c_range[0]), jnp.log(c_range[1]), grid))
+    sse = jax.vmap(lambda c: solve(c)[2])(cs)
+    k = jnp.argmin(sse)
+    fine = jnp.linspace(cs[jnp.maximum(k - 1, 0)], cs[jnp.minimum(k + 1, grid - 1)], grid)
+    c = fine[jnp.argmin(jax.vmap(lambda c: solve(c)[2])(fine))]
+    a, b, _ = solve(c)
+    return a, b, c

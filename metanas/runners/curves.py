@@ -95,7 +95,7 @@ def source_rows(src) -> Rows:
 def pretrain(key, model: CurveModel, x, rows: Rows, steps: int) -> dict:
     mu, sd = data_scale(rows.y, rows.prog)
     p0 = model.init(key, x.shape[1], mu, sd)
-    return model.train(jax.random.fold_in(key, 1), p0, None, x, rows, steps)[0]
+    return model.train(jax.random.fold_in(key, 1), p0, x, rows, steps)
 
 
 def _ranks(reg: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -137,8 +137,9 @@ def run_table(table, t: CurvesTrain, seeds: list[int], *, progress=None) -> dict
     x = jnp.asarray(table.x)
     # compiled once, the task's arrays as arguments (not constants): one compilation serves every target
     jit_pretrain = jax.jit(lambda k, rows: pretrain(k, model, x, rows, t.pretrain_steps))
-    jit_meta = jax.jit(jax.vmap(lambda k, p0, y, c, kp: ft_meta.run(k, model, p0, x, y, c, kp),
-                                in_axes=(0, None, None, None, None)))
+    jit_meta = jax.jit(jax.vmap(lambda k, p0, y, c, kp, src: ft_meta.run(k, model, p0, x, y, c, kp,
+                                                                         src if t.mix > 0 else None),
+                                in_axes=(0, None, None, None, None, None)))
     jit_scratch = {name: jax.jit(jax.vmap(lambda k, y, c, kp, mdl=mdl: ft_scratch.run(k, mdl, None, x, y, c, kp),
                                           in_axes=(0, None, None, None)))
                    for name, mdl in (("metanas_scratch", model), ("dpl", dpl))}
@@ -156,9 +157,10 @@ def run_table(table, t: CurvesTrain, seeds: list[int], *, progress=None) -> dict
             t0 = time.perf_counter()
             if m in MODEL_METHODS:
                 if m == "metanas":
+                    rows_src = source_rows(src)
                     if params0 is None:
-                        params0 = jit_pretrain(jax.random.PRNGKey(10_000 + target), source_rows(src))
-                    tr = jit_meta(keys, params0, y, cost, keep)
+                        params0 = jit_pretrain(jax.random.PRNGKey(10_000 + target), rows_src)
+                    tr = jit_meta(keys, params0, y, cost, keep, rows_src)
                 else:
                     tr = jit_scratch[m](keys, y, cost, keep)
                 tr = jax.block_until_ready(tr)

@@ -2,8 +2,7 @@
 
 One search is a pure function of its key (vmapped over seeds by the runner): state = how many checkpoints of each
 config were observed (``prog`` [N]), the budget spent and the incumbent. Every ``decisions_per_fit`` decisions the
-curve model is trained ``finetune_steps`` more steps on the target's observed prefixes (continuing its parameters
-and optimiser state); each decision then picks
+curve model is trained ``finetune_steps`` more steps on the target's observed prefixes (continuing its parameters); each decision then picks
 
     argmax_i  EI_i(final) / cost_i(next ``step`` checkpoints)        over kept, unfinished configs,
 
@@ -109,24 +108,22 @@ class FreezeThaw:
             return (params, prog2, spent2, inc2, cfg2, n_rand + rand.astype(jnp.int32), mu2, sd2), out
 
         def fit_round(carry, r):
-            params, opt, prog, spent, inc, inc_cfg, n_rand, k = carry
+            params, prog, spent, inc, inc_cfg, n_rand, k = carry
             k, kf = jax.random.split(k)
             rows = Rows(observed(y, prog), prog, cfg)
             if scratch:  # a fresh model is scaled on what is observed so far
                 mu, sd = data_scale(rows.y, prog)
                 params = {**params, "mu": jnp.full_like(params["mu"], mu), "sd": jnp.full_like(params["sd"], sd)}
             has = (prog > 0).any()  # nothing observed yet: keep the (pre-trained or fresh) parameters
-            p_new, o_new = model.train(kf, params, opt, x, rows, self.finetune_steps, source)
+            p_new = model.train(kf, params, x, rows, self.finetune_steps, source)
             params = jax.tree_util.tree_map(lambda a, b: jnp.where(has, a, b), p_new, params)
-            opt = jax.tree_util.tree_map(lambda a, b: jnp.where(has, a, b), o_new, opt)
             mu, sd = model.final(params, x, observed(y, prog), prog)
             (params, prog, spent, inc, inc_cfg, n_rand, _, _), out = jax.lax.scan(
                 decide, (params, prog, spent, inc, inc_cfg, n_rand, mu, sd), jnp.arange(self.decisions_per_fit))
-            return (params, opt, prog, spent, inc, inc_cfg, n_rand, k), out
+            return (params, prog, spent, inc, inc_cfg, n_rand, k), out
 
-        opt0 = jax.vmap(model.tx().init)(params0["net"])
         rounds = -(-self.decisions // self.decisions_per_fit)
-        carry = (params0, opt0, jnp.zeros(n, jnp.int32), jnp.float32(0.0), jnp.float32(jnp.inf), jnp.int32(-1),
+        carry = (params0, jnp.zeros(n, jnp.int32), jnp.float32(0.0), jnp.float32(jnp.inf), jnp.int32(-1),
                  jnp.int32(0), k_loop)
         _, out = jax.lax.scan(fit_round, carry, jnp.arange(rounds))
         return Trace(*(o.reshape(-1) for o in out))
