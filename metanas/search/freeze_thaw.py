@@ -7,7 +7,8 @@ curve model is trained ``finetune_steps`` more steps on the target's observed pr
     argmax_i  EI_i(final) / cost_i(next ``step`` checkpoints)        over kept, unfinished configs,
 
 EI at the LAST checkpoint under the model's ensemble mean / std (the DyHPO / DPL idea, here with the cost of the
-next increment: epochs, or seconds where the table's cost is seconds). The first ``init_random`` decisions start
+next increment: epochs, or seconds where the table's cost is seconds; ``per_cost="final"`` divides by the cost of
+finishing the run instead, for ``incumbent="final"`` where only finished runs count). The first ``init_random`` decisions start
 random configs (models fitted from scratch have nothing to rank with; a pre-trained model ranks from the start).
 
 The search reads the target's table only through ``observed(y, prog)``: entries past a config's progress are NaN
@@ -66,6 +67,7 @@ class FreezeThaw:
     finetune_steps: int = 50
     init_random: int = 1
     incumbent: str = "any"  # any | final
+    per_cost: str = "next"  # EI divided by the cost of the next step ("next") or of finishing the run ("final")
 
     def run(self, key: jax.Array, model: Any, params0: dict | None, x: jax.Array, y: jax.Array, cost: jax.Array,
             keep: jax.Array, source: Rows | None = None) -> Trace:
@@ -87,6 +89,8 @@ class FreezeThaw:
             ei = expected_improvement(inc_ei, mu, sd)
             ahead = prog[:, None] + jnp.arange(self.step)[None, :]
             c_next = jnp.sum(jnp.where(ahead < L, jnp.take_along_axis(cost, jnp.clip(ahead, 0, L - 1), 1), 0.0), 1)
+            if self.per_cost == "final":  # improvement only counts once the run is finished: cost of finishing it
+                c_next = jnp.sum(jnp.where(jnp.arange(L)[None, :] >= prog[:, None], cost, 0.0), 1)
             acq = jnp.where(open_, ei / jnp.maximum(c_next, 1e-12), -jnp.inf)
             rand = n_rand < self.init_random
             fresh = jnp.where(keep[order] & (prog[order] == 0), jnp.arange(n), n)
