@@ -8,6 +8,7 @@ from conftest import REPO, last_summary, run_fast, run_metanas
 DATA = REPO.parent / "shared" / "data" / "taskset_dpl"
 
 
+@pytest.mark.slow  # 185 s on the loaded 2-core machine (compilation of four jitted searches)
 @pytest.mark.skipif(not DATA.is_dir(), reason="needs shared/data/taskset_dpl")
 def test_curves_taskset_fast(tmp_path):
     run_fast(tmp_path, "experiment=curves_taskset")
