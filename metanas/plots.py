@@ -8,6 +8,7 @@
 - ``plot_importance``: main-effect hyperparameter importance (``importance.png``).
 - ``plot_curves``: best-found test accuracy vs queries of NB201 searches (``plots/search_curve.png``).
 - ``plot_quality``: predictor quality vs number of training architectures (``plots/kendall_tau.png``).
+- ``plot_budget_regret``: normalised regret vs budget with bands over seeds (``results/curves_taskset/regret.png``).
 """
 
 from __future__ import annotations
@@ -223,5 +224,26 @@ def plot_quality(table: dict, metric: str, path: Path, title: str) -> None:
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_budget_regret(path: Path, budgets: np.ndarray, curves: dict[str, np.ndarray], title: str) -> None:
+    """Regret vs budget: per method the mean over seeds of ``curves[name]`` [S, G] (already averaged over tasks)
+    with a 25-75 % band over seeds (curves_taskset's ``regret.png``)."""
+    plt = pyplot()
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    for name, v in curves.items():
+        v = np.asarray(v, np.float64)
+        line, = ax.plot(budgets, v.mean(0), label=name, ls="-" if name.startswith("metanas") else "--")
+        ax.fill_between(budgets, np.percentile(v, 25, 0), np.percentile(v, 75, 0), color=line.get_color(), alpha=0.12)
+    ax.set_xlabel("budget (checkpoints)")
+    ax.set_ylabel("normalised regret")
+    ax.set_yscale("log")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
