@@ -131,7 +131,8 @@ def test_search_nb201_baselines_start_from_the_search_initial_cells():
     import jax
     import jax.numpy as jnp
 
-    from metanas.runners.predictor import BananasBaseline, SearchTrain, baseline_traces, excluded_cells, predictor_search
+    from metanas.runners.predictor import (BananasBaseline, SearchTrain, baseline_traces, excluded_cells,
+                                           predictor_search)
     from metanas.search_spaces.nb201 import NB201Space
 
     space = NB201Space()
