@@ -503,8 +503,8 @@ def run_search_with_sources(cfg: DictConfig, t, ctx: RunContext) -> dict:
     ctx.save_text("report.md", text)
     plot_curves({METHOD_NAMES.get(k, k): c for k, c in named.items()}, optimum, t.target,
                 ctx.path("plots/search_curve.png"),
-                  f"NB201 {bench.dataset}, pre-trained on {', '.join(names)}: test acc of the best-by-"
-                  f"{bench.metric} cell vs queries ({cfg.seeds} seed(s))")
+                f"NB201 {bench.dataset}, pre-trained on {', '.join(names)}: test acc of the best-by-"
+                f"{bench.metric} cell vs queries ({cfg.seeds} seed(s))")
     ctx.meta_record = {"transfer": {"target": bench.dataset, "sources": names, "metric": bench.metric}}
     out: dict = {}
     for name, c in curves.items():
