@@ -346,19 +346,23 @@ def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float
                           loss_key=None)
 
     curves = {"predictor": S.reported_best_so_far(np.asarray(state.values), report, np.asarray(state.codes))}
+    arm_codes = {}  # every other arm's queries, per seed (queried.json)
     if members:  # the trust ensemble: same keys as the search (same fits where the states agree), same initial cells
         trust = dataclasses.replace(search, trust_folds=t.trust.folds, trust_boot=t.trust.boot)
         fn = functools.partial(_trace_of_search, search=trust, features=feats, excluded=excluded, predictor=predictor,
                                space=space, members=jnp.asarray(np.stack(list(members.values())), jnp.float32))
         tr = jax.jit(jax.vmap(lambda k, tab, ki: fn(k, tab, init_key=ki)))(keys, tables, k_init)
         curves["trust"] = S.reported_best_so_far(np.asarray(tr.values), report, np.asarray(tr.codes))
+        arm_codes["trust"] = np.asarray(tr.codes).tolist()
     prior_sources = prior_source_names(t.prior_sources, bench.dataset)
     if prior_sources:
         codes, _ = transfer_codes(t, prior_sources, space, bench, keys, predictor, search.budget)
         target = np.asarray(bench.table(), np.float32)
         curves["prior"] = S.reported_best_so_far(target[codes], report, codes)
+        arm_codes["prior"] = codes.tolist()
     for name, tr in baseline_traces(t, space, tables, keys, search.budget, init_keys=k_init).items():
         curves[name] = S.reported_best_so_far(np.asarray(tr.values), report, np.asarray(tr.codes))
+        arm_codes[name] = np.asarray(tr.codes).tolist()
 
     ctx.metrics.truncate_after("curve", -1)  # written once, after the search (a resumed run rewrites it)
     for q in range(search.budget):
@@ -377,7 +381,7 @@ def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float
                                   **{k: _quartiles(v) for k, v in curves.items()}})
     ctx.save_json("queried.json", {"codes": codes.tolist(), "values": np.asarray(state.values).tolist(),
                                    "best_arch": [space.to_string(space.enumerate()[codes[s, top[s]]])
-                                                 for s in range(len(top))]})
+                                                 for s in range(len(top))], "other_arms": arm_codes})
     what = "test acc of the best-by-test cell (ORACLE queries)" if bench.oracle else \
         f"test acc of the best-by-{bench.metric} cell"
     plot_curves({METHOD_NAMES.get(k, k): c for k, c in curves.items()}, optimum, t.target,

@@ -41,6 +41,12 @@ def test_search_nb201_fast_budget_no_repeats(tmp_path):
     report = (run_dir / "report.md").read_text()
     assert "| metanas vs |" in report and "| metanas + prior vs |" in report and "| BANANAS |" in report
     assert "wins / ties / losses" in p.stdout and "| metanas vs |" in p.stdout
+    # common random numbers: within a seed every baseline starts from the search's 4 initial cells (the prior arm
+    # from its pre-trained model's best cells); the seeds differ
+    first = np.asarray(q["codes"])[:, :4]
+    assert set(q["other_arms"]) == {"prior", "random", "rea", "ls", "bananas"} and (first[0] != first[1]).any()
+    for name in ("random", "rea", "ls", "bananas"):
+        np.testing.assert_array_equal(np.asarray(q["other_arms"][name])[:, :4], first, err_msg=name)
     qt = json.loads((run_dir / "curves.json").read_text())["queries_to_target"]
     np.testing.assert_array_equal(qt["metanas"], np.minimum(m["queries_to_target"], 13))  # censored at budget + 1
     rec = [r for r in read_jsonl(tmp_path / "meta.jsonl") if r["experiment"] == "search_nb201"][-1]
@@ -123,32 +129,6 @@ def test_collect_missing_data_names_the_file(tmp_path):
     assert p.returncode != 0
     err = [ln for ln in p.stderr.splitlines() if ln.startswith("metanas: error:")]
     assert len(err) == 1 and "images_background.npz" in err[0]
-
-
-def test_search_nb201_baselines_start_from_the_search_initial_cells():
-    """Common random numbers in the runner: with the search's init keys, every baseline's first ``init`` queries are
-    the predictor-guided search's initial cells, seed by seed (BANANAS with a tiny ridge ranker, for speed)."""
-    import jax
-    import jax.numpy as jnp
-
-    from metanas.runners.predictor import (BananasBaseline, SearchTrain, baseline_traces, excluded_cells,
-                                           predictor_search)
-    from metanas.search_spaces.nb201 import NB201Space
-
-    space = NB201Space()
-    t = SearchTrain(budget=14, init=4, topk=5, bananas=BananasBaseline(
-        predictor={"_target_": "metanas.predictors.pointwise.Ridge"}))
-    search = predictor_search(t)
-    keys = jnp.stack([jax.random.PRNGKey(s) for s in (3, 4)])
-    tables = jnp.broadcast_to(jnp.asarray(NB201Benchmark().table()), (2, space.size()))
-    k_init, _ = jax.vmap(search.round_keys)(keys)
-    state = jax.vmap(lambda k, tab: search.init_state(k, tab, excluded_cells(t, space)))(k_init, tables)
-    first = np.asarray(state.codes)[:, :4]
-    traces = baseline_traces(t, space, tables, keys, 14, init_keys=k_init)
-    assert set(traces) == {"random", "rea", "ls", "bananas"}
-    for name, tr in traces.items():
-        np.testing.assert_array_equal(np.asarray(tr.codes)[:, :4], first, err_msg=name)
-    assert (first[0] != first[1]).any()
 
 
 def test_search_train_defaults_are_the_published_baselines():
