@@ -356,10 +356,13 @@ def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float
         arm_codes["trust"] = np.asarray(tr.codes).tolist()
     prior_sources = prior_source_names(t.prior_sources, bench.dataset)
     if prior_sources:
-        codes, _ = transfer_codes(t, prior_sources, space, bench, keys, predictor, search.budget)
+        codes, z_codes = transfer_codes(t, prior_sources, space, bench, keys, predictor, search.budget)
         target = np.asarray(bench.table(), np.float32)
         curves["prior"] = S.reported_best_so_far(target[codes], report, codes)
         arm_codes["prior"] = codes.tolist()
+        # the simplest use of the same prior knowledge: query the sources' mean z-score order (deterministic)
+        curves["zero_shot_zscore"] = S.reported_best_so_far(target[z_codes], report, z_codes)[None].repeat(
+            len(codes), 0)
     for name, tr in baseline_traces(t, space, tables, keys, search.budget, init_keys=k_init).items():
         curves[name] = S.reported_best_so_far(np.asarray(tr.values), report, np.asarray(tr.codes))
         arm_codes[name] = np.asarray(tr.codes).tolist()
