@@ -92,7 +92,7 @@ class SearchTrain:
     source_tasks: tuple[str, ...] | None = None  # NB201 data sets to pre-train on (metanas.runners.transfer)
     transfer: TransferSettings = TransferSettings()  # with source_tasks: pre-training and fine-tuning settings
     prior_sources: tuple[str, ...] | None = None  # also run the search pre-trained on these (arm ``prior``);
-    # [others]: every NB201 data set but the target
+    # [others]: every NB201 data set but the target; ignored with source_tasks (the search itself is pre-trained)
     trust: TrustArm = TrustArm()  # arm ``trust``: the trust ensemble with these prior members
 
     def __post_init__(self):
@@ -104,10 +104,7 @@ class SearchTrain:
             self.transfer.search(self.budget, self.init, self.topk)
         else:
             predictor_search(self)
-        if self.prior_sources:
-            if self.source_tasks:
-                raise ConfigError("train.prior_sources adds a pre-trained arm to the search from scratch; it cannot be "
-                                  "combined with train.source_tasks (which makes the main search pre-trained)")
+        if self.prior_sources and not self.source_tasks:  # with source_tasks the search itself is pre-trained
             if tuple(self.prior_sources) != ("others",):
                 check_source_datasets(self.prior_sources)
             self.transfer.search(self.budget, self.init, self.topk)
