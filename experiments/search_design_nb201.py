@@ -10,7 +10,10 @@ accuracy. The chosen variant is frozen in ``conf/experiment/search_nb201.yaml`` 
 A variant is comma-separated ``key=value``: ``f`` features (enc: onehot_pruned; zc: + 13 zero-cost proxies + log
 params; zcns: + their normal scores; path; onehot_path), ``its=1`` (Thompson), ``acq`` (acquisition), ``mcand``, ``init``, ``topk``, ``steps``, ``ens``, ``wd``, ``h`` (Pairwise), ``beta`` (UCB),
 ``canon=1`` (search the canonical cells only), ``pred`` (the ranker: see ``predictor``), ``prior=nwot+synflow`` (initial cells = the top of that zero-cost score
-instead of random). Environment: SEEDS (20), BUDGET (100). The zero-cost features need the shared data.
+instead of random), ``trust=zc+cifar100`` (the trust ensemble, ``PredictorSearch(trust_folds=tf)``, default ``tf=3``:
+the target model plus these prior members: ``zc`` = the 13 zero-cost proxies, a proxy name, or another NB201 data
+set's validation table). Environment: SEEDS (20), SEED0 (first design seed, 1000), BUDGET (100). The zero-cost
+features need the shared data.
 """
 
 import json
@@ -65,7 +68,21 @@ def main() -> None:
                 "path": np.asarray(encode_archs(space, space.enumerate(), "path")),
                 "onehot_path": np.asarray(encode_archs(space, space.enumerate(), "onehot_path"))}
     seeds, budget = int(os.environ.get("SEEDS", 20)), int(os.environ.get("BUDGET", 100))
-    keys = jnp.stack([jax.random.PRNGKey(1000 + s) for s in range(seeds)])
+    seed0 = int(os.environ.get("SEED0", 1000))
+    keys = jnp.stack([jax.random.PRNGKey(seed0 + s) for s in range(seeds)])
+    zc_raw = nb201_zero_cost_features(space, load_zero_cost(data, "cifar10"))
+
+    def members_of(spec: str) -> jnp.ndarray:
+        rows = []
+        for name in spec.split("+"):
+            if name == "zc":
+                rows += [zc_raw[:, i] for i in range(len(ZC_COLUMNS))]
+            elif name in ZC_COLUMNS:
+                rows.append(zc_raw[:, ZC_COLUMNS.index(name)])
+            else:
+                rows.append(NB201Benchmark(dataset=name).table())
+        return jnp.asarray(np.nan_to_num(np.stack(rows)), jnp.float32)
+
     for v in variants:
         spec = dict(kv.split("=") for kv in v.split(","))
         feats = jnp.asarray(feats_by[spec.get("f", "enc")])
@@ -74,7 +91,9 @@ def main() -> None:
         search = S.PredictorSearch(budget=budget, init=int(spec.get("init", 10)), topk=int(spec.get("topk", 10)),
                                    beta=float(spec.get("beta", 0)), thompson=bool(int(spec.get("its", 0))),
                                    acquisition=spec.get("acq", "exhaustive"),
-                                   mutation_candidates=int(spec.get("mcand", 100)))
+                                   mutation_candidates=int(spec.get("mcand", 100)),
+                                   trust_folds=int(spec.get("tf", 3)) if spec.get("trust") else 0)
+        members = members_of(spec["trust"]) if spec.get("trust") else None
         excluded = jnp.asarray(~S.canonical_cells(space)) if spec.get("canon") else None
         if spec.get("prior"):
             prior = jnp.asarray(sum(zc[:, 13 + ZC_COLUMNS.index(n)] for n in spec["prior"].split("+")))
@@ -91,7 +110,7 @@ def main() -> None:
         t0 = time.time()
         if is_jittable(pred):
             tr = jax.jit(jax.vmap(lambda k: search.run(k, table, feats, predictor=pred, space=space,
-                                                       excluded=excluded)))(keys)
+                                                       excluded=excluded, members=members)))(keys)
         else:  # a host model: the runner's round-by-round path
             k_init, rkeys = jax.vmap(search.round_keys)(keys)
             tables = jnp.broadcast_to(table, (seeds, table.shape[0]))
@@ -105,7 +124,7 @@ def main() -> None:
         q = np.where(hit.any(1), hit.argmax(1) + 1, budget + 1)
         print(json.dumps({"variant": v, "q_top16_val": np.percentile(q, [25, 50, 75]).tolist(),
                           "never": int((q > budget).sum()), "mean_q": float(q.mean()), "s": round(time.time() - t0),
-                          "seeds": seeds, "budget": budget}), flush=True)
+                          "seeds": seeds, "seed0": seed0, "budget": budget, "q": q.tolist()}), flush=True)
 
 
 if __name__ == "__main__":

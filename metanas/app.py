@@ -116,6 +116,8 @@ def task(cfg: DictConfig, resume_overrides: Sequence[str] = ()) -> float | None:
         summary = run_experiment(cfg, run_dir, list(HydraConfig.get().overrides.task),
                                  resume_overrides=resume_overrides)
         print(f"{summary['experiment']}: {summary['metrics']}  ->  {run_dir}")
+        if (run_dir / "report.md").is_file():  # a runner's text report (e.g. search_nb201's paired table)
+            print((run_dir / "report.md").read_text(), end="")
     except Interrupted as e:
         print(f"metanas: interrupted ({signal.Signals(e.signum).name}); status 'interrupted' recorded in "
               f"{run_dir / 'summary.json'}; resume with: python -m metanas resume={run_dir}", file=sys.stderr)

@@ -50,7 +50,11 @@ class Ridge:
 
 @dataclass(frozen=True)
 class MLP:
-    """Pointwise MLP regressor on standardised targets (MSE, AdamW, minibatches drawn from the first n rows)."""
+    """Pointwise MLP regressor on standardised targets (AdamW, minibatches drawn from the first n rows).
+
+    ``loss``: ``mse`` on the standardised target, or ``mape``: the mean absolute percentage error of the predicted
+    *error* ``mape_ref - y`` (for accuracies in %, the error in %), as BANANAS trains its meta neural network
+    (White et al., AAAI 2021: MAPE on the validation error); the net still predicts on the standardised scale."""
 
     hidden: int = 64
     layers: int = 2
@@ -59,6 +63,12 @@ class MLP:
     weight_decay: float = 1e-4
     batch: int = 64
     ensemble: int = 1
+    loss: str = "mse"  # mse | mape
+    mape_ref: float = 100.0  # mape: the error is mape_ref - y (must stay > 0 on the data)
+
+    def __post_init__(self):
+        if self.loss not in ("mse", "mape"):
+            raise ValueError(f"MLP loss={self.loss!r}; choose mse or mape")
 
     def _fit_one(self, key, x, y, n):
         m = _mask(x, n)
@@ -72,6 +82,9 @@ class MLP:
         def loss(net, k):
             idx = jax.random.randint(k, (self.batch,), 0, jnp.maximum(n, 1))
             pred = mlp(net, x[idx])[:, 0]
+            if self.loss == "mape":  # |predicted error - error| / error
+                err = self.mape_ref - y[idx]
+                return jnp.mean(jnp.abs(pred * sd - (y[idx] - mu)) / jnp.maximum(err, 1e-6))
             return jnp.mean((pred - (y[idx] - mu) / sd) ** 2)
 
         net = fit_steps(loss, net, k_data, steps=self.steps, tx=tx)

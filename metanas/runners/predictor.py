@@ -56,6 +56,19 @@ class BananasBaseline:
 
 
 @dataclass(frozen=True)
+class TrustArm:
+    """``train.trust`` of ``search_nb201``: an extra arm ``trust``, the pairwise search whose ranking is the trust
+    ensemble of the target model and the prior ``members`` (``PredictorSearch(trust_folds=folds)``): zero-cost
+    proxies (a name of ``metanas.benchmarks.nb201.ZC_COLUMNS``, or ``zc`` for all 13; computed on CIFAR-10, or on
+    ImageNet16-120 for that target; need the shared data) and NB201 data sets other than the target (their
+    ``benchmark.metric`` table as an order). Empty ``members``: no trust arm."""
+
+    members: tuple[str, ...] = ()
+    folds: int = 3  # out-of-fold scores of the target model (folds extra fits per round)
+    boot: int = 100  # bootstrap resamples of the RGPE weights
+
+
+@dataclass(frozen=True)
 class SearchTrain:
     """``train:`` of ``search_nb201`` (the meta-learner's predictor-guided search and its baselines). The fields up to
     ``rl_batch`` are ``PredictorSearch``'s (same names, its defaults; ``predictor_search`` builds it from them)."""
@@ -72,12 +85,15 @@ class SearchTrain:
     rl_batch: int = _SEARCH.rl_batch
     canonical: bool = True  # search only the canonical cells
     baselines: tuple[str, ...] = ("random", "rea", "ls", "bananas")
-    rea_population: int = 20
-    rea_sample_size: int = 5
+    rea_population: int = 10  # the R-EA settings of the NB201 paper (Dong & Yang, ICLR 2020)
+    rea_sample_size: int = 3
     bananas: BananasBaseline = BananasBaseline()
     target: float = 94.2  # test accuracy of the queries-to-target metric
     source_tasks: tuple[str, ...] | None = None  # NB201 data sets to pre-train on (metanas.runners.transfer)
     transfer: TransferSettings = TransferSettings()  # with source_tasks: pre-training and fine-tuning settings
+    prior_sources: tuple[str, ...] | None = None  # also run the search pre-trained on these (arm ``prior``);
+    # [others]: every NB201 data set but the target; ignored with source_tasks (the search itself is pre-trained)
+    trust: TrustArm = TrustArm()  # arm ``trust``: the trust ensemble with these prior members
 
     def __post_init__(self):
         unknown = sorted(set(self.baselines) - set(BASELINES))
@@ -88,6 +104,19 @@ class SearchTrain:
             self.transfer.search(self.budget, self.init, self.topk)
         else:
             predictor_search(self)
+        if self.prior_sources and not self.source_tasks:  # with source_tasks the search itself is pre-trained
+            if tuple(self.prior_sources) != ("others",):
+                check_source_datasets(self.prior_sources)
+            self.transfer.search(self.budget, self.init, self.topk)
+        if self.trust.members:
+            from metanas.benchmarks.nb201 import DATASETS, ZC_COLUMNS
+
+            bad = sorted(set(self.trust.members) - {"zc", *ZC_COLUMNS, *DATASETS})
+            if bad:
+                raise ConfigError(f"train.trust.members: unknown {bad}; choose zc, a zero-cost proxy "
+                                  f"({', '.join(ZC_COLUMNS)}) or an NB201 data set ({', '.join(DATASETS)})")
+            if self.trust.folds < 2:
+                raise ConfigError(f"train.trust.folds={self.trust.folds}; the out-of-fold scores need at least 2")
         if "bananas" in self.baselines:
             predictor_search(self.bananas, budget=self.budget, init=self.init, topk=self.topk)
 
@@ -164,10 +193,13 @@ def excluded_cells(t: SearchTrain, space: NB201Space) -> np.ndarray | None:
     return ~S.canonical_cells(space) if t.canonical else None
 
 
-def baseline_traces(t: SearchTrain, space: NB201Space, tables: jax.Array, keys: jax.Array, budget: int
-                    ) -> dict[str, S.Trace]:
-    """The baselines of ``train.baselines``, each one jit(vmap) program over the seeds (same seeds, budget, tables)."""
+def baseline_traces(t: SearchTrain, space: NB201Space, tables: jax.Array, keys: jax.Array, budget: int,
+                    init_keys: jax.Array | None = None) -> dict[str, S.Trace]:
+    """The baselines of ``train.baselines``, each one jit(vmap) program over the seeds (same seeds, budget, tables).
+    ``init_keys`` [S]: the key each seed's methods draw their initial random cells from (common random numbers:
+    within a seed every method starts from the same cells); None: each baseline draws its own."""
     k_base = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    init_keys = k_base if init_keys is None else init_keys
     excluded = excluded_cells(t, space)
     out = {}
     for name in t.baselines:
@@ -183,12 +215,98 @@ def baseline_traces(t: SearchTrain, space: NB201Space, tables: jax.Array, keys: 
             feats = encode_archs(space, space.enumerate(), search.encoding)
             fn = functools.partial(_trace_of_search, search=search, features=feats, excluded=excluded,
                                    predictor=hydra.utils.instantiate(t.bananas.predictor), space=space)
-        out[name] = jax.jit(jax.vmap(lambda k, tab, fn=fn: fn(k, tab)))(k_base, tables)
+        out[name] = jax.jit(jax.vmap(lambda k, tab, ki, fn=fn: fn(k, tab, init_key=ki)))(k_base, tables, init_keys)
     return out
 
 
-def _trace_of_search(key, table, *, search, features, predictor, space, excluded):
-    return search.run(key, table, features, predictor=predictor, space=space, excluded=excluded)
+def _trace_of_search(key, table, *, search, features, predictor, space, excluded, init_key=None, members=None):
+    return search.run(key, table, features, predictor=predictor, space=space, excluded=excluded, init_key=init_key,
+                      members=members)
+
+
+def trust_members(names, space: NB201Space, bench: NB201Benchmark, data_dir) -> dict[str, np.ndarray]:
+    """The trust ensemble's prior members [N] by name (``TrustArm.members``): zero-cost proxies (on CIFAR-10, or on
+    ImageNet16-120 for that target) and other NB201 data sets' ``benchmark.metric`` tables."""
+    from metanas.benchmarks.nb201 import ZC_COLUMNS, load_zero_cost
+    from metanas.predictors.encodings import nb201_zero_cost_features
+
+    out: dict[str, np.ndarray] = {}
+    zc_names = [n for n in names if n == "zc" or n in ZC_COLUMNS]
+    if zc_names:
+        zc_set = "ImageNet16-120" if bench.dataset == "ImageNet16-120" else "cifar10"
+        try:
+            zc = nb201_zero_cost_features(space, load_zero_cost(bench.data_dir or data_dir, zc_set))
+        except (FileNotFoundError, OSError) as e:
+            raise ConfigError(f"train.trust.members: the zero-cost proxies need the shared NB201 data ({e}); set "
+                              "data_dir or leave the proxies out") from None
+        for n in ZC_COLUMNS if "zc" in zc_names else zc_names:
+            out[f"zc_{n}"] = np.nan_to_num(zc[:, ZC_COLUMNS.index(n)], nan=float(np.nanmin(zc[:, ZC_COLUMNS.index(n)])))
+    for n in names:
+        if n == "zc" or n in ZC_COLUMNS:
+            continue
+        if n == bench.dataset:
+            raise ConfigError(f"train.trust.members must not contain the target benchmark.dataset={n!r}")
+        out[n] = NB201Benchmark(dataset=n, metric=bench.metric, data_dir=bench.data_dir).table()
+    return out
+
+
+def prior_source_names(names, target: str) -> list[str]:
+    """``train.prior_sources`` as data set names: ``[others]`` is every NB201 data set but ``target``."""
+    from metanas.benchmarks.nb201 import DATASETS
+
+    if not names:
+        return []
+    return [d for d in DATASETS if d != target] if tuple(names) == ("others",) else list(names)
+
+
+def transfer_codes(t: SearchTrain, names, space: NB201Space, bench: NB201Benchmark, keys: jax.Array, predictor,
+                   budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """(codes [S, budget], zero-shot z-score codes [budget]) in enumerate order: the search pre-trained on the NB201
+    data sets ``names`` (``TransferSearch`` with ``train.transfer``; never the target's records) and the sources'
+    z-score order, on the canonical cells when ``train.canonical``."""
+    if bench.dataset in names:
+        raise ConfigError(f"train.source_tasks / prior_sources must not contain the target benchmark.dataset="
+                          f"{bench.dataset!r} (leave-one-task-out)")
+    if bench.oracle or bench.seed_draw:
+        raise ConfigError("train.source_tasks / prior_sources need a deterministic validation metric "
+                          "(benchmark.metric=valid_acc or lowfi_val, benchmark.seed_draw=false)")
+    if not isinstance(predictor, Pairwise):
+        raise ConfigError(f"train.source_tasks / prior_sources need predictor=pairwise (pre-training on pairs within "
+                          f"a task), got {type(predictor).__name__}")
+    search = t.transfer.search(budget, t.init, t.topk)
+    cells = np.flatnonzero(S.canonical_cells(space) if t.canonical else np.ones(space.size(), bool))
+    x = jnp.asarray(np.asarray(encode_archs(space, space.enumerate(), t.encoding), np.float32)[cells])
+    src = np.stack([NB201Benchmark(dataset=d, metric=bench.metric, data_dir=bench.data_dir).table()[cells]
+                    for d in names]).astype(np.float32)
+    target = np.asarray(bench.table(), np.float32)
+    # the tables enter as arguments, not as closed-over constants (XLA would constant-fold their sorts)
+    run = lambda k, xx, s, v: search.run(k, xx, s, v, predictor=predictor)  # noqa: E731
+    tr = jax.jit(jax.vmap(run, (0, None, None, None)))(keys, x, jnp.asarray(src), jnp.asarray(target[cells]))
+    z_codes = cells[np.argsort(-T.zscore_order(src), kind="stable")[:budget]]
+    return cells[np.asarray(tr.codes)], z_codes
+
+
+METHOD_NAMES = {"predictor": "metanas", "prior": "metanas + prior", "trust": "metanas trust", **{
+    "random": "random", "rea": "REA", "ls": "local search", "bananas": "BANANAS",
+    "zero_shot_zscore": "sources' z-score order"}}
+
+
+def paired_report(curves: dict[str, np.ndarray], target: float, budget: int, *, title: str) -> tuple[str, dict]:
+    """Markdown report of queries to ``target`` per seed (censored at ``budget`` + 1 for every method alike): the
+    median and never-count of every method, and the paired table (metanas_stats.paired_table) of each metanas arm
+    against every other method. Returns (text, per-seed censored values by method)."""
+    from metanas.stats import censor, fmt, paired_table
+
+    qt = {METHOD_NAMES.get(k, k): censor(queries_to(c, target), budget) for k, c in curves.items()}
+    n = len(next(iter(qt.values())))
+    lines = [f"## {title}", "", f"Queries until the best-by-validation cell's test accuracy reaches {target:g} %, "
+             f"{n} seed(s), budget {budget}; never within budget = {budget + 1} for every method.", "",
+             "| method | median | seeds never |", "|---|---|---|"]
+    lines += [f"| {m} | {fmt(np.median(v))} | {int((v > budget).sum())} |" for m, v in qt.items()]
+    for ours in ("metanas", "metanas + prior", "metanas trust"):
+        if ours in qt and n >= 2:
+            lines += ["", paired_table(qt, ours, what="queries").rstrip()]
+    return "\n".join(lines) + "\n", {m: v.tolist() for m, v in qt.items()}
 
 
 @takes_train(SearchTrain)
@@ -200,12 +318,13 @@ def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float
     space, bench = _space_and_bench(cfg)
     predictor = hydra.utils.instantiate(cfg.predictor)
     search = predictor_search(t)
+    members = trust_members(t.trust.members, space, bench, cfg.data_dir) if t.trust.members else {}
     report = bench.report_table()
     optimum = float(report.max())
     feats = encode_archs(space, space.enumerate(), search.encoding)
     keys = jnp.stack([jax.random.PRNGKey(s) for s in range(cfg.seed, cfg.seed + cfg.seeds)])  # [S]
     tables = query_tables(bench, keys)  # [S, N]
-    k_init, round_keys = jax.vmap(search.round_keys)(keys)  # [S], [S, rounds]
+    k_init, round_keys = jax.vmap(search.round_keys)(keys)  # [S], [S, rounds]; k_init: every method's initial cells
     excluded = excluded_cells(t, space)
     state = jax.vmap(functools.partial(search.init_state, excluded=excluded))(k_init, tables)
     round_fn = search.round_fn(feats, predictor=predictor, space=space)  # a host model (trees) fits on the host
@@ -224,8 +343,26 @@ def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float
                           loss_key=None)
 
     curves = {"predictor": S.reported_best_so_far(np.asarray(state.values), report, np.asarray(state.codes))}
-    for name, tr in baseline_traces(t, space, tables, keys, search.budget).items():
+    arm_codes = {}  # every other arm's queries, per seed (queried.json)
+    if members:  # the trust ensemble: same keys as the search (same fits where the states agree), same initial cells
+        trust = dataclasses.replace(search, trust_folds=t.trust.folds, trust_boot=t.trust.boot)
+        fn = functools.partial(_trace_of_search, search=trust, features=feats, excluded=excluded, predictor=predictor,
+                               space=space, members=jnp.asarray(np.stack(list(members.values())), jnp.float32))
+        tr = jax.jit(jax.vmap(lambda k, tab, ki: fn(k, tab, init_key=ki)))(keys, tables, k_init)
+        curves["trust"] = S.reported_best_so_far(np.asarray(tr.values), report, np.asarray(tr.codes))
+        arm_codes["trust"] = np.asarray(tr.codes).tolist()
+    prior_sources = prior_source_names(t.prior_sources, bench.dataset)
+    if prior_sources:
+        codes, z_codes = transfer_codes(t, prior_sources, space, bench, keys, predictor, search.budget)
+        target = np.asarray(bench.table(), np.float32)
+        curves["prior"] = S.reported_best_so_far(target[codes], report, codes)
+        arm_codes["prior"] = codes.tolist()
+        # the simplest use of the same prior knowledge: query the sources' mean z-score order (deterministic)
+        curves["zero_shot_zscore"] = S.reported_best_so_far(target[z_codes], report, z_codes)[None].repeat(
+            len(codes), 0)
+    for name, tr in baseline_traces(t, space, tables, keys, search.budget, init_keys=k_init).items():
         curves[name] = S.reported_best_so_far(np.asarray(tr.values), report, np.asarray(tr.codes))
+        arm_codes[name] = np.asarray(tr.codes).tolist()
 
     ctx.metrics.truncate_after("curve", -1)  # written once, after the search (a resumed run rewrites it)
     for q in range(search.budget):
@@ -233,15 +370,22 @@ def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float
     codes = np.asarray(state.codes)
     top = np.argmax(np.asarray(state.values), axis=1)
     queried = bench.metric + (" (one seed drawn per query)" if bench.seed_draw else "")
+    text, per_seed = paired_report(curves, t.target, search.budget,
+                                   title=f"NB201 {bench.dataset}, seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1}")
+    ctx.save_text("report.md", text)
     ctx.save_json("curves.json", {"optimum": optimum, "target": t.target, "queried_metric": queried,
                                   "reported_metric": "test_acc", "oracle": bench.oracle, "dataset": bench.dataset,
+                                  "seeds": list(range(cfg.seed, cfg.seed + cfg.seeds)),
+                                  "trust_members": list(members), "prior_sources": prior_sources,
+                                  "queries_to_target": per_seed,
                                   **{k: _quartiles(v) for k, v in curves.items()}})
     ctx.save_json("queried.json", {"codes": codes.tolist(), "values": np.asarray(state.values).tolist(),
                                    "best_arch": [space.to_string(space.enumerate()[codes[s, top[s]]])
-                                                 for s in range(len(top))]})
+                                                 for s in range(len(top))], "other_arms": arm_codes})
     what = "test acc of the best-by-test cell (ORACLE queries)" if bench.oracle else \
         f"test acc of the best-by-{bench.metric} cell"
-    plot_curves(curves, optimum, t.target, ctx.path("plots/search_curve.png"),
+    plot_curves({METHOD_NAMES.get(k, k): c for k, c in curves.items()}, optimum, t.target,
+                ctx.path("plots/search_curve.png"),
                 f"NB201 {bench.dataset}: {what} vs queries ({cfg.seeds} seed(s))")
     best_arch = space.enumerate()[codes[0, top[0]]]
     ctx.meta_record = {"nb201": {"dataset": bench.dataset, "queried_metric": queried,
@@ -338,44 +482,33 @@ def run_search_with_sources(cfg: DictConfig, t, ctx: RunContext) -> dict:
     search runner's ``SearchTrain`` (source names and the search's budget were checked when it was built)."""
     space, bench = _space_and_bench(cfg)
     names = list(t.source_tasks)
-    if bench.dataset in names:
-        raise ConfigError(f"train.source_tasks must not contain the target benchmark.dataset={bench.dataset!r} "
-                          "(leave-one-task-out)")
-    if bench.oracle or bench.seed_draw:
-        raise ConfigError("train.source_tasks needs a deterministic validation metric (benchmark.metric=valid_acc "
-                          "or lowfi_val, benchmark.seed_draw=false)")
     predictor = hydra.utils.instantiate(cfg.predictor)
-    if not isinstance(predictor, Pairwise):
-        raise ConfigError(f"train.source_tasks needs predictor=pairwise (pre-training on pairs within a task), got "
-                          f"{type(predictor).__name__}")
-    search = t.transfer.search(t.budget, t.init, t.topk)
-    cells = np.flatnonzero(S.canonical_cells(space) if t.canonical else np.ones(space.size(), bool))
-    x = jnp.asarray(np.asarray(encode_archs(space, space.enumerate(), t.encoding), np.float32)[cells])
-    src = np.stack([NB201Benchmark(dataset=d, metric=bench.metric, data_dir=bench.data_dir).table()[cells]
-                    for d in names]).astype(np.float32)
-    target = np.asarray(bench.table(), np.float32)
+    budget = t.transfer.search(t.budget, t.init, t.topk).budget
     keys = jnp.stack([jax.random.PRNGKey(s) for s in range(cfg.seed, cfg.seed + cfg.seeds)])
-    # the tables enter as arguments, not as closed-over constants (XLA would constant-fold their sorts)
-    run = lambda k, xx, s, v: search.run(k, xx, s, v, predictor=predictor)  # noqa: E731
-    tr = jax.jit(jax.vmap(run, (0, None, None, None)))(keys, x, jnp.asarray(src), jnp.asarray(target[cells]))
-    codes = cells[np.asarray(tr.codes)]  # back to enumerate order
+    codes, z_codes = transfer_codes(t, names, space, bench, keys, predictor, budget)
+    target = np.asarray(bench.table(), np.float32)
     report = bench.report_table()
     optimum = float(report.max())
-    z_codes = cells[np.argsort(-T.zscore_order(src), kind="stable")[: search.budget]]
     curves = {"predictor": S.reported_best_so_far(target[codes], report, codes),
               "zero_shot_zscore": S.reported_best_so_far(target[z_codes], report, z_codes)[None].repeat(len(codes), 0)}
     tables = query_tables(bench, keys)
-    for name, b in baseline_traces(t, space, tables, keys, search.budget).items():
+    init_keys = jax.vmap(lambda k: S.PredictorSearch.round_keys(_SEARCH, k)[0])(keys)  # as the search from scratch
+    for name, b in baseline_traces(t, space, tables, keys, budget, init_keys=init_keys).items():
         curves[name] = S.reported_best_so_far(np.asarray(b.values), report, np.asarray(b.codes))
-    for q in range(search.budget):
+    for q in range(budget):
         ctx.log("curve", q + 1, {name: float(np.median(c[:, q])) for name, c in curves.items()})
     ctx.save_json("curves.json", {"optimum": optimum, "target": t.target, "queried_metric": bench.metric,
                                   "reported_metric": "test_acc", "dataset": bench.dataset, "source_tasks": names,
                                   **{k: _quartiles(v) for k, v in curves.items()}})
     ctx.save_json("queried.json", {"codes": codes.tolist(), "values": target[codes].tolist()})
-    plot_curves(curves, optimum, t.target, ctx.path("plots/search_curve.png"),
-                  f"NB201 {bench.dataset}, pre-trained on {', '.join(names)}: test acc of the best-by-"
-                  f"{bench.metric} cell vs queries ({cfg.seeds} seed(s))")
+    named = {("prior" if k == "predictor" else k): c for k, c in curves.items()}  # this search is the prior arm
+    text, _ = paired_report(named, t.target, budget, title=f"NB201 {bench.dataset} pre-trained on "
+                            f"{', '.join(names)}, seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1}")
+    ctx.save_text("report.md", text)
+    plot_curves({METHOD_NAMES.get(k, k): c for k, c in named.items()}, optimum, t.target,
+                ctx.path("plots/search_curve.png"),
+                f"NB201 {bench.dataset}, pre-trained on {', '.join(names)}: test acc of the best-by-"
+                f"{bench.metric} cell vs queries ({cfg.seeds} seed(s))")
     ctx.meta_record = {"transfer": {"target": bench.dataset, "sources": names, "metric": bench.metric}}
     out: dict = {}
     for name, c in curves.items():

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metanas.predictors.trust import blend, ranking_loss_weights
 from metanas.search.acquisition import evolve, reinforce
 from metanas.search_spaces.nb201 import NB201Space
 
@@ -58,13 +59,16 @@ def _excluded(excluded, n: int) -> jax.Array:
 
 
 def _first_random(key: jax.Array, excluded: jax.Array, k: int) -> jax.Array:
-    """int32 [k] distinct random cells outside ``excluded`` (a uniform sample without replacement)."""
+    """int32 [k] distinct random cells outside ``excluded`` (a uniform sample without replacement). The first j of
+    ``_first_random(key, excluded, k)`` are ``_first_random(key, excluded, j)`` for every j <= k, so methods that
+    draw their initial cells from one key start from the same cells (common random numbers), whatever their count."""
     return jax.lax.top_k(jnp.where(excluded, -jnp.inf, jax.random.gumbel(key, excluded.shape)), k)[1].astype(jnp.int32)
 
 
-def random_search(key: jax.Array, table: jax.Array, *, budget: int, excluded=None) -> Trace:
-    """Uniform sampling without replacement (outside ``excluded``)."""
-    codes = _first_random(key, _excluded(excluded, table.shape[0]), budget)
+def random_search(key: jax.Array, table: jax.Array, *, budget: int, excluded=None, init_key=None) -> Trace:
+    """Uniform sampling without replacement (outside ``excluded``). With ``init_key`` (the key every method of a seed
+    draws its initial cells from, see ``_first_random``) its first queries are the other methods' initial cells."""
+    codes = _first_random(key if init_key is None else init_key, _excluded(excluded, table.shape[0]), budget)
     return Trace(codes, table[codes])
 
 
@@ -73,12 +77,15 @@ def _random_unqueried(key, queried):
 
 
 def regularized_evolution(key: jax.Array, table: jax.Array, *, space: NB201Space, budget: int,
-                          population: int = 20, sample_size: int = 5, max_tries: int = 32, excluded=None) -> Trace:
+                          population: int = 10, sample_size: int = 3, max_tries: int = 32, excluded=None,
+                          init_key=None) -> Trace:
     """Regularized (aging) evolution, Real et al. (AAAI 2019), Alg. 1, with a cache: a child that was already
     queried (or is ``excluded``) is mutated again (up to ``max_tries``, then a random unqueried cell), so no query
-    is wasted."""
+    is wasted. Defaults: population 10, tournament sample 3 (the R-EA settings of the NB201 paper). The initial
+    population is drawn with ``init_key`` when given (shared by every method of a seed)."""
     n = table.shape[0]
     k_init, key = jax.random.split(key)
+    k_init = k_init if init_key is None else init_key
     excluded = _excluded(excluded, n)
     codes0 = _first_random(k_init, excluded, population)
     codes = jnp.zeros(budget, jnp.int32).at[:population].set(codes0)
@@ -134,14 +141,16 @@ class LocalSearchState(NamedTuple):
 
 
 def local_search(key: jax.Array, table: jax.Array, *, space: NB201Space, budget: int, init: int = 10,
-                 excluded=None) -> Trace:
+                 excluded=None, init_key=None) -> Trace:
     """Local search as in White et al. (UAI 2021) and NASLib's ``LocalSearch``: ``init`` random queries; then evaluate
     the whole neighbourhood (one-edge changes) of the best cell in random order, move to the best cell found if it
     improved, else restart from a random cell. Neighbours that were already queried (or are ``excluded``) are skipped
-    (no query is spent on them), so it never queries a cell twice."""
+    (no query is spent on them), so it never queries a cell twice. The ``init`` cells are drawn with ``init_key`` when
+    given (shared by every method of a seed)."""
     n = table.shape[0]
     m = space.num_edges * (space.num_ops - 1)
     k_init, key = jax.random.split(key)
+    k_init = k_init if init_key is None else init_key
     init = min(init, budget)
     excluded = _excluded(excluded, n)
     codes0 = _first_random(k_init, excluded, init)
@@ -235,6 +244,14 @@ class PredictorSearch:
     ``mutation_candidates`` mutations of the ``mutate_parents`` best queried cells (BANANAS).
     Score = mean + ``beta`` * ensemble std (UCB; beta 0 = greedy), or with ``thompson`` an independent Thompson
     sample mean + std * N(0, 1) per cell (BANANAS' ITS acquisition).
+
+    Trust ensemble (``trust_folds`` > 0, with fixed prior ``members`` [M, N] passed to ``run`` / ``round``: zero-cost
+    proxies, source tasks' tables, ...): each round the predictor fitted on the target is one member among the prior
+    ones; its row on the queried cells is its ``trust_folds``-fold out-of-fold score, and every member's weight is
+    its share of RGPE votes (``metanas.predictors.trust.ranking_loss_weights``, ``trust_boot`` bootstrap resamples
+    of the queried cells, RGPE's dilution rule with the target member as reference). The ranking score is the
+    weighted sum of the members' standardised scores (``trust.blend``); the spread is the target member's, scaled
+    by its weight. Costs ``trust_folds`` extra fits per round.
     """
 
     budget: int = 100
@@ -251,6 +268,8 @@ class PredictorSearch:
     mutate_parents: int = 2
     mutation_candidates: int = 100
     max_mutations: int = 1
+    trust_folds: int = 0  # > 0: trust ensemble of the target model and the prior members (see above)
+    trust_boot: int = 100
 
     def __post_init__(self):
         if self.budget < self.init or (self.budget - self.init) % self.topk:
@@ -271,13 +290,52 @@ class PredictorSearch:
                            excluded.at[codes0].set(True))
 
     def round(self, state: GuidedSearchState, r: jax.Array, key: jax.Array, table: jax.Array, features: jax.Array, *,
-              predictor, space: NB201Space) -> GuidedSearchState:
-        """Round ``r`` (0-based): fit on the ``init + r * topk`` queried cells, query the ``topk`` best unqueried."""
+              predictor, space: NB201Space, members=None) -> GuidedSearchState:
+        """Round ``r`` (0-based): fit on the ``init + r * topk`` queried cells, query the ``topk`` best unqueried.
+        ``members`` [M, N]: the prior members of the trust ensemble (used when ``trust_folds`` > 0)."""
         k_fit, k_acq = jax.random.split(key)
         n = self.init + r * self.topk
         params = predictor.fit(k_fit, features[state.codes], state.values, n)
         mean, std = predictor.score_std(params, features)
+        if self.trust_folds > 0:
+            if members is None:
+                raise ValueError("PredictorSearch(trust_folds > 0) needs the prior members [M, N]")
+            mean, std, _ = self.trust_scores(jax.random.fold_in(k_fit, 1), state, n, mean, std, features,
+                                             predictor=predictor, members=members)
         return self.select(state, n, k_acq, mean, std, table, space=space)
+
+    def oof_scores(self, key: jax.Array, state: GuidedSearchState, n, features: jax.Array, *, predictor) -> jax.Array:
+        """float32 [budget]: ``trust_folds``-fold out-of-fold scores of the first ``n`` queried cells (query ``i`` is
+        in fold ``i % trust_folds``; each fold's model is fitted on the other folds' cells only); 0 past ``n``."""
+        b, k = state.codes.shape[0], self.trust_folds
+        idx = jnp.arange(b)
+        live = idx < n
+
+        def fold(f, kf):
+            held = (idx % k == f) | ~live
+            order = jnp.argsort(held, stable=True)  # the fold's training cells first
+            n_train = jnp.sum(~held)
+            params = predictor.fit(kf, features[state.codes[order]], state.values[order], n_train)
+            s = predictor.score(params, features[state.codes])
+            # each fold's model has its own offset and scale: standardise over the queried cells
+            m = jnp.sum(jnp.where(live, s, 0.0)) / n
+            sd = jnp.sqrt(jnp.sum(jnp.where(live, (s - m) ** 2, 0.0)) / n)
+            return jnp.where(idx % k == f, (s - m) / (sd + 1e-12), 0.0)
+
+        return jnp.where(live, jax.vmap(fold)(jnp.arange(k), jax.random.split(key, k)).sum(0), 0.0)
+
+    def trust_scores(self, key: jax.Array, state: GuidedSearchState, n, mean: jax.Array, std: jax.Array,
+                     features: jax.Array, *, predictor, members: jax.Array):
+        """(blended mean [N], std [N], weights [1 + M]) of the trust ensemble: member 0 is the target model (``mean``,
+        judged by its out-of-fold scores), members 1.. the prior ``members`` [M, N]."""
+        k_oof, k_w = jax.random.split(key)
+        members = jnp.asarray(members, jnp.float32)
+        live = jnp.arange(state.codes.shape[0]) < n
+        rows = jnp.concatenate([self.oof_scores(k_oof, state, n, features, predictor=predictor)[None],
+                                members[:, state.codes]])
+        w = ranking_loss_weights(k_w, rows, state.values, live, n_boot=self.trust_boot, target=0)
+        all_scores = jnp.concatenate([mean[None], members])
+        return blend(all_scores, w), w[0] * std / (jnp.std(mean) + 1e-12), w
 
     def select(self, state: GuidedSearchState, n: jax.Array, key: jax.Array, mean: jax.Array, std: jax.Array,
                table: jax.Array, *, space: NB201Space) -> GuidedSearchState:
@@ -289,11 +347,11 @@ class PredictorSearch:
         noise = jax.random.normal(k_its, mean.shape) if self.thompson else self.beta
         acq = mean + noise * std
         if self.acquisition == "mutation":
-            cand = mutation_candidates(k_acq, space, codes, values, n, parents=self.mutate_parents,
+            k_cand, k_fill = jax.random.split(k_acq)  # each key used once
+            cand = mutation_candidates(k_cand, space, codes, values, n, parents=self.mutate_parents,
                                        candidates=self.mutation_candidates, max_mutations=self.max_mutations)
             proposed = jnp.zeros(n_cells, bool).at[cand].set(True)
             # the candidates first (by acquisition); if fewer than topk are new, random unqueried cells fill up
-            k_acq, k_fill = jax.random.split(k_acq)
             acq = jnp.where(proposed, acq - jnp.min(acq) + 1.0, -jax.random.uniform(k_fill, acq.shape))
         elif self.acquisition != "exhaustive":
             def fitness(archs):
@@ -318,16 +376,18 @@ class PredictorSearch:
         values = jax.lax.dynamic_update_slice(values, table[new], (n,))
         return GuidedSearchState(codes, values, queried.at[new].set(True))
 
-    def round_fn(self, features: jax.Array, *, predictor, space: NB201Space):
+    def round_fn(self, features: jax.Array, *, predictor, space: NB201Space, members=None):
         """``fn(states, r, keys [S], tables [S, N]) -> states``: one round for S seeds at once. A JAX predictor runs
         as one ``jit(vmap(round))``; a host model (``jittable = False``: random forest, boosted trees, ``CVBlend``)
         is fitted and scored per seed on the host with the same keys, then the acquisition runs as one
-        ``jit(vmap(select))``."""
+        ``jit(vmap(select))``. ``members``: the trust ensemble's prior members [M, N] (JAX predictors only)."""
         from metanas.predictors.trees import is_jittable
 
         if is_jittable(predictor):
             return jax.jit(jax.vmap(functools.partial(self.round, features=features, predictor=predictor,
-                                                      space=space), in_axes=(0, None, 0, 0)))
+                                                      space=space, members=members), in_axes=(0, None, 0, 0)))
+        if self.trust_folds > 0:
+            raise ValueError("the trust ensemble (trust_folds > 0) needs a JAX predictor, not a host model")
         select = jax.jit(jax.vmap(functools.partial(self.select, space=space), in_axes=(0, None, 0, 0, 0, 0)))
         feats = np.asarray(features)
 
@@ -348,12 +408,15 @@ class PredictorSearch:
         return k_init, jax.random.split(key, self.rounds)
 
     def run(self, key: jax.Array, table: jax.Array, features: jax.Array, *, predictor, space: NB201Space,
-            excluded=None) -> Trace:
+            excluded=None, init_key=None, members=None) -> Trace:
+        """The whole search; its ``init`` random cells are drawn with ``init_key`` when given (common random numbers:
+        the key every method of a seed draws its initial cells from), else with the first half of ``key``."""
         k_init, keys = self.round_keys(key)
+        k_init = k_init if init_key is None else init_key
 
         def round_(state, xs):
             r, k = xs
-            return self.round(state, r, k, table, features, predictor=predictor, space=space), None
+            return self.round(state, r, k, table, features, predictor=predictor, space=space, members=members), None
 
         state, _ = jax.lax.scan(round_, self.init_state(k_init, table, excluded), (jnp.arange(self.rounds), keys))
         return Trace(state.codes, state.values)

@@ -14,7 +14,7 @@ from metanas.run_store import read_jsonl
 
 
 def test_search_nb201_fast_budget_no_repeats(tmp_path):
-    _run(tmp_path, "experiment=search_nb201", "seeds=2")
+    p = _run(tmp_path, "experiment=search_nb201", "seeds=2")
     s, run_dir = _last_run(tmp_path, "search_nb201")
     q = json.loads((run_dir / "queried.json").read_text())
     table, report = NB201Benchmark().table(), NB201Benchmark().report_table()
@@ -22,7 +22,9 @@ def test_search_nb201_fast_budget_no_repeats(tmp_path):
         assert len(codes) == 12 and len(set(codes)) == 12  # budget respected, never the same cell twice
         np.testing.assert_allclose(values, table[codes], rtol=1e-6)  # every value is a real table lookup
     m = s["metrics_per_seed"]
-    for prefix in ("", "random_", "rea_", "ls_", "bananas_"):  # the meta-learner and the four baselines, same seeds
+    # the meta-learner from scratch and with prior knowledge (pre-trained on the other two data sets), and the four
+    # baselines, same seeds
+    for prefix in ("", "prior_", "random_", "rea_", "ls_", "bananas_"):
         for name in ("best_test_acc", "regret", "queries_to_target"):
             assert len(m[prefix + name]) == 2
         assert all(50 < v <= report.max() + 1e-4 for v in m[prefix + "best_test_acc"])
@@ -35,6 +37,18 @@ def test_search_nb201_fast_budget_no_repeats(tmp_path):
     assert [r["queries"] for r in rows if r["phase"] == "search"] == [8, 12]  # init 4 + 2 rounds of 4
     assert len([r for r in rows if r["phase"] == "curve"]) == 12
     assert (run_dir / "plots" / "search_curve.png").exists()
+    # the paired table (metanas.stats) is saved as report.md and printed at the end of the run
+    report = (run_dir / "report.md").read_text()
+    assert "| metanas vs |" in report and "| metanas + prior vs |" in report and "| BANANAS |" in report
+    assert "wins / ties / losses" in p.stdout and "| metanas vs |" in p.stdout
+    # common random numbers: within a seed every baseline starts from the search's 4 initial cells (the prior arm
+    # from its pre-trained model's best cells); the seeds differ
+    first = np.asarray(q["codes"])[:, :4]
+    assert set(q["other_arms"]) == {"prior", "random", "rea", "ls", "bananas"} and (first[0] != first[1]).any()
+    for name in ("random", "rea", "ls", "bananas"):
+        np.testing.assert_array_equal(np.asarray(q["other_arms"][name])[:, :4], first, err_msg=name)
+    qt = json.loads((run_dir / "curves.json").read_text())["queries_to_target"]
+    np.testing.assert_array_equal(qt["metanas"], np.minimum(m["queries_to_target"], 13))  # censored at budget + 1
     rec = [r for r in read_jsonl(tmp_path / "meta.jsonl") if r["experiment"] == "search_nb201"][-1]
     assert rec["metrics"]["best_test_acc"] == pytest.approx(s["metrics"]["best_test_acc"]) and rec["wall_time_s"] > 0
     assert len(rec["nb201"]["best_arch_encoding"]) == 30
@@ -115,6 +129,22 @@ def test_collect_missing_data_names_the_file(tmp_path):
     assert p.returncode != 0
     err = [ln for ln in p.stderr.splitlines() if ln.startswith("metanas: error:")]
     assert len(err) == 1 and "images_background.npz" in err[0]
+
+
+def test_search_train_defaults_are_the_published_baselines():
+    """REA at NB201's R-EA settings; BANANAS as published (5 MLPs, 10 x 20, MAPE, lr 0.01, path, ITS, mutation)."""
+    import yaml
+
+    from metanas.runners.predictor import SearchTrain
+
+    t = SearchTrain()
+    assert (t.rea_population, t.rea_sample_size) == (10, 3)
+    cfg = yaml.safe_load((REPO / "conf/experiment/search_nb201.yaml").read_text())["train"]
+    b = cfg["bananas"]
+    assert (b["encoding"], b["acquisition"], b["thompson"]) == ("path", "mutation", True)
+    assert {k: b["predictor"][k] for k in ("ensemble", "layers", "hidden", "lr", "loss")} == {
+        "ensemble": 5, "layers": 10, "hidden": 20, "lr": 0.01, "loss": "mape"}
+    assert (cfg["rea_population"], cfg["rea_sample_size"]) == (10, 3)
 
 
 def test_search_train_builds_predictor_search_from_its_shared_fields():

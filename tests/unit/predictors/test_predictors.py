@@ -162,6 +162,7 @@ def test_ridge_matches_closed_form_and_ignores_rows_past_n(key):
 
 
 @pytest.mark.parametrize("model", [pytest.param(MLP(hidden=32, layers=1, steps=200, ensemble=2), marks=pytest.mark.slow),
+                                   MLP(hidden=32, layers=1, steps=200, ensemble=2, lr=1e-2, loss="mape"),
                                    Pairwise(hidden=32, layers=1, embed=8, steps=200, batch=128, ensemble=2)])
 def test_predictors_learn_a_synthetic_ranking(key, model):
     """SYNTHETIC: p = 50 + 10 tanh(x . v) + x0 * x1; trained on 150 points, ranked on 500 held-out points."""
@@ -172,6 +173,11 @@ def test_predictors_learn_a_synthetic_ranking(key, model):
     mean, std = model.score_std(params, x[150:])
     assert ranking_metrics(mean, p[150:])["kendall_tau"] > 0.7
     assert float(std.mean()) > 0  # two members disagree somewhere: an uncertainty estimate
+
+
+def test_mlp_refuses_an_unknown_loss():
+    with pytest.raises(ValueError, match="choose mse or mape"):
+        MLP(loss="mae")
 
 
 def test_zero_cost_features_cover_all_cells(data_dir):
