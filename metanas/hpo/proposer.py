@@ -121,7 +121,7 @@ def _target_program(predictor: Any, folds: int, n_boot: int):
         u_oof = jax.vmap(oof)(jax.random.split(k_oof, folds), jnp.arange(folds)).sum(0)
         u_hist = jax.vmap(utility, in_axes=(0, None))(hist, x)  # [M, R]
         scores = jnp.concatenate([u_hist, u_oof[None]], 0)
-        w = ranking_loss_weights(k_w, scores, p, mine, n_boot=n_boot)
+        w = ranking_loss_weights(k_w, scores, p, mine, n_boot=n_boot, target=scores.shape[0] - 1)
         return joint, w
 
     return jax.jit(program)
