@@ -217,7 +217,7 @@ class Proposer:
         members = members if members is not None else (self.history_members(history) if history else None)
         trials = self._trials(current)
         if members is None:
-            return self._cold()(n, trials, rng)
+            return _fill(self.space, self._cold()(n, trials, rng), n, rng)
         names, hist = members
         predictor = self._predictor
         key = jax.random.PRNGKey(int(rng.integers(2**31 - 1)))  # drawn every call: replays stay aligned
@@ -268,4 +268,9 @@ class Proposer:
             if k not in seen and k not in keys:
                 out.append(c)
                 keys.add(k)
-        return out
+        return _fill(self.space, out, n, rng)
+
+
+def _fill(space: HyperparameterSpace, out: list[dict], n: int, rng: np.random.Generator) -> list[dict]:
+    """Every configuration of a tiny space already tried: repeats (random draws) rather than fewer than ``n``."""
+    return out + [space.sample(rng) for _ in range(n - len(out))]

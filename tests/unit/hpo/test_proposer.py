@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from metanas.hpo.metalearner import MetaLearnerSampler
 from metanas.hpo.proposer import Proposer, Record, usable, utilities
@@ -51,6 +52,7 @@ def test_unfinished_and_failed_configurations_are_not_proposed_again():
     assert out == [{"c": "c"}]
 
 
+@pytest.mark.slow  # one jitted warm program (~30-90 s to compile on 2 shared cores)
 def test_warm_start_trusts_the_related_study_and_proposes_near_its_optimum():
     history = {"related": [Record(c, f(c, 0.02)) for c in draws(40, 2)],
                "reversed": [Record(c, 1.0 / f(c)) for c in draws(40, 3)]}  # ranks every configuration backwards
