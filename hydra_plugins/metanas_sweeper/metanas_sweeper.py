@@ -195,6 +195,70 @@ def _number(value: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def make_proposer(kind: str, space, maximize: bool, *, seed: int = 0, history: Optional[dict] = None,
+                  n_candidates: int = 4096, beta: float = 0.5, min_points: int = 3):
+    """``propose(n, records, batch) -> [config]`` of one sampler kind (the sweeper's; study scripts call it too).
+    ``metalearner``: ``metanas.hpo.proposer.Proposer`` with ``history`` ({study: [Record]}); ``tpe`` / ``gp`` /
+    ``random``: one Optuna study for the sweep, told every finished record (a resumed sweep's too)."""
+    if kind == "metalearner":
+        import numpy as np
+
+        from metanas.hpo.proposer import Proposer
+
+        chunk = min(n_candidates, 4096)
+        proposer = Proposer(space, maximize=maximize, n_candidates=n_candidates,
+                            chunk=chunk if n_candidates % chunk == 0 else n_candidates, beta=beta,
+                            min_points=min_points)
+        members = proposer.history_members(history, seed=seed) if history else None
+
+        def propose(n, records, batch):
+            info: dict = {}
+            out = proposer.propose(n, records, history, np.random.default_rng([seed, batch]), members=members,
+                                   info=info)
+            if "weights" in info:
+                log.info("metanas sweeper: trust weights %s", info["weights"])
+            return out
+
+        return propose
+    if kind not in ("tpe", "gp", "random"):
+        raise SweeperConfigError(f"hydra.sweeper.sampler={kind!r}; expected one of {', '.join(SAMPLERS)}")
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from metanas.hpo.space import config_key
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dists = {p.name: (CategoricalDistribution(list(p.choices)) if p.type == "categorical"
+                      else IntDistribution(int(p.low), int(p.high), log=p.log) if p.type == "int"
+                      else FloatDistribution(p.low, p.high, log=p.log)) for p in space.params}
+    sampler = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+               "gp": lambda: optuna.samplers.GPSampler(seed=seed),
+               "random": lambda: optuna.samplers.RandomSampler(seed=seed)}[kind]()
+    study = optuna.create_study(direction="maximize" if maximize else "minimize", sampler=sampler)
+    asked: dict[str, Any] = {}  # config key -> asked trial awaiting its result
+    told = [0]  # records already in the study
+
+    def propose(n, records, batch):
+        for r in records[told[0]:]:
+            ok = r.status == "ok" and _number(r.value) is not None
+            state = optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL
+            trial = asked.pop(config_key(r.params), None)
+            if trial is not None:
+                study.tell(trial, _number(r.value) if ok else None, state=state)
+            else:
+                study.add_trial(optuna.trial.create_trial(params=dict(r.params), distributions=dists, state=state,
+                                                          value=_number(r.value) if ok else None))
+        told[0] = len(records)
+        out = []
+        for _ in range(n):
+            trial = study.ask(dists)
+            asked[config_key(trial.params)] = trial
+            out.append(dict(trial.params))
+        return out
+
+    return propose
+
+
 class MetanasSweeper(Sweeper):
     def __init__(self, params=None, n_trials: int = 20, n_jobs: int = 1, direction: Any = "minimize", seed: int = 0,
                  sampler: str = "metalearner", history=(), history_metric=None, n_candidates: int = 4096,
@@ -214,69 +278,6 @@ class MetanasSweeper(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(config=config, hydra_context=hydra_context,
                                                                 task_function=task_function)
         self.sweep_dir = Path(config.hydra.sweep.dir)
-
-    # -- proposers --------------------------------------------------------------------------------------------
-    def _metalearner(self, space, maximize):
-        from metanas.hpo.proposer import Proposer
-
-        chunk = min(self.n_candidates, 4096)
-        proposer = Proposer(space, maximize=maximize, n_candidates=self.n_candidates,
-                            chunk=chunk if self.n_candidates % chunk == 0 else self.n_candidates, beta=self.beta,
-                            min_points=self.min_points)
-        history = history_records(self.history, space, self.history_metric, exclude=self.sweep_dir / TRIALS)
-        members = proposer.history_members(history, seed=self.seed) if history else None
-        if history:
-            log.info("metanas sweeper: history %s", {k: len(v) for k, v in history.items()})
-
-        def propose(n, records, batch):
-            import numpy as np
-
-            info: dict = {}
-            out = proposer.propose(n, records, history, np.random.default_rng([self.seed, batch]), members=members,
-                                   info=info)
-            if "weights" in info:
-                log.info("metanas sweeper: trust weights %s", info["weights"])
-            return out
-
-        return propose
-
-    def _optuna(self, space, maximize):
-        import optuna
-        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        dists = {p.name: (CategoricalDistribution(list(p.choices)) if p.type == "categorical"
-                          else IntDistribution(int(p.low), int(p.high), log=p.log) if p.type == "int"
-                          else FloatDistribution(p.low, p.high, log=p.log)) for p in space.params}
-        make = {"tpe": lambda: optuna.samplers.TPESampler(seed=self.seed),
-                "gp": lambda: optuna.samplers.GPSampler(seed=self.seed),
-                "random": lambda: optuna.samplers.RandomSampler(seed=self.seed)}[self.sampler]
-
-        from metanas.hpo.space import config_key
-
-        study = optuna.create_study(direction="maximize" if maximize else "minimize", sampler=make())
-        asked: dict[str, Any] = {}  # config key -> asked trial awaiting its result
-        told = [0]  # records already in the study
-
-        def propose(n, records, batch):  # one study for the sweep; a resumed sweep's records are added first
-            for r in records[told[0]:]:
-                ok = r.status == "ok" and _number(r.value) is not None
-                state = optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL
-                trial = asked.pop(config_key(r.params), None)
-                if trial is not None:
-                    study.tell(trial, _number(r.value) if ok else None, state=state)
-                else:
-                    study.add_trial(optuna.trial.create_trial(params=dict(r.params), distributions=dists, state=state,
-                                                              value=_number(r.value) if ok else None))
-            told[0] = len(records)
-            out = []
-            for _ in range(n):
-                trial = study.ask(dists)
-                asked[config_key(trial.params)] = trial
-                out.append(dict(trial.params))
-            return out
-
-        return propose
 
     # -- the sweep --------------------------------------------------------------------------------------------
     def sweep(self, arguments: List[str]) -> None:
@@ -298,13 +299,16 @@ class MetanasSweeper(Sweeper):
             log.info("metanas sweeper: resuming %s: %d finished trial(s), %d to run again", self.sweep_dir,
                      len(done), len(pending))
         job = max((int(r["job"]) for r in rows), default=-1) + 1
+        history = None
         if self.sampler == "metalearner":
             from metanas.compilation_cache import configure
 
             configure("auto")  # compiled proposer programs are reused across sweeps and processes
-            propose = self._metalearner(space, maximize)
-        else:
-            propose = self._optuna(space, maximize)
+            history = history_records(self.history, space, self.history_metric, exclude=store)
+            if history:
+                log.info("metanas sweeper: history %s", {k: len(v) for k, v in history.items()})
+        propose = make_proposer(self.sampler, space, maximize, seed=self.seed, history=history,
+                                n_candidates=self.n_candidates, beta=self.beta, min_points=self.min_points)
         log.info("metanas sweeper: %s, %d trial(s), %s, space %s", self.sampler, self.n_trials,
                  "maximize" if maximize else "minimize", list(space.names))
         records = [Record(r["params"], r.get("value"), r["status"]) for r in done]

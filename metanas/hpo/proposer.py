@@ -160,7 +160,7 @@ class Proposer:
     beta: float = 0.5
     min_points: int = 3
     top: int = 256
-    folds: int = 3  # out-of-fold fits of this study's member for its trust weight
+    folds: int = 2  # out-of-fold fits of this study's member for its trust weight
     n_boot: int = 200
     transform: str = "auto"  # values -> positive utilities (``utilities``)
 
