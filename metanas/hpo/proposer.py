@@ -7,14 +7,17 @@
   run proposed; random draws until ``min_points`` trials have finished.
 - **Warm** (records of earlier studies: earlier sweeps of the same app, related apps, other Optuna studies): an
   RGPE-style ensemble (Feurer et al. 2018). One member per earlier study, fitted once on that study's records
-  (all of them in one ``jit(vmap(fit))`` program, cached for the whole sweep), plus one member fitted on this
-  study's trials. The members' weights come from ``metanas.predictors.trust.ranking_loss_weights`` on this
-  study's finished trials (for this study's own member: its out-of-fold scores, ``folds`` folds), so an earlier
+  (all of them in one ``jit(vmap(fit))`` program, cached for the whole sweep), plus this study's member: the joint
+  model, fitted on every record (pairs only within a study) so that it follows this study's trials. The members'
+  weights come from ``metanas.predictors.trust.ranking_loss_weights`` on this study's finished trials (for the joint
+  model: its out-of-fold scores, ``folds`` fits; RGPE's weight dilution rule on), so an earlier
   study that ranks this study's trials badly gets little or no weight; before ``min_points`` trials the earlier
   studies share the weight equally (a zero-shot warm start). Candidates are scored by the weighted sum of the
   members' utilities (each member's pairwise utility is in log-ratio units, so the members share one scale) plus
   ``beta`` times the weighted ensemble spread, in one jitted program; known configurations of this study are
-  never proposed again.
+  never proposed again, and a share ``random_fraction`` of the proposals are random draws (BOHB's rule: a study
+  whose trials all land on one value, e.g. a table of recorded configurations, would otherwise give the trust
+  weights no pair to judge and stay where the earlier studies point).
 
 A record's value is the objective as reported (``maximize`` says its direction); failed and unfinished records
 (``status != "ok"``) and non-finite values are not fitted, but their configurations count as tried. Values must
@@ -163,6 +166,7 @@ class Proposer:
     folds: int = 2  # out-of-fold fits of this study's member for its trust weight
     n_boot: int = 200
     transform: str = "auto"  # values -> positive utilities (``utilities``)
+    random_fraction: float = 0.25  # warm path: share of proposals drawn at random (BOHB's rule, as ModelBasedSampler)
 
     @property
     def _predictor(self):
@@ -251,15 +255,16 @@ class Proposer:
         _, idx = _score_program(self.space, predictor, self.n_candidates, self.chunk, top, float(self.beta))(
             k_s, params, jnp.asarray(w, jnp.float32))
         seen = {config_key(t.config) for t in trials}
+        n_model = int((rng.uniform(size=n) >= self.random_fraction).sum())  # the rest: random draws below
         out, keys = [], set()
         for u in np.asarray(_decoder(self.space)(k_s, idx)):  # winners in score order
+            if len(out) >= n_model:
+                break
             c = decode_units(self.space, u)
             k = config_key(c)
             if k not in seen and k not in keys:
                 out.append(c)
                 keys.add(k)
-            if len(out) >= n:
-                break
         for _ in range(100 * n):  # every winner known (tiny spaces): random draws, de-duplicated
             if len(out) >= n:
                 break
