@@ -307,6 +307,9 @@ class MetanasSweeper(Sweeper):
             history = history_records(self.history, space, self.history_metric, exclude=store)
             if history:
                 log.info("metanas sweeper: history %s", {k: len(v) for k, v in history.items()})
+        elif self.history:
+            log.warning("metanas sweeper: hydra.sweeper.history is read by sampler=metalearner only; %s starts cold",
+                        self.sampler)
         propose = make_proposer(self.sampler, space, maximize, seed=self.seed, history=history,
                                 n_candidates=self.n_candidates, beta=self.beta, min_points=self.min_points)
         log.info("metanas sweeper: %s, %d trial(s), %s, space %s", self.sampler, self.n_trials,
