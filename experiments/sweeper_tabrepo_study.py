@@ -165,7 +165,19 @@ def readme(res) -> str:
     for name, t in s["tests"].items():
         lines.append(f"| {name} | {t['n']} | {t['wins']} / {t['ties']} / {t['losses']} | {t['median_a']:.4g} / "
                      f"{t['median_b']:.4g} | {t['p']:.3g} | [{t['ci_low']:.4g}, {t['ci_high']:.4g}] |")
-    lines += ["", f"Versions: {', '.join(f'{k} {v}' for k, v in res['versions'].items())}.", ""]
+    lines += ["", f"Versions: {', '.join(f'{k} {v}' for k, v in res['versions'].items())}.", "",
+              "## Caveats", "",
+              "- Small: 2 tasks x 5 seeds = 10 pairs, 15 trials per run (sized to fit a shared 2-core CPU at load "
+              "average ~20-28; the default of the script is 4 tasks x 10 seeds x 30 trials). No p-value is below 0.05.",
+              "- metanas_warm loses here. The objective is piecewise constant (every proposal is evaluated as the nearest "
+              "of 104 recorded configurations): the history's optimum region snaps to one recorded configuration, the "
+              "warm proposals keep landing on it (10 of 15 trials on task 2073, seed 200), and tied values give the "
+              "trust weights no pair to judge. The warm path's random_fraction = 0.25 was added after seeing this on "
+              "task 2073 with seeds 100-101 of an aborted run; the reported seeds 200-204 were run once afterwards.",
+              "- TPE and GP propose at random during their first 10 trials (Optuna's n_startup_trials), so with 15 trials "
+              "they are model-based for 5.",
+              "- The live NB201-cell Omniglot comparison through the sweeper was not run (see the issue's closing note).",
+              ""]
     return "\n".join(lines)
 
 
