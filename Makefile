@@ -1,7 +1,8 @@
 # make run   : set up .venv and run the default experiment (predictor-guided NAS on real NAS-Bench-201 data)
 # make test  : set up .venv (with the dev extras) and run the default test suite (the command CI runs)
+# make test PY=python3.12 VENV=.venv312 : the same in another interpreter's venv (Python >= 3.12 gets jax 0.12)
 PY ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 
 .PHONY: setup run test test-all bench clean
@@ -30,7 +31,7 @@ test-all: setup
 	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 clean:
-	rm -rf $(VENV) results/runs results/multirun
+	rm -rf $(VENV) .venv312 results/runs results/multirun
 
 # Benchmarks side by side with the PyTorch peers of ../shared/bench (their exact venv: torch 2.13.0+cpu, xautodl --no-deps)
 PEER := .venv-peer

@@ -113,8 +113,7 @@ def run_method(method, task, space, seed, n_trials, candidates, records=None):
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         dists = {p.name: (od.CategoricalDistribution(list(p.choices)) if p.type == "categorical"
-                          else od.LogUniformDistribution(p.low, p.high) if p.log
-                          else od.UniformDistribution(p.low, p.high)) for p in space.params}  # optuna 2.x names (the version hydra-optuna-sweeper pins)
+                          else od.FloatDistribution(p.low, p.high, log=p.log)) for p in space.params}
         study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
         for _ in range(n_trials):
             trial = study.ask(dists)

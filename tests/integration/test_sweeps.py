@@ -86,7 +86,7 @@ def test_launcher_and_sweeper_configs_compose(override):
     elif "local_parallel" in override:
         assert cfg.hydra.launcher.n_jobs == 2
     else:
-        assert cfg.hydra.sweeper.sampler._target_ == "optuna.samplers.TPESampler"
+        assert cfg.hydra.sweeper._target_.endswith("MetanasSweeper") and cfg.hydra.sweeper.sampler == "tpe"
 
 
 def test_device_settings_reach_the_environment(tmp_path):
