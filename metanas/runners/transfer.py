@@ -85,7 +85,7 @@ class TransNASTrain(TransferSettings):
     source_tasks: tuple[str, ...] | None = None  # null: every other task of the file
     mode: Literal["trust", "transfer", "zero_shot"] = "trust"
     members: str = "orders+pairwise"  # trust mode: prior members joined by '+': mean, orders, pairwise, proxies
-    weighting: Literal["rgpe", "tstr"] = "rgpe"  # trust mode: RGPE bootstrap votes or TST-R discordance weights
+    weighting: Literal["rgpe", "tstr"] = "tstr"  # trust mode: RGPE bootstrap votes or TST-R discordance weights
     budget: int = 50
     init: int = 5
     topk: int = 5

@@ -437,7 +437,7 @@ def _seeds_run(search):
 def paired_study(seeds, data, *, methods: dict, budget: int = 50, init: int = 5, topk: int = 5,
                  hit_frac: float = 0.01, predictor: Pairwise | None = None, pretrain_steps: int = 500,
                  pretrain_seed: int = 0, forest_trees: int = 100, targets=None, sources=None,
-                 log=print) -> dict:
+                 log=print, on_target=None) -> dict:
     """Leave-one-task-out on every task of a ``TransNASData``-shaped ``data`` (``load_transnas``), each task's
     candidates its own cells (``task_view``), every method on the same ``seeds`` (ints; key = PRNGKey(seed)).
 
@@ -528,4 +528,6 @@ def paired_study(seeds, data, *, methods: dict, budget: int = 50, init: int = 5,
             res["queries"][mname] = censor(q, budget).tolist()
             log(f"{name}: {mname} mean {np.mean(res['queries'][mname]):.2f}")
         out["targets"][name] = res
+        if on_target is not None:  # e.g. save the study so far (a long run keeps every finished target)
+            on_target(out)
     return out

@@ -126,18 +126,23 @@ def _user_file(path, tasks=("a", "b", "c"), n=12, seed=0):
 def test_load_user_file_and_orientation(tmp_path):
     d = _user_file(tmp_path / "mine.json")
     data = load_transnas(tmp_path / "mine.json", lower_is_better=["b"])
-    assert data.tasks == ("a", "b", "c") and data.x.shape == (12, 24) and data.valid.shape == (3, 12)
+    width = sum(len(np.unique(data.archs[:, p])) for p in range(6))  # one-hot over the choices seen per position
+    assert data.tasks == ("a", "b", "c") and data.x.shape == (12, width) and data.valid.shape == (3, 12)
     k = list(d["a"])[0]
     assert data.valid[1, 0] == pytest.approx(-d["b"][k]["val_accuracy"])
     assert data.valid[0, 0] == pytest.approx(d["a"][k]["val_accuracy"])
-    np.testing.assert_array_equal(data.x.reshape(12, 6, 4).argmax(-1), data.archs)
+    assert (data.x.sum(1) == 6).all() and len({tuple(r) for r in data.x}) == 12  # 6 positions, distinct cells
     assert np.isfinite(data.proxies[..., data.proxy_names.index("flops")]).all()
     with pytest.raises(TransNASDataError, match="not found"):
         load_transnas(tmp_path / "none.json")
+    sub = dict(d)  # a task lacking a cell: allowed, NaN there (each task uses the cells it has)
+    sub["c"] = {k: v for k, v in list(d["c"].items())[:-1]}
+    (tmp_path / "sub.json").write_text(json.dumps(sub))
+    assert np.isnan(load_transnas(tmp_path / "sub.json").valid[2]).sum() == 1
     bad = dict(d)
-    bad["c"] = {k: v for k, v in list(d["c"].items())[:-1]}
+    bad["c"] = {"(0, x, 1)": {"val_accuracy": 1.0}, **d["c"]}
     (tmp_path / "bad.json").write_text(json.dumps(bad))
-    with pytest.raises(TransNASDataError, match="same arch keys"):
+    with pytest.raises(TransNASDataError, match="not a tuple of ints"):
         load_transnas(tmp_path / "bad.json")
 
 
