@@ -100,7 +100,16 @@ def merge_transnas(design: bool) -> None:
     """transnas[_design].json from its parts transnas[_design].PART.json (methods run in separate processes on the
     same seeds; the parts are kept)."""
     stem = "transnas_design" if design else "transnas"
+    for p in OUT.glob(f"{stem}.*.unfinished.json"):  # from an earlier merge
+        p.unlink()
     parts = sorted(OUT.glob(f"{stem}.*.json"))
+    for p in sorted(OUT.glob(f"{stem}.*.json.partial")):  # a part still running (or stopped): its finished targets
+        if p.with_suffix("") not in parts:
+            r = json.loads(p.read_text())
+            r.update(command=f"(unfinished part {p.name}: targets {list(r['targets'])})", wall_s=0.0)
+            done = p.with_name(p.name.replace(".json.partial", ".unfinished.json"))
+            done.write_text(json.dumps(r))
+            parts.append(done)
     if not parts:
         raise SystemExit(f"no {stem}.PART.json in {OUT}")
     out = json.loads(parts[0].read_text())
@@ -114,7 +123,8 @@ def merge_transnas(design: bool) -> None:
         out["wall_s"] += r["wall_s"]
         for t, x in r["targets"].items():
             for k in ("queries", "codes", "weights"):
-                out["targets"][t].setdefault(k, {}).update(x.get(k, {}))
+                out["targets"].setdefault(t, {k: x[k] for k in ("n_cells", "n_hit")}).setdefault(k, {}).update(
+                    x.get(k, {}))
     order = [m for m in METHODS if m in out["methods"]]
     out["methods"] = {m: out["methods"][m] for m in order}
     out["command"] = " ; ".join(out["commands"])
@@ -133,12 +143,18 @@ def report_transnas(name: str = "transnas.json") -> str:
     r = json.loads((OUT / name).read_text())
     ours = OURS if OURS in r["methods"] else r["ours"]
     budget, tasks = r["budget"], r["tasks"]
-    methods = list(r["methods"])
+    every = list(r["methods"])
+    methods = [m for m in every if all(m in r["targets"].get(t, {}).get("queries", {}) for t in tasks)]
+    unfinished = [m for m in every if m not in methods]
     lines = [f"{len(tasks)} held-out tasks x {len(r['seeds'])} seeds ({r['seeds'][0]}..{r['seeds'][-1]}"
              f"{', design seeds' if r['design'] else ', fresh final seeds'}); queries to one of the target's top-1 % "
              f"cells among its own cells, never within {budget} = {budget + 1} for every method (orders included). "
              "Methods:", ""]
     lines += [f"- `{m}`: {LABEL.get(m, r['methods'][m])}" for m in methods]
+    for m in unfinished:
+        done = [t for t in tasks if m in r["targets"].get(t, {}).get("queries", {})]
+        lines.append(f"- `{m}`: {LABEL.get(m, r['methods'][m])} -- **unfinished in this run**: only "
+                     f"{', '.join(done) or 'no task'} (in the per-task tables; left out of the mean over tasks)")
     det = [m for m in methods if all(len(set(r["targets"][t]["queries"][m])) == 1 for t in tasks)]
     if det:
         lines += ["", f"Deterministic here (the same result on every seed and task: no random element reaches "
@@ -179,9 +195,9 @@ def report_transnas(name: str = "transnas.json") -> str:
                      f"p {fmt_p(pm.p)})")
     lines += ["", "Goals: " + "; ".join(goals) + ".", ""]
     for t in tasks:
-        q = r["targets"][t]["queries"]
+        q = {m: v for m, v in r["targets"][t]["queries"].items() if m in every}
         lines += [f"**{t}** ({r['targets'][t]['n_cells']} cells, {r['targets'][t]['n_hit']} top cells)", "",
-                  paired_table({m: q[m] for m in methods}, ours, what="queries")]
+                  paired_table(q, ours, what="queries")]
         w = r["targets"][t].get("weights", {}).get(ours)
         if w:
             lines.append(f"Mean weight of the target GP member after 5 / 25 / 45 queries: "
