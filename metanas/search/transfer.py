@@ -509,7 +509,10 @@ def paired_study(seeds, data, *, methods: dict, budget: int = 50, init: int = 5,
                 s = dataclasses.replace(trust_search, weighting=spec.get("weighting", "rgpe"))
                 mem = (np.zeros((len(seeds), 0, n), np.float32) if kind == "scratch"
                        else np.stack([members(spec["members"], i) for i in range(len(seeds))]))
-                tr = _seeds_run(s)(keys, jnp.asarray(x), jnp.asarray(mem), jnp.asarray(tv))
+                # no prior member (zero-size members): a fresh jit per target -- the cached executable hung on its
+                # second call with zero-size members on the shared CPU (seen twice), members present never did
+                run = jax.jit(jax.vmap(s.run, (0, None, 0, None))) if kind == "scratch" else _seeds_run(s)
+                tr = run(keys, jnp.asarray(x), jnp.asarray(mem), jnp.asarray(tv))
                 codes = np.asarray(tr.codes)
                 if kind == "trust":
                     res.setdefault("weights", {})[mname] = np.asarray(tr.weights).mean(0).round(4).tolist()

@@ -56,6 +56,7 @@ def test_start_member_decides_the_first_queries_and_no_prior_starts_at_random():
     assert len(set(np.asarray(scratch.codes).tolist())) == 15 and scratch.weights.shape == (2, 1)
 
 
+@pytest.mark.slow  # ~36 s on the loaded 2-core CPU (9 GP compiles)
 def test_gp_leave_one_out_is_out_of_fold():
     """The target member's trust row must not see the point it predicts: a duplicate-free LOO differs from a fit."""
     archs, x, rng = _space(3, 3)
