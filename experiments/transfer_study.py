@@ -1,6 +1,6 @@
 """Transfer study: leave-one-task-out search with a pre-trained pairwise meta-learner -> results/transfer/.
 
-    python experiments/transfer_study.py transnas [--seeds 20] [--data-dir ../shared/data]
+    python experiments/transfer_study.py transnas [--design] [--data-dir ../shared/data] [--file my_tasks.json]
     python experiments/transfer_study.py report          # tables + plots from the saved JSON
 
 All logic is in ``metanas.search.transfer`` (``transnas_study``); this script only configures, saves, reports.
@@ -36,92 +36,178 @@ CONFIGS = [dict(mix=0.5, similarity_temp=0.0), dict(mix=0.5, similarity_temp=0.1
            dict(mix=0.1, similarity_temp=0.1, prior_weight=1.0, prior_halflife=15.0, zscore_init=True)]
 
 
-def run_transnas(args) -> None:
-    import jax
+# the paired study's methods (one run, same seeds, same first cells; see metanas.search.transfer.paired_study).
+# OURS is the default of transfer_transnas; the others are baselines or the variants tried (all reported).
+METHODS = {
+    "trust_tstr": dict(kind="trust", members="orders+pairwise", weighting="tstr"),
+    "trust": dict(kind="trust", members="orders+pairwise", weighting="rgpe"),
+    "trust_mean": dict(kind="trust", members="mean+pairwise", weighting="rgpe"),
+    "trust_mean_tstr": dict(kind="trust", members="mean+pairwise", weighting="tstr"),
+    "trust_orders": dict(kind="trust", members="orders", weighting="rgpe"),
+    "trust_orders_tstr": dict(kind="trust", members="orders", weighting="tstr"),
+    "trust_proxies_tstr": dict(kind="trust", members="orders+pairwise+proxies", weighting="tstr"),
+    "rgpe_rf": dict(kind="trust_rf", members="orders", weighting="rgpe"),
+    "zero_shot": dict(kind="zero_shot"),
+    "zero_shot_ls": dict(kind="zero_shot_ls"),
+    "scratch": dict(kind="scratch"),
+    "random": dict(kind="random"),
+}
+OURS = "trust_tstr"  # chosen on the design seeds 0..19 (results/transfer/intro.md), before the final run
+LABEL = {"trust_tstr": "**ours**: TST-R discordance weights; members: the sources' mean z-score order, each source's "
+                       "order, the pre-trained meta-learner's zero-shot ranking, the target GP (out-of-fold: LOO)",
+         "trust": "RGPE with the same members (bootstrap ranking-loss votes, dilution rule)",
+         "trust_mean": "RGPE; members: mean z-score order, meta-learner, target GP",
+         "trust_mean_tstr": "TST-R; members: mean z-score order, meta-learner, target GP",
+         "trust_orders": "RGPE without the meta-learner member (orders + target GP)",
+         "trust_orders_tstr": "TST-R without the meta-learner member (orders + target GP)",
+         "trust_proxies_tstr": "TST-R; orders + meta-learner + the target's zero-cost proxies + target GP",
+         "rgpe_rf": "plain RGPE: orders + random forest (out-of-bag trust), the issue's baseline",
+         "zero_shot": "zero-shot mean z-score order of the sources (capped)",
+         "zero_shot_ls": "zero-shot order, then local search (one-position neighbours)",
+         "scratch": "from scratch (target GP only, random first cells)",
+         "random": "random search (same first cells as from scratch)"}
+DESIGN_SEEDS = list(range(0, 20))
+FINAL_SEEDS = list(range(1000, 1050))
 
+
+def run_transnas(args) -> None:
     from metanas.benchmarks.transnas import default_path, load_transnas
-    from metanas.search.transfer import TransferSearch, transnas_study
     from metanas.predictors.pairwise import Pairwise
+    from metanas.search.transfer import paired_study
 
     path = args.file or default_path(args.data_dir)
-    data = load_transnas(path)
+    data = load_transnas(path, lower_is_better=args.lower_is_better)
+    seeds = DESIGN_SEEDS if args.design else FINAL_SEEDS
+    seeds = seeds[: args.seeds] if args.seeds else seeds
+    methods = {k: v for k, v in METHODS.items() if not args.methods or k in args.methods}
     t0 = time.time()
-    res = transnas_study(jax.random.PRNGKey(args.seed), data.x, data.valid, search=TransferSearch(**SEARCH),
-                         predictor=Pairwise(**PREDICTOR), seeds=args.seeds, configs=CONFIGS,
-                         nested_seeds=args.nested_seeds, nested_budget=args.nested_budget,
-                         log=lambda m: print(f"[{time.time() - t0:.0f}s] {m}", flush=True))
-    res.update(tasks=list(data.tasks), predictor=PREDICTOR, search=SEARCH, seeds=args.seeds,
-               nested_seeds=args.nested_seeds, nested_budget=args.nested_budget, file=str(path),
-               wall_s=time.time() - t0, machine=f"{platform.processor() or platform.machine()}, "
-                                                f"{__import__('os').cpu_count()} CPUs (shared)",
-               command=" ".join(["python"] + sys.argv))
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "transnas.json").write_text(json.dumps(res, indent=1))
-    print(f"wrote {OUT / 'transnas.json'} in {time.time() - t0:.0f} s")
+    name = ("transnas_design" if args.design else "transnas") + (f".{args.part}" if args.part else "") + ".json"
+    partial = OUT / (name + ".partial")
+    targets = [data.tasks.index(t) for t in args.targets] if args.targets else None
+    res = paired_study(seeds, data, methods=methods, budget=50, init=5, topk=5, hit_frac=0.01, targets=targets,
+                       predictor=Pairwise(**PREDICTOR), pretrain_steps=SEARCH["pretrain_steps"],
+                       log=lambda m: print(f"[{time.time() - t0:.0f}s] {m}", flush=True),
+                       on_target=lambda r: partial.write_text(json.dumps(r)))
+    partial.unlink(missing_ok=True)
+    res.update(predictor=PREDICTOR, file=str(path), design=bool(args.design), ours=OURS, wall_s=time.time() - t0,
+               machine=f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPUs (shared)",
+               command=" ".join(["python"] + sys.argv))
+    (OUT / name).write_text(json.dumps(res, indent=1))
+    print(f"wrote {OUT / name} in {time.time() - t0:.0f} s")
 
 
-def _med(v):
-    return float(np.median(v))
+def merge_transnas(design: bool) -> None:
+    """transnas[_design].json from its parts transnas[_design].PART.json (methods run in separate processes on the
+    same seeds; the parts are kept)."""
+    stem = "transnas_design" if design else "transnas"
+    for p in OUT.glob(f"{stem}.*.unfinished.json"):  # from an earlier merge
+        p.unlink()
+    parts = sorted(OUT.glob(f"{stem}.*.json"))
+    for p in sorted(OUT.glob(f"{stem}.*.json.partial")):  # a part still running (or stopped): its finished targets
+        if p.with_suffix("") not in parts:
+            r = json.loads(p.read_text())
+            r.update(command=f"(unfinished part {p.name}: targets {list(r['targets'])})", wall_s=0.0)
+            done = p.with_name(p.name.replace(".json.partial", ".unfinished.json"))
+            done.write_text(json.dumps(r))
+            parts.append(done)
+    if not parts:
+        raise SystemExit(f"no {stem}.PART.json in {OUT}")
+    out = json.loads(parts[0].read_text())
+    out["commands"] = [out.pop("command")]
+    for p in parts[1:]:
+        r = json.loads(p.read_text())
+        if r["seeds"] != out["seeds"] or r["tasks"] != out["tasks"]:
+            raise SystemExit(f"{p.name}: other seeds or tasks than {parts[0].name}")
+        out["methods"].update(r["methods"])
+        out["commands"].append(r["command"])
+        out["wall_s"] += r["wall_s"]
+        for t, x in r["targets"].items():
+            for k in ("queries", "codes", "weights"):
+                out["targets"].setdefault(t, {k: x[k] for k in ("n_cells", "n_hit")}).setdefault(k, {}).update(
+                    x.get(k, {}))
+    order = [m for m in METHODS if m in out["methods"]]
+    out["methods"] = {m: out["methods"][m] for m in order}
+    out["command"] = " ; ".join(out["commands"])
+    out["ours"] = OURS
+    (OUT / f"{stem}.json").write_text(json.dumps(out, indent=1))
+    print(f"merged {[p.name for p in parts]} -> {stem}.json")
 
 
-def report_transnas() -> str:
-    r = json.loads((OUT / "transnas.json").read_text())
-    tasks, budget = r["tasks"], r["search"]["budget"]
-    cap = lambda q: f"{q:g}" if q <= budget else f">{budget}"  # noqa: E731
-    lines = ["| held-out task | transfer (median) | from scratch | random | zero-shot z-score order | "
-             "zero-shot pairwise (median) | nested choice |", "|---|---|---|---|---|---|---|"]
-    tr_m, sc_m, z_m, ok_s, ok_z = [], [], [], [], []
-    for t, name in enumerate(tasks):
-        x = r["targets"][str(t)]
-        a, b, c = _med(x["transfer"]), _med(x["scratch"]), _med(x["random"])
-        z, zp = x["zero_shot_zscore"], _med(x["zero_shot_pairwise"])
-        tr_m.append(a), sc_m.append(b), z_m.append(z)
-        ok_s.append(a < b), ok_z.append(a <= z + 2)
-        cfg = r["configs"][r["choice"][str(t)]]
-        lines.append(f"| {name} | {cap(a)} | {cap(b)} | {c:g} | {z} | {zp:g} | #{r['choice'][str(t)]}: "
-                     + ", ".join(f"{k} {v:g}" for k, v in cfg.items()) + " |")  # bools print 1/0
-    lines.append(f"| **mean** | **{np.mean(tr_m):.1f}** | {np.mean(sc_m):.1f} (capped at {budget + 1}) | | "
-                 f"{np.mean(z_m):.1f} | | |")
-    lines += ["", f"Goal mean <= 12: {'MET' if np.mean(tr_m) <= 12 else 'NOT met'} ({np.mean(tr_m):.1f}); "
-              f"fewer than from scratch on every task: {'MET' if all(ok_s) else 'NOT met'} "
-              f"({sum(ok_s)}/7); within 2 queries of the zero-shot z-score order on every task: "
-              f"{'MET' if all(ok_z) else 'NOT met'} ({sum(ok_z)}/7).", ""]
-    lines += ["Kendall tau of the target's ranking of all 711 cells (mean over seeds):", "",
-              "| held-out task | z-score order | transfer @0 | @10 | @20 | scratch @10 | @20 |",
-              "|---|---|---|---|---|---|---|"]
-    for t, name in enumerate(tasks):
-        x = r["targets"][str(t)]
-        f = lambda v: "—" if v is None else f"{np.mean(v):.3f}"  # noqa: E731
-        lines.append(f"| {name} | {x['tau_zscore']:.3f} | {f(x['tau_transfer']['0'])} | {f(x['tau_transfer']['10'])}"
-                     f" | {f(x['tau_transfer']['20'])} | {f(x['tau_scratch']['10'])} | {f(x['tau_scratch']['20'])} |")
-    plot_transnas(r)
-    lines += ["", "![queries to a top-1 % cell per held-out task](transnas_queries.png)"]
+def _per_seed_mean(r, method) -> np.ndarray:
+    return np.mean([r["targets"][t]["queries"][method] for t in r["tasks"]], 0)
+
+
+def report_transnas(name: str = "transnas.json") -> str:
+    from metanas.stats import fmt, fmt_p, paired, paired_table
+
+    r = json.loads((OUT / name).read_text())
+    ours = OURS if OURS in r["methods"] else r["ours"]
+    budget, tasks = r["budget"], r["tasks"]
+    every = list(r["methods"])
+    methods = [m for m in every if all(m in r["targets"].get(t, {}).get("queries", {}) for t in tasks)]
+    unfinished = [m for m in every if m not in methods]
+    lines = [f"{len(tasks)} held-out tasks x {len(r['seeds'])} seeds ({r['seeds'][0]}..{r['seeds'][-1]}"
+             f"{', design seeds' if r['design'] else ', fresh final seeds'}); queries to one of the target's top-1 % "
+             f"cells among its own cells, never within {budget} = {budget + 1} for every method (orders included). "
+             "Methods:", ""]
+    lines += [f"- `{m}`: {LABEL.get(m, r['methods'][m])}" for m in methods]
+    for m in unfinished:
+        done = [t for t in tasks if m in r["targets"].get(t, {}).get("queries", {})]
+        lines.append(f"- `{m}`: {LABEL.get(m, r['methods'][m])} -- **unfinished in this run**: only "
+                     f"{', '.join(done) or 'no task'} (in the per-task tables; left out of the mean over tasks)")
+    det = [m for m in methods if all(len(set(r["targets"][t]["queries"][m])) == 1 for t in tasks)]
+    if det:
+        lines += ["", f"Deterministic here (the same result on every seed and task: no random element reaches "
+                      f"them): {', '.join(f'`{m}`' for m in det)}. Between two of these the per-seed pairs are "
+                      f"{len(r['seeds'])} copies of one difference, so their Wilcoxon p and CI say nothing beyond "
+                      f"the sign of that one difference per task; for such a method the final seeds are not fresh "
+                      f"evidence either: its design-seed figures on the same tasks are the same numbers."]
+    lines += ["", "**Mean over the tasks** (per seed, the mean over the tasks of the censored queries; paired over seeds):",
+              "", paired_table({m: _per_seed_mean(r, m) for m in methods}, ours, what="queries")]
+    lines += ["Per-task mean (censored) queries:", "",
+              "| task | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for t in tasks:
+        q = r["targets"][t]["queries"]
+        lines.append(f"| {t} | " + " | ".join(f"{np.mean(q[m]):.1f}" for m in methods) + " |")
+    lines.append("| **mean** | " + " | ".join(f"**{np.mean(_per_seed_mean(r, m)):.2f}**" for m in methods) + " |")
+    goals = []
+    if "zero_shot" in methods:
+        worse = [t for t in tasks if (p := paired(r["targets"][t]["queries"][ours], r["targets"][t]["queries"]
+                                                  ["zero_shot"])).p < 0.05 and p.losses > p.wins]
+        pm = paired(_per_seed_mean(r, ours), _per_seed_mean(r, "zero_shot"))
+        goals.append(f"not significantly worse than the capped zero-shot order on every task (Wilcoxon p < 0.05): "
+                     f"{'MET' if not worse else 'NOT met (' + ', '.join(worse) + ')'}; better on the mean over "
+                     f"tasks: {'MET' if pm.wins > pm.losses and pm.p < 0.05 else 'NOT met'} "
+                     f"({np.mean(_per_seed_mean(r, ours)):.2f} vs {np.mean(_per_seed_mean(r, 'zero_shot')):.2f}, "
+                     f"w/t/l {pm.wins}/{pm.ties}/{pm.losses}, p {fmt_p(pm.p)})")
+    goals.append(f"mean over the tasks <= 10: {'MET' if np.mean(_per_seed_mean(r, ours)) <= 10 else 'NOT met'} "
+                 f"({np.mean(_per_seed_mean(r, ours)):.2f})")
+    if "scratch" in methods:
+        ok = [t for t in tasks if (p := paired(r["targets"][t]["queries"][ours], r["targets"][t]["queries"]
+                                               ["scratch"])).p < 0.05 and p.wins > p.losses]
+        goals.append(f"significantly better than from scratch on every task: "
+                     f"{'MET' if len(ok) == len(tasks) else 'NOT met'} ({len(ok)}/{len(tasks)})")
+    for m in ("scratch", "rgpe_rf"):
+        if m in unfinished:
+            done = [t for t in tasks if m in r["targets"].get(t, {}).get("queries", {})]
+            goals.append(f"against `{m}` on every task: NOT shown (it finished on {len(done)}/{len(tasks)} tasks)")
+    if "rgpe_rf" in methods:
+        pm = paired(_per_seed_mean(r, ours), _per_seed_mean(r, "rgpe_rf"))
+        goals.append(f"the learnt version beats the plain RGPE version (mean over tasks, paired over seeds): "
+                     f"{'yes' if pm.wins > pm.losses and pm.p < 0.05 else 'NO'} ({fmt(pm.median_a)} vs "
+                     f"{fmt(pm.median_b)} median per-seed mean, w/t/l {pm.wins}/{pm.ties}/{pm.losses}, "
+                     f"p {fmt_p(pm.p)})")
+    lines += ["", "Goals: " + "; ".join(goals) + ".", ""]
+    for t in tasks:
+        q = {m: v for m, v in r["targets"][t]["queries"].items() if m in every}
+        lines += [f"**{t}** ({r['targets'][t]['n_cells']} cells, {r['targets'][t]['n_hit']} top cells)", "",
+                  paired_table(q, ours, what="queries")]
+        w = r["targets"][t].get("weights", {}).get(ours)
+        if w:
+            lines.append(f"Mean weight of the target GP member after 5 / 25 / 45 queries: "
+                         f"{w[0][-1]:.2f} / {w[4][-1]:.2f} / {w[-1][-1]:.2f}.\n")
     return "\n".join(lines)
-
-
-def plot_transnas(r) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tasks = r["tasks"]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    w = 0.2
-    for i, (k, lab) in enumerate([("transfer", "transfer"), ("scratch", "from scratch"), ("random", "random")]):
-        med = [_med(r["targets"][str(t)][k]) for t in range(len(tasks))]
-        ax.bar(np.arange(len(tasks)) + (i - 1.5) * w, med, w, label=f"{lab} (median of {r['seeds']} seeds)")
-    ax.bar(np.arange(len(tasks)) + 1.5 * w, [r["targets"][str(t)]["zero_shot_zscore"] for t in range(len(tasks))],
-           w, label="zero-shot z-score order")
-    ax.set_xticks(np.arange(len(tasks)), tasks, rotation=20, fontsize=8)
-    ax.set_yscale("log")
-    ax.set_ylabel("queries to a top-1 % cell (7 of 711)")
-    ax.set_title("TransNAS-Bench-101 micro, each task held out (pre-trained on the other six)", fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(OUT / "transnas_queries.png", dpi=100)
-    plt.close(fig)
 
 
 def run_tabrepo(args) -> None:
@@ -194,9 +280,9 @@ def run_nb201(args) -> None:
     t0 = time.time()
     x, values, report, names = nb201_tables(args.nb201_metric, args.data_dir, "onehot_pruned")
     res = fixed_config_study(jax.random.PRNGKey(args.seed), x, values, report, search=TransferSearch(**NB201_SEARCH),
-                             predictor=Pairwise(**PREDICTOR), seeds=args.seeds, top=16,
+                             predictor=Pairwise(**PREDICTOR), seeds=args.seeds or 20, top=16,
                              log=lambda m: print(f"[{time.time() - t0:.0f}s] {m}", flush=True))
-    res.update(tasks=names, metric=args.nb201_metric, search=NB201_SEARCH, predictor=PREDICTOR, seeds=args.seeds,
+    res.update(tasks=names, metric=args.nb201_metric, search=NB201_SEARCH, predictor=PREDICTOR, seeds=args.seeds or 20,
                wall_s=time.time() - t0, command=" ".join(["python"] + sys.argv))
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "nb201.json").write_text(json.dumps(res, indent=1))
@@ -224,7 +310,8 @@ def report_nb201() -> str:
 def write_readme() -> Path:
     """results/transfer/README.md from the saved JSONs (sections whose JSON is missing say so)."""
     parts = [(OUT / "intro.md").read_text() if (OUT / "intro.md").exists() else "# Transfer across tasks\n"]
-    for title, name, fn in (("## TransNAS-Bench-101 micro (the test of transfer)", "transnas.json", report_transnas),
+    for title, name, fn in (("## TransNAS-Bench-101 micro (the test of transfer): paired, final seeds", "transnas.json",
+                             report_transnas),
                             ("## NB201 (sanity check)", "nb201.json", report_nb201),
                             ("## TabRepo: warm start vs portfolios", "tabrepo.json", report_tabrepo)):
         parts.append(title + "\n")
@@ -242,20 +329,27 @@ def write_readme() -> Path:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["transnas", "tabrepo", "nb201", "report"])
+    p.add_argument("what", choices=["transnas", "merge", "tabrepo", "nb201", "report"])
+    p.add_argument("--part", default=None, help="transnas: write transnas[_design].PART.json (then `merge`)")
     p.add_argument("--nb201-metric", default="valid_acc", help="queried NB201 metric (a validation metric)")
     p.add_argument("--tabrepo-dir", default=None, help="your own TabRepo-layout folder")
     p.add_argument("--knn-k", type=int, nargs="+", default=[4, 8, 16, 32, 1000],
                    help="candidate k of the k-NN warm start, chosen per fold on its training tasks (1000: all)")
     p.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     p.add_argument("--file", default=None, help="your own TransNAS-format JSON instead of the shared one")
-    p.add_argument("--seeds", type=int, default=20)
+    p.add_argument("--seeds", type=int, default=None, help="transnas: first K of the seeds; nb201: the number")
+    p.add_argument("--design", action="store_true", help="transnas: the design seeds 0..19 (final: 1000..1049)")
+    p.add_argument("--methods", nargs="*", default=None, help="transnas: a subset of METHODS")
+    p.add_argument("--targets", nargs="*", default=None, help="transnas: a subset of the held-out tasks")
+    p.add_argument("--lower-is-better", nargs="*", default=[], help="tasks of --file whose metric is lower-is-better")
     p.add_argument("--nested-seeds", type=int, default=2)
     p.add_argument("--nested-budget", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.what == "transnas":
         run_transnas(args)
+    elif args.what == "merge":
+        merge_transnas(args.design)
     elif args.what == "tabrepo":
         run_tabrepo(args)
     elif args.what == "nb201":

@@ -1,9 +1,14 @@
 """Transfer experiments: ``transfer_transnas``, the NB201 sanity check ``transfer_nb201`` and search_nb201 with
 ``train.source_tasks``. Their ``train:`` blocks are the frozen dataclasses below (``TransferSettings`` shared).
 
-transfer_transnas (``run_transnas``): hold out ``train.target`` of TransNAS-Bench-101 micro, pre-train the pairwise
-meta-learner on ``train.source_tasks`` (default: every other task; naming the target is an error), then
+transfer_transnas (``run_transnas``): hold out ``train.target`` of TransNAS-Bench-101 micro (or of a user's file of
+the same shape, ``train.file``: any cell tuple length, tasks holding different cells; the target's own cells are
+its candidates), use ``train.source_tasks`` (default: every other task; naming the target is an error), then
 ``train.mode``:
+- ``trust`` (default): ``metanas.search.trust.TrustSearch``, a weighted ensemble of the prior members
+  (``train.members``) and a GP fitted on the target's queries, weighted by how each ranks the queried cells
+  (``train.weighting``), beside the capped zero-shot z-score order, from scratch and random search on the same seeds
+  (paired: wins / ties / losses, Wilcoxon p);
 - ``transfer``: query the pre-trained model's ``init`` best cells, then rounds of {fine-tune on the target's
   queries (with ``mix`` of source pairs, ``similarity_temp``-weighted), query the ``topk`` best} to ``budget``;
 - ``zero_shot``: rank the target with the pre-trained model and query nothing.
@@ -25,7 +30,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from metanas.benchmarks.nb201 import DATASETS
-from metanas.benchmarks.transnas import default_path, load_transnas, top_cells
+from metanas.benchmarks.transnas import default_path, load_transnas, task_view, top_cells
 from metanas.search import transfer as T
 from metanas.config import ConfigError, takes_train, train_block
 from metanas.runners.context import RunContext, scalars
@@ -78,7 +83,9 @@ class TransNASTrain(TransferSettings):
     lower_is_better: tuple[str, ...] = ()  # tasks of the file whose metric is lower-is-better (negated on load)
     target: str = "segmentsemantic"
     source_tasks: tuple[str, ...] | None = None  # null: every other task of the file
-    mode: Literal["transfer", "zero_shot"] = "transfer"
+    mode: Literal["trust", "transfer", "zero_shot"] = "trust"
+    members: str = "orders+pairwise"  # trust mode: prior members joined by '+': mean, orders, pairwise, proxies
+    weighting: Literal["rgpe", "tstr"] = "tstr"  # trust mode: RGPE bootstrap votes or TST-R discordance weights
     budget: int = 50
     init: int = 5
     topk: int = 5
@@ -88,6 +95,10 @@ class TransNASTrain(TransferSettings):
     def __post_init__(self):
         _no_target_among_sources(self.target, self.source_tasks)
         self.search(self.budget, self.init, self.topk)
+        try:
+            T.check_members(self.members)
+        except ValueError as e:
+            raise ConfigError(f"train.{e}") from None
 
 
 @dataclass(frozen=True)
@@ -135,12 +146,37 @@ def run_transnas(cfg: DictConfig, ctx: RunContext) -> dict:
     target, sources, names = _split_tasks(data.tasks, t)
     predictor = hydra.utils.instantiate(cfg.predictor)
     search = t.search(t.budget, t.init, t.topk)
-    src, tv = T.leave_one_out(data.valid, target, sources)
-    hit = top_cells(data.valid[target], t.top_frac)
-    x = jnp.asarray(data.x)
-    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(cfg.seed, cfg.seed + cfg.seeds)])
+    # the target's own cells are its candidates; sources are NaN where they lack one of them
+    _, x, src, tv, _ = task_view(data, target, sources)
+    hit = top_cells(tv, t.top_frac)
+    x = jnp.asarray(x)
+    seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
     z = T.zscore_order(src)
-    out: dict = {"zscore_queries_to_top": T.order_queries_to_hit(z, hit), "zscore_tau": T.kendall(z, tv)}
+    out: dict = {"zscore_queries_to_top": T.order_queries_to_hit(z, hit), "zscore_tau": T.kendall(z, tv),
+                 "n_candidates": int(x.shape[0]), "n_top": int(hit.sum())}
+    if t.mode == "trust":
+        from metanas.stats import paired_rows
+
+        methods = {"trust": {"kind": "trust", "members": t.members, "weighting": t.weighting},
+                   "zero_shot": {"kind": "zero_shot"}, "scratch": {"kind": "scratch"}, "random": {"kind": "random"}}
+        r = T.paired_study(seeds, data, methods=methods, budget=t.budget, init=t.init, topk=t.topk,
+                           hit_frac=t.top_frac, predictor=predictor, pretrain_steps=t.pretrain_steps,
+                           targets=[target], sources=sources, log=lambda m: None)["targets"][t.target]
+        q = r["queries"]
+        out["queries_to_top"] = float(np.median(q["trust"]))
+        out["queries_per_seed"] = q["trust"]
+        for name in ("zero_shot", "scratch", "random"):
+            out[f"{name}_queries_to_top"] = float(np.median(q[name]))
+            out[f"{name}_queries_per_seed"] = q[name]
+        if len(seeds) > 1:  # paired over the seeds (same first cells within a seed), censored at budget + 1
+            for row in paired_rows(q, "trust"):
+                for k in ("wins", "ties", "losses", "median_diff", "p"):
+                    out[f"vs_{row['method']}_{k}"] = float(row[k])
+        ctx.save_json("trust.json", {"member_weights_per_round": r.get("weights", {}).get("trust"),
+                                     "first_cells": r["codes"], "queries": q, "target": t.target, "sources": names})
+        ctx.meta_record = {"transfer": {"target": t.target, "sources": names, "config": _plain(t)}}
+        return out
     if t.mode == "zero_shot":
         # the target's values are not passed: ranking needs no target query
         _, scores = jax.jit(jax.vmap(lambda k: search.zero_shot(k, x, jnp.asarray(src), predictor=predictor)))(keys)

@@ -27,6 +27,7 @@ evaluations is read (``scores_after``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -76,17 +77,22 @@ def leave_one_out(values, target: int, sources=None):
 
 
 def zscore_order(source_values) -> np.ndarray:
-    """Baseline zero-shot score [N]: mean over source tasks of the z-scored validation metric."""
+    """Baseline zero-shot score [N]: mean over source tasks of the z-scored validation metric (over the sources that
+    hold each cell; 0 where none does)."""
     v = np.asarray(source_values, np.float64)
-    return ((v - v.mean(1, keepdims=True)) / v.std(1, keepdims=True)).mean(0)
+    z = (v - np.nanmean(v, 1, keepdims=True)) / np.nanstd(v, 1, keepdims=True)
+    known = np.isfinite(z)
+    return np.where(known, z, 0.0).sum(0) / np.maximum(known.sum(0), 1)
 
 
 def pretrain(key: jax.Array, predictor: Pairwise, x: jax.Array, source_values: jax.Array, *, steps: int,
              scale: float = 0.1) -> dict:
-    """Fit ``predictor`` on every cell of every source task ([S, N] raw values); pairs within a task only."""
+    """Fit ``predictor`` on every cell of every source task ([S, N] raw values; NaN where a source lacks a cell:
+    such rows get a group of their own, so they never form a pair); pairs within a task only."""
     s, n = source_values.shape
-    y = jax.vmap(lambda v: rank_target(v, jnp.ones(n, bool), scale))(source_values).reshape(-1)
-    group = jnp.repeat(jnp.arange(s, dtype=jnp.int32), n)
+    known = jnp.isfinite(source_values)
+    y = jax.vmap(lambda v, k: rank_target(jnp.where(k, v, 0.0), k, scale))(source_values, known).reshape(-1)
+    group = jnp.where(known.reshape(-1), jnp.repeat(jnp.arange(s, dtype=jnp.int32), n), s + jnp.arange(s * n))
     xs = jnp.tile(x, (s, 1))
     return dataclasses.replace(predictor, steps=steps).fit(key, xs, y, s * n, group)
 
@@ -119,8 +125,10 @@ def finetune(key: jax.Array, predictor: Pairwise, params0: dict, x_src: jax.Arra
              else jax.random.categorical(k3, jnp.log(source_weights + 1e-12), shape=(b,)))
         a = jax.random.randint(k4, (b,), 0, n_cells)
         c = jax.random.randint(k5, (b,), 0, n_cells)
-        ls = predictor.pair_loss(params, x_src[a], x_src[c], (y_src[t, a] - y_src[t, c]) / y_src[t, c],
-                                 (a != c).astype(jnp.float32))
+        ya, yc = y_src[t, a], y_src[t, c]
+        ok = (a != c) & jnp.isfinite(ya) & jnp.isfinite(yc)  # NaN: a cell that source task lacks
+        ya, yc = jnp.where(ok, ya, 1.0), jnp.where(ok, yc, 1.0)
+        ls = predictor.pair_loss(params, x_src[a], x_src[c], (ya - yc) / yc, ok.astype(jnp.float32))
         return (1.0 - mix) * lt + mix * ls
 
     def one(k, p0):
@@ -138,7 +146,7 @@ def source_similarity(source_values: jax.Array, codes: jax.Array, target_y: jax.
     pair = m[:, None] * m[None, :] * (1.0 - jnp.eye(b))
     dt = jnp.sign(target_y[:, None] - target_y[None, :])
     sv = source_values[:, codes]  # [S, B]
-    ds = jnp.sign(sv[:, :, None] - sv[:, None, :])
+    ds = jnp.nan_to_num(jnp.sign(sv[:, :, None] - sv[:, None, :]))  # a cell a source lacks: no vote
     tau = jnp.sum(ds * dt * pair, (1, 2)) / jnp.maximum(pair.sum(), 1.0)
     return jax.nn.softmax(tau / temp)
 
@@ -203,7 +211,9 @@ class TransferSearch:
         queried = jnp.zeros(n_cells, bool).at[codes0].set(True)
         prior = _prior(source_values) if self.source else None
         if self.source:
-            y_src = jax.vmap(lambda v: rank_target(v, jnp.ones(n_cells, bool), self.scale))(source_values)
+            known = jnp.isfinite(source_values)
+            y_src = jnp.where(known, jax.vmap(lambda v, k: rank_target(jnp.where(k, v, 0.0), k, self.scale))(
+                source_values, known), jnp.nan)
 
         def round_(state, xs):
             codes, values, queried = state
@@ -248,8 +258,9 @@ def _prior(source_values: jax.Array | None) -> jax.Array | None:
     if source_values is None:
         return None
     v = jnp.asarray(source_values, jnp.float32)
-    z = (v - v.mean(1, keepdims=True)) / jnp.maximum(v.std(1, keepdims=True), 1e-12)
-    return _standardise(z.mean(0))
+    z = (v - jnp.nanmean(v, 1, keepdims=True)) / jnp.maximum(jnp.nanstd(v, 1, keepdims=True), 1e-12)
+    known = jnp.isfinite(z)
+    return _standardise(jnp.where(known, z, 0.0).sum(0) / jnp.maximum(known.sum(0), 1))
 
 
 def random_codes(key: jax.Array, n_cells: int, budget: int) -> jax.Array:
@@ -398,4 +409,128 @@ def fixed_config_study(key: jax.Array, x, values, report, *, search: TransferSea
         res["zero_shot_pairwise"] = [order_queries_to_hit(s, hit[t]) for s in runs["transfer"].scores[t, :, 0, :]]
         res["optimum_report"] = float(report[t, int(np.argmax(tv))])
         out["targets"][t] = res
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The paired study: every method on the same seeds with common random numbers, censored alike
+
+
+MEMBER_PARTS = ("mean", "orders", "pairwise", "proxies")
+
+
+def check_members(spec: str) -> list[str]:
+    """The parts of a members spec such as ``orders+pairwise``; an unknown part raises one line naming the valid."""
+    parts = str(spec).split("+")
+    bad = [p for p in parts if p not in MEMBER_PARTS]
+    if bad or not parts:
+        raise ValueError(f"members {spec!r}: unknown part(s) {bad}; join some of {list(MEMBER_PARTS)} with '+'")
+    return parts
+
+
+@functools.lru_cache(maxsize=None)
+def _seeds_run(search):
+    """``search.run`` jitted once per search config, vmapped over seeds (keys [K], members [K, M, N])."""
+    return jax.jit(jax.vmap(search.run, (0, None, 0, None)))
+
+
+def paired_study(seeds, data, *, methods: dict, budget: int = 50, init: int = 5, topk: int = 5,
+                 hit_frac: float = 0.01, predictor: Pairwise | None = None, pretrain_steps: int = 500,
+                 pretrain_seed: int = 0, forest_trees: int = 100, targets=None, sources=None,
+                 log=print, on_target=None) -> dict:
+    """Leave-one-task-out on every task of a ``TransNASData``-shaped ``data`` (``load_transnas``), each task's
+    candidates its own cells (``task_view``), every method on the same ``seeds`` (ints; key = PRNGKey(seed)).
+
+    ``methods``: name -> spec, one of
+      ``{"kind": "trust", "members": "orders" | "orders+pairwise" | "mean+pairwise" ..., "weighting": "rgpe"}``
+      (the trust search with the GP target member; members named by parts joined with "+": ``mean`` the mean
+      z-score order, ``orders`` mean + each source's order, ``pairwise`` the meta-learner's zero-shot ranking
+      (pre-trained once per target on its sources, key ``pretrain_seed``), ``proxies`` the target's zero-cost proxies where the file has them),
+      ``{"kind": "trust_rf", "members": ...}`` (the same loop on the host with a random forest target member: the
+      plain RGPE version), ``{"kind": "scratch"}`` (trust search with no prior member: GP from random first
+      cells), ``{"kind": "random"}``, ``{"kind": "zero_shot"}`` (the mean z-score order, capped at the budget),
+      ``{"kind": "zero_shot_ls"}`` (that order's first ``init`` cells, then local search),
+    Queries to a top-``hit_frac`` cell (among the target's own cells) per seed, censored at ``budget + 1`` for
+    every method alike (``metanas.stats.censor``). ``sources``: source task indices (default: every other task;
+    the target among them raises: leave-one-task-out). Within a seed: one key; random first cells (``initial_cells``)
+    shared by every method that starts at random; methods that start from the prior share its first cells."""
+    from metanas.benchmarks.transnas import task_view
+    from metanas.search import trust as R
+    from metanas.stats import censor
+
+    n_tasks = len(data.tasks)
+    targets = range(n_tasks) if targets is None else targets
+    keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])
+    trust_search = R.TrustSearch(budget=budget, init=init, topk=topk)
+    out = {"tasks": list(data.tasks), "seeds": [int(s) for s in seeds], "budget": budget, "init": init,
+           "topk": topk, "hit_frac": hit_frac, "methods": methods, "targets": {}}
+    need_pw = any("pairwise" in str(m.get("members", "")) for m in methods.values())
+    for t in targets:
+        name = data.tasks[t]
+        src_t = [u for u in range(n_tasks) if u != t] if sources is None else list(sources)
+        cells, x, sv, tv, px = task_view(data, t, src_t)
+        hit = top_cells(tv, hit_frac)
+        n = x.shape[0]
+        res = {"n_cells": int(n), "n_hit": int(hit.sum()), "queries": {}, "codes": {}}
+        zs = None
+        if need_pw:
+            ts = dataclasses.replace(TransferSearch(), pretrain_steps=pretrain_steps)
+            # pre-trained once per target (a prior like the z-score order: the seeds vary the search, not it)
+            zs = np.asarray(jax.jit(lambda x_, s_: ts.zero_shot(jax.random.PRNGKey(pretrain_seed), x_, s_,
+                                                                predictor=predictor)[1])(jnp.asarray(x),
+                                                                                         jnp.asarray(sv)))
+            log(f"{name}: pre-trained the meta-learner on {len(src_t)} sources")
+
+        def members(spec, i):
+            parts = check_members(spec)
+            base = R.prior_members(sv)
+            rows = [base[:1] if "mean" in parts else base[:0]]
+            if "orders" in parts:
+                rows = [base]
+            if "pairwise" in parts:
+                rows.append(R.prior_members(zs[None])[:1])
+            if "proxies" in parts:
+                p = px.T[np.isfinite(px.T).all(1) & (np.nanstd(px.T, 1) > 0)]
+                if len(p):
+                    rows.append(R.prior_members(p)[1:])
+            return np.concatenate(rows, 0)
+
+        for mname, spec in methods.items():
+            kind = spec["kind"]
+            if kind == "zero_shot":
+                q = np.full(len(seeds), order_queries_to_hit(R.prior_members(sv)[0], hit), np.float64)
+                codes = None
+            elif kind == "zero_shot_ls":
+                c = R.prior_local_search(data.archs[cells], tv, R.prior_members(sv)[0], init, budget)
+                codes = np.repeat(c[None], len(seeds), 0)
+            elif kind == "random":
+                codes = np.asarray(jax.vmap(lambda k: R.random_order(jax.random.split(k)[0], n)[:budget])(keys))
+            elif kind in ("trust", "scratch"):
+                s = dataclasses.replace(trust_search, weighting=spec.get("weighting", "rgpe"))
+                mem = (np.zeros((len(seeds), 0, n), np.float32) if kind == "scratch"
+                       else np.stack([members(spec["members"], i) for i in range(len(seeds))]))
+                # no prior member (zero-size members): a fresh jit per target -- the cached executable hung on its
+                # second call with zero-size members on the shared CPU (seen twice), members present never did
+                run = jax.jit(jax.vmap(s.run, (0, None, 0, None))) if kind == "scratch" else _seeds_run(s)
+                tr = run(keys, jnp.asarray(x), jnp.asarray(mem), jnp.asarray(tv))
+                codes = np.asarray(tr.codes)
+                if kind == "trust":
+                    res.setdefault("weights", {})[mname] = np.asarray(tr.weights).mean(0).round(4).tolist()
+            elif kind == "trust_rf":
+                s = dataclasses.replace(trust_search, weighting=spec.get("weighting", "rgpe"))
+                codes = []
+                for i, k in enumerate(keys):
+                    fit = R.forest_fit(int(seeds[i]), forest_trees)
+                    codes.append(np.asarray(s.run_host(k, x, members(spec["members"], i), tv, fit).codes))
+                codes = np.stack(codes)
+            else:
+                raise ValueError(f"unknown method kind {kind!r}")
+            if codes is not None:
+                q = queries_to_hit(codes, hit).astype(np.float64)
+                res["codes"][mname] = codes[:, :init].tolist()  # the first cells, for the common-random-numbers check
+            res["queries"][mname] = censor(q, budget).tolist()
+            log(f"{name}: {mname} mean {np.mean(res['queries'][mname]):.2f}")
+        out["targets"][name] = res
+        if on_target is not None:  # e.g. save the study so far (a long run keeps every finished target)
+            on_target(out)
     return out

@@ -126,18 +126,23 @@ def _user_file(path, tasks=("a", "b", "c"), n=12, seed=0):
 def test_load_user_file_and_orientation(tmp_path):
     d = _user_file(tmp_path / "mine.json")
     data = load_transnas(tmp_path / "mine.json", lower_is_better=["b"])
-    assert data.tasks == ("a", "b", "c") and data.x.shape == (12, 24) and data.valid.shape == (3, 12)
+    width = sum(len(np.unique(data.archs[:, p])) for p in range(6))  # one-hot over the choices seen per position
+    assert data.tasks == ("a", "b", "c") and data.x.shape == (12, width) and data.valid.shape == (3, 12)
     k = list(d["a"])[0]
     assert data.valid[1, 0] == pytest.approx(-d["b"][k]["val_accuracy"])
     assert data.valid[0, 0] == pytest.approx(d["a"][k]["val_accuracy"])
-    np.testing.assert_array_equal(data.x.reshape(12, 6, 4).argmax(-1), data.archs)
+    assert (data.x.sum(1) == 6).all() and len({tuple(r) for r in data.x}) == 12  # 6 positions, distinct cells
     assert np.isfinite(data.proxies[..., data.proxy_names.index("flops")]).all()
     with pytest.raises(TransNASDataError, match="not found"):
         load_transnas(tmp_path / "none.json")
+    sub = dict(d)  # a task lacking a cell: allowed, NaN there (each task uses the cells it has)
+    sub["c"] = {k: v for k, v in list(d["c"].items())[:-1]}
+    (tmp_path / "sub.json").write_text(json.dumps(sub))
+    assert np.isnan(load_transnas(tmp_path / "sub.json").valid[2]).sum() == 1
     bad = dict(d)
-    bad["c"] = {k: v for k, v in list(d["c"].items())[:-1]}
+    bad["c"] = {"(0, x, 1)": {"val_accuracy": 1.0}, **d["c"]}
     (tmp_path / "bad.json").write_text(json.dumps(bad))
-    with pytest.raises(TransNASDataError, match="same arch keys"):
+    with pytest.raises(TransNASDataError, match="not a tuple of ints"):
         load_transnas(tmp_path / "bad.json")
 
 
@@ -150,10 +155,36 @@ def test_shared_transnas_file(data_dir):
     assert (data.valid[TASKS.index("room_layout")] < 0).all()  # negative loss, higher is better
 
 
+def _subset_file(path, n_pos=4, n_choice=3, tasks=("t0", "t1", "t2"), seed=0):
+    """SYNTHETIC user file of another shape: 4 positions x 3 choices, every task holding its own random 80 %."""
+    rng = np.random.default_rng(seed)
+    archs = np.stack(np.meshgrid(*[np.arange(n_choice)] * n_pos, indexing="ij"), -1).reshape(-1, n_pos)
+    w = rng.normal(size=(n_pos, n_choice))
+    d = {}
+    for t in tasks:
+        keep = rng.random(len(archs)) < 0.8
+        v = w[np.arange(n_pos), archs].sum(1) + 0.3 * rng.normal(size=len(archs))
+        d[t] = {str(tuple(int(o) for o in a)): {"val_accuracy": float(x)} for a, x, k in zip(archs, v, keep) if k}
+    path.write_text(json.dumps(d))
+    return d
+
+
 def test_transfer_transnas_fast(tmp_path):
-    _user_file(tmp_path / "mine.json", tasks=("t0", "t1", "t2"), n=30)
+    """Default mode trust on a user file of another shape (tasks holding different cells), paired baselines; the
+    pairwise transfer and zero-shot modes still run."""
+    d = _subset_file(tmp_path / "mine.json")
     run_fast(tmp_path, "experiment=transfer_transnas", "seeds=2", f"train.file={tmp_path}/mine.json",
              "train.target=t1")
+    s, run_dir = last_summary(tmp_path, "transfer_transnas")
+    m = s["metrics_per_seed"]
+    assert s["metrics"]["n_candidates"] == len(d["t1"])  # the target's own cells are its candidates
+    for k in ("queries_per_seed", "zero_shot_queries_per_seed", "scratch_queries_per_seed"):
+        assert len(m[k]) == 2 and all(1 <= q <= 11 for q in m[k])
+    assert s["metrics"]["vs_zero_shot_wins"] + s["metrics"]["vs_zero_shot_ties"] + \
+        s["metrics"]["vs_zero_shot_losses"] == 2
+    assert (run_dir / "trust.json").exists()
+    run_fast(tmp_path, "experiment=transfer_transnas", "seeds=2", f"train.file={tmp_path}/mine.json",
+             "train.target=t1", "train.mode=transfer")
     s, run_dir = last_summary(tmp_path, "transfer_transnas")
     m = s["metrics_per_seed"]
     assert len(m["transfer_queries_per_seed"]) == 2 and all(1 <= q <= 11 for q in m["transfer_queries_per_seed"])
@@ -251,6 +282,7 @@ def _validated(*overrides):
 
 @pytest.mark.parametrize("overrides,expected", [
     (("experiment=transfer_transnas", "train.mode=sideways"), "'train.mode' = 'sideways' is not a choice"),
+    (("experiment=transfer_transnas", "train.members=orders+oracle"), "unknown part(s) ['oracle']"),
     (("experiment=transfer_transnas", "train.target=a", "train.source_tasks=[a,b]"), "must not contain the target 'a'"),
     (("experiment=transfer_transnas", "train.mix=1.5"), "'train.mix' = 1.5 is out of range; expected float in [0, 1]"),
     (("experiment=transfer_transnas", "train.top_frac=0.0"), "'train.top_frac' = 0.0 is out of range"),

@@ -1,0 +1,259 @@
+"""Trust search: a search whose model is a weighted ensemble of every piece of prior knowledge and a target model.
+
+Members are score vectors over the target's candidates (higher = better): the sources' mean z-score order, each
+source task's own order, the pre-trained meta-learner's zero-shot ranking, zero-cost proxies -- whatever a user has
+-- plus one member fitted on the target's queried cells. Every round the members are weighted by how well they rank
+the target's queried cells (``metanas.predictors.trust.ranking_loss_weights``: RGPE's bootstrap vote, Feurer et
+al. 2018, with its dilution rule; or ``discordance_weights``, TST-R), the blend of their standardised scores ranks
+the candidates and the ``topk`` best unqueried are queried. The target member is judged on its out-of-fold
+predictions of the queried cells (a GP's closed-form leave-one-out means; a random forest's out-of-bag ones).
+
+The search starts exactly as the ``start`` prior member: its ``init`` best cells are the first queries (with no
+prior members, ``init`` cells drawn from the seed's key by ``initial_cells``, the same for every method of a seed:
+common random numbers), and hands over to the target member as its out-of-fold ranking beats the priors.
+
+Knobs, all set a priori: ``init`` / ``topk`` (5, as every search of the study), ``n_boot`` (200, RGPE's), the GP's
+hyper-parameters (chosen each round by marginal likelihood on a fixed grid), the weighting rule.
+
+``TrustSearch.run`` is a pure, jittable function of its key (vmap it over seeds); ``run_host`` is the same loop on
+the host for a target model that is not jittable (the random forest of the plain RGPE baseline); both share
+``choose`` (weights + blend + next queries).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import ndtri
+
+from metanas.predictors.trust import blend, discordance_weights, ranking_loss_weights
+
+# the GP's hyper-parameter grid (a priori): kernel exp(-d / lengthscale) of the share d of positions in which two
+# cells differ (one-hot features), noise variance relative to a unit signal variance; picked by marginal likelihood
+LENGTHSCALES = (0.1, 0.2, 0.4, 0.8, 1.6)
+NOISES = (0.01, 0.1, 0.3)
+
+
+class TrustTrace(NamedTuple):
+    codes: jax.Array  # int32 [B] queried candidates in query order
+    values: jax.Array  # float32 [B] their values (higher is better)
+    weights: jax.Array  # float32 [rounds, M] member weights of each round (last member: the target model)
+
+
+def normal_scores(values: jax.Array, known: jax.Array) -> jax.Array:
+    """Phi^-1((rank - 0.5) / m) of each known entry among the m known entries (ties averaged); 0 elsewhere.
+
+    The target member is fitted on these: monotone, free of the metric's sign, offset and unit."""
+    known = known.astype(bool)
+    srt = jnp.sort(jnp.where(known, values, jnp.inf))
+    less = jnp.searchsorted(srt, values, side="left").astype(jnp.float32)
+    equal = jnp.searchsorted(srt, values, side="right").astype(jnp.float32) - less
+    m = jnp.maximum(known.sum().astype(jnp.float32), 1.0)
+    z = ndtri(jnp.clip((less + (equal + 1.0) / 2.0 - 0.5) / m, 1e-6, 1 - 1e-6))
+    return jnp.where(known, z, 0.0)
+
+
+def prior_members(source_values, extra=None) -> np.ndarray:
+    """Members [1 + S (+ E), N] from the sources' values [S, N] (NaN where a source lacks a candidate): row 0 the
+    mean z-score order (``zscore_order``, over the sources that hold each cell), rows 1..S each source's z-scored
+    values; then the rows of ``extra`` [E, N] (e.g. the meta-learner's zero-shot scores, proxies). Each row is
+    z-scored over the candidates it knows and 0 (its mean) where it knows nothing."""
+    v = np.asarray(source_values, np.float64)
+    z = (v - np.nanmean(v, 1, keepdims=True)) / np.maximum(np.nanstd(v, 1, keepdims=True), 1e-12)
+    known = np.isfinite(z)
+    mean = np.where(known.any(0), np.nansum(z, 0) / np.maximum(known.sum(0), 1), np.nan)
+    rows = [mean[None], z] + ([np.asarray(extra, np.float64).reshape(-1, v.shape[1])] if extra is not None else [])
+    m = np.concatenate(rows, 0)
+    m = (m - np.nanmean(m, 1, keepdims=True)) / np.maximum(np.nanstd(m, 1, keepdims=True), 1e-12)
+    return np.nan_to_num(m, nan=0.0).astype(np.float32)
+
+
+def initial_cells(key: jax.Array, n_cells: int, k: int) -> jax.Array:
+    """The ``k`` random first cells of a seed: the first ``k`` of ``random_order(key)`` (common random numbers)."""
+    return random_order(key, n_cells)[:k]
+
+
+def random_order(key: jax.Array, n_cells: int) -> jax.Array:
+    """Random search's query order for a seed; it starts with ``initial_cells`` of the same key."""
+    return jax.random.permutation(jax.random.fold_in(key, 0), n_cells).astype(jnp.int32)
+
+
+def gp_loo(xq: jax.Array, y: jax.Array, mask: jax.Array, x_all: jax.Array, *, lengthscales=LENGTHSCALES,
+           noises=NOISES) -> tuple[jax.Array, jax.Array]:
+    """GP on the queried rows (``mask``) of ``xq`` [B, D] / ``y`` [B]: (posterior mean [N] on ``x_all``,
+    closed-form leave-one-out means [B] of the queried rows). Jittable with fixed-size buffers: unqueried rows are
+    decoupled (identity rows of K, y = 0). Hyper-parameters: the grid's best log marginal likelihood."""
+    m = mask.astype(jnp.float32)
+    width = jnp.maximum(jnp.max(jnp.sum(x_all, 1)), 1.0)  # positions of a one-hot cell encoding
+
+    def dist(a, b):
+        return jnp.maximum(jnp.sum(a ** 2, 1)[:, None] + jnp.sum(b ** 2, 1)[None] - 2 * a @ b.T, 0.0) / (2 * width)
+
+    dq = dist(xq, xq)
+    da = dist(x_all, xq)
+    y = y * m
+    mm = m[:, None] * m[None]
+    eye = jnp.eye(xq.shape[0])
+
+    def one(ls, noise):
+        k = mm * jnp.exp(-dq / ls) + (1.0 - mm) * eye + noise * eye * m[:, None]
+        chol = jnp.linalg.cholesky(k)
+        alpha = jax.scipy.linalg.cho_solve((chol, True), y)
+        lml = -0.5 * y @ alpha - jnp.sum(jnp.log(jnp.diag(chol)))
+        kinv_diag = jnp.diag(jax.scipy.linalg.cho_solve((chol, True), eye))
+        loo = y - alpha / kinv_diag
+        mu = (jnp.exp(-da / ls) * m[None]) @ alpha
+        return lml, mu, loo
+
+    grid = jnp.array([(a, b) for a in lengthscales for b in noises], jnp.float32)
+    lml, mu, loo = jax.vmap(one)(grid[:, 0], grid[:, 1])
+    best = jnp.argmax(jnp.where(jnp.isfinite(lml), lml, -jnp.inf))
+    return mu[best], loo[best]
+
+
+def choose(key: jax.Array, members: jax.Array, target_mu: jax.Array, target_oof: jax.Array, codes: jax.Array,
+           y: jax.Array, mask: jax.Array, queried: jax.Array, k: int, *, weighting: str = "rgpe", n_boot: int = 200,
+           start: int = 0) -> tuple[jax.Array, jax.Array]:
+    """(next ``k`` candidates [k], weights [M + 1]) of one round.
+
+    ``members`` [M, N] prior scores, ``target_mu`` [N] the target member's scores, ``target_oof`` [B] its
+    out-of-fold scores of the queried rows ``codes`` [B] (``mask``), ``y`` [B] the queried values (only orders
+    matter). The weights default to the ``start`` member when no pair can be judged yet."""
+    rows = jnp.concatenate([members[:, codes], target_oof[None]], 0)
+    every = jnp.concatenate([members, target_mu[None]], 0)
+    prior = jax.nn.one_hot(start, every.shape[0])
+    if weighting == "rgpe":
+        w = ranking_loss_weights(key, rows, y, mask, n_boot=n_boot, target=every.shape[0] - 1, prior=prior)
+    else:
+        w = discordance_weights(rows, y, mask, prior=prior)
+    score = blend(every, w)
+    _, new = jax.lax.top_k(jnp.where(queried, -jnp.inf, score), k)
+    return new.astype(jnp.int32), w
+
+
+_choose = jax.jit(choose, static_argnames=("k", "weighting", "n_boot", "start"))
+
+
+@dataclass(frozen=True)
+class TrustSearch:
+    """See the module docstring. ``members`` may have zero rows (no prior: random first cells, target model only)."""
+
+    budget: int = 50
+    init: int = 5
+    topk: int = 5
+    n_boot: int = 200
+    weighting: Literal["rgpe", "tstr"] = "rgpe"
+    start: int = 0  # the prior member whose best cells are queried first (0: the mean z-score order)
+
+    def __post_init__(self):
+        if self.budget < self.init or (self.budget - self.init) % self.topk or self.init < 1:
+            raise ValueError(f"TrustSearch needs init >= 1 and budget - init a multiple of topk, got "
+                             f"budget={self.budget}, init={self.init}, topk={self.topk}")
+
+    @property
+    def rounds(self) -> int:
+        return (self.budget - self.init) // self.topk
+
+    def first(self, key: jax.Array, members: jax.Array, n_cells: int) -> jax.Array:
+        if members.shape[0] == 0:
+            return initial_cells(key, n_cells, self.init)
+        return jax.lax.top_k(members[self.start], self.init)[1].astype(jnp.int32)
+
+    def run(self, key: jax.Array, x: jax.Array, members: jax.Array, target_values: jax.Array) -> TrustTrace:
+        """One search with the GP target member (jittable). ``x`` [N, D] candidate features, ``members`` [M, N],
+        ``target_values`` [N] (read only at queried candidates)."""
+        fit = lambda xq, y, mask: gp_loo(xq, y, mask, x)  # noqa: E731
+        return self._loop(key, x, members, target_values, fit, jax.lax.scan)
+
+    def run_host(self, key: jax.Array, x, members, target_values, fit: Callable) -> TrustTrace:
+        """The same loop on the host with a non-jittable target model ``fit(xq [n, D], y [n], x [N, D]) ->
+        (mu [N], oof [n])`` (fitted on the queried rows only)."""
+        x = np.asarray(x, np.float32)
+
+        def host_fit(xq, y, mask):
+            n = int(np.asarray(mask).sum())
+            mu, oof = fit(np.asarray(xq)[:n], np.asarray(y)[:n], x)
+            return jnp.asarray(mu, jnp.float32), jnp.zeros(xq.shape[0]).at[:n].set(jnp.asarray(oof, jnp.float32))
+
+        def scan(f, carry, xs):
+            outs = []
+            for i in range(xs[0].shape[0]):
+                carry, o = f(carry, (xs[0][i], xs[1][i]))
+                outs.append(o)
+            return carry, jnp.stack(outs)
+
+        return self._loop(key, jnp.asarray(x), jnp.asarray(members), jnp.asarray(target_values), host_fit, scan)
+
+    def _loop(self, key, x, members, target_values, fit, scan) -> TrustTrace:
+        n_cells = x.shape[0]
+        members = jnp.asarray(members, jnp.float32).reshape(-1, n_cells)
+        k_init, k_rounds = jax.random.split(key)
+        codes0 = self.first(k_init, members, n_cells)
+        codes = jnp.zeros(self.budget, jnp.int32).at[: self.init].set(codes0)
+        values = jnp.zeros(self.budget, jnp.float32).at[: self.init].set(target_values[codes0])
+        queried = jnp.zeros(n_cells, bool).at[codes0].set(True)
+
+        def round_(state, xs):
+            codes, values, queried = state
+            r, k = xs
+            n = self.init + r * self.topk
+            mask = jnp.arange(self.budget) < n
+            y = normal_scores(values, mask)
+            mu, oof = fit(x[codes], y, mask)
+            new, w = _choose(k, members, mu, oof, codes, y, mask, queried, self.topk, weighting=self.weighting,
+                            n_boot=self.n_boot, start=self.start)
+            codes = jax.lax.dynamic_update_slice(codes, new, (n,))
+            values = jax.lax.dynamic_update_slice(values, target_values[new], (n,))
+            return (codes, values, queried.at[new].set(True)), w
+
+        (codes, values, _), weights = scan(
+            round_, (codes, values, queried), (jnp.arange(self.rounds), jax.random.split(k_rounds, self.rounds)))
+        return TrustTrace(codes, values, weights)
+
+
+def forest_fit(key_seed: int, trees: int = 100) -> Callable:
+    """The plain RGPE baseline's target member: a scikit-learn random forest (library defaults, ``trees`` trees)
+    whose out-of-bag predictions are its out-of-fold scores (rows without one get the mean of y)."""
+    from sklearn.ensemble import RandomForestRegressor
+    import warnings
+
+    def fit(xq, y, x_all):
+        rf = RandomForestRegressor(n_estimators=trees, oob_score=True, random_state=key_seed, n_jobs=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rf.fit(xq, y)
+        oof = np.asarray(rf.oob_prediction_, np.float64)
+        oof = np.where(np.isfinite(oof), oof, float(np.mean(y)))
+        return rf.predict(np.asarray(x_all, np.float64)), oof
+
+    return fit
+
+
+def prior_local_search(archs, values, prior, init: int, budget: int) -> np.ndarray:
+    """Zero-shot order, then local search (host, deterministic). Query the ``init`` best cells of ``prior`` [N] (the
+    same first cells as the trust search), then from the best queried cell (the incumbent) query its unqueried
+    one-position neighbours (candidates that differ from it in exactly one position of the cell tuple), best by
+    ``prior`` first, moving to a neighbour as soon as it beats the incumbent; when the incumbent has no unqueried
+    neighbour left, restart from the best unqueried cell of ``prior``. Returns the query order [budget]."""
+    archs, values, prior = np.asarray(archs), np.asarray(values, np.float64), np.asarray(prior, np.float64)
+    order = np.argsort(-prior, kind="stable")
+    codes = [int(c) for c in order[:init]]
+    queried = np.zeros(len(values), bool)
+    queried[codes] = True
+    inc = max(codes, key=lambda c: values[c])
+    while len(codes) < min(budget, len(values)):
+        nb = np.flatnonzero(((archs != archs[inc]).sum(1) == 1) & ~queried)
+        if nb.size:
+            c = int(nb[np.argmax(prior[nb])])
+            if values[c] > values[inc]:
+                inc = c
+        else:
+            c = int(order[~queried[order]][0])
+            inc = c
+        codes.append(c)
+        queried[c] = True
+    return np.asarray(codes, np.int32)
