@@ -1,0 +1,289 @@
+"""Hardware as meta-data: few-shot cost prediction on an unseen device (``hw_latency``) and latency-constrained /
+Pareto search on NB201 (``search_nb201_constrained``).
+
+hw_latency (``run_latency``): leave one device out. For each held-out device of ``train.devices`` its columns are
+dropped from every input size's table (``HardwareTable.without``) before anything is fitted; the cost prior
+(``metanas.predictors.cost``) is meta-trained on the other devices at all three input sizes, its two
+hyperparameters chosen by leave-one-SOURCE-out on those devices (never on the held-out one, and on other seeds than
+the reported ones); then, for every input size, k in ``train.ks`` and seed, the k cells are chosen by the design rule,
+measured (a table lookup; a cell the device never measured is a failed measurement, skipped and counted), the model
+is adapted and ranks all cells: Spearman rho against the true table over every measured cell. Baselines on the same
+seeds (their k cells are random, drawn again where a measurement fails): FLOPs, params, the mean rank on the source
+devices, the nearest source device (best Spearman on the k cells), ridge on the sources' log latencies, random
+forest and MLP fitted on the k target cells only, the pooled-source prior without the meta-learnt covariance
+("fine-tune without meta-training"), and our model on the random cells. The ceiling: our model family fitted on
+every cell of the held-out device.
+
+search_nb201_constrained (``run_constrained``): see ``metanas.search.constrained``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from omegaconf import DictConfig
+from scipy.stats import rankdata
+
+from metanas.benchmarks.hardware import HW_DEVICES, HW_ENERGY_DEVICES, load_hw_bench
+from metanas.benchmarks.nb201 import DATASETS, load_cost
+from metanas.config import ConfigError, takes_train, train_block
+from metanas.predictors import cost as C
+from metanas.predictors.pointwise import MLP
+from metanas.predictors.trees import RandomForest
+from metanas.runners.context import RunContext
+from metanas.search_spaces.nb201 import NB201Space
+
+BASELINES = {
+    "flops": "FLOPs (no target sample)",
+    "params": "params (no target sample)",
+    "source_mean": "mean rank on the source devices (no target sample)",
+    "nearest_source": "nearest source device (best Spearman on the k cells)",
+    "ridge_sources": "ridge on the sources' log costs (k cells)",
+    "rf_target": "random forest on the k target cells only (one-hot)",
+    "mlp_target": "MLP on the k target cells only (one-hot)",
+    "finetune_no_meta": "pooled-source prior mean, isotropic covariance (no meta-learnt covariance)",
+    "ours_random_cells": "ours on random cells (no design)",
+}
+
+
+@dataclass(frozen=True)
+class HWLatencyTrain:
+    """``train:`` of ``hw_latency``."""
+
+    devices: tuple[str, ...] = HW_DEVICES  # held out in turn (the sources are every other device of the table)
+    datasets: tuple[str, ...] = DATASETS  # input sizes
+    metric: str = "latency"  # latency | energy (edgegpu, eyeriss, fpga)
+    ks: tuple[int, ...] = (5, 10, 20)
+    select_k: int = 10  # the k the nested hyperparameter choice is made at
+    select_seeds: int = 5  # seeds of the nested choice (drawn apart from the reported seeds)
+    pool: int = 2000  # candidate pool of the design rule (random per seed)
+    baselines: tuple[str, ...] = tuple(BASELINES)
+    ridge_grid: tuple[float, ...] = (0.1, 1.0, 10.0)  # ridge_sources' lambda, chosen by the same nested split
+    finetune_grid: tuple[float, ...] = (1e-3, 1e-2, 1e-1)  # finetune_no_meta's prior variance, likewise
+    rf_trees: int = 100
+    mlp_steps: int = 300
+    plot_device: str = "edgegpu"
+
+    def __post_init__(self):
+        devs = HW_DEVICES if self.metric == "latency" else HW_ENERGY_DEVICES
+        if self.metric not in ("latency", "energy"):
+            raise ConfigError(f"train.metric={self.metric!r}; choose latency or energy")
+        bad = sorted(set(self.devices) - set(devs))
+        if bad or not self.devices:
+            raise ConfigError(f"train.devices: {bad or 'empty'}; choose from {', '.join(devs)} ({self.metric})")
+        if sorted(set(self.datasets) - set(DATASETS)) or not self.datasets:
+            raise ConfigError(f"train.datasets={list(self.datasets)}; choose from {', '.join(DATASETS)}")
+        unknown = sorted(set(self.baselines) - set(BASELINES))
+        if unknown:
+            raise ConfigError(f"train.baselines: unknown {unknown}; choose from {', '.join(BASELINES)}")
+        if not self.ks or min(self.ks) < 2 or self.select_k < 2:
+            raise ConfigError(f"train.ks={list(self.ks)}, select_k={self.select_k}: need k >= 2 measurements")
+
+
+def true_ranks(y: np.ndarray) -> np.ndarray:
+    """Average ranks of the measured cells (0 elsewhere; they are masked)."""
+    r = np.zeros(len(y))
+    m = np.isfinite(y)
+    r[m] = rankdata(y[m])
+    return r
+
+
+def source_stack(tables: dict, devices: list[str], metric: str) -> dict[str, np.ndarray]:
+    """device -> [I, N] cost on every input size (NaN = not measured)."""
+    return {d: np.stack([tables[ds].column(f"{d}_{metric}") for ds in tables]) for d in devices}
+
+
+def imputed_logs(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """[M, N] log costs of source tables ``ys`` [M, N] with their unmeasured cells filled by the additive model fitted
+    on that source's own measured cells (source data only)."""
+    out = []
+    for y in ys:
+        w, _ = C.fit_weights(jnp.asarray(x), jnp.asarray(y))
+        fill = np.asarray(jnp.asarray(x) @ w) * np.nanmedian(y)
+        out.append(np.log(np.where(np.isfinite(y), y, np.maximum(fill, 1e-6 * np.nanmedian(y)))))
+    return np.stack(out)
+
+
+def _ridge_sources(z, y, codes, lam):
+    """Ridge of the target's log cost on the sources' standardised log costs ``z`` [N, M], fitted on ``codes``."""
+    zk, yk = z[codes], jnp.log(y[codes])
+    zm, ym = zk.mean(0), yk.mean()
+    a = (zk - zm).T @ (zk - zm) + lam * jnp.eye(z.shape[1])
+    w = jnp.linalg.solve(a, (zk - zm).T @ (yk - ym))
+    return (z - zm) @ w
+
+
+def _nearest(z, y, codes):
+    """The source whose costs on the k cells rank them most like the target's."""
+    zk, yk = z[codes], y[codes]
+    rz = jnp.argsort(jnp.argsort(zk, 0), 0).astype(jnp.float32)
+    ry = jnp.argsort(jnp.argsort(yk)).astype(jnp.float32)
+    rz, ry = rz - rz.mean(0), ry - ry.mean()
+    rho = (rz.T @ ry) / jnp.sqrt((rz * rz).sum(0) * (ry @ ry) + 1e-12)
+    return z[:, jnp.argmax(rho)]
+
+
+_RIDGE = jax.jit(jax.vmap(_ridge_sources, in_axes=(None, None, 0, None)))
+_NEAREST = jax.jit(jax.vmap(_nearest, in_axes=(None, None, 0)))
+_CODES = jax.jit(jax.vmap(C.random_cells, in_axes=(0, None, None)), static_argnums=2)
+_RHO = jax.jit(jax.vmap(C.spearman, in_axes=(0, None, None)))
+_MLP: dict = {}
+
+
+def _mlp_fn(k: int, steps: int):
+    if (k, steps) not in _MLP:
+        mlp = MLP(hidden=32, layers=2, steps=steps, batch=min(16, k))
+
+        def fit(kk, c, onehot, y):
+            return mlp.score(mlp.fit(kk, onehot[c], jnp.log(y[c]), k), onehot)
+
+        _MLP[(k, steps)] = jax.jit(jax.vmap(fit, in_axes=(0, 0, None, None)))
+    return _MLP[(k, steps)]
+
+
+def _baseline_preds(name, *, x, onehot, z, y, keys, k, prior, lam, ft_var, rf_trees, mlp_steps):
+    """[S, N] predictions of a baseline that uses k random target cells (same cells per key for every baseline)."""
+    codes, _ = _CODES(keys, jnp.isfinite(y), k)
+    if name == "ridge_sources":
+        return _RIDGE(z, y, codes, lam)
+    if name == "nearest_source":
+        return _NEAREST(z, y, codes)
+    if name == "mlp_target":
+        return _mlp_fn(k, mlp_steps)(keys, codes, onehot, y)
+    if name == "rf_target":
+        rf = RandomForest(trees=rf_trees)
+        oh, yl, cs = np.asarray(onehot), np.log(np.asarray(y)), np.asarray(codes)
+        return np.stack([rf.score(rf.fit(keys[s], oh[cs[s]], yl[cs[s]], k), oh) for s in range(len(cs))])
+    if name in ("finetune_no_meta", "ours_random_cells"):
+        p = C.isotropic_prior(prior, ft_var) if name == "finetune_no_meta" else prior
+        return C.few_shot_run(p, x, y, jnp.asarray(true_ranks(np.asarray(y))), keys, k=k, chooser="random")[1]
+    raise ValueError(name)
+
+
+def _rho_many(preds, y) -> np.ndarray:
+    tr = jnp.asarray(true_ranks(np.asarray(y)))
+    return np.asarray(_RHO(jnp.asarray(preds, jnp.float32), tr, jnp.isfinite(jnp.asarray(y))))
+
+
+def nested_choice(x, onehot, src: dict[str, np.ndarray], keys, k, t: HWLatencyTrain) -> dict:
+    """Leave-one-source-out choice of the prior's and the tuned baselines' hyperparameters (sources only)."""
+    ranks = {d: jnp.asarray(np.stack([true_ranks(r) for r in v])) for d, v in src.items()}
+    srcj = {d: jnp.asarray(v) for d, v in src.items()}
+    choice = C.select_prior(x, srcj, ranks, k=k, keys=keys, pool=t.pool)
+    scores = {"ridge_sources": {}, "finetune_no_meta": {}}
+    devs = list(src)
+    for d in devs:
+        others = [o for o in devs if o != d]
+        prior = C.meta_train_prior(x, jnp.concatenate([srcj[o] for o in others], 0))
+        for i in range(src[d].shape[0]):
+            z = _standardise(imputed_logs(np.asarray(x), np.stack([src[o][i] for o in others])))
+            y = jnp.asarray(src[d][i])
+            for lam in t.ridge_grid:
+                p = _baseline_preds("ridge_sources", x=x, onehot=onehot, z=z, y=y, keys=keys, k=k, prior=prior,
+                                    lam=lam, ft_var=0, rf_trees=0, mlp_steps=0)
+                scores["ridge_sources"].setdefault(lam, []).append(_rho_many(p, y).mean())
+            for v in t.finetune_grid:
+                p = _baseline_preds("finetune_no_meta", x=x, onehot=onehot, z=z, y=y, keys=keys, k=k, prior=prior,
+                                    lam=0, ft_var=v, rf_trees=0, mlp_steps=0)
+                scores["finetune_no_meta"].setdefault(v, []).append(_rho_many(p, y).mean())
+    choice["ridge_lambda"] = max(scores["ridge_sources"], key=lambda v: np.mean(scores["ridge_sources"][v]))
+    choice["finetune_var"] = max(scores["finetune_no_meta"], key=lambda v: np.mean(scores["finetune_no_meta"][v]))
+    choice["baseline_grid"] = {m: {str(g): float(np.mean(s)) for g, s in d.items()} for m, d in scores.items()}
+    return choice
+
+
+def _standardise(logs: np.ndarray) -> jax.Array:
+    """[N, M] z-scored log costs (columns = sources)."""
+    z = (logs - logs.mean(1, keepdims=True)) / logs.std(1, keepdims=True)
+    return jnp.asarray(z.T, jnp.float32)
+
+
+@takes_train(HWLatencyTrain)
+def run_latency(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
+    t = train_block(HWLatencyTrain, cfg)
+    if not cfg.data_dir:
+        raise ConfigError("hw_latency reads HW-NAS-Bench from data_dir; set data_dir=PATH (holding nasbench201/)")
+    space = NB201Space()
+    x = jnp.asarray(C.cost_features(space))
+    onehot = x[:, 1:31]
+    flops_params = load_cost(str(cfg.data_dir))[:, :2].astype(np.float64)
+    tables = {ds: load_hw_bench(str(cfg.data_dir), ds) for ds in t.datasets}
+    all_devs = HW_DEVICES if t.metric == "latency" else HW_ENERGY_DEVICES
+    seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+    sel_keys = jnp.stack([jax.random.PRNGKey(10**6 + s) for s in range(t.select_seeds)])  # apart from the reported
+    rho: dict[str, dict] = {}  # method -> device -> k -> [I, S]
+    failed: dict[str, dict] = {}
+    choices, ceiling, plot_data = {}, {}, None
+    t0 = time.perf_counter()
+    for dev in t.devices:
+        col = f"{dev}_{t.metric}"
+        sources = [d for d in all_devs if d != dev]
+        held = {ds: tab.without(col) for ds, tab in tables.items()}  # the held-out device is gone from here on
+        src = source_stack(held, sources, t.metric)
+        choice = nested_choice(x, onehot, src, sel_keys, t.select_k, t)
+        choices[dev] = choice
+        prior = C.meta_train_prior(x, jnp.asarray(np.concatenate(list(src.values()), 0)),
+                                   cov_scale=choice["cov_scale"], jitter=choice["jitter"])
+        for i, ds in enumerate(t.datasets):
+            y = tables[ds].column(col)  # the held-out device: read only to measure the chosen cells and to score
+            yj, tr = jnp.asarray(y), jnp.asarray(true_ranks(y))
+            z = _standardise(imputed_logs(np.asarray(x), np.stack([src[d][i] for d in sources])))
+            w, _ = C.fit_weights(x, yj)
+            ceiling.setdefault(dev, []).append(float(C.spearman(x @ w, tr, jnp.isfinite(yj))))
+            fixed = {"flops": flops_params[:, 0], "params": flops_params[:, 1],
+                     "source_mean": np.asarray(jnp.argsort(jnp.argsort(z, 0), 0).mean(1))}
+            for k in t.ks:
+                r, preds, codes, nf = C.few_shot_run(prior, x, yj, tr, keys, k=k, pool=t.pool)
+                rho.setdefault("ours", {}).setdefault(dev, {}).setdefault(k, []).append(np.asarray(r))
+                failed.setdefault(dev, {}).setdefault(k, []).append(np.asarray(nf).tolist())
+                if dev == t.plot_device and ds == t.datasets[0] and k == 10 or plot_data is None:
+                    plot_data = (dev, ds, k, y, np.asarray(preds[0]), np.asarray(codes[0]))
+                for b in t.baselines:
+                    if b in fixed:
+                        rb = np.full(len(seeds), _rho_many(fixed[b][None], yj)[0])
+                    else:
+                        p = _baseline_preds(b, x=x, onehot=onehot, z=z, y=yj, keys=keys, k=k, prior=prior,
+                                            lam=choice["ridge_lambda"], ft_var=choice["finetune_var"],
+                                            rf_trees=t.rf_trees, mlp_steps=t.mlp_steps)
+                        rb = _rho_many(p, yj)
+                    rho.setdefault(b, {}).setdefault(dev, {}).setdefault(k, []).append(rb)
+        ctx.log("device", t.devices.index(dev) + 1,
+                {"device_index": t.devices.index(dev), **{f"ours_k{k}": float(np.mean(rho["ours"][dev][k]))
+                                                          for k in t.ks}})
+    wall = time.perf_counter() - t0
+    per = {m: {d: {k: np.stack(v) for k, v in dd.items()} for d, dd in md.items()} for m, md in rho.items()}
+    out: dict[str, float] = {}
+    for m, md in per.items():
+        prefix = "" if m == "ours" else f"{m}_"
+        for k in t.ks:
+            devs = [float(md[d][k].mean()) for d in t.devices]
+            out[f"{prefix}spearman_k{k}_mean"] = float(np.mean(devs))
+            for d, v in zip(t.devices, devs):
+                out[f"{prefix}spearman_k{k}_{d}"] = v
+    out["ceiling_mean"] = float(np.mean([np.mean(v) for v in ceiling.values()]))
+    ctx.save_json("hw_latency.json", {
+        "metric": t.metric, "devices": list(t.devices), "datasets": list(t.datasets), "ks": list(t.ks),
+        "seeds": seeds, "wall_s": round(wall, 1), "baselines": {b: BASELINES[b] for b in t.baselines},
+        "rho": {m: {d: {str(k): v.tolist() for k, v in dd.items()} for d, dd in md.items()} for m, md in per.items()},
+        "failed_measurements": failed, "ceiling": ceiling, "choices": _jsonable(choices)})
+    dev, ds, k, y, pred, codes = plot_data
+    from metanas.plots import plot_pred_vs_true
+
+    plot_pred_vs_true(y, pred, codes, ctx.path("plots/pred_vs_true.png"),
+                      f"{dev} {t.metric} ({ds} input), held out, k={k} measured cells (seed {seeds[0]})")
+    return out
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    return o
