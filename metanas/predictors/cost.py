@@ -35,6 +35,7 @@ import numpy as np
 from metanas.predictors.encodings import encode_archs
 
 INTERCEPT_VAR = 1e4  # prior variance of the intercept (effectively flat)
+PRIOR_GRID = ((1.0, 1e-3), (3.0, 1e-3), (10.0, 1e-3), (3.0, 1e-4), (3.0, 1e-2))  # (cov_scale, jitter)
 
 
 def cost_features(space) -> np.ndarray:
@@ -164,12 +165,13 @@ def spearman(pred: jax.Array, true_rank: jax.Array, m: jax.Array) -> jax.Array:
 
 
 def select_prior(x: jax.Array, source_tables: dict[str, jax.Array], true_ranks: dict[str, jax.Array], *, k: int,
-                 keys: jax.Array, grid=((1.0, 1e-3), (3.0, 1e-3), (10.0, 1e-3), (3.0, 1e-4), (3.0, 1e-2)), pool: int = 2000) -> dict:
+                 keys: jax.Array, grid=None, pool: int = 2000) -> dict:
     """Leave-one-source-out choice of (cov_scale, jitter): each source device in turn is the pseudo-target (its
     tables at every input size), the prior is meta-trained on the other sources, ``design`` picks ``k`` cells per
     key, and the mean Spearman over pseudo-targets and keys decides. ``source_tables``: device -> [I, N] (one row
     per input size); ``true_ranks`` the same shape, average ranks of each row. Returns the chosen values and the
     score of every grid point."""
+    grid = PRIOR_GRID if grid is None else grid
     devs = list(source_tables)
     scores = {}
     for cov_scale, jitter in grid:

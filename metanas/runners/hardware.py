@@ -61,6 +61,7 @@ class HWLatencyTrain:
     select_k: int = 10  # the k the nested hyperparameter choice is made at
     select_seeds: int = 5  # seeds of the nested choice (drawn apart from the reported seeds)
     pool: int = 2000  # candidate pool of the design rule (random per seed)
+    prior_grid: tuple[tuple[float, float], ...] = C.PRIOR_GRID  # (cov_scale, jitter) candidates of the nested choice
     baselines: tuple[str, ...] = tuple(BASELINES)
     ridge_grid: tuple[float, ...] = (0.1, 1.0, 10.0)  # ridge_sources' lambda, chosen by the same nested split
     finetune_grid: tuple[float, ...] = (1e-3, 1e-2, 1e-1)  # finetune_no_meta's prior variance, likewise
@@ -173,7 +174,7 @@ def nested_choice(x, onehot, src: dict[str, np.ndarray], keys, k, t: HWLatencyTr
     """Leave-one-source-out choice of the prior's and the tuned baselines' hyperparameters (sources only)."""
     ranks = {d: jnp.asarray(np.stack([true_ranks(r) for r in v])) for d, v in src.items()}
     srcj = {d: jnp.asarray(v) for d, v in src.items()}
-    choice = C.select_prior(x, srcj, ranks, k=k, keys=keys, pool=t.pool)
+    choice = C.select_prior(x, srcj, ranks, k=k, keys=keys, pool=t.pool, grid=t.prior_grid)
     scores = {"ridge_sources": {}, "finetune_no_meta": {}}
     devs = list(src)
     for d in devs:
@@ -287,3 +288,190 @@ def _jsonable(o):
     if isinstance(o, (np.floating, np.integer)):
         return o.item()
     return o
+
+
+# ---- search_nb201_constrained -----------------------------------------------------------------------------------
+
+CONSTRAINED_BASELINES = {"random": "random search, every candidate measured, only feasible ones queried",
+                         "rea": "regularized evolution inside the feasible cells (a measured-and-rejected child is "
+                                "not counted)",
+                         "filter": "accuracy-only pairwise search, then the best-by-validation cells measured in "
+                                   "order (same measurement budget)"}
+
+
+@dataclass(frozen=True)
+class ConstrainedTrain:
+    """``train:`` of ``search_nb201_constrained``."""
+
+    device: str = "edgegpu"
+    latency_budget_ms: float | None = None  # null: the median latency of the cells the device measured
+    queries: int = 50  # accuracy queries
+    measurements: int = 10  # latency measurements (design + verification)
+    design_k: int = 6
+    p_feasible: float = 0.9
+    init: int = 10
+    topk: int = 10
+    encoding: str = "onehot_pruned"
+    canonical: bool = True
+    cov_scale: float = 3.0
+    jitter: float = 1e-3
+    pool: int = 2000
+    baselines: tuple[str, ...] = tuple(CONSTRAINED_BASELINES)
+    rea_population: int = 20
+    rea_sample_size: int = 5
+    level_gap: float = 0.2  # the level: best feasible test acc - level_gap
+    pareto: bool = True
+    pareto_queries: int = 100
+
+    def __post_init__(self):
+        if self.device not in HW_DEVICES:
+            raise ConfigError(f"train.device={self.device!r}; choose from {', '.join(HW_DEVICES)}")
+        if self.latency_budget_ms is not None and not self.latency_budget_ms > 0:
+            raise ConfigError(f"train.latency_budget_ms={self.latency_budget_ms}: must be > 0 ms (or null: median)")
+        if not 1 <= self.design_k <= self.measurements:
+            raise ConfigError(f"train.design_k={self.design_k} must be in 1..train.measurements={self.measurements}")
+        if not 0 < self.p_feasible < 1:
+            raise ConfigError(f"train.p_feasible={self.p_feasible} must be in (0, 1)")
+        unknown = sorted(set(self.baselines) - set(CONSTRAINED_BASELINES))
+        if unknown:
+            raise ConfigError(f"train.baselines: unknown {unknown}; choose from {', '.join(CONSTRAINED_BASELINES)}")
+        from metanas.search.constrained import ParetoSearch
+        from metanas.search.guided import PredictorSearch
+
+        try:
+            PredictorSearch(budget=self.queries, init=self.init, topk=self.topk)
+            if self.pareto:
+                ParetoSearch(budget=self.pareto_queries, init=self.init, topk=self.topk)
+        except ValueError as e:
+            raise ConfigError(f"train: {e}") from None
+
+
+@takes_train(ConstrainedTrain)
+def run_constrained(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float]]:
+    import hydra
+
+    from metanas.benchmarks.nb201 import NB201Benchmark
+    from metanas.plots import plot_curves, plot_pareto
+    from metanas.predictors.encodings import encode_archs
+    from metanas.runners.context import scalars
+    from metanas.search import constrained as CS
+    from metanas.search import guided as S
+
+    t = train_block(ConstrainedTrain, cfg)
+    if not cfg.data_dir:
+        raise ConfigError("search_nb201_constrained reads HW-NAS-Bench from data_dir; set data_dir=PATH")
+    space = hydra.utils.instantiate(cfg.search_space)
+    bench = hydra.utils.instantiate(cfg.benchmark)
+    if not isinstance(space, NB201Space) or not isinstance(bench, NB201Benchmark):
+        raise ConfigError(f"{cfg.name} needs search_space=nb201 and benchmark=nb201")
+    predictor = hydra.utils.instantiate(cfg.predictor)
+    col = f"{t.device}_latency"
+    hw = {ds: load_hw_bench(str(cfg.data_dir), ds) for ds in DATASETS}
+    lat = hw[bench.dataset].latency(t.device)  # the true table: measurements and the final check only
+    budget = float(np.nanmedian(lat)) if t.latency_budget_ms is None else float(t.latency_budget_ms)
+    sources = [d for d in HW_DEVICES if d != t.device]
+    src = np.concatenate(list(source_stack({ds: tab.without(col) for ds, tab in hw.items()}, sources,
+                                           "latency").values()), 0)
+    x = jnp.asarray(C.cost_features(space))
+    prior = C.meta_train_prior(x, jnp.asarray(src), cov_scale=t.cov_scale, jitter=t.jitter)
+    val, report = jnp.asarray(bench.table()), bench.report_table()
+    feats = encode_archs(space, space.enumerate(), t.encoding)
+    excl = ~S.canonical_cells(space) if t.canonical else np.zeros(len(report), bool)
+    feasible = hw[bench.dataset].feasible(col, budget)
+    best_feasible = float(report[feasible & ~excl].max())
+    level = best_feasible - t.level_gap
+    floor = float(report.min())
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(cfg.seed, cfg.seed + cfg.seeds)])
+    k_base = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    search = S.PredictorSearch(budget=t.queries, init=t.init, topk=t.topk, encoding=t.encoding)
+    cs = CS.ConstrainedSearch(search, measurements=t.measurements, design_k=t.design_k, p_feasible=t.p_feasible,
+                              pool=t.pool)
+    latj = jnp.asarray(lat, jnp.float32)
+    feats, excl_j, infeasible_j = jnp.asarray(feats), jnp.asarray(excl), jnp.asarray(excl | ~feasible)
+    # every table is an argument (closed-over arrays would be constant-folded by XLA at compile time)
+    ours = jax.jit(jax.vmap(lambda k, v, la, b, pr, xc, f, ex: cs.run(
+        k, v, la, b, prior=pr, x_cost=xc, features=f, predictor=predictor, space=space, excluded=ex),
+        in_axes=(0,) + (None,) * 7))(keys, val, latj, budget, prior, x, feats, excl_j)
+    results, curves = {}, {}
+
+    def record(name, codes, values, answers, measured, how):
+        codes, values = np.asarray(codes), np.asarray(values)
+        curves[name] = CS.feasible_curve(codes, values, feasible, report, floor)
+        ans = np.asarray(answers)
+        test = np.where(ans >= 0, report[np.maximum(ans, 0)], floor)
+        results[name] = {"answer": ans.astype(int).tolist(), "answer_test": test.tolist(), "within": (test >= level).astype(float).tolist(),
+                         "infeasible": [int(a < 0 or not feasible[a]) for a in ans],
+                         "measurements": [float(m) for m in measured], "how": list(how),
+                         "queries_to_level": np.where((curves[name] >= level).any(-1),
+                                                      (curves[name] >= level).argmax(-1) + 1,
+                                                      t.queries + 1).astype(float).tolist()}
+
+    design, failed = np.asarray(ours.design), np.asarray(ours.failed)
+    ver = [CS.verify(c, v, d, lat, budget, t.measurements - t.design_k - int(f)) for c, v, d, f in
+           zip(np.asarray(ours.trace.codes), np.asarray(ours.trace.values), design, failed)]
+    record("ours", ours.trace.codes, ours.trace.values, [a for a, _, _ in ver],
+           [t.design_k + int(f) + u for (_, u, _), f in zip(ver, failed)], [h for _, _, h in ver])
+    for name in t.baselines:
+        if name == "random":
+            tr = jax.jit(jax.vmap(lambda k, v, ex: S.random_search(k, v, budget=t.queries, excluded=ex),
+                                  in_axes=(0, None, None)))(k_base, val, infeasible_j)
+            # every canonical cell drawn before the last feasible one was measured
+            g = np.asarray(jax.vmap(lambda k: jax.random.gumbel(k, (len(report),)))(k_base))
+            last = np.take_along_axis(g, np.asarray(tr.codes), 1).min(1)
+            meas = ((g >= last[:, None]) & ~excl[None]).sum(1)
+            best = np.argmax(np.asarray(tr.values), 1)
+            record(name, tr.codes, tr.values, np.asarray(tr.codes)[np.arange(len(best)), best], meas,
+                   ["verified"] * len(best))
+        elif name == "rea":
+            tr = jax.jit(jax.vmap(lambda k, v, ex: S.regularized_evolution(
+                k, v, space=space, budget=t.queries, population=min(t.rea_population, t.queries),
+                sample_size=t.rea_sample_size, excluded=ex), in_axes=(0, None, None)))(k_base, val, infeasible_j)
+            best = np.argmax(np.asarray(tr.values), 1)
+            record(name, tr.codes, tr.values, np.asarray(tr.codes)[np.arange(len(best)), best],
+                   [np.nan] * len(best), ["verified"] * len(best))
+        else:
+            tr = jax.jit(jax.vmap(lambda k, v, f, ex: search.run(k, v, f, predictor=predictor, space=space,
+                                                                 excluded=ex), in_axes=(0, None, None, None)))(
+                k_base, val, feats, excl_j)
+            v = [CS.verify(c, vv, np.zeros(0, int), lat, budget, t.measurements)
+                 for c, vv in zip(np.asarray(tr.codes), np.asarray(tr.values))]
+            record(name, tr.codes, tr.values, [a for a, _, _ in v], [u for _, u, _ in v], [h for _, _, h in v])
+    out_json = {"device": t.device, "dataset": bench.dataset, "budget_ms": budget, "best_feasible_test": best_feasible,
+                "level": level, "queries": t.queries, "measurements": t.measurements, "design_k": t.design_k,
+                "baselines": {b: CONSTRAINED_BASELINES[b] for b in t.baselines}, "constrained": results,
+                "seeds": list(range(cfg.seed, cfg.seed + cfg.seeds))}
+    out: dict[str, float | list[float]] = {"budget_ms": budget, "best_feasible_test_acc": best_feasible}
+    for name, r in results.items():
+        prefix = "" if name == "ours" else f"{name}_"
+        out[f"{prefix}answer_test_acc"] = scalars(r["answer_test"])
+        out[f"{prefix}infeasible_answers"] = float(np.sum(r["infeasible"]))
+        out[f"{prefix}queries_to_level"] = scalars(r["queries_to_level"])
+    plot_curves(curves, best_feasible, level, ctx.path("plots/constrained_curve.png"),
+                f"NB201 {bench.dataset}, {t.device} latency <= {budget:.2f} ms: best feasible queried cell")
+    if t.pareto:
+        ps = CS.ParetoSearch(budget=t.pareto_queries, init=t.init, topk=t.topk)
+        tr_p = {"ours": jax.jit(jax.vmap(lambda k, v, la, pr, xc, f, ex: ps.run(
+                    k, v, la, prior=pr, x_cost=xc, features=f, predictor=predictor, excluded=ex),
+                    in_axes=(0,) + (None,) * 6))(keys, val, latj, prior, x, feats, excl_j),
+                "random": jax.jit(jax.vmap(lambda k, v, ex: S.random_search(k, v, budget=t.pareto_queries,
+                                                                            excluded=ex), in_axes=(0, None, None)))(
+                    k_base, val, excl_j),
+                "rea": jax.jit(jax.vmap(lambda k, v, la, ex: CS.mo_regularized_evolution(
+                    k, v, la, space=space, budget=t.pareto_queries,
+                    population=min(t.rea_population, t.pareto_queries), sample_size=t.rea_sample_size,
+                    excluded=ex), in_axes=(0, None, None, None)))(k_base, val, latj, excl_j)}
+        ok = ~excl & np.isfinite(lat)
+        acc_range = (float(report[ok].min()), float(report[ok].max()))
+        ll_range = (float(np.log(lat[ok]).min()), float(np.log(lat[ok]).max()))
+        hv_true = CS.hypervolume(report[ok], lat[ok], acc_range, ll_range)
+        hv = {m: [CS.hypervolume(report[c], lat[c], acc_range, ll_range) / hv_true for c in np.asarray(tr.codes)]
+              for m, tr in tr_p.items()}
+        out_json["pareto"] = {"queries": t.pareto_queries, "hypervolume": hv, "true_hypervolume": hv_true}
+        for m, v in hv.items():
+            out[("" if m == "ours" else f"{m}_") + "hypervolume"] = scalars(v)
+        fronts = {m: CS.pareto_front(report[np.asarray(tr.codes)[0]], lat[np.asarray(tr.codes)[0]])
+                  for m, tr in tr_p.items()}
+        plot_pareto(fronts, CS.pareto_front(report[ok], lat[ok]), ctx.path("plots/pareto.png"),
+                    f"NB201 {bench.dataset} on {t.device}: fronts after {t.pareto_queries} queries (seed {cfg.seed})")
+    ctx.save_json("constrained.json", out_json)
+    return out
