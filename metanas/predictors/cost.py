@@ -72,7 +72,7 @@ def meta_train_prior(x: jax.Array, tables: jax.Array, *, cov_scale: float = 3.0,
     """Prior from the source ``tables`` [T, N] (one row per source device and input size; NaN = not measured)."""
     w, res = jax.vmap(lambda y: fit_weights(x, y, ridge))(tables)
     mean = w.mean(0)
-    d = w - mean
+    d = w - mean[None, :]
     cov = cov_scale * (d.T @ d) / max(w.shape[0] - 1, 1) + jitter * jnp.eye(x.shape[1])
     cov = cov.at[0, :].set(0.0).at[:, 0].set(0.0).at[0, 0].set(INTERCEPT_VAR)
     return CostPrior(mean, cov, res.mean())

@@ -113,9 +113,9 @@ def _ridge_sources(z, y, codes, lam):
     """Ridge of the target's log cost on the sources' standardised log costs ``z`` [N, M], fitted on ``codes``."""
     zk, yk = z[codes], jnp.log(y[codes])
     zm, ym = zk.mean(0), yk.mean()
-    a = (zk - zm).T @ (zk - zm) + lam * jnp.eye(z.shape[1])
-    w = jnp.linalg.solve(a, (zk - zm).T @ (yk - ym))
-    return (z - zm) @ w
+    zc = zk - zm[None, :]
+    w = jnp.linalg.solve(zc.T @ zc + lam * jnp.eye(z.shape[1]), zc.T @ (yk - ym))
+    return (z - zm[None, :]) @ w
 
 
 def _nearest(z, y, codes):
@@ -123,7 +123,7 @@ def _nearest(z, y, codes):
     zk, yk = z[codes], y[codes]
     rz = jnp.argsort(jnp.argsort(zk, 0), 0).astype(jnp.float32)
     ry = jnp.argsort(jnp.argsort(yk)).astype(jnp.float32)
-    rz, ry = rz - rz.mean(0), ry - ry.mean()
+    rz, ry = rz - rz.mean(0)[None, :], ry - ry.mean()
     rho = (rz.T @ ry) / jnp.sqrt((rz * rz).sum(0) * (ry @ ry) + 1e-12)
     return z[:, jnp.argmax(rho)]
 
