@@ -64,6 +64,8 @@ def run(args, experiment: str, overrides: list[str], out: Path, files: list[str]
 def latency_section(out: Path) -> list[str]:
     from metanas.stats import paired_table
 
+    if not (out / "hw_latency.json").exists():
+        return ["## 1. Few-shot latency prediction on an unseen device", "", "Not run yet.", ""]
     d = json.loads((out / "hw_latency.json").read_text())
     meta = json.loads((out / "run.json").read_text())
     rho = d["rho"]
