@@ -40,10 +40,13 @@ def test_search_nb201_constrained_fast_answers_meet_the_budget_on_the_true_table
     report = NB201Benchmark().report_table()
     assert d["budget_ms"] == 3.0
     for name, r in d["constrained"].items():
-        assert sum(r["infeasible"]) == 0, name
-        for a, acc in zip(r["answer"], r["answer_test"]):
-            assert a >= 0 and lat[a] <= 3.0  # checked against the true table
-            assert acc == pytest.approx(float(report[a]))
+        if name != "filter":  # accuracy-only search + filter may run out of measurements: counted, never hidden
+            assert sum(r["infeasible"]) == 0, name
+        for a, acc, bad in zip(r["answer"], r["answer_test"], r["infeasible"]):
+            assert bad == (a < 0)
+            if a >= 0:
+                assert lat[a] <= 3.0  # checked against the true table
+                assert acc == pytest.approx(float(report[a]))
     assert s["metrics"]["infeasible_answers"] == 0
     hv = d["pareto"]["hypervolume"]
     assert set(hv) == {"ours", "random", "rea"} and all(0 < v <= 1 for x in hv.values() for v in x)
