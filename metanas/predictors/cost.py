@@ -67,15 +67,24 @@ def fit_weights(x: jax.Array, y: jax.Array, ridge: float = 1e-2) -> tuple[jax.Ar
     return w, (r @ r) / jnp.maximum(m.sum(), 1.0)
 
 
-def meta_train_prior(x: jax.Array, tables: jax.Array, *, cov_scale: float = 3.0, jitter: float = 1e-3,
-                     ridge: float = 1e-2) -> CostPrior:
-    """Prior from the source ``tables`` [T, N] (one row per source device and input size; NaN = not measured)."""
-    w, res = jax.vmap(lambda y: fit_weights(x, y, ridge))(tables)
+@jax.jit
+def source_fits(x: jax.Array, tables: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(w [T, D], residual variance [T]) of each source table [T, N] (NaN = not measured)."""
+    return jax.vmap(lambda y: fit_weights(x, y))(tables)
+
+
+def prior_from_fits(w: jax.Array, res: jax.Array, *, cov_scale: float = 3.0, jitter: float = 1e-3) -> CostPrior:
+    """N(mean of the sources' w, cov_scale * their covariance + jitter * I); flat intercept."""
     mean = w.mean(0)
     d = w - mean[None, :]
-    cov = cov_scale * (d.T @ d) / max(w.shape[0] - 1, 1) + jitter * jnp.eye(x.shape[1])
+    cov = cov_scale * (d.T @ d) / max(w.shape[0] - 1, 1) + jitter * jnp.eye(w.shape[1])
     cov = cov.at[0, :].set(0.0).at[:, 0].set(0.0).at[0, 0].set(INTERCEPT_VAR)
     return CostPrior(mean, cov, res.mean())
+
+
+def meta_train_prior(x: jax.Array, tables: jax.Array, *, cov_scale: float = 3.0, jitter: float = 1e-3) -> CostPrior:
+    """Prior from the source ``tables`` [T, N] (one row per source device and input size; NaN = not measured)."""
+    return prior_from_fits(*source_fits(x, tables), cov_scale=cov_scale, jitter=jitter)
 
 
 def isotropic_prior(prior: CostPrior, var: float) -> CostPrior:
@@ -173,12 +182,14 @@ def select_prior(x: jax.Array, source_tables: dict[str, jax.Array], true_ranks: 
     score of every grid point."""
     grid = PRIOR_GRID if grid is None else grid
     devs = list(source_tables)
+    fits = {d: source_fits(x, source_tables[d]) for d in devs}  # each source fitted once
     scores = {}
     for cov_scale, jitter in grid:
         per = []
         for d in devs:
-            others = jnp.concatenate([source_tables[o] for o in devs if o != d], 0)
-            prior = meta_train_prior(x, others, cov_scale=cov_scale, jitter=jitter)
+            w = jnp.concatenate([fits[o][0] for o in devs if o != d], 0)
+            res = jnp.concatenate([fits[o][1] for o in devs if o != d], 0)
+            prior = prior_from_fits(w, res, cov_scale=cov_scale, jitter=jitter)
             for i in range(source_tables[d].shape[0]):
                 per.append(float(few_shot_spearman(prior, x, source_tables[d][i], true_ranks[d][i], keys, k=k,
                                                    pool=pool).mean()))

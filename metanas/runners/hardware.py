@@ -114,9 +114,11 @@ def _imputed_logs(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
     on that source's own measured cells (source data only)."""
     out = []
     for y in ys:
-        w, _ = C.fit_weights(jnp.asarray(x), jnp.asarray(y))
-        fill = np.asarray(jnp.asarray(x) @ w) * np.nanmedian(y)
-        out.append(np.log(np.where(np.isfinite(y), y, np.maximum(fill, 1e-6 * np.nanmedian(y)))))
+        if not np.isfinite(y).all():
+            w, _ = C.fit_weights(jnp.asarray(x), jnp.asarray(y))
+            fill = np.asarray(jnp.asarray(x) @ w) * np.nanmedian(y)
+            y = np.where(np.isfinite(y), y, np.maximum(fill, 1e-6 * np.nanmedian(y)))
+        out.append(np.log(y))
     return np.stack(out)
 
 
@@ -188,9 +190,11 @@ def nested_choice(x, onehot, src: dict[str, np.ndarray], keys, k, t: HWLatencyTr
     choice = C.select_prior(x, srcj, ranks, k=k, keys=keys, pool=t.pool, grid=t.prior_grid)
     scores = {"ridge_sources": {}, "finetune_no_meta": {}}
     devs = list(src)
+    fits = {d: C.source_fits(x, srcj[d]) for d in devs}
     for d in devs:
         others = [o for o in devs if o != d]
-        prior = C.meta_train_prior(x, jnp.concatenate([srcj[o] for o in others], 0))
+        prior = C.prior_from_fits(jnp.concatenate([fits[o][0] for o in others], 0),
+                                  jnp.concatenate([fits[o][1] for o in others], 0))
         for i in range(src[d].shape[0]):
             z = _standardise(imputed_logs(np.asarray(x), np.stack([src[o][i] for o in others])))
             y = jnp.asarray(src[d][i])
