@@ -34,7 +34,7 @@ import numpy as np
 
 from metanas.predictors.encodings import encode_archs
 
-INTERCEPT_VAR = 1e4  # prior variance of the intercept (effectively flat)
+INTERCEPT_VAR = 10.0  # prior variance of the intercept (flat on the scale of median-normalised costs, ~1)
 PRIOR_GRID = ((1.0, 1e-3), (3.0, 1e-3), (10.0, 1e-3), (3.0, 1e-4), (3.0, 1e-2))  # (cov_scale, jitter)
 
 
@@ -94,13 +94,16 @@ def isotropic_prior(prior: CostPrior, var: float) -> CostPrior:
 
 
 def posterior(prior: CostPrior, x: jax.Array, y: jax.Array, m: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Posterior (mean [D], cov [D, D]) of the weights given median-normalised ``y`` on the rows where ``m``."""
-    p = jnp.linalg.inv(prior.cov)
+    """Posterior (mean [D], cov [D, D]) of the weights given median-normalised ``y`` on the rows where ``m``.
+
+    Computed in the observation space (Kalman / Woodbury form: one [n, n] solve, n = rows), never by inverting the
+    prior covariance, whose condition number is far beyond float32's."""
     xm = x * m[:, None]
-    a = xm.T @ xm / prior.noise + p
-    cov = jnp.linalg.inv(a)
-    mean = cov @ (xm.T @ jnp.where(m, y, 0.0) / prior.noise + p @ prior.mean)
-    return mean, cov
+    r = jnp.where(m, y, 0.0) - xm @ prior.mean
+    sx = xm @ prior.cov  # [n, D]
+    g = sx @ xm.T + prior.noise * jnp.eye(x.shape[0])
+    sol = jnp.linalg.solve(g, jnp.concatenate([r[:, None], sx], 1))
+    return prior.mean + sx.T @ sol[:, 0], prior.cov - sx.T @ sol[:, 1:]
 
 
 @dataclass(frozen=True, eq=False)
