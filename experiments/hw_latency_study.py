@@ -132,7 +132,7 @@ def search_section(out: Path) -> list[str]:
                   "latency measurements (median) | queries to best − 0.2 (median) |", "|---|---|---|---|---|---|---|"]
         for m, v in c.items():
             lines.append(f"| {m} | {np.median(v['answer_test']):.2f} | {np.mean(v['within']) * 100:.0f} % | "
-                         f"{int(np.sum(v['infeasible']))} | {d['queries']} | {np.median(v['measurements']):.0f} | "
+                         f"{int(np.sum(v['infeasible']))} | {d['queries']} | {_med(v['measurements'])} | "
                          f"{np.median(v['queries_to_level']):g} |")
         q = {m: np.asarray(v["queries_to_level"], float) for m, v in c.items()}
         lines += ["", f"Queries to the level (censored at {d['queries'] + 1}), paired:", "",
@@ -146,6 +146,11 @@ def search_section(out: Path) -> list[str]:
             if (r / "pareto.png").exists():
                 lines += [f"![Pareto front]({r.name}/pareto.png)", ""]
     return lines
+
+
+def _med(values) -> str:
+    v = [x for x in values if x is not None and np.isfinite(x)]
+    return f"{np.median(v):.0f}" if v else "≥ queries (not counted)"
 
 
 def write_readme(out: Path) -> str:
@@ -176,7 +181,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--seed", type=int, default=100)
     ap.add_argument("--search-seeds", type=int, default=50)
-    ap.add_argument("--devices", nargs="*", default=["edgegpu", "fpga"])
+    ap.add_argument("--devices", nargs="*", default=["edgegpu"])  # put overrides before --devices
     ap.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
     ap.add_argument("--out", default="results/hw_latency")
     ap.add_argument("--skip-latency", action="store_true")
