@@ -35,6 +35,8 @@ import numpy as np
 from metanas.predictors.encodings import encode_archs
 
 INTERCEPT_VAR = 10.0  # prior variance of the intercept (flat on the scale of median-normalised costs, ~1)
+NOISE_FLOOR = 1e-3  # observation variance floor (std ~3 % of the median cost): keeps the [n, n] solves conditioned in
+# float32 when the sources fit the additive model almost exactly (FPGA: residual variance ~1e-6)
 PRIOR_GRID = ((1.0, 1e-3), (3.0, 1e-3), (10.0, 1e-3), (3.0, 1e-4), (3.0, 1e-2))  # (cov_scale, jitter)
 
 
@@ -79,7 +81,7 @@ def prior_from_fits(w: jax.Array, res: jax.Array, *, cov_scale: float = 3.0, jit
     d = w - mean[None, :]
     cov = cov_scale * (d.T @ d) / max(w.shape[0] - 1, 1) + jitter * jnp.eye(w.shape[1])
     cov = cov.at[0, :].set(0.0).at[:, 0].set(0.0).at[0, 0].set(INTERCEPT_VAR)
-    return CostPrior(mean, cov, res.mean())
+    return CostPrior(mean, cov, jnp.maximum(res.mean(), NOISE_FLOOR))
 
 
 def meta_train_prior(x: jax.Array, tables: jax.Array, *, cov_scale: float = 3.0, jitter: float = 1e-3) -> CostPrior:
