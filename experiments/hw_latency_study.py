@@ -55,7 +55,9 @@ def run(args, experiment: str, overrides: list[str], out: Path, files: list[str]
     meta = {"command": "python -m metanas " + " ".join(c for c in cmd[3:] if not c.startswith(("results_dir",
                                                                                                 "meta_dataset",
                                                                                                 "progress"))),
-            "wall_s": round(wall, 1), "load_avg": os.getloadavg()}
+            "wall_s": round(wall, 1), "load_avg": os.getloadavg(),
+            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                     text=True).stdout.strip()}
     (out / "run.json").write_text(json.dumps(meta, indent=1))
     shutil.rmtree(tmp, ignore_errors=True)
     return meta
@@ -72,7 +74,8 @@ def latency_section(out: Path) -> list[str]:
     devs, ks = d["devices"], [str(k) for k in d["ks"]]
     methods = ["ours"] + [m for m in LABEL if m in rho and m != "ours"]
     lines = ["## 1. Few-shot latency prediction on an unseen device", "",
-             f"Command: `{meta['command']}` ({meta['wall_s']:.0f} s wall on the shared 2-core VM, load average "
+             f"Command: `{meta['command']}` (commit {meta.get('commit', '?')}; {meta['wall_s']:.0f} s wall on the "
+             f"shared 2-core VM, load average "
              f"{meta['load_avg'][0]:.1f}). Seeds {d['seeds'][0]}..{d['seeds'][-1]} ({len(d['seeds'])}) for the choice "
              f"of the k cells; input sizes {', '.join(d['datasets'])}; every device held out in turn (its columns "
              "dropped at every input size before meta-training). Spearman ρ of predicted vs true latency over every "
@@ -127,7 +130,8 @@ def search_section(out: Path) -> list[str]:
         c = d["constrained"]
         lines += [f"### {DEVICE.get(d['device'], d['device'])}: budget {d['budget_ms']:.3f} ms (median latency), "
                   f"best feasible test acc {d['best_feasible_test']:.2f} %", "",
-                  f"Command: `{meta['command']}` ({meta['wall_s']:.0f} s wall). {len(c['ours']['answer_test'])} seeds.",
+                  f"Command: `{meta['command']}` ({meta['wall_s']:.0f} s wall, commit {meta.get('commit', '?')}). "
+                  f"{len(c['ours']['answer_test'])} seeds." + (f" **Note:** {meta['note']}" if meta.get("note") else ""),
                   "", "| method | answer test acc (median) | within 0.2 pt | infeasible answers | accuracy queries | "
                   "latency measurements (median) | queries to best − 0.2 (median) |", "|---|---|---|---|---|---|---|"]
         for m, v in c.items():
@@ -149,7 +153,7 @@ def search_section(out: Path) -> list[str]:
 
 
 def _med(values) -> str:
-    v = [x for x in values if x is not None and np.isfinite(x)]
+    v = [float(x) for x in values if isinstance(x, (int, float)) and np.isfinite(x)]
     return f"{np.median(v):.0f}" if v else "≥ queries (not counted)"
 
 
