@@ -98,14 +98,18 @@ def isotropic_prior(prior: CostPrior, var: float) -> CostPrior:
 def posterior(prior: CostPrior, x: jax.Array, y: jax.Array, m: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Posterior (mean [D], cov [D, D]) of the weights given median-normalised ``y`` on the rows where ``m``.
 
-    Computed in the observation space (Kalman / Woodbury form: one [n, n] solve, n = rows), never by inverting the
-    prior covariance, whose condition number is far beyond float32's."""
+    Whitened and solved by an SVD (w = mean + L z, L L^T = prior cov, z ~ N(0, I)): the normal equations' matrix has a
+    condition number near 1e8 here, beyond float32; the SVD of the whitened rows only needs its square root."""
+    chol = jnp.linalg.cholesky(prior.cov)
+    sd = jnp.sqrt(prior.noise)
     xm = x * m[:, None]
-    r = jnp.where(m, y, 0.0) - xm @ prior.mean
-    sx = xm @ prior.cov  # [n, D]
-    g = sx @ xm.T + prior.noise * jnp.eye(x.shape[0])
-    sol = jnp.linalg.solve(g, jnp.concatenate([r[:, None], sx], 1))
-    return prior.mean + sx.T @ sol[:, 0], prior.cov - sx.T @ sol[:, 1:]
+    a = (xm @ chol) / sd  # [n, D]
+    b = (jnp.where(m, y, 0.0) - xm @ prior.mean) / sd
+    u, sv, vt = jnp.linalg.svd(a, full_matrices=False)
+    z = vt.T @ ((sv / (sv**2 + 1.0)) * (u.T @ b))
+    shrink = vt.T @ ((sv**2 / (sv**2 + 1.0))[:, None] * vt)  # I - posterior cov of z
+    cov_z = jnp.eye(x.shape[1]) - shrink
+    return prior.mean + chol @ z, chol @ cov_z @ chol.T
 
 
 @dataclass(frozen=True, eq=False)
