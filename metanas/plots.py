@@ -245,6 +245,8 @@ def plot_budget_regret(path: Path, budgets: np.ndarray, curves: dict[str, np.nda
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def plot_pred_vs_true(true, pred, measured, path: Path, title: str) -> None:
