@@ -55,6 +55,12 @@ def _git_commit() -> str | None:
         return None
 
 
+def _hardware_info() -> dict[str, Any]:
+    from metanas.runners.context import hardware_info
+
+    return hardware_info()
+
+
 def device_kind() -> str:
     import jax
 
@@ -197,7 +203,7 @@ def _meta_record(cfg: DictConfig, run_dir: Path, final: dict, wall: float, ctx: 
         "experiment": cfg.name, "run_dir": str(run_dir), "seed": cfg.seed,
         "config": {k: v for k, v in _flatten(container).items()
                    if not k.startswith(("fast.", "data_dir", "results_dir", "resume", "meta_dataset"))},
-        "hardware": device_kind(), "metrics": final, "wall_time_s": round(wall, 3),
+        "hardware": device_kind(), "hardware_info": _hardware_info(), "metrics": final, "wall_time_s": round(wall, 3),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     } | ctx.meta_record
 
@@ -275,7 +281,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()
             summary = {
                 "experiment": cfg.name, "status": status, "error": error, "metrics": final, "seed": cfg.seed,
                 "seeds": cfg.seeds, "metrics_per_seed": per_seed or None,
-                "git_commit": _git_commit(), "jax_version": jax.__version__, "device": device_kind(),
+                "git_commit": _git_commit(), "jax_version": jax.__version__, "device": device_kind(), "hardware_info": _hardware_info(),
                 "python": platform.python_version(), "wall_time_s": round(wall, 3), "resumed": resumed,
                 "run_dir": str(run_dir),
             }

@@ -247,3 +247,47 @@ def plot_budget_regret(path: Path, budgets: np.ndarray, curves: dict[str, np.nda
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_pred_vs_true(true, pred, measured, path: Path, title: str) -> None:
+    """Predicted vs true cost of every measured cell of a held-out device (log-log), the k measured cells marked."""
+    plt = pyplot()
+    true, pred = np.asarray(true, np.float64), np.asarray(pred, np.float64)
+    m = np.isfinite(true) & np.isfinite(pred) & (pred > 0)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(true[m], pred[m], s=2, alpha=0.25, label=f"{int(m.sum())} cells")
+    meas = np.asarray(measured)
+    meas = meas[meas >= 0]
+    ax.scatter(true[meas], pred[meas], s=30, c="r", marker="x", label=f"{len(meas)} measured")
+    lo, hi = np.nanmin(true[m]), np.nanmax(true[m])
+    ax.plot([lo, hi], [lo, hi], "k:", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("true")
+    ax.set_ylabel("predicted")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_pareto(fronts: dict[str, np.ndarray], true_front: np.ndarray, path: Path, title: str) -> None:
+    """Accuracy-latency fronts found by each method (one seed) beside the true front."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.step(true_front[:, 0], true_front[:, 1], where="post", color="k", lw=0.8, label="true front")
+    for name, f in fronts.items():
+        f = np.asarray(f)
+        ax.step(f[:, 0], f[:, 1], where="post", marker=".", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title, fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -5,7 +5,12 @@ Record schema (``REQUIRED`` keys; ``collect`` writes these, and any run store re
     {"dataset": "omniglot-20way", "split": "val-seed0",      # pairs are only formed within (dataset, split)
      "encoding": [0.0, 1.0, ...],                             # float features (arch + hparams + settings)
      "metrics": {"val_acc": 0.61, ...},                       # the target metric must be > 0
-     "wall_time_s": 3.2, ...}                                 # anything else is kept but not used
+     "wall_time_s": 3.2,                                      # measured cost of the run
+     "hardware_info": {"backend": "cpu", "device_kind": "cpu", "device_count": 1, "cpu_count": 2,
+                       "peak_host_memory_mb": 812.0, ...}, ...} # anything else is kept but not used
+
+The target ``metric`` may name any metric of ``metrics`` (accuracy, latency, energy, ...) or a cost field of the row
+(``wall_time_s``, ``hardware_info.peak_host_memory_mb``): the meta-learner predicts whichever is named.
 
 Where the features come from (``read_meta_dataset``): the row's ``encoding`` (default); or, with ``arch_encoding``
 and ``space``, its ``arch`` string re-encoded with ``encodings.encode_arch`` (so one table can be read with any
@@ -78,6 +83,20 @@ def _features(row: dict, path, lineno: int, space, arch_encoding, hparams) -> li
     return feats
 
 
+def target_value(row: dict, metric: str):
+    """The named target of a row: ``metrics[metric]`` (accuracy, latency, energy, ...), else a top-level field such
+    as ``wall_time_s``, else a dotted path into the row (``hardware_info.peak_host_memory_mb``); None if absent."""
+    m = row.get("metrics")
+    if isinstance(m, dict) and metric in m:
+        return m[metric]
+    node = row
+    for part in metric.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
 def read_meta_dataset(path: str | os.PathLike, metric: str, experiment: str | None = None, *, space=None,
                       arch_encoding: str | None = None, hparams: Sequence | None = None) -> MetaDataset:
     """Load ``path``; every row needs ``REQUIRED`` keys, features of one length and ``metrics[metric] > 0``.
@@ -112,14 +131,14 @@ def read_meta_dataset(path: str | os.PathLike, metric: str, experiment: str | No
             what = "'encoding'" if "encoding" in required else "features"
             raise MetaDatasetError(f"{path}:{lineno}: {what} has length {len(enc)}, expected {len(xs[0])} "
                                    f"as on line {lines[0]}")
-        m = row["metrics"]
-        if not isinstance(m, dict) or not isinstance(m.get(metric), (int, float)) or not m[metric] > 0:
-            raise MetaDatasetError(f"{path}:{lineno}: 'metrics' needs a number {metric!r} > 0 "
-                                   f"(the pairwise target divides by it), got {m!r:.80}")
+        value = target_value(row, metric)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            raise MetaDatasetError(f"{path}:{lineno}: 'metrics' (or the row) needs a number {metric!r} > 0 "
+                                   f"(the pairwise target divides by it), got {row['metrics']!r:.80}")
         key = (str(row["dataset"]), str(row["split"]))
         gid.append(groups.setdefault(key, len(groups)))
         xs.append(enc)
-        ys.append(m[metric])
+        ys.append(value)
     if not rows:
         which = f" with experiment={experiment!r}" if experiment is not None else ""
         raise MetaDatasetError(f"meta-dataset {path} has no rows{which}; run `python -m metanas experiment=collect`")

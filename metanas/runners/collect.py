@@ -34,7 +34,7 @@ from omegaconf import DictConfig
 from metanas.config import ConfigError, takes_train, train_block
 from metanas.predictors.encodings import encode_archs
 from metanas.run_store import append_jsonl, read_jsonl
-from metanas.runners.context import RunContext, train_loop
+from metanas.runners.context import RunContext, hardware_info, train_loop
 from metanas.search_spaces.nb201 import NB201Space
 
 RECORD_EXPERIMENT = "collect:arch"  # the per-architecture records (the app adds one per-run "collect" record too)
@@ -170,6 +170,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
         t0 = time.perf_counter()
         m = jax.tree.map(np.asarray, train_chunk(keys, jnp.asarray(archs[lo:hi]), x, y, xv, yv))
         wall = (time.perf_counter() - t0) / (len(seeds) * t.chunk)
+        hw = hardware_info()  # after the chunk: its peak memory includes this chunk's training
         for si, s in enumerate(seeds):
             for a in range(lo, hi):
                 index = int(si * t.n_archs + a)
@@ -177,6 +178,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
                        "encoding": enc[a].tolist(), "arch": space.to_string(archs[a]), "arch_code": int(codes[a]),
                        "metrics": {k: float(v[si, a - lo]) for k, v in m.items() if k != "first_loss"},
                        "settings": settings, "metafeatures": metafeatures, "wall_time_s": round(wall, 4),
+                       "hardware_info": hw,
                        "run_dir": str(ctx.run_dir), "index": index}
                 if meta_path and index not in done:
                     append_jsonl(meta_path, rec)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import platform
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -297,3 +298,24 @@ def train_loop(
     finally:
         bar.close()
     return state, last
+
+
+def hardware_info() -> dict[str, Any]:
+    """What a run trained on and what it used: backend, device kind and count, host CPU cores, and the peak memory
+    (host resident set; the accelerator's peak bytes where the backend reports them)."""
+    import resource
+
+    import jax
+
+    d = jax.devices()[0]
+    info: dict[str, Any] = {"backend": d.platform, "device_kind": getattr(d, "device_kind", d.platform),
+                            "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
+                            "machine": platform.machine(),
+                            "peak_host_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    try:
+        stats = d.memory_stats() or {}
+    except Exception:  # noqa: BLE001 - a backend without memory statistics
+        stats = {}
+    if "peak_bytes_in_use" in stats:
+        info["peak_device_memory_mb"] = round(stats["peak_bytes_in_use"] / 2**20, 1)
+    return info

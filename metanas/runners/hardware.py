@@ -1,0 +1,498 @@
+"""Hardware as meta-data: few-shot cost prediction on an unseen device (``hw_latency``) and latency-constrained /
+Pareto search on NB201 (``search_nb201_constrained``).
+
+hw_latency (``run_latency``): leave one device out. For each held-out device of ``train.devices`` its columns are
+dropped from every input size's table (``HardwareTable.without``) before anything is fitted; the cost prior
+(``metanas.predictors.cost``) is meta-trained on the other devices at all three input sizes, its two
+hyperparameters chosen by leave-one-SOURCE-out on those devices (never on the held-out one, and on other seeds than
+the reported ones); then, for every input size, k in ``train.ks`` and seed, the k cells are chosen by the design rule,
+measured (a table lookup; a cell the device never measured is a failed measurement, skipped and counted), the model
+is adapted and ranks all cells: Spearman rho against the true table over every measured cell. Baselines on the same
+seeds (their k cells are random, drawn again where a measurement fails): FLOPs, params, the mean rank on the source
+devices, the nearest source device (best Spearman on the k cells), ridge on the sources' log latencies, random
+forest and MLP fitted on the k target cells only, the pooled-source prior without the meta-learnt covariance
+("fine-tune without meta-training"), and our model on the random cells. The ceiling: our model family fitted on
+every cell of the held-out device.
+
+search_nb201_constrained (``run_constrained``): see ``metanas.search.constrained``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from omegaconf import DictConfig
+from scipy.stats import rankdata
+
+from metanas.benchmarks.hardware import HW_DEVICES, HW_ENERGY_DEVICES, load_hw_bench
+from metanas.benchmarks.nb201 import DATASETS, load_cost
+from metanas.config import ConfigError, takes_train, train_block
+from metanas.predictors import cost as C
+from metanas.predictors.pointwise import MLP
+from metanas.predictors.trees import RandomForest
+from metanas.runners.context import RunContext
+from metanas.search_spaces.nb201 import NB201Space
+
+BASELINES = {
+    "flops": "FLOPs (no target sample)",
+    "params": "params (no target sample)",
+    "source_mean": "mean rank on the source devices (no target sample)",
+    "nearest_source": "nearest source device (best Spearman on the k cells)",
+    "ridge_sources": "ridge on the sources' log costs (k cells)",
+    "rf_target": "random forest on the k target cells only (one-hot)",
+    "mlp_target": "MLP on the k target cells only (one-hot)",
+    "finetune_no_meta": "pooled-source prior mean, isotropic covariance (no meta-learnt covariance)",
+    "ours_random_cells": "ours on random cells (no design)",
+}
+
+
+@dataclass(frozen=True)
+class HWLatencyTrain:
+    """``train:`` of ``hw_latency``."""
+
+    devices: tuple[str, ...] = HW_DEVICES  # held out in turn (the sources are every other device of the table)
+    datasets: tuple[str, ...] = DATASETS  # input sizes
+    metric: str = "latency"  # latency | energy (edgegpu, eyeriss, fpga)
+    ks: tuple[int, ...] = (5, 10, 20)
+    select_k: int = 10  # the k the nested hyperparameter choice is made at
+    select_seeds: int = 5  # seeds of the nested choice (drawn apart from the reported seeds)
+    pool: int = 2000  # candidate pool of the design rule (random per seed)
+    prior_grid: tuple[tuple[float, float], ...] = C.PRIOR_GRID  # (cov_scale, jitter) candidates of the nested choice
+    baselines: tuple[str, ...] = tuple(BASELINES)
+    ridge_grid: tuple[float, ...] = (0.1, 1.0, 10.0)  # ridge_sources' lambda, chosen by the same nested split
+    finetune_grid: tuple[float, ...] = (1e-3, 1e-2, 1e-1)  # finetune_no_meta's prior variance, likewise
+    rf_trees: int = 100
+    mlp_steps: int = 300
+    plot_device: str = "edgegpu"
+
+    def __post_init__(self):
+        devs = HW_DEVICES if self.metric == "latency" else HW_ENERGY_DEVICES
+        if self.metric not in ("latency", "energy"):
+            raise ConfigError(f"train.metric={self.metric!r}; choose latency or energy")
+        bad = sorted(set(self.devices) - set(devs))
+        if bad or not self.devices:
+            raise ConfigError(f"train.devices: {bad or 'empty'}; choose from {', '.join(devs)} ({self.metric})")
+        if sorted(set(self.datasets) - set(DATASETS)) or not self.datasets:
+            raise ConfigError(f"train.datasets={list(self.datasets)}; choose from {', '.join(DATASETS)}")
+        unknown = sorted(set(self.baselines) - set(BASELINES))
+        if unknown:
+            raise ConfigError(f"train.baselines: unknown {unknown}; choose from {', '.join(BASELINES)}")
+        if not self.ks or min(self.ks) < 2 or self.select_k < 2:
+            raise ConfigError(f"train.ks={list(self.ks)}, select_k={self.select_k}: need k >= 2 measurements")
+
+
+def true_ranks(y: np.ndarray) -> np.ndarray:
+    """Average ranks of the measured cells (0 elsewhere; they are masked)."""
+    r = np.zeros(len(y))
+    m = np.isfinite(y)
+    r[m] = rankdata(y[m])
+    return r
+
+
+def source_stack(tables: dict, devices: list[str], metric: str) -> dict[str, np.ndarray]:
+    """device -> [I, N] cost on every input size (NaN = not measured)."""
+    return {d: np.stack([tables[ds].column(f"{d}_{metric}") for ds in tables]) for d in devices}
+
+
+def imputed_logs(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """[M, N] log costs (cached by content)"""
+    key = (ys.shape, hash(ys.tobytes()))
+    if key not in _IMPUTED:
+        _IMPUTED[key] = _imputed_logs(x, ys)
+    return _IMPUTED[key]
+
+
+_IMPUTED: dict = {}
+
+
+def _imputed_logs(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """[M, N] log costs of source tables ``ys`` [M, N] with their unmeasured cells filled by the additive model fitted
+    on that source's own measured cells (source data only)."""
+    out = []
+    for y in ys:
+        if not np.isfinite(y).all():
+            w, _ = C.fit_weights(jnp.asarray(x), jnp.asarray(y))
+            fill = np.asarray(jnp.asarray(x) @ w) * np.nanmedian(y)
+            y = np.where(np.isfinite(y), y, np.maximum(fill, 1e-6 * np.nanmedian(y)))
+        out.append(np.log(y))
+    return np.stack(out)
+
+
+def _ridge_sources(z, y, codes, lam):
+    """Ridge of the target's log cost on the sources' standardised log costs ``z`` [N, M], fitted on ``codes``."""
+    zk, yk = z[codes], jnp.log(y[codes])
+    zm, ym = zk.mean(0), yk.mean()
+    zc = zk - zm[None, :]
+    w = jnp.linalg.solve(zc.T @ zc + lam * jnp.eye(z.shape[1]), zc.T @ (yk - ym))
+    return (z - zm[None, :]) @ w
+
+
+def _nearest(z, y, codes):
+    """The source whose costs on the k cells rank them most like the target's."""
+    zk, yk = z[codes], y[codes]
+    rz = jnp.argsort(jnp.argsort(zk, 0), 0).astype(jnp.float32)
+    ry = jnp.argsort(jnp.argsort(yk)).astype(jnp.float32)
+    rz, ry = rz - rz.mean(0)[None, :], ry - ry.mean()
+    rho = (rz.T @ ry) / jnp.sqrt((rz * rz).sum(0) * (ry @ ry) + 1e-12)
+    return z[:, jnp.argmax(rho)]
+
+
+_RIDGE = jax.jit(jax.vmap(_ridge_sources, in_axes=(None, None, 0, None)))
+_NEAREST = jax.jit(jax.vmap(_nearest, in_axes=(None, None, 0)))
+_CODES = jax.jit(jax.vmap(C.random_cells, in_axes=(0, None, None)), static_argnums=2)
+_RHO = jax.jit(jax.vmap(C.spearman, in_axes=(0, None, None)))
+_MLP: dict = {}
+
+
+def _mlp_fn(k: int, steps: int):
+    if (k, steps) not in _MLP:
+        mlp = MLP(hidden=32, layers=2, steps=steps, batch=min(16, k))
+
+        def fit(kk, c, onehot, y):
+            return mlp.score(mlp.fit(kk, onehot[c], jnp.log(y[c]), k), onehot)
+
+        _MLP[(k, steps)] = jax.jit(jax.vmap(fit, in_axes=(0, 0, None, None)))
+    return _MLP[(k, steps)]
+
+
+def _baseline_preds(name, *, x, onehot, z, y, keys, k, prior, lam, ft_var, rf_trees, mlp_steps):
+    """[S, N] predictions of a baseline that uses k random target cells (same cells per key for every baseline)."""
+    codes, _ = _CODES(keys, jnp.isfinite(y), k)
+    if name == "ridge_sources":
+        return _RIDGE(z, y, codes, lam)
+    if name == "nearest_source":
+        return _NEAREST(z, y, codes)
+    if name == "mlp_target":
+        return _mlp_fn(k, mlp_steps)(keys, codes, onehot, y)
+    if name == "rf_target":
+        rf = RandomForest(trees=rf_trees)
+        oh, yl, cs = np.asarray(onehot), np.log(np.asarray(y)), np.asarray(codes)
+        return np.stack([rf.score(rf.fit(keys[s], oh[cs[s]], yl[cs[s]], k), oh) for s in range(len(cs))])
+    if name in ("finetune_no_meta", "ours_random_cells"):
+        p = C.isotropic_prior(prior, ft_var) if name == "finetune_no_meta" else prior
+        return C.few_shot_run(p, x, y, jnp.asarray(true_ranks(np.asarray(y))), keys, k=k, chooser="random")[1]
+    raise ValueError(name)
+
+
+def _rho_many(preds, y) -> np.ndarray:
+    tr = jnp.asarray(true_ranks(np.asarray(y)))
+    return np.asarray(_RHO(jnp.asarray(preds, jnp.float32), tr, jnp.isfinite(jnp.asarray(y))))
+
+
+def nested_choice(x, onehot, src: dict[str, np.ndarray], keys, k, t: HWLatencyTrain) -> dict:
+    """Leave-one-source-out choice of the prior's and the tuned baselines' hyperparameters (sources only)."""
+    ranks = {d: jnp.asarray(np.stack([true_ranks(r) for r in v])) for d, v in src.items()}
+    srcj = {d: jnp.asarray(v) for d, v in src.items()}
+    choice = C.select_prior(x, srcj, ranks, k=k, keys=keys, pool=t.pool, grid=t.prior_grid)
+    scores = {"ridge_sources": {}, "finetune_no_meta": {}}
+    devs = list(src)
+    fits = {d: C.source_fits(x, srcj[d]) for d in devs}
+    for d in devs:
+        others = [o for o in devs if o != d]
+        prior = C.prior_from_fits(jnp.concatenate([fits[o][0] for o in others], 0),
+                                  jnp.concatenate([fits[o][1] for o in others], 0))
+        for i in range(src[d].shape[0]):
+            z = _standardise(imputed_logs(np.asarray(x), np.stack([src[o][i] for o in others])))
+            y = jnp.asarray(src[d][i])
+            for lam in t.ridge_grid:
+                p = _baseline_preds("ridge_sources", x=x, onehot=onehot, z=z, y=y, keys=keys, k=k, prior=prior,
+                                    lam=lam, ft_var=0, rf_trees=0, mlp_steps=0)
+                scores["ridge_sources"].setdefault(lam, []).append(_rho_many(p, y).mean())
+            for v in t.finetune_grid:
+                p = _baseline_preds("finetune_no_meta", x=x, onehot=onehot, z=z, y=y, keys=keys, k=k, prior=prior,
+                                    lam=0, ft_var=v, rf_trees=0, mlp_steps=0)
+                scores["finetune_no_meta"].setdefault(v, []).append(_rho_many(p, y).mean())
+    choice["ridge_lambda"] = max(scores["ridge_sources"], key=lambda v: np.mean(scores["ridge_sources"][v]))
+    choice["finetune_var"] = max(scores["finetune_no_meta"], key=lambda v: np.mean(scores["finetune_no_meta"][v]))
+    choice["baseline_grid"] = {m: {str(g): float(np.mean(s)) for g, s in d.items()} for m, d in scores.items()}
+    return choice
+
+
+def _standardise(logs: np.ndarray) -> jax.Array:
+    """[N, M] z-scored log costs (columns = sources)."""
+    z = (logs - logs.mean(1, keepdims=True)) / logs.std(1, keepdims=True)
+    return jnp.asarray(z.T, jnp.float32)
+
+
+@takes_train(HWLatencyTrain)
+def run_latency(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
+    t = train_block(HWLatencyTrain, cfg)
+    if not cfg.data_dir:
+        raise ConfigError("hw_latency reads HW-NAS-Bench from data_dir; set data_dir=PATH (holding nasbench201/)")
+    space = NB201Space()
+    x = jnp.asarray(C.cost_features(space))
+    onehot = x[:, 1:31]
+    flops_params = load_cost(str(cfg.data_dir))[:, :2].astype(np.float64)
+    tables = {ds: load_hw_bench(str(cfg.data_dir), ds) for ds in t.datasets}
+    all_devs = HW_DEVICES if t.metric == "latency" else HW_ENERGY_DEVICES
+    seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+    sel_keys = jnp.stack([jax.random.PRNGKey(10**6 + s) for s in range(t.select_seeds)])  # apart from the reported
+    rho: dict[str, dict] = {}  # method -> device -> k -> [I, S]
+    failed: dict[str, dict] = {}
+    choices, ceiling, plot_data = {}, {}, None
+    t0 = time.perf_counter()
+    for dev in t.devices:
+        col = f"{dev}_{t.metric}"
+        sources = [d for d in all_devs if d != dev]
+        held = {ds: tab.without(col) for ds, tab in tables.items()}  # the held-out device is gone from here on
+        src = source_stack(held, sources, t.metric)
+        choice = nested_choice(x, onehot, src, sel_keys, t.select_k, t)
+        choices[dev] = choice
+        prior = C.meta_train_prior(x, jnp.asarray(np.concatenate(list(src.values()), 0)),
+                                   cov_scale=choice["cov_scale"], jitter=choice["jitter"])
+        for i, ds in enumerate(t.datasets):
+            y = tables[ds].column(col)  # the held-out device: read only to measure the chosen cells and to score
+            yj, tr = jnp.asarray(y), jnp.asarray(true_ranks(y))
+            z = _standardise(imputed_logs(np.asarray(x), np.stack([src[d][i] for d in sources])))
+            w, _ = C.fit_weights(x, yj)
+            ceiling.setdefault(dev, []).append(float(C.spearman(x @ w, tr, jnp.isfinite(yj))))
+            fixed = {"flops": flops_params[:, 0], "params": flops_params[:, 1],
+                     "source_mean": np.asarray(jnp.argsort(jnp.argsort(z, 0), 0).mean(1))}
+            for k in t.ks:
+                r, preds, codes, nf = C.few_shot_run(prior, x, yj, tr, keys, k=k, pool=t.pool)
+                rho.setdefault("ours", {}).setdefault(dev, {}).setdefault(k, []).append(np.asarray(r))
+                failed.setdefault(dev, {}).setdefault(k, []).append(np.asarray(nf).tolist())
+                if dev == t.plot_device and ds == t.datasets[0] and k == 10 or plot_data is None:
+                    plot_data = (dev, ds, k, y, np.asarray(preds[0]), np.asarray(codes[0]))
+                for b in t.baselines:
+                    if b in fixed:
+                        rb = np.full(len(seeds), _rho_many(fixed[b][None], yj)[0])
+                    else:
+                        p = _baseline_preds(b, x=x, onehot=onehot, z=z, y=yj, keys=keys, k=k, prior=prior,
+                                            lam=choice["ridge_lambda"], ft_var=choice["finetune_var"],
+                                            rf_trees=t.rf_trees, mlp_steps=t.mlp_steps)
+                        rb = _rho_many(p, yj)
+                    rho.setdefault(b, {}).setdefault(dev, {}).setdefault(k, []).append(rb)
+        ctx.log("device", t.devices.index(dev) + 1,
+                {"device_index": t.devices.index(dev), **{f"ours_k{k}": float(np.mean(rho["ours"][dev][k]))
+                                                          for k in t.ks}})
+        out = _latency_outputs(ctx, t, rho, failed, ceiling, choices, seeds, time.perf_counter() - t0)
+    dev, ds, k, y, pred, codes = plot_data
+    from metanas.plots import plot_pred_vs_true
+
+    plot_pred_vs_true(y, pred, codes, ctx.path("plots/pred_vs_true.png"),
+                      f"{dev} {t.metric} ({ds} input), held out, k={k} measured cells (seed {seeds[0]})")
+    return out
+
+
+def _latency_outputs(ctx, t: HWLatencyTrain, rho, failed, ceiling, choices, seeds, wall) -> dict[str, float]:
+    """Summary metrics of the devices done so far; writes hw_latency.json (rewritten after every device)."""
+    done = [d for d in t.devices if d in rho["ours"]]
+    per = {m: {d: {k: np.stack(v) for k, v in dd.items()} for d, dd in md.items()} for m, md in rho.items()}
+    out: dict[str, float] = {}
+    for m, md in per.items():
+        prefix = "" if m == "ours" else f"{m}_"
+        for k in t.ks:
+            devs = [float(md[d][k].mean()) for d in done]
+            out[f"{prefix}spearman_k{k}_mean"] = float(np.mean(devs))
+            for d, v in zip(done, devs):
+                out[f"{prefix}spearman_k{k}_{d}"] = v
+    out["ceiling_mean"] = float(np.mean([np.mean(v) for v in ceiling.values()]))
+    ctx.save_json("hw_latency.json", {
+        "metric": t.metric, "devices": done, "devices_planned": list(t.devices), "datasets": list(t.datasets),
+        "ks": list(t.ks), "seeds": seeds, "wall_s": round(wall, 1), "baselines": {b: BASELINES[b] for b in t.baselines},
+        "rho": {m: {d: {str(k): v.tolist() for k, v in dd.items()} for d, dd in md.items()} for m, md in per.items()},
+        "failed_measurements": failed, "ceiling": ceiling, "choices": _jsonable(choices)})
+    return out
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    return o
+
+
+# ---- search_nb201_constrained -----------------------------------------------------------------------------------
+
+CONSTRAINED_BASELINES = {"random": "random search, every candidate measured, only feasible ones queried",
+                         "rea": "regularized evolution inside the feasible cells (a measured-and-rejected child is "
+                                "not counted)",
+                         "filter": "accuracy-only pairwise search, then the best-by-validation cells measured in "
+                                   "order (same measurement budget)"}
+
+
+@dataclass(frozen=True)
+class ConstrainedTrain:
+    """``train:`` of ``search_nb201_constrained``."""
+
+    device: str = "edgegpu"
+    latency_budget_ms: float | None = None  # null: the median latency of the cells the device measured
+    queries: int = 50  # accuracy queries
+    measurements: int = 10  # latency measurements (design + verification)
+    design_k: int = 6
+    p_feasible: float = 0.9
+    init: int = 10
+    topk: int = 10
+    encoding: str = "onehot_pruned"
+    canonical: bool = True
+    cov_scale: float = 3.0
+    jitter: float = 1e-3
+    pool: int = 2000
+    baselines: tuple[str, ...] = tuple(CONSTRAINED_BASELINES)
+    rea_population: int = 20
+    rea_sample_size: int = 5
+    level_gap: float = 0.2  # the level: best feasible test acc - level_gap
+    pareto: bool = True
+    pareto_queries: int = 100
+
+    def __post_init__(self):
+        if self.device not in HW_DEVICES:
+            raise ConfigError(f"train.device={self.device!r}; choose from {', '.join(HW_DEVICES)}")
+        if self.latency_budget_ms is not None and not self.latency_budget_ms > 0:
+            raise ConfigError(f"train.latency_budget_ms={self.latency_budget_ms}: must be > 0 ms (or null: median)")
+        if not 1 <= self.design_k <= self.measurements:
+            raise ConfigError(f"train.design_k={self.design_k} must be in 1..train.measurements={self.measurements}")
+        if not 0 < self.p_feasible < 1:
+            raise ConfigError(f"train.p_feasible={self.p_feasible} must be in (0, 1)")
+        unknown = sorted(set(self.baselines) - set(CONSTRAINED_BASELINES))
+        if unknown:
+            raise ConfigError(f"train.baselines: unknown {unknown}; choose from {', '.join(CONSTRAINED_BASELINES)}")
+        from metanas.search.constrained import ParetoSearch
+        from metanas.search.guided import PredictorSearch
+
+        try:
+            PredictorSearch(budget=self.queries, init=self.init, topk=self.topk)
+            if self.pareto:
+                ParetoSearch(budget=self.pareto_queries, init=self.init, topk=self.topk)
+        except ValueError as e:
+            raise ConfigError(f"train: {e}") from None
+
+
+@takes_train(ConstrainedTrain)
+def run_constrained(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float]]:
+    import hydra
+
+    from metanas.benchmarks.nb201 import NB201Benchmark
+    from metanas.plots import plot_curves, plot_pareto
+    from metanas.predictors.encodings import encode_archs
+    from metanas.runners.context import scalars
+    from metanas.search import constrained as CS
+    from metanas.search import guided as S
+
+    t = train_block(ConstrainedTrain, cfg)
+    if not cfg.data_dir:
+        raise ConfigError("search_nb201_constrained reads HW-NAS-Bench from data_dir; set data_dir=PATH")
+    space = hydra.utils.instantiate(cfg.search_space)
+    bench = hydra.utils.instantiate(cfg.benchmark)
+    if not isinstance(space, NB201Space) or not isinstance(bench, NB201Benchmark):
+        raise ConfigError(f"{cfg.name} needs search_space=nb201 and benchmark=nb201")
+    predictor = hydra.utils.instantiate(cfg.predictor)
+    col = f"{t.device}_latency"
+    hw = {ds: load_hw_bench(str(cfg.data_dir), ds) for ds in DATASETS}
+    lat = hw[bench.dataset].latency(t.device)  # the true table: measurements and the final check only
+    budget = float(np.nanmedian(lat)) if t.latency_budget_ms is None else float(t.latency_budget_ms)
+    sources = [d for d in HW_DEVICES if d != t.device]
+    src = np.concatenate(list(source_stack({ds: tab.without(col) for ds, tab in hw.items()}, sources,
+                                           "latency").values()), 0)
+    x = jnp.asarray(C.cost_features(space))
+    prior = C.meta_train_prior(x, jnp.asarray(src), cov_scale=t.cov_scale, jitter=t.jitter)
+    val, report = jnp.asarray(bench.table()), bench.report_table()
+    feats = encode_archs(space, space.enumerate(), t.encoding)
+    excl = ~S.canonical_cells(space) if t.canonical else np.zeros(len(report), bool)
+    feasible = hw[bench.dataset].feasible(col, budget)
+    best_feasible = float(report[feasible & ~excl].max())
+    level = best_feasible - t.level_gap
+    floor = float(report.min())
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(cfg.seed, cfg.seed + cfg.seeds)])
+    k_base = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    search = S.PredictorSearch(budget=t.queries, init=t.init, topk=t.topk, encoding=t.encoding)
+    cs = CS.ConstrainedSearch(search, measurements=t.measurements, design_k=t.design_k, p_feasible=t.p_feasible,
+                              pool=t.pool)
+    latj = jnp.asarray(lat, jnp.float32)
+    feats, excl_j, infeasible_j = jnp.asarray(feats), jnp.asarray(excl), jnp.asarray(excl | ~feasible)
+    # every table is an argument (closed-over arrays would be constant-folded by XLA at compile time)
+    ours = jax.jit(jax.vmap(lambda k, v, la, b, pr, xc, f, ex: cs.run(
+        k, v, la, b, prior=pr, x_cost=xc, features=f, predictor=predictor, space=space, excluded=ex),
+        in_axes=(0,) + (None,) * 7))(keys, val, latj, budget, prior, x, feats, excl_j)
+    results, curves = {}, {}
+
+    def record(name, codes, values, answers, measured, how):
+        codes, values = np.asarray(codes), np.asarray(values)
+        curves[name] = CS.feasible_curve(codes, values, feasible, report, floor)
+        ans = np.asarray(answers)
+        test = np.where(ans >= 0, report[np.maximum(ans, 0)], floor)
+        results[name] = {"answer": ans.astype(int).tolist(), "answer_test": test.tolist(), "within": (test >= level).astype(float).tolist(),
+                         "infeasible": [int(a < 0 or not feasible[a]) for a in ans],
+                         "measurements": [float(m) for m in measured], "how": list(how),
+                         "queries_to_level": np.where((curves[name] >= level).any(-1),
+                                                      (curves[name] >= level).argmax(-1) + 1,
+                                                      t.queries + 1).astype(float).tolist()}
+
+    design, failed = np.asarray(ours.design), np.asarray(ours.failed)
+    ver = [CS.verify(c, v, d, lat, budget, t.measurements - t.design_k - int(f)) for c, v, d, f in
+           zip(np.asarray(ours.trace.codes), np.asarray(ours.trace.values), design, failed)]
+    record("ours", ours.trace.codes, ours.trace.values, [a for a, _, _ in ver],
+           [t.design_k + int(f) + u for (_, u, _), f in zip(ver, failed)], [h for _, _, h in ver])
+    for name in t.baselines:
+        if name == "random":
+            tr = jax.jit(jax.vmap(lambda k, v, ex: S.random_search(k, v, budget=t.queries, excluded=ex),
+                                  in_axes=(0, None, None)))(k_base, val, infeasible_j)
+            # every canonical cell drawn before the last feasible one was measured
+            g = np.asarray(jax.vmap(lambda k: jax.random.gumbel(k, (len(report),)))(k_base))
+            last = np.take_along_axis(g, np.asarray(tr.codes), 1).min(1)
+            meas = ((g >= last[:, None]) & ~excl[None]).sum(1)
+            best = np.argmax(np.asarray(tr.values), 1)
+            record(name, tr.codes, tr.values, np.asarray(tr.codes)[np.arange(len(best)), best], meas,
+                   ["verified"] * len(best))
+        elif name == "rea":
+            tr = jax.jit(jax.vmap(lambda k, v, ex: S.regularized_evolution(
+                k, v, space=space, budget=t.queries, population=min(t.rea_population, t.queries),
+                sample_size=t.rea_sample_size, excluded=ex), in_axes=(0, None, None)))(k_base, val, infeasible_j)
+            best = np.argmax(np.asarray(tr.values), 1)
+            record(name, tr.codes, tr.values, np.asarray(tr.codes)[np.arange(len(best)), best],
+                   [np.nan] * len(best), ["verified"] * len(best))
+        else:
+            tr = jax.jit(jax.vmap(lambda k, v, f, ex: search.run(k, v, f, predictor=predictor, space=space,
+                                                                 excluded=ex), in_axes=(0, None, None, None)))(
+                k_base, val, feats, excl_j)
+            v = [CS.verify(c, vv, np.zeros(0, int), lat, budget, t.measurements)
+                 for c, vv in zip(np.asarray(tr.codes), np.asarray(tr.values))]
+            record(name, tr.codes, tr.values, [a for a, _, _ in v], [u for _, u, _ in v], [h for _, _, h in v])
+    out_json = {"device": t.device, "dataset": bench.dataset, "budget_ms": budget, "best_feasible_test": best_feasible,
+                "level": level, "queries": t.queries, "measurements": t.measurements, "design_k": t.design_k,
+                "baselines": {b: CONSTRAINED_BASELINES[b] for b in t.baselines}, "constrained": results,
+                "seeds": list(range(cfg.seed, cfg.seed + cfg.seeds))}
+    out: dict[str, float | list[float]] = {"budget_ms": budget, "best_feasible_test_acc": best_feasible}
+    for name, r in results.items():
+        prefix = "" if name == "ours" else f"{name}_"
+        out[f"{prefix}answer_test_acc"] = scalars(r["answer_test"])
+        out[f"{prefix}infeasible_answers"] = float(np.sum(r["infeasible"]))
+        out[f"{prefix}queries_to_level"] = scalars(r["queries_to_level"])
+    plot_curves(curves, best_feasible, level, ctx.path("plots/constrained_curve.png"),
+                f"NB201 {bench.dataset}, {t.device} latency <= {budget:.2f} ms: best feasible queried cell")
+    if t.pareto:
+        ps = CS.ParetoSearch(budget=t.pareto_queries, init=t.init, topk=t.topk)
+        tr_p = {"ours": jax.jit(jax.vmap(lambda k, v, la, pr, xc, f, ex: ps.run(
+                    k, v, la, prior=pr, x_cost=xc, features=f, predictor=predictor, excluded=ex),
+                    in_axes=(0,) + (None,) * 6))(keys, val, latj, prior, x, feats, excl_j),
+                "random": jax.jit(jax.vmap(lambda k, v, ex: S.random_search(k, v, budget=t.pareto_queries,
+                                                                            excluded=ex), in_axes=(0, None, None)))(
+                    k_base, val, excl_j),
+                "rea": jax.jit(jax.vmap(lambda k, v, la, ex: CS.mo_regularized_evolution(
+                    k, v, la, space=space, budget=t.pareto_queries,
+                    population=min(t.rea_population, t.pareto_queries), sample_size=t.rea_sample_size,
+                    excluded=ex), in_axes=(0, None, None, None)))(k_base, val, latj, excl_j)}
+        ok = ~excl & np.isfinite(lat)
+        acc_range = (float(report[ok].min()), float(report[ok].max()))
+        ll_range = (float(np.log(lat[ok]).min()), float(np.log(lat[ok]).max()))
+        hv_true = CS.hypervolume(report[ok], lat[ok], acc_range, ll_range)
+        hv = {m: [CS.hypervolume(report[c], lat[c], acc_range, ll_range) / hv_true for c in np.asarray(tr.codes)]
+              for m, tr in tr_p.items()}
+        out_json["pareto"] = {"queries": t.pareto_queries, "hypervolume": hv, "true_hypervolume": hv_true}
+        for m, v in hv.items():
+            out[("" if m == "ours" else f"{m}_") + "hypervolume"] = scalars(v)
+        fronts = {m: CS.pareto_front(report[np.asarray(tr.codes)[0]], lat[np.asarray(tr.codes)[0]])
+                  for m, tr in tr_p.items()}
+        plot_pareto(fronts, CS.pareto_front(report[ok], lat[ok]), ctx.path("plots/pareto.png"),
+                    f"NB201 {bench.dataset} on {t.device}: fronts after {t.pareto_queries} queries (seed {cfg.seed})")
+    ctx.save_json("constrained.json", out_json)
+    return out

@@ -1,0 +1,92 @@
+"""Few-shot cost model: prior meta-training, the design rule, adaptation; the held-out device is never read."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metanas.predictors import cost as C
+from metanas.search_spaces.nb201 import NB201Space
+
+X = jnp.asarray(C.cost_features(NB201Space()))
+
+
+def _synthetic_devices(n_dev, seed=0):
+    """SYNTHETIC devices: additive costs w_d = base + low-rank device variation, plus 2 % noise."""
+    rng = np.random.default_rng(seed)
+    base = np.abs(rng.normal(0.5, 0.3, X.shape[1]))
+    u = rng.normal(0, 0.2, (2, X.shape[1]))
+    ys = []
+    for _ in range(n_dev):
+        w = base + rng.normal(0, 1, 2) @ u
+        w[0] = 5.0
+        y = np.asarray(X) @ w
+        ys.append(np.maximum(y, 0.1) * np.exp(rng.normal(0, 0.02, len(y))))
+    return np.stack(ys)
+
+
+def test_meta_learnt_prior_adapts_to_a_new_synthetic_device_from_10_cells():
+    ys = _synthetic_devices(7)
+    prior = C.meta_train_prior(X, jnp.asarray(ys[:6]))
+    y = jnp.asarray(ys[6])
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(3))
+    rank = jnp.asarray(np.argsort(np.argsort(ys[6])).astype(np.float32))
+    rho = C.few_shot_run(prior, X, y, rank, keys, k=10, pool=500)[0]
+    flat = C.few_shot_run(C.isotropic_prior(prior, 1e-4), X, y, rank, keys, k=10, pool=500)[0]
+    assert float(rho.min()) > 0.9 and float(rho.mean()) > float(flat.mean())
+
+
+def test_design_skips_failed_measurements_and_counts_them():
+    prior = C.meta_train_prior(X, jnp.asarray(_synthetic_devices(4)))
+    avail = jnp.asarray(np.random.default_rng(1).random(X.shape[0]) > 0.5)
+    codes, failed = C.design(jax.random.PRNGKey(0), prior, X, avail, 10, pool=400)
+    codes = np.asarray(codes)
+    assert len(set(codes.tolist())) == 10 and np.asarray(avail)[codes].all()
+    assert int(failed) >= 0
+    never = jnp.zeros(X.shape[0], bool)
+    codes, failed = C.design(jax.random.PRNGKey(0), prior, X, never, 5, pool=400, max_tries=12)
+    assert (np.asarray(codes) == -1).all() and int(failed) == 12
+    rc, rf = C.random_cells(jax.random.PRNGKey(3), avail, 10)
+    assert len(set(np.asarray(rc).tolist())) == 10 and np.asarray(avail)[np.asarray(rc)].all() and int(rf) >= 0
+
+
+def test_fit_ignores_rows_past_n_and_scores_in_target_units():
+    prior = C.meta_train_prior(X, jnp.asarray(_synthetic_devices(5)))
+    y = jnp.asarray(_synthetic_devices(1, seed=3)[0]) * 1000.0  # another unit: predictions follow it
+    m = C.BayesLinearCost(prior)
+    codes = jnp.arange(0, 400, 20)
+    p1 = m.fit(None, X[codes], y[codes], 10)
+    yy = y[codes].at[10:].set(1e9)
+    p2 = m.fit(None, X[codes], yy, 10)
+    np.testing.assert_allclose(m.score(p1, X), m.score(p2, X), rtol=1e-5)
+    assert float(jnp.median(m.score(p1, X)) / jnp.median(y)) > 0.5
+
+
+def test_held_out_device_table_is_never_read_during_meta_training(data_dir):
+    """Replace the held-out device's column (every input size) with garbage: the prior and the nested choice are
+    bit-identical, because the runner drops the column (HardwareTable.without) before anything is fitted."""
+    from metanas.benchmarks.hardware import HW_DEVICES, HardwareTable, load_hw_bench
+    from metanas.runners.hardware import HWLatencyTrain, nested_choice, source_stack
+
+    tabs = {"cifar10": load_hw_bench(str(data_dir), "cifar10")}
+    col = "eyeriss_latency"
+    poisoned = {}
+    for ds, t in tabs.items():
+        v = t.values.copy()
+        v[:, t.names.index(col)] = np.random.default_rng(0).random(len(v)) * 1e6
+        poisoned[ds] = HardwareTable(t.names, v, "poisoned")
+    sources = [d for d in HW_DEVICES if d != "eyeriss"]
+    t = HWLatencyTrain(select_seeds=1, pool=100, prior_grid=((3.0, 1e-3),), ridge_grid=(1.0,), finetune_grid=(1e-2,))
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(1))
+    out = []
+    for tables in (tabs, poisoned):
+        src = source_stack({ds: tb.without(col) for ds, tb in tables.items()}, sources, "latency")
+        prior = C.meta_train_prior(X, jnp.asarray(np.concatenate(list(src.values()), 0)))
+        choice = nested_choice(X, X[:, 1:31], src, keys, 5, t)
+        out.append((np.asarray(prior.mean), np.asarray(prior.cov), choice["grid"]))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    np.testing.assert_array_equal(out[0][1], out[1][1])
+    assert out[0][2] == out[1][2]
+    import pytest
+
+    with pytest.raises(Exception, match="no column"):
+        source_stack({ds: tb.without(col) for ds, tb in tabs.items()}, ["eyeriss"], "latency")
