@@ -259,11 +259,8 @@ def prior_source_names(names, target: str) -> list[str]:
     return [d for d in DATASETS if d != target] if tuple(names) == ("others",) else list(names)
 
 
-def transfer_codes(t: SearchTrain, names, space: NB201Space, bench: NB201Benchmark, keys: jax.Array, predictor,
-                   budget: int) -> tuple[np.ndarray, np.ndarray]:
-    """(codes [S, budget], zero-shot z-score codes [budget]) in enumerate order: the search pre-trained on the NB201
-    data sets ``names`` (``TransferSearch`` with ``train.transfer``; never the target's records) and the sources'
-    z-score order, on the canonical cells when ``train.canonical``."""
+def check_sources(names, bench: NB201Benchmark, predictor) -> None:
+    """The prior arm's requirements, checked before anything runs (one ConfigError line each)."""
     if bench.dataset in names:
         raise ConfigError(f"train.source_tasks / prior_sources must not contain the target benchmark.dataset="
                           f"{bench.dataset!r} (leave-one-task-out)")
@@ -272,7 +269,16 @@ def transfer_codes(t: SearchTrain, names, space: NB201Space, bench: NB201Benchma
                           "(benchmark.metric=valid_acc or lowfi_val, benchmark.seed_draw=false)")
     if not isinstance(predictor, Pairwise):
         raise ConfigError(f"train.source_tasks / prior_sources need predictor=pairwise (pre-training on pairs within "
-                          f"a task), got {type(predictor).__name__}")
+                          f"a task), got {type(predictor).__name__}; set train.prior_sources=[] to search without "
+                          f"the prior arm")
+
+
+def transfer_codes(t: SearchTrain, names, space: NB201Space, bench: NB201Benchmark, keys: jax.Array, predictor,
+                   budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """(codes [S, budget], zero-shot z-score codes [budget]) in enumerate order: the search pre-trained on the NB201
+    data sets ``names`` (``TransferSearch`` with ``train.transfer``; never the target's records) and the sources'
+    z-score order, on the canonical cells when ``train.canonical``."""
+    check_sources(names, bench, predictor)
     search = t.transfer.search(budget, t.init, t.topk)
     cells = np.flatnonzero(S.canonical_cells(space) if t.canonical else np.ones(space.size(), bool))
     x = jnp.asarray(np.asarray(encode_archs(space, space.enumerate(), t.encoding), np.float32)[cells])
@@ -317,6 +323,9 @@ def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float
         return run_search_with_sources(cfg, t, ctx)
     space, bench = _space_and_bench(cfg)
     predictor = hydra.utils.instantiate(cfg.predictor)
+    prior_sources = prior_source_names(t.prior_sources, bench.dataset)
+    if prior_sources:  # before the first checkpoint: a config error leaves no run directory
+        check_sources(prior_sources, bench, predictor)
     search = predictor_search(t)
     members = trust_members(t.trust.members, space, bench, cfg.data_dir) if t.trust.members else {}
     report = bench.report_table()
@@ -351,7 +360,6 @@ def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float
         tr = jax.jit(jax.vmap(lambda k, tab, ki: fn(k, tab, init_key=ki)))(keys, tables, k_init)
         curves["trust"] = S.reported_best_so_far(np.asarray(tr.values), report, np.asarray(tr.codes))
         arm_codes["trust"] = np.asarray(tr.codes).tolist()
-    prior_sources = prior_source_names(t.prior_sources, bench.dataset)
     if prior_sources:
         codes, z_codes = transfer_codes(t, prior_sources, space, bench, keys, predictor, search.budget)
         target = np.asarray(bench.table(), np.float32)

@@ -236,8 +236,14 @@ def test_report_on_empty_dir_is_a_clean_error(tmp_path):
 
 @pytest.mark.parametrize("predictor", ["random_forest", pytest.param("pairwise_rf", marks=pytest.mark.slow)])
 def test_default_search_runs_with_a_host_predictor(tmp_path, predictor):
-    """predictor=random_forest (a host model, not jittable) drives the same search loop, also under debug=fast."""
-    p = run_metanas(f"predictor={predictor}", "debug=fast", "train.baselines=[random]", f"results_dir={tmp_path}/runs",
+    """predictor=random_forest (a host model, not jittable) drives the same search loop, also under debug=fast; the
+    prior arm (pre-training on other data sets) needs the pairwise meta-learner, so it is switched off here, and
+    leaving it on is one config line naming the switch."""
+    bad = run_metanas(f"predictor={predictor}", "debug=fast", f"results_dir={tmp_path}/bad", cwd=tmp_path)
+    assert bad.returncode == 2 and "train.prior_sources=[]" in bad.stderr
+    assert not [f for f in (tmp_path / "bad").rglob("*") if f.is_file()]  # no run directory left behind
+    p = run_metanas(f"predictor={predictor}", "debug=fast", "train.baselines=[random]", "train.prior_sources=[]",
+                    f"results_dir={tmp_path}/runs",
                     f"meta_dataset={tmp_path}/meta.jsonl", cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     run = _run_dir(tmp_path / "runs", "search_nb201")
