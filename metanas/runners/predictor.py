@@ -168,6 +168,18 @@ def queries_to(curve: np.ndarray, target: float) -> np.ndarray:
     return np.where(hit.any(-1), hit.argmax(-1) + 1, curve.shape[-1] + 1)
 
 
+def curve_summary(curves: dict, optimum: float, target: float) -> dict[str, float | list[float]]:
+    """The summary of every arm's best-so-far test curve [S, budget]: best test accuracy, regret and queries to
+    ``target``, prefixed by the arm's name (none for ``predictor``)."""
+    out: dict[str, float | list[float]] = {}
+    for name, c in curves.items():
+        prefix = "" if name == "predictor" else f"{name}_"
+        out[f"{prefix}best_test_acc"] = scalars(c[:, -1])
+        out[f"{prefix}regret"] = scalars(optimum - c[:, -1])
+        out[f"{prefix}queries_to_target"] = scalars(queries_to(c, target).astype(np.float64))
+    return out
+
+
 def _quartiles(curves: np.ndarray) -> dict[str, list[float]]:
     q = np.percentile(curves, [25, 50, 75], axis=0)
     return {"q25": q[0].tolist(), "median": q[1].tolist(), "q75": q[2].tolist()}
@@ -400,13 +412,7 @@ def run_search(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[float
                                  "best_arch": space.to_string(best_arch),
                                  "best_arch_encoding": np.asarray(space.encode(best_arch)).tolist()}}
 
-    out: dict[str, float | list[float]] = {}
-    for name, c in curves.items():
-        prefix = "" if name == "predictor" else f"{name}_"
-        out[f"{prefix}best_test_acc"] = scalars(c[:, -1])
-        out[f"{prefix}regret"] = scalars(optimum - c[:, -1])
-        out[f"{prefix}queries_to_target"] = scalars(queries_to(c, t.target).astype(np.float64))
-    return out
+    return curve_summary(curves, optimum, t.target)
 
 
 def _nb201_rows(cfg: DictConfig, space: NB201Space, bench: NB201Benchmark, encoding: str):
@@ -518,10 +524,4 @@ def run_search_with_sources(cfg: DictConfig, t, ctx: RunContext) -> dict:
                 f"NB201 {bench.dataset}, pre-trained on {', '.join(names)}: test acc of the best-by-"
                 f"{bench.metric} cell vs queries ({cfg.seeds} seed(s))")
     ctx.meta_record = {"transfer": {"target": bench.dataset, "sources": names, "metric": bench.metric}}
-    out: dict = {}
-    for name, c in curves.items():
-        prefix = "" if name == "predictor" else f"{name}_"
-        out[f"{prefix}best_test_acc"] = scalars(c[:, -1])
-        out[f"{prefix}regret"] = scalars(optimum - c[:, -1])
-        out[f"{prefix}queries_to_target"] = scalars(queries_to(c, t.target).astype(np.float64))
-    return out
+    return curve_summary(curves, optimum, t.target)

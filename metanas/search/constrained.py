@@ -32,7 +32,8 @@ import numpy as np
 from jax.scipy.stats import norm
 
 from metanas.predictors import cost as C
-from metanas.search.guided import (PredictorSearch, Trace, _excluded, _first_random, arch_codes, code_to_arch)
+from metanas.search.guided import (PredictorSearch, Trace, _excluded, _first_random, code_to_arch,
+                                   unqueried_child)
 from metanas.search_spaces.nb201 import NB201Space
 
 
@@ -198,19 +199,7 @@ def mo_regularized_evolution(key, val_table, latency, *, space: NB201Space, budg
         fit = w * a_n[codes[pos]] - (1 - w) * l_n[codes[pos]]
         parent = code_to_arch(space, codes[pos[jnp.argmax(fit)]])
 
-        def cond(c):
-            i, child, _ = c
-            return (i < max_tries) & queried[arch_codes(space, child)]
-
-        def body(c):
-            i, child, kk = c
-            kk, k1 = jax.random.split(kk)
-            return i + 1, space.mutate(k1, child), kk
-
-        _, child, _ = jax.lax.while_loop(cond, body, (0, space.mutate(k_m, parent), k_m))
-        c = arch_codes(space, child)
-        c = jnp.where(queried[c], jnp.argmax(jnp.where(queried, -jnp.inf, jax.random.gumbel(k_r, queried.shape))),
-                      c).astype(jnp.int32)
+        c = unqueried_child(space, k_m, k_r, parent, queried, max_tries).astype(jnp.int32)
         return (codes.at[t].set(c), queried.at[c].set(True)), None
 
     ts = jnp.arange(population, budget)

@@ -76,6 +76,24 @@ def _random_unqueried(key, queried):
     return jnp.argmax(jnp.where(queried, -jnp.inf, jax.random.gumbel(key, queried.shape))).astype(jnp.int32)
 
 
+def unqueried_child(space, k_mutate, k_random, parent, queried, max_tries: int) -> jax.Array:
+    """Code of a mutation of ``parent`` not yet ``queried`` (up to ``max_tries`` mutations of mutations), else of a
+    random unqueried cell."""
+
+    def cond(c):
+        i, child, _ = c
+        return (i < max_tries) & queried[arch_codes(space, child)]
+
+    def body(c):
+        i, child, kk = c
+        kk, k1 = jax.random.split(kk)
+        return i + 1, space.mutate(k1, child), kk
+
+    _, child, _ = jax.lax.while_loop(cond, body, (0, space.mutate(k_mutate, parent), k_mutate))
+    c = arch_codes(space, child)
+    return jnp.where(queried[c], _random_unqueried(k_random, queried), c)
+
+
 def regularized_evolution(key: jax.Array, table: jax.Array, *, space: NB201Space, budget: int,
                           population: int = 10, sample_size: int = 3, max_tries: int = 32, excluded=None,
                           init_key=None) -> Trace:
@@ -100,18 +118,7 @@ def regularized_evolution(key: jax.Array, table: jax.Array, *, space: NB201Space
         pos = t - population + jax.random.randint(k_s, (sample_size,), 0, population)
         parent = code_to_arch(space, codes[pos[jnp.argmax(values[pos])]])
 
-        def cond(c):
-            i, child, _ = c
-            return (i < max_tries) & queried[arch_codes(space, child)]
-
-        def body(c):
-            i, child, kk = c
-            kk, k1 = jax.random.split(kk)
-            return i + 1, space.mutate(k1, child), kk
-
-        _, child, _ = jax.lax.while_loop(cond, body, (0, space.mutate(k_m, parent), k_m))
-        c = arch_codes(space, child)
-        c = jnp.where(queried[c], _random_unqueried(k_r, queried), c)
+        c = unqueried_child(space, k_m, k_r, parent, queried, max_tries)
         return (codes.at[t].set(c), values.at[t].set(table[c]), queried.at[c].set(True)), None
 
     ts = jnp.arange(population, budget)
