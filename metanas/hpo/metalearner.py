@@ -343,15 +343,21 @@ class MetaLearnerSampler:
                 if len(out) >= n:
                     break
         keys = {config_key(c) for c in out}
-        for _ in range(100 * n):  # too few points, or every candidate known: random draws, de-duplicated
-            if len(out) >= n:
-                break
-            c = self.space.sample(rng)
-            k = config_key(c)
-            if k not in seen and k not in keys:
-                out.append(c)
-                keys.add(k)
+        add_random_distinct(self.space, rng, out, keys, seen, n)  # too few points, or every candidate known
         return out
+
+
+def add_random_distinct(space, rng, out: list, keys: set, seen: set, n: int) -> None:
+    """Append random draws of ``space`` to ``out`` until it holds ``n`` configs, skipping any whose key is in ``seen``
+    (already evaluated) or ``keys`` (already proposed; updated); at most ``100 * n`` draws."""
+    for _ in range(100 * n):
+        if len(out) >= n:
+            break
+        c = space.sample(rng)
+        k = config_key(c)
+        if k not in seen and k not in keys:
+            out.append(c)
+            keys.add(k)
 
 
 def save_records(path: Path, records: PastRecords) -> None:

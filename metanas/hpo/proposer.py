@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metanas.hpo.metalearner import (MetaLearnerSampler, _decoder, _default_predictor, _is_pairwise, active_config,
-                                     draw_units, encode_units, decode_units, utility_of)
+                                     add_random_distinct, draw_units, encode_units, decode_units, utility_of)
 from metanas.hpo.schedulers import Trial
 from metanas.hpo.space import HyperparameterSpace, config_key
 
@@ -265,14 +265,7 @@ class Proposer:
             if k not in seen and k not in keys:
                 out.append(c)
                 keys.add(k)
-        for _ in range(100 * n):  # every winner known (tiny spaces): random draws, de-duplicated
-            if len(out) >= n:
-                break
-            c = self.space.sample(rng)
-            k = config_key(c)
-            if k not in seen and k not in keys:
-                out.append(c)
-                keys.add(k)
+        add_random_distinct(self.space, rng, out, keys, seen, n)  # every winner known (tiny spaces)
         return _fill(self.space, out, n, rng)
 
 
