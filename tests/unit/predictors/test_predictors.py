@@ -142,7 +142,7 @@ def test_meta_dataset_errors_name_file_and_line(tmp_path):
     with pytest.raises(MetaDatasetError, match=r"meta.jsonl:2: 'encoding' has length 1, expected 2"):
         read_meta_dataset(path, "val_acc")
     path.write_text(json.dumps(dict(good, metrics={"loss": 1.0})) + "\n")
-    with pytest.raises(MetaDatasetError, match=r"meta.jsonl:1: 'metrics' needs a number 'val_acc' > 0"):
+    with pytest.raises(MetaDatasetError, match=r"meta.jsonl:1: 'metrics' \(or the row\) needs a number 'val_acc' > 0"):
         read_meta_dataset(path, "val_acc")
     with pytest.raises(MetaDatasetError, match="not found"):
         read_meta_dataset(tmp_path / "absent.jsonl", "val_acc")
