@@ -231,6 +231,8 @@ def main() -> None:
 
     _install_signal_handlers()
     try:
+        import metanas.schemas  # noqa: F401 - each experiment's train schema in ConfigStore, before composing
+
         check_stop()  # a signal that came while Python was starting (see metanas/__main__.py)
         args = sys.argv[1:]
         multirun = any(a in ("-m", "--multirun") for a in args)

@@ -213,7 +213,7 @@ class Range:
 COUNT, NONNEG, POSITIVE = Range(1), Range(0), Range(0, lo_open=True)
 # The one declarative place for value ranges. Top-level keys by their name; ``train.*`` keys (of every experiment)
 # by their last component, also for each element of a list (e.g. ``train.hidden: [40, 40]``). Types are not listed
-# here: a ``train.*`` value must have the type of the experiment's own default (conf/experiment/NAME.yaml).
+# here: they are the runner's train dataclass's, checked by Hydra against its schema (``schema_of``).
 TOP_LEVEL_RANGES: dict[str, Range] = {"seeds": COUNT, "log_every": COUNT, "checkpoint_every": COUNT}
 TRAIN_RANGES: dict[str, Range] = {
     **dict.fromkeys(
@@ -236,56 +236,9 @@ TRAIN_RANGES: dict[str, Range] = {
 }
 
 
-def _kind(v: Any) -> str:
-    """The declared type of a default value: bool, int, float, str, list, dict or None (any)."""
-    if v is None:
-        return "any"
-    for t in (bool, int, float, str):
-        if isinstance(v, t):
-            return t.__name__
-    return "list" if isinstance(v, (list, tuple, ListConfig)) else "dict"
-
-
-def _fits(v: Any, kind: str) -> bool:
-    if kind == "any":
-        return True
-    if kind == "float":
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
-    if kind == "int":
-        return isinstance(v, int) and not isinstance(v, bool)
-    return _kind(v) == kind
-
-
-def _check_value(where: str, leaf: str, value: Any, default: Any, ranges: Mapping[str, Range]) -> None:
-    kind = _kind(default)
-    rng = ranges.get(leaf)
-    expects = kind if rng is None or kind not in ("int", "float", "list") else f"{kind} {rng}"
-    if not _fits(value, kind):
-        raise ConfigError(f"'{where}' = {value!r} has the wrong type; expected {expects} "
-                          f"(default {default!r})")
-    if kind == "list":
-        kinds = {_kind(d) for d in default}
-        for i, item in enumerate(value):
-            if len(kinds) == 1 and not _fits(item, next(iter(kinds))):
-                raise ConfigError(f"'{where}[{i}]' = {item!r} has the wrong type; expected "
-                                  f"{next(iter(kinds))} elements (default {list(default)!r})")
-            if rng is not None and isinstance(item, (int, float)) and not isinstance(item, bool) and item not in rng:
-                raise ConfigError(f"'{where}[{i}]' = {item!r} is out of range; expected {rng}")
-    elif rng is not None and kind in ("int", "float") and value not in rng:
-        raise ConfigError(f"'{where}' = {value!r} is out of range; expected {expects}")
-
-
-def experiment_defaults(name: str) -> DictConfig | None:
-    """The ``train:`` block of ``conf/experiment/NAME.yaml`` as declared (None if there is no such file)."""
-    f = REPO_ROOT / "conf" / "experiment" / f"{name}.yaml"
-    if not f.exists():
-        return None
-    node = OmegaConf.load(f).get("train")
-    return node if isinstance(node, DictConfig) else None
-
-
 def check_train(cfg: DictConfig) -> None:
-    """Top-level counts and every ``train.*`` value against the experiment's declared types and the ranges above."""
+    """Top-level counts, and what the ``train`` schema cannot say: ``train.source=meta_dataset`` needs a file. Types
+    and unknown keys of ``train`` are the schema's (Hydra, at composition); its values' ranges ``train_block``'s."""
     for key, rng in TOP_LEVEL_RANGES.items():
         v = cfg.get(key)
         if isinstance(v, (int, float)) and not isinstance(v, bool) and v not in rng:
@@ -293,29 +246,6 @@ def check_train(cfg: DictConfig) -> None:
     train = cfg.get("train")
     if not isinstance(train, DictConfig):
         return
-    defaults = experiment_defaults(str(cfg.name)) if not OmegaConf.is_missing(cfg, "name") else None
-
-    def walk(node: DictConfig, dflt: Any, where: str) -> None:
-        if "_target_" in node:  # a component: checked against its target's signature
-            return
-        for k in node.keys():
-            k = str(k)
-            if OmegaConf.is_missing(node, k):
-                continue
-            value = OmegaConf.to_container(node[k], resolve=True) if OmegaConf.is_config(node[k]) else node[k]
-            d = dflt.get(k, None) if isinstance(dflt, DictConfig) else None
-            d = OmegaConf.to_container(d, resolve=False) if OmegaConf.is_config(d) else d
-            if isinstance(node[k], DictConfig):
-                if d is not None and not isinstance(d, dict):
-                    raise ConfigError(f"'{where}.{k}' is a mapping; expected {_kind(d)} (default {d!r})")
-                walk(node[k], dflt.get(k) if isinstance(dflt, DictConfig) else None, f"{where}.{k}")
-            elif d is not None:
-                _check_value(f"{where}.{k}", k, value, d, TRAIN_RANGES)
-            elif k in TRAIN_RANGES and isinstance(value, (int, float)) and not isinstance(value, bool):
-                if value not in TRAIN_RANGES[k]:
-                    raise ConfigError(f"'{where}.{k}' = {value!r} is out of range; expected {TRAIN_RANGES[k]}")
-
-    walk(train, defaults, "train")
     source = train.get("source")
     if source == "meta_dataset" and not (train.get("meta_dataset") or cfg.get("meta_dataset")):
         raise ConfigError("train.source=meta_dataset reads train.meta_dataset, else the top-level meta_dataset, "
@@ -323,6 +253,66 @@ def check_train(cfg: DictConfig) -> None:
 
 
 # ---- typed train: blocks -----------------------------------------------------------------------------------------
+
+_SCHEMAS: dict[type, type] = {}
+
+
+def _schema_type(ann: Any) -> Any:
+    """The OmegaConf-checkable form of a ``train`` field's annotation: scalars, Optional scalars, lists of scalars and
+    nested dataclasses as they are; a ``Literal`` of strings as ``str`` (its choices are checked by ``train_block``);
+    anything OmegaConf cannot express (tuples of tuples, unions of types, components) as ``Any``."""
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if ann in (int, float, str, bool):
+        return ann
+    if origin is typing.Literal:
+        return str if all(isinstance(a, str) for a in args) else Any
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        inner = _schema_type(rest[0]) if len(rest) == 1 else Any
+        return Any if inner is Any else Optional[inner]
+    if dataclasses.is_dataclass(ann):
+        return schema_of(ann)
+    if origin in (tuple, list, collections.abc.Sequence):
+        elems = [a for a in args if a is not Ellipsis]
+        if len(set(elems)) == 1 and elems[0] in (int, float, str, bool):
+            return list[elems[0]]
+        if len(set(elems)) == 1 and (elems[0] is dict or typing.get_origin(elems[0]) is dict):
+            return list[Any]
+    return Any
+
+
+def _schema_default(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        schema = schema_of(type(value))
+        return schema(**{f.name: _schema_default(getattr(value, f.name)) for f in dataclasses.fields(value)})
+    if isinstance(value, tuple):
+        return [_schema_default(v) for v in value]
+    return value
+
+
+def schema_of(train_type: type) -> type:
+    """The config schema of a runner's ``train`` dataclass: a plain dataclass with the same fields and defaults, typed
+    as far as OmegaConf can check (``_schema_type``). Registered in Hydra's ConfigStore, it makes a wrong type or an unknown key in ``train`` a composition error, before anything runs
+    (``metanas.schemas``)."""
+    if train_type in _SCHEMAS:
+        return _SCHEMAS[train_type]
+    hints = typing.get_type_hints(train_type)
+    fields = []
+    for f in dataclasses.fields(train_type):
+        if f.default is not dataclasses.MISSING:
+            d = _schema_default(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            d = _schema_default(f.default_factory())
+        else:
+            d = "???"
+        mutable = isinstance(d, (list, dict)) or (dataclasses.is_dataclass(d) and not isinstance(d, type))
+        fields.append((f.name, _schema_type(hints[f.name]),
+                       field(default_factory=lambda d=d: d) if mutable else field(default=d)))
+    name = f"{train_type.__module__.rsplit('.', 1)[-1]}_{train_type.__name__}"  # unique per dataclass
+    schema = dataclasses.make_dataclass(name, fields)
+    schema.__module__, schema.__qualname__ = "metanas.schemas", name  # pickled by reference: metanas.schemas.NAME
+    _SCHEMAS[train_type] = schema
+    return _SCHEMAS[train_type]
 
 def takes_train(train_type: type) -> Callable[[F], F]:
     """``@takes_train(MetaTrain)`` on a runner: its ``train:`` block is that frozen dataclass. ``validate`` builds it

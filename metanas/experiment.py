@@ -35,6 +35,8 @@ def compose_config(overrides: list[str]) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    import metanas.schemas  # noqa: F401 - each experiment's train schema in ConfigStore
+
     if GlobalHydra.instance().is_initialized():  # inside @hydra.main: its config loader is the metanas conf/
         return compose(config_name="config", overrides=overrides)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):

@@ -75,3 +75,10 @@ def last_summary(tmp_path: Path, name: str):
     s = json.loads(runs[-1].read_text())
     assert s["status"] == "ok", s["error"]
     return s, runs[-1].parent
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _train_schemas():
+    """Each experiment's ``train`` schema in Hydra's ConfigStore (``schema/<experiment>``), as the app registers
+    them before composing: tests that compose ``conf/`` directly need them too."""
+    import metanas.schemas  # noqa: F401

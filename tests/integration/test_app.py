@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from conftest import REPO, run_metanas
 from metanas.config import CONF_DIR
-from metanas.config import ConfigError, apply_fast_overrides, validate
+from metanas.config import ConfigError, apply_fast_overrides, import_target, schema_of, validate
 from metanas.run_store import MetricWriter, atomic_write_json, read_jsonl, JsonlError
 
 GROUPS = ["optimizer", "search_space", "search", "meta", "predictor", "task", "benchmark"]
@@ -55,6 +55,9 @@ def test_every_experiment_composes_with_and_without_debug_fast(experiment):
     cfg = _compose([f"experiment={experiment}"])
     validate(cfg)
     assert cfg.name == experiment, "an experiment's name must equal its file name (results/runs/<name>/)"
+    train_type = import_target(cfg.runner).train_type  # train is typed by its runner's dataclass (ConfigStore)
+    assert OmegaConf.get_type(cfg.train) is schema_of(train_type), (
+        f"conf/experiment/{experiment}.yaml: list '/schema@train: {experiment}' in its defaults")
     fast = _compose([f"experiment={experiment}", "debug=fast"])
     apply_fast_overrides(fast)
     validate(fast)

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ValidationError
 
 from conftest import REPO, run_metanas
 from metanas.config import CONF_DIR
@@ -58,7 +59,7 @@ def _wrong_type(value):
     if isinstance(value, (int, float)):
         return "abc"
     if isinstance(value, str):
-        return 7
+        return None  # OmegaConf's string fields take numbers as their text (a choice is then checked by name)
     if isinstance(value, list):
         return "abc"
     return None
@@ -94,15 +95,19 @@ def test_every_wrong_type_or_out_of_range_train_value_is_rejected(experiment):
             if b is None:
                 continue
             c = cfg.copy()
-            OmegaConf.update(c, key, b, merge=False)
-            with pytest.raises(ConfigError, match=r"^'" + key.replace(".", r"\.")):
-                validate(c)
             tried += 1
+            try:  # the schema (the runner's train dataclass) refuses a value of the wrong type on assignment ...
+                OmegaConf.update(c, key, b, merge=False)
+            except ValidationError as e:
+                assert f"full_key: {key}" in str(e), str(e)
+                continue
+            with pytest.raises(ConfigError, match=r"^'" + key.replace(".", r"\.")):  # ... validate the rest
+                validate(c)
     assert tried > 0 or not list(_leaves(cfg.train))
 
 
 @pytest.mark.parametrize("override,expected", [
-    ("train.steps=abc", "'train.steps' = 'abc' has the wrong type; expected int >= 1"),
+    ("train.steps=abc", "override train.steps=abc Value 'abc' of type 'str' could not be converted to Integer"),
     ("train.steps=0", "'train.steps' = 0 is out of range; expected int >= 1"),
     ("seeds=0", "'seeds' = 0 is out of range"),
 ])
@@ -118,7 +123,7 @@ def test_bad_train_value_exits_2_before_a_run_directory_exists(tmp_path, overrid
 def test_a_late_read_train_value_is_checked_before_meta_training(tmp_path):
     p = run_metanas("experiment=maml_sinusoid", "train.test_tasks=abc", f"results_dir={tmp_path}/runs",
                     f"meta_dataset={tmp_path}/meta.jsonl", cwd=tmp_path, timeout=60)
-    assert p.returncode == 2 and "'train.test_tasks' = 'abc'" in p.stderr and list(tmp_path.iterdir()) == []
+    assert p.returncode == 2 and "train.test_tasks=abc" in p.stderr and list(tmp_path.iterdir()) == []
 
 
 def test_meta_dataset_source_without_a_meta_dataset_is_one_line():

@@ -87,7 +87,7 @@ LAYERS = [
     {"predictors"},
     {"search", "meta"},
     {"hpo"},
-    {"runners", "experiment", "report", "sweep", "optuna"},
+    {"runners", "experiment", "schemas", "report", "sweep", "optuna"},
     {"app", "__main__"},
 ]
 
