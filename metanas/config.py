@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Optional, TypeVar
+from typing import Annotated, Any, Optional, TypeVar
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -211,6 +211,14 @@ class Range:
 
 
 COUNT, NONNEG, POSITIVE = Range(1), Range(0), Range(0, lo_open=True)
+# A train field's range is declared with its type: ``steps: Count = 600``; ``train_block`` checks it (every element
+# of a tuple too) and names the field and the range in its one-line error.
+Count = Annotated[int, COUNT]
+Counts = Annotated[tuple[int, ...], COUNT]
+NonNegInt = Annotated[int, NONNEG]
+NonNeg = Annotated[float, NONNEG]
+Positive = Annotated[float, POSITIVE]
+Fraction = Annotated[float, Range(0, 1)]
 # The one declarative place for value ranges. Top-level keys by their name; ``train.*`` keys (of every experiment)
 # by their last component, also for each element of a list (e.g. ``train.hidden: [40, 40]``). Types are not listed
 # here: they are the runner's train dataclass's, checked by Hydra against its schema (``schema_of``).
@@ -351,8 +359,32 @@ def train_block(train_type: type[T], cfg: DictConfig) -> T:
                   str(cfg.get("name")))
 
 
+def _declared_range(annotation: Any) -> Range | None:
+    """The ``Range`` an ``Annotated[...]`` annotation (also inside ``X | None``) declares, else None."""
+    if typing.get_origin(annotation) is Annotated:
+        return next((m for m in annotation.__metadata__ if isinstance(m, Range)), None)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return next((r for r in map(_declared_range, typing.get_args(annotation)) if r is not None), None)
+    return None
+
+
+def train_ranges(train_type: type, prefix: str = "train") -> dict[str, Range]:
+    """Dotted key -> the range declared on that field of ``train_type`` (nested dataclasses included): what
+    ``train_block`` checks."""
+    out: dict[str, Range] = {}
+    declared = typing.get_type_hints(train_type, include_extras=True)
+    for f in dataclasses.fields(train_type):
+        ann = typing.get_type_hints(train_type)[f.name]
+        if dataclasses.is_dataclass(ann):
+            out |= train_ranges(ann, f"{prefix}.{f.name}")
+        elif (rng := _declared_range(declared[f.name]) or TRAIN_RANGES.get(f.name)) is not None:
+            out[f"{prefix}.{f.name}"] = rng
+    return out
+
+
 def _build(cls: type[T], node: DictConfig, where: str, experiment: str) -> T:
     hints = typing.get_type_hints(cls)
+    declared = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key in node.keys():
@@ -370,7 +402,7 @@ def _build(cls: type[T], node: DictConfig, where: str, experiment: str) -> T:
             continue
         value = OmegaConf.to_container(raw, resolve=True) if OmegaConf.is_config(raw) else raw
         default = f.default if f.default is not dataclasses.MISSING else None
-        rng = TRAIN_RANGES.get(key)
+        rng = _declared_range(declared[key]) or TRAIN_RANGES.get(key)
         expects = _type_name(ann) + (f" {rng}" if rng is not None and ann in (int, float) else "")
         if typing.get_origin(ann) is typing.Literal and value not in typing.get_args(ann):
             raise ConfigError(f"'{at}' = {value!r} is not a choice; expected {expects} (default {default!r})")

@@ -31,7 +31,7 @@ import numpy as np
 import optax
 from omegaconf import DictConfig
 
-from metanas.config import ConfigError, takes_train, train_block
+from metanas.config import ConfigError, Count, NonNegInt, Positive, takes_train, train_block
 from metanas.predictors.encodings import encode_archs
 from metanas.run_store import append_jsonl, read_jsonl
 from metanas.runners.context import RunContext, hardware_info, train_loop
@@ -44,18 +44,18 @@ RECORD_EXPERIMENT = "collect:arch"  # the per-architecture records (the app adds
 class CollectTrain:
     """``train:`` of ``collect``."""
 
-    n_archs: int = 32  # distinct random NB201 cells
-    chunk: int = 16  # architectures per jitted program (n_archs must be a multiple)
+    n_archs: Count = 32  # distinct random NB201 cells
+    chunk: Count = 16  # architectures per jitted program (n_archs must be a multiple)
     encoding: str = "onehot_pruned"  # the records' architecture encoding (metanas.predictors.encodings)
-    classes: int = 10  # Omniglot characters
-    train_drawers: int = 15  # of 20 drawers per character; the rest validation
-    image_size: int = 7  # a divisor of 28
-    data_seed: int = 0
-    C: int = 4
-    N: int = 1
-    stages: int = 1
-    steps: int = 30  # full-batch Adam steps per architecture
-    lr: float = 0.003
+    classes: Count = 10  # Omniglot characters
+    train_drawers: Count = 15  # of 20 drawers per character; the rest validation
+    image_size: Count = 7  # a divisor of 28
+    data_seed: NonNegInt = 0
+    C: Count = 4
+    N: Count = 1
+    stages: Count = 1
+    steps: Count = 30  # full-batch Adam steps per architecture
+    lr: Positive = 0.003
 
     def __post_init__(self):
         if self.n_archs % self.chunk:

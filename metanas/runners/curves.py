@@ -25,6 +25,7 @@ import importlib.util
 import logging
 import time
 from dataclasses import dataclass
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +34,7 @@ from omegaconf import DictConfig
 
 from metanas.benchmarks.curves import (CurveDataError, leave_one_task_out, load_taskset, normalised_regret,
                                        regret_bounds)
-from metanas.config import ConfigError, takes_train, train_block
+from metanas.config import COUNT, ConfigError, Count, Fraction, NonNegInt, Positive, takes_train, train_block
 from metanas.predictors.curves import CurveModel, PowerLaw, Rows, data_scale
 from metanas.runners.context import RunContext
 from metanas.search.freeze_thaw import FreezeThaw, incumbent_at, random_search
@@ -53,17 +54,17 @@ class CurvesTrain:
     data: str | None = None  # a folder of TaskSet-shaped JSON files; null: <data_dir>/taskset_dpl
     targets: tuple[str, ...] = ()  # task names (or unique substrings); empty: every task
     methods: tuple[str, ...] = METHODS
-    budget: float = 1000.0
+    budget: Annotated[float, COUNT] = 1000.0
     step: int = 1  # checkpoints per freeze-thaw advance
     decisions_per_fit: int = 25
-    finetune_steps: int = 25
-    pretrain_steps: int = 3000
-    hidden: int = 64
+    finetune_steps: NonNegInt = 25
+    pretrain_steps: NonNegInt = 3000
+    hidden: Count = 64
     layers: int = 2
     ensemble: int = 5
-    lr: float = 1e-3
+    lr: Positive = 1e-3
     batch: int = 128
-    mix: float = 0.0  # share of source rows in the fine-tuning batches
+    mix: Fraction = 0.0  # share of source rows in the fine-tuning batches
     final_weight: float = 0.3
     fractions: tuple[float, ...] = (0.25, 0.5, 1.0)
     grid: int = 40  # budget grid points saved for the plot

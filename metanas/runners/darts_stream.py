@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
-from metanas.config import ConfigError, takes_train, train_block
+from metanas.config import ConfigError, Count, takes_train, train_block
 from metanas.predictors import fused
 from metanas.search import stream
 from metanas.predictors.encodings import ARCH_ENCODINGS, encode_archs
@@ -49,12 +49,12 @@ NASLIB_OPS = DARTS_OPS[1:]  # NASLib's compact DARTS form numbers the 7 ops with
 class StreamTrain:
     """``train:`` of ``search_darts_stream``."""
 
-    n_train: int = 500  # NB301 genotypes the predictor is fitted on; the rest are held out
+    n_train: Count = 500  # NB301 genotypes the predictor is fitted on; the rest are held out
     encoding: str = "onehot"  # one of metanas.predictors.encodings.ARCH_ENCODINGS
     candidates: int = 100_000_000  # genotypes streamed
     order: Literal["sample", "enumerate"] = "sample"
-    chunk: int = 4096  # candidates per scan step
-    top: int = 100  # shortlist length
+    chunk: Count = 4096  # candidates per scan step
+    top: Count = 100  # shortlist length
 
     def __post_init__(self):
         if self.encoding not in ARCH_ENCODINGS:

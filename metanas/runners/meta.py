@@ -27,7 +27,7 @@ import numpy as np
 import optax
 from omegaconf import DictConfig
 
-from metanas.config import takes_train, train_block
+from metanas.config import Count, Counts, NonNegInt, takes_train, train_block
 from metanas.data.tasks import TaskFamily
 from metanas.meta.base import LOSSES, AbstractMetaAlgorithm, Task
 from metanas.runners.context import RunContext, train_loop, require_one_seed
@@ -39,12 +39,12 @@ log = logging.getLogger("metanas")
 class MetaLoop:
     """The ``train:`` keys of every meta-learning runner (this one and ``metanas``)."""
 
-    steps: int = 1000  # outer steps
-    meta_batch: int = 4  # tasks per outer step
-    eval_every: int = 0  # in-training evaluation every N steps on the validation split; 0: none
-    eval_tasks: int = 100  # tasks of that evaluation and of the final val_* metrics
-    test_tasks: int = 600  # meta-test tasks at the end (mean ± 95% CI)
-    test_batch: int = 25  # tasks per evaluation chunk (memory)
+    steps: Count = 1000  # outer steps
+    meta_batch: Count = 4  # tasks per outer step
+    eval_every: NonNegInt = 0  # in-training evaluation every N steps on the validation split; 0: none
+    eval_tasks: Count = 100  # tasks of that evaluation and of the final val_* metrics
+    test_tasks: Count = 600  # meta-test tasks at the end (mean ± 95% CI)
+    test_batch: Count = 25  # tasks per evaluation chunk (memory)
     anneal_outer: bool = False  # anneal the outer step size linearly to 0 (Reptile)
 
 
@@ -53,8 +53,8 @@ class MetaTrain(MetaLoop):
     """``train:`` of the meta-initialization experiments (``maml_*``, ``fomaml_*``, ``anil_*``, ...)."""
 
     model: Literal["mlp", "cnn4"] = "mlp"
-    hidden: tuple[int, ...] = (40, 40)  # mlp
-    channels: int = 64  # cnn4
+    hidden: Counts = (40, 40)  # mlp
+    channels: Count = 64  # cnn4
     conv_impl: str = "patches"  # cnn4's convolution (metanas.models.cnn4)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.special
 from omegaconf import DictConfig
 
-from metanas.config import takes_train, train_block
+from metanas.config import Count, takes_train, train_block
 from metanas.data.tasks import TaskFamily
 from metanas.meta.base import LOSSES
 from metanas.meta.metanas import supernet_apply
@@ -38,13 +38,13 @@ log = logging.getLogger("metanas")
 class MetaNASTrain(MetaLoop):
     """``train:`` of ``metanas_omniglot``: the meta-learning loop's keys plus the supernet and derived network."""
 
-    C: int = 8  # supernet channels
-    N: int = 1  # cells per stage
-    stages: int | None = None  # None: the search space's default
-    derived_C: int = 8
-    derived_N: int = 1
-    derived_steps: int = 150  # meta-training steps of the derived network
-    supernet_test_tasks: int = 50  # meta-test tasks of the supernet as is (0: skip)
+    C: Count = 8  # supernet channels
+    N: Count = 1  # cells per stage
+    stages: Count | None = None  # None: the search space's default
+    derived_C: Count = 8
+    derived_N: Count = 1
+    derived_steps: Count = 150  # meta-training steps of the derived network
+    supernet_test_tasks: Count = 50  # meta-test tasks of the supernet as is (0: skip)
 
 
 @takes_train(MetaNASTrain)

@@ -18,7 +18,7 @@ import functools
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 import hydra
 import jax
@@ -29,7 +29,7 @@ import scipy.special
 from omegaconf import DictConfig
 
 from metanas.benchmarks import reference_metrics
-from metanas.config import takes_train, train_block
+from metanas.config import Count, NonNeg, NonNegInt, Positive, Range, takes_train, train_block
 from metanas.data import augment, load_image_dataset
 from metanas.run_store import atomic_write_text
 from metanas.sharding import data_parallel_shardings, put
@@ -47,28 +47,29 @@ class NASTrain:
 
     dataset: Literal["omniglot", "cifar10", "cifar100"] = "omniglot"
     data_root: str | None = None  # your copy of the data (CIFAR: required); omniglot: <data_dir>/omniglot
-    num_classes: int = 20  # omniglot: the first N characters
-    image_size: int = 16
-    train_per_class: int = 15  # omniglot: drawers per character for training, the rest test
-    val_fraction: float = 0.5  # of the training data, for the architecture step
-    C: int = 8
-    N: int = 2
-    stages: int | None = None  # None: the search space's default
-    batch_size: int = 64
-    search_steps: int = 300
-    search_eval_every: int = 30  # alpha snapshot + supernet val accuracy
+    num_classes: Count = 20  # omniglot: the first N characters
+    image_size: Count = 16
+    train_per_class: Count = 15  # omniglot: drawers per character for training, the rest test
+    # of the training data, for the architecture step
+    val_fraction: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = 0.5
+    C: Count = 8
+    N: Count = 2
+    stages: Count | None = None  # None: the search space's default
+    batch_size: Count = 64
+    search_steps: Count = 300
+    search_eval_every: NonNegInt = 30  # alpha snapshot + supernet val accuracy
     augment_search: bool = False
-    crop_pad: int = 2
+    crop_pad: NonNegInt = 2
     flip: bool = False
-    cutout: int = 0  # retraining only
-    drop_path_prob: float = 0.0  # retraining only
-    eval_batch: int = 100
+    cutout: NonNegInt = 0  # retraining only
+    drop_path_prob: Annotated[float, Range(0, 1, hi_open=True)] = 0.0  # retraining only
+    eval_batch: Count = 100
     data_parallel: bool = True  # shard batches over all local devices when there are several
-    retrain_C: int = 8
-    retrain_N: int = 2
-    retrain_steps: int = 300  # 0: no retraining
-    retrain_lr: float = 0.05
-    retrain_weight_decay: float = 5e-4
+    retrain_C: Count = 8
+    retrain_N: Count = 2
+    retrain_steps: Count = 300  # 0: no retraining
+    retrain_lr: Positive = 0.05
+    retrain_weight_decay: NonNeg = 5e-4
 
 
 class RetrainState(NamedTuple):

@@ -27,7 +27,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from metanas.benchmarks.nb201 import NB201Benchmark
-from metanas.config import ConfigError, takes_train, train_block
+from metanas.config import ConfigError, Count, Counts, NonNeg, takes_train, train_block
 from metanas.plots import plot_curves, plot_quality
 from metanas.predictors.encodings import encode_archs
 from metanas.predictors.pairwise import Pairwise
@@ -73,20 +73,20 @@ class SearchTrain:
     """``train:`` of ``search_nb201`` (the meta-learner's predictor-guided search and its baselines). The fields up to
     ``rl_batch`` are ``PredictorSearch``'s (same names, its defaults; ``predictor_search`` builds it from them)."""
 
-    budget: int = _SEARCH.budget  # queries per search
-    init: int = _SEARCH.init  # random queries before the first fit
-    topk: int = _SEARCH.topk  # queries per round
+    budget: Count = _SEARCH.budget  # queries per search
+    init: Count = _SEARCH.init  # random queries before the first fit
+    topk: Count = _SEARCH.topk  # queries per round
     acquisition: S.Acquisition = _SEARCH.acquisition
-    beta: float = _SEARCH.beta
+    beta: NonNeg = _SEARCH.beta
     encoding: str = _SEARCH.encoding
-    evo_population: int = _SEARCH.evo_population
-    evo_generations: int = _SEARCH.evo_generations
-    rl_steps: int = _SEARCH.rl_steps
-    rl_batch: int = _SEARCH.rl_batch
+    evo_population: Count = _SEARCH.evo_population
+    evo_generations: Count = _SEARCH.evo_generations
+    rl_steps: Count = _SEARCH.rl_steps
+    rl_batch: Count = _SEARCH.rl_batch
     canonical: bool = True  # search only the canonical cells
     baselines: tuple[str, ...] = ("random", "rea", "ls", "bananas")
-    rea_population: int = 10  # the R-EA settings of the NB201 paper (Dong & Yang, ICLR 2020)
-    rea_sample_size: int = 3
+    rea_population: Count = 10  # the R-EA settings of the NB201 paper (Dong & Yang, ICLR 2020)
+    rea_sample_size: Count = 3
     bananas: BananasBaseline = BananasBaseline()
     target: float = 94.2  # test accuracy of the queries-to-target metric
     source_tasks: tuple[str, ...] | None = None  # NB201 data sets to pre-train on (metanas.runners.transfer)
@@ -142,8 +142,8 @@ class PredictorTrain:
     metric: str = "val_acc"
     reencode: bool = False  # re-encode the records' arch with ``encoding``
     encoding: str = "onehot_pruned"
-    n_train: tuple[int, ...] = (50, 100, 200)
-    top: int = 10
+    n_train: Counts = (50, 100, 200)
+    top: Count = 10
     proxies: tuple[str, ...] = ()
     models: Any = None  # mapping name -> predictor node
 

@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from omegaconf import DictConfig
 
-from metanas.config import takes_train, train_block
+from metanas.config import Count, NonNeg, takes_train, train_block
 from metanas.nn.functional import mlp
 from metanas.runners.context import RunContext, train_loop
 
@@ -25,10 +25,10 @@ from metanas.runners.context import RunContext, train_loop
 class ToyTrain:
     """``train:`` of ``toy_regression``."""
 
-    steps: int = 600
-    batch_size: int = 64
-    hidden: int = 64  # MLP width
-    noise: float = 0.1  # std of the label noise
+    steps: Count = 600
+    batch_size: Count = 64
+    hidden: Count = 64  # MLP width
+    noise: NonNeg = 0.1  # std of the label noise
 
 
 class TrainState(NamedTuple):

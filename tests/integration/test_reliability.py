@@ -22,7 +22,7 @@ from omegaconf.errors import ValidationError
 
 from conftest import REPO, run_metanas
 from metanas.config import CONF_DIR
-from metanas.config import TRAIN_RANGES, ConfigError, apply_fast_overrides, validate
+from metanas.config import ConfigError, apply_fast_overrides, import_target, train_ranges, validate
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
 
@@ -81,12 +81,12 @@ def test_every_wrong_type_or_out_of_range_train_value_is_rejected(experiment):
     apply_fast_overrides(cfg)
     validate(cfg)
     rnd = random.Random(experiment)
+    ranges = train_ranges(import_target(cfg.runner).train_type)  # the ranges declared on the train dataclass
     tried = 0
     for key, value in _leaves(cfg.train):
-        leaf = key.rsplit(".", 1)[-1]
         bad = [_wrong_type(value)]
-        if leaf in TRAIN_RANGES and isinstance(value, (int, float, list)) and not isinstance(value, bool):
-            b = _out_of_range(TRAIN_RANGES[leaf])
+        if key in ranges and isinstance(value, (int, float, list)) and not isinstance(value, bool):
+            b = _out_of_range(ranges[key])
             bad.append([b] * max(1, len(value)) if isinstance(value, list) else
                        (int(b) if isinstance(value, int) and float(b).is_integer() else b))
         if isinstance(value, float) and rnd.random() < 0.5:
