@@ -74,7 +74,7 @@ class NASTrain:
 
 class RetrainState(NamedTuple):
     weights: Any  # derived network weights
-    opt: optax.OptState  # SGD-momentum state
+    opt: optax.OptState  # the retrain optimizer's state
     step: jax.Array  # int32 []
 
 
@@ -186,8 +186,9 @@ def derive_architecture(ctx: RunContext, cfg: DictConfig, space, alphas) -> tupl
 
 def retrain(ctx: RunContext, cfg: DictConfig, t: NASTrain, space, arch, ds, shardings,
             k_retrain: jax.Array) -> dict[str, float]:
-    """3. Retrain the derived network from scratch on the full training set (phase ``retrain``): SGD-momentum with a
-    cosine learning rate, random crop + flip (+ cutout, drop-path); test accuracy every quarter."""
+    """3. Retrain the derived network from scratch on the full training set (phase ``retrain``): the ``optimizer`` group
+    (the NAS experiments: SGD, Nesterov momentum 0.9) on a cosine schedule from ``train.retrain_lr``, weight decay,
+    gradients clipped at norm 5, random crop + flip (+ cutout, drop-path); test accuracy every quarter."""
     bsh, rep = shardings
     R, B = t.retrain_steps, t.batch_size
     dnet = make_derived(space, arch, C=t.retrain_C, N=t.retrain_N, num_classes=ds.num_classes,
@@ -195,7 +196,7 @@ def retrain(ctx: RunContext, cfg: DictConfig, t: NASTrain, space, arch, ds, shar
     w0, _, _ = dnet.init(k_retrain, jnp.asarray(ds.x_train[:2]))
     sched = optax.cosine_decay_schedule(t.retrain_lr, R)
     tx = optax.chain(optax.clip_by_global_norm(5.0), optax.add_decayed_weights(t.retrain_weight_decay),
-                     optax.sgd(sched, 0.9, nesterov=True))
+                     hydra.utils.instantiate(cfg.optimizer, learning_rate=sched))  # the optimizer group (DARTS: SGD)
     rstate = RetrainState(w0, tx.init(w0), jnp.zeros((), jnp.int32))
     if rep is not None:
         rstate = jax.device_put(rstate, rep)
