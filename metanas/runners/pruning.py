@@ -58,7 +58,7 @@ class LivePruner:
             pruner = (optuna.pruners.MedianPruner() if kind == "median" else
                       optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=reduction_factor))
             self.study = optuna.create_study(direction="minimize", pruner=pruner)
-            self.trial = None
+            self.trial, self._reported = None, set()
         elif kind != "metalearner":
             raise ValueError(f"train.pruner={kind!r}; choose from none, metalearner, median, hyperband")
 
@@ -80,6 +80,7 @@ class LivePruner:
 
             def decide_optuna(k: int, of: int, value: float) -> bool:
                 self.trial.report(self.sign * value, k)
+                self._reported.add(k)
                 return self.trial.should_prune()
 
             return decide_optuna
@@ -109,8 +110,11 @@ class LivePruner:
 
         if self.trial is None:  # resumed: this trial did not run here
             self.trial = self.study.ask()
-            for k, v in enumerate(rec.get("curve") or [], 1):
+        done, self._reported = self._reported, set()
+        for k, v in enumerate(rec.get("curve") or [], 1):  # the checkpoints not yet reported (all, when resumed)
+            if k not in done:
                 self.trial.report(self.sign * float(v), k)
+                self.trial.should_prune()  # the pruner's own bookkeeping (Hyperband's rungs), as if it ran here
         if rec["status"] == "ok" and rec.get("curve"):
             self.study.tell(self.trial, self.sign * float(rec["curve"][-1]))
         else:

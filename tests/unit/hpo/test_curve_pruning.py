@@ -56,3 +56,41 @@ def test_bad_settings_and_shapes_are_one_line_errors():
         CurvePruning(min_checkpoints=0)
     with pytest.raises(ValueError, match="expects 2 features and 8 checkpoints"):
         CurvePruner(S, L, 2).decide(curve(0.9, n=3), history(), 0.1)
+
+
+def test_live_pruner_optuna_pruners_replay_resumed_trials_and_prune_a_bad_one():
+    from metanas.runners.pruning import LivePruner, checkpoint, watching
+
+    for kind in ("median", "hyperband"):
+        lp = LivePruner(kind, S, lambda c: np.zeros(1, np.float32), maximize=True)
+        recs = []
+        for i in range(8):  # resumed trials: replayed into the mirrored Optuna study, none trained here
+            r = {"config": {"i": i}, "status": "ok", "curve": [0.5 + 0.01 * i + 0.05 * k for k in range(6)]}
+            lp.finish(r)
+            recs.append(r)
+        assert len(lp.study.trials) == 8
+        stops = []
+        for j in range(6):  # new trials far below every curve (val acc, maximised); Hyperband: several brackets
+            with watching(lp.decider({"i": 99 + j}, recs)):
+                stop = next((k for k in range(1, 6) if checkpoint(k, 6, 0.05)), None)
+            r = {"config": {"i": 99 + j}, "status": "ok" if stop is None else "pruned",
+                 "curve": [0.05] * (6 if stop is None else stop)}
+            lp.finish(r)
+            recs.append(r)
+            stops.append(stop)
+        assert any(s is not None for s in stops), kind
+        assert not checkpoint(1, 6, 0.05)  # outside the block nothing watches: a plain run trains to the end
+
+
+def test_live_metalearner_never_prunes_before_min_checkpoints():
+    from metanas.runners.pruning import LivePruner
+
+    s = CurvePruning(threshold=0.5, min_checkpoints=4, min_curves=2, ensemble=2, hidden=8, fit_steps=20)
+    lp = LivePruner("metalearner", s, lambda c: np.array([c["x"]], np.float32), maximize=True)
+    recs = [{"config": {"x": 0.5}, "status": "ok", "curve": [0.5, 0.7, 0.8, 0.9, 0.9, 0.9]},
+            {"config": {"x": 0.4}, "status": "pruned", "curve": [0.4, 0.6]}]
+    decide = lp.decider({"x": 0.0}, recs)
+    assert [decide(k, 6, 0.0) for k in (1, 2, 3)] == [False, False, False]  # a hopeless run, but < 4 checkpoints
+    assert [k for k, _ in lp.decisions] == [1, 2, 3] and lp.core.fits == 0
+    decide(4, 6, 0.0)
+    assert lp.core.fits == 1  # from checkpoint 4 on the model is asked (the pruned partial curve is one of its rows)
