@@ -94,3 +94,16 @@ def test_live_metalearner_never_prunes_before_min_checkpoints():
     assert [k for k, _ in lp.decisions] == [1, 2, 3] and lp.core.fits == 0
     decide(4, 6, 0.0)
     assert lp.core.fits == 1  # from checkpoint 4 on the model is asked (the pruned partial curve is one of its rows)
+
+
+def test_related_runs_give_source_curves_and_a_bad_dir_is_one_line(tmp_path):
+    from metanas.config import ConfigError
+    from metanas.run_store import append_jsonl
+    from metanas.runners.hpo import _related_trials
+
+    for status, curve in (("ok", [0.2, 0.4]), ("pruned", [0.1]), ("failed", []), ("ok", None)):
+        append_jsonl(tmp_path / "trials.jsonl", {"key": "k", "config": {}, "fidelity": 2.0, "loss": 0.0,
+                                                 "status": status, "curve": curve})
+    assert [r["curve"] for r in _related_trials(tmp_path)] == [[0.2, 0.4], [0.1]]  # finished and pruned, with curves
+    with pytest.raises(ConfigError, match="has no trials.jsonl; name run dirs of earlier live HPO runs"):
+        _related_trials(tmp_path / "nope")
