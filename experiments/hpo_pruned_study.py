@@ -19,7 +19,9 @@ Methods: ``none`` (no pruning), ``metalearner`` (``metanas.optuna.MetaLearnerPru
 ``metanas.predictors.curves`` fitted on this study's finished and pruned curves plus the curves of a RELATED study,
 ``source``: random trials on other Omniglot characters, ``data_seed=1``; prunes when P(final val acc <= the
 incumbent's) >= threshold), ``median`` (``optuna.pruners.MedianPruner()``, defaults) and ``hyperband``
-(``optuna.pruners.HyperbandPruner(min_resource=1, max_resource=10, reduction_factor=3)``). The pruner's settings
+(``optuna.pruners.HyperbandPruner(min_resource=1, max_resource=10, reduction_factor=3)``); ablation
+``metalearner_cold``: the same pruner without the related study (``--methods ...,metalearner_cold`` adds it to a
+finished run). The pruner's settings
 (threshold, min_checkpoints) were fixed before the final run; ``--design`` runs the same comparison on a third
 task (``data_seed=2``) and other seeds for choosing them.
 """
@@ -39,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-METHODS = ("none", "metalearner", "median", "hyperband")
+METHODS = ("none", "metalearner", "median", "hyperband")  # and metalearner_cold (no related study), an ablation
 
 
 def parse(argv):
@@ -121,9 +123,9 @@ def make_pruner(method, a, checkpoints, source_study):
         return optuna.pruners.MedianPruner()
     if method == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=checkpoints, reduction_factor=3)
-    if method == "metalearner":
-        return MetaLearnerPruner(history=[source_study], threshold=a.threshold, min_checkpoints=a.min_checkpoints,
-                                 min_std=a.min_std)
+    if method in ("metalearner", "metalearner_cold"):  # cold: no related study, this study's curves only
+        return MetaLearnerPruner(history=[source_study] if method == "metalearner" else [], threshold=a.threshold,
+                                 min_checkpoints=a.min_checkpoints, min_std=a.min_std)
     raise SystemExit(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
 
 
@@ -282,7 +284,10 @@ def readme(res, rows, methods, seeds, partial):
              f"ensemble of 5), source curves = a related study ({a['source_trials']} random trials on "
              f"data_seed {a['source_data_seed']}), threshold {a['threshold']}, min_checkpoints "
              f"{a['min_checkpoints']}, min_std {a['min_std']}. **median**: `MedianPruner()` defaults. **hyperband**: "
-             f"`HyperbandPruner(min_resource=1, max_resource={a['steps'] // a['every']}, reduction_factor=3)`.", "",
+             f"`HyperbandPruner(min_resource=1, max_resource={a['steps'] // a['every']}, reduction_factor=3)`."
+             + (" **metalearner_cold** (ablation, run after the others on the same seeds): the metalearner pruner "
+                "without the related study (this study's curves only)." if "metalearner_cold" in methods else ""),
+             "",
              *design_lines(res.get("design")),
              "## Results (measured)", "",
              "| method | chosen config's test acc (median) | chosen val acc (median) | training steps (median) | "
@@ -418,9 +423,12 @@ def main(argv=None):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if res and res.get("args", {}) | {"report": False} != vars(a) | {"report": False}:
+    same = {"report": False, "methods": ""}  # more methods may be added to a finished run (same seeds, same trials)
+    if res and res.get("args", {}) | same != vars(a) | same:
         raise SystemExit(f"{path} holds a run with other arguments ({res['args']}); use another --out")
     res = res or {"args": vars(a), "runs": {}, "wall_s": 0.0}
+    known = res["args"]["methods"].split(",")
+    res["args"]["methods"] = ",".join(known + [m for m in a.methods.split(",") if m and m not in known])
     t0 = time.perf_counter()
     if "source" not in res:
         log, _ = source_study(a)
