@@ -5,6 +5,8 @@ resumed search neither retrains nor loses finished or pruned trials. Real Omnigl
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO, last_summary, run_fast, run_metanas
 from metanas.run_store import read_jsonl
 
@@ -42,3 +44,27 @@ def test_hpo_pruned_fast_records_pruned_trials_and_resumes_without_rerunning_the
     assert {d: (Path(d) / "summary.json").stat().st_mtime_ns for d in stamps} == stamps  # nothing retrained
     s2 = json.loads((run_dir / "summary.json").read_text())
     assert s2["status"] == "ok" and s2["metrics"]["n_trials"] == 5
+
+
+@pytest.mark.slow
+def test_pruning_study_script_at_tiny_size_and_resume(tmp_path, data_dir):
+    """experiments/hpo_pruned_study.py --tiny: every method on the same configurations, README from the JSON, and a
+    second call with one more method adds it without rerunning the others."""
+    import subprocess
+    import sys
+
+    def study(methods):
+        p = subprocess.run([sys.executable, str(REPO / "experiments/hpo_pruned_study.py"), "--tiny", "--out",
+                            str(tmp_path), "--data-dir", str(data_dir), "--methods", methods],
+                           capture_output=True, text=True, cwd=REPO, timeout=900)
+        assert p.returncode == 0, p.stderr[-2000:]
+        return json.loads((tmp_path / "results.json").read_text())
+
+    res = study("none,metalearner,median")
+    configs = {m: [r["config"] for r in res["runs"][f"{m}/0"]] for m in ("none", "metalearner", "median")}
+    assert configs["none"] == configs["metalearner"] == configs["median"]  # same configurations for every method
+    first = res["runs"]["none/0"]
+    res = study("none,metalearner,median,hyperband")
+    assert res["runs"]["none/0"] == first and "hyperband/0" in res["runs"]
+    readme = (tmp_path / "README.md").read_text()
+    assert "| hyperband |" in readme and "Paired against no pruning" in readme
