@@ -5,7 +5,9 @@ The cell is the config mapping ``train.cell = {e0: op, ..., e5: op}`` (NB201 edg
 order, ops from ``search_space.ops``), so each edge is one categorical key (``train.cell.e3``) of a declared
 search space, next to ordinary hyperparameters (``train.lr``, ``train.steps``). Data, network and training are
 ``collect``'s (``omniglot_problem``, ``make_trainer``: real Omniglot characters, the NB201 skeleton with a fixed
-one-hot op mix, full-batch Adam for ``train.steps`` steps); the ``20 - train_drawers`` held-out drawers of each
+one-hot op mix, full-batch Adam for ``train.steps`` steps; with ``train.eval_every > 0`` in segments of that many
+steps, the curve logged after each, where a live search's pruner may stop the run: ``metanas.runners.pruning``); the
+``20 - train_drawers`` held-out drawers of each
 character are split into validation (the first ``val_drawers``) and test (the rest), so a search selects on
 ``val_acc`` and reports ``test_acc`` of its choice once.
 
@@ -57,13 +59,40 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     is_val = drawer < val_drawers
     xv, yv, xt, yt = xh[is_val], yh[is_val], xh[~is_val], yh[~is_val]
     ctx.record_dataset(f"omniglot-{t.classes}c-{t.image_size}px-d{t.data_seed}", x, y, split=f"val{val_drawers}")
+    keys = jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.seeds)
+    xe, ye = np.concatenate([xv, xt]), np.concatenate([yv, yt])
+    every = int(t.get("eval_every", 0) or 0)
+    ctx.meta_record |= {"arch": space.to_string(arch)}
+    if every > 0:
+        return _run_segments(ctx, space, t, every, keys, jnp.asarray(arch), x, y, xe, ye, len(yv))
     train = cell_trainer(tuple(space.ops), int(space.num_edges), int(t.C), int(t.N), int(t.classes), int(t.stages),
                          int(t.steps), len(yv))
-    keys = jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.seeds)
-    out = train(keys, jnp.asarray(arch), jnp.float32(t.lr), x, y, np.concatenate([xv, xt]), np.concatenate([yv, yt]))
-    res = {k: [float(v) for v in np.asarray(a)] for k, a in out.items()}  # per seed; the app averages
-    ctx.meta_record |= {"arch": space.to_string(arch)}
-    return res
+    out = train(keys, jnp.asarray(arch), jnp.float32(t.lr), x, y, xe, ye)
+    return {k: [float(v) for v in np.asarray(a)] for k, a in out.items()}  # per seed; the app averages
+
+
+def _run_segments(ctx: RunContext, space, t, every: int, keys, arch, x, y, xe, ye, n_val: int) -> dict:
+    """``train.eval_every`` > 0: train in segments of ``every`` steps, log the seed-mean metrics after each
+    (``metrics.jsonl`` phase ``curve``, step = training steps done) and ask ``metanas.runners.pruning.checkpoint``
+    whether to go on. A stopped run returns ``pruned: 1`` and ``steps_trained`` with its last validation accuracy as
+    ``val_acc_at_stop``, and no ``val_acc`` / ``test_acc`` (it did not reach the asked budget)."""
+    from metanas.runners.pruning import checkpoint
+
+    steps = int(t.steps)
+    if steps % every:
+        raise ConfigError(f"train.eval_every={every} must divide train.steps={steps} (checkpoints on one grid)")
+    init, advance = cell_segments(tuple(space.ops), int(space.num_edges), int(t.C), int(t.N), int(t.classes),
+                                  int(t.stages), every, n_val)
+    state = init(keys, arch, x)
+    n = steps // every
+    for k in range(1, n + 1):
+        state, out = advance(state, arch, jnp.float32(t.lr), x, y, xe, ye)
+        mean = {m: float(np.mean(np.asarray(v))) for m, v in out.items()}
+        ctx.log("curve", k * every, {m: v for m, v in mean.items() if m != "test_acc"})
+        if checkpoint(k, n, mean["val_acc"]):
+            return {"pruned": 1.0, "steps_trained": float(k * every), "val_acc_at_stop": mean["val_acc"]}
+    res = {m: [float(v) for v in np.asarray(a)] for m, a in out.items()}  # per seed; the app averages
+    return res | {"pruned": 0.0, "steps_trained": float(steps)}
 
 
 @functools.lru_cache(maxsize=8)
@@ -79,33 +108,75 @@ def cell_trainer(ops: tuple, num_edges: int, C: int, N: int, classes: int, stage
                             in_axes=(0, None, None, None, None, None, None)))
 
 
+@functools.lru_cache(maxsize=8)
+def cell_segments(ops: tuple, num_edges: int, C: int, N: int, classes: int, stages: int, seg_steps: int, n_val: int):
+    """(init, advance), each jit(vmap over seed keys), of ``make_cell_segments``: the same training as
+    ``cell_trainer`` cut into segments of ``seg_steps`` steps, so a run can be looked at (and stopped) between them."""
+    from metanas.search_spaces.nb201 import NB201Space
+    from metanas.supernet import make_supernet
+
+    space = NB201Space(ops=list(ops), num_edges=num_edges)
+    net = make_supernet(space, C=C, N=N, num_classes=classes, stages=stages)
+    init, advance = make_cell_segments(net, space.num_ops, seg_steps, n_val)
+    return (jax.jit(jax.vmap(init, in_axes=(0, None, None))),
+            jax.jit(jax.vmap(advance, in_axes=(0, None, None, None, None, None, None))))
+
+
+def make_cell_segments(net, num_ops: int, seg_steps: int, n_val: int):
+    """Pure ``init(key, arch, x) -> state`` and ``advance(state, arch, lr, x, y, xe, ye) -> (state, metrics)``:
+    ``make_cell_trainer``'s full-batch Adam in segments of ``seg_steps`` steps, with the metrics after each."""
+    import optax
+
+    tx = optax.scale_by_adam()
+    _, step_fn, evaluate = _cell_fns(net, num_ops, tx, n_val)
+
+    def init(key, arch, x):
+        w, _, _ = net.init(key, x[:2])
+        return w, tx.init(w)
+
+    def advance(state, arch, lr, x, y, xe, ye):
+        mix = jax.nn.one_hot(arch, num_ops, dtype=jnp.float32)
+        state, _ = jax.lax.scan(lambda c, _: (step_fn(c, mix, lr, x, y), None), state, None, length=seg_steps)
+        return state, evaluate(state[0], mix, x, y, xe, ye)
+
+    return init, advance
+
+
+def _cell_fns(net, num_ops: int, tx, n_val: int):
+    import optax
+
+    def loss_fn(w, mix, x, y):
+        logits, _ = net.apply_mix(w, mix, {}, x)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
+
+    def step_fn(carry, mix, lr, x, y):
+        w, opt = carry
+        g = jax.grad(lambda w: loss_fn(w, mix, x, y)[0])(w)
+        upd, opt = tx.update(g, opt, w)
+        return optax.apply_updates(w, jax.tree.map(lambda u: -lr * u, upd)), opt
+
+    def evaluate(w, mix, x, y, xe, ye):
+        train_loss, logits = loss_fn(w, mix, x, y)
+        hit = jnp.argmax(net.apply_mix(w, mix, {}, xe)[0], -1) == ye
+        return {"train_loss": train_loss, "train_acc": jnp.mean(jnp.argmax(logits, -1) == y),
+                "val_acc": jnp.mean(hit[:n_val]), "test_acc": jnp.mean(hit[n_val:])}
+
+    return loss_fn, step_fn, evaluate
+
+
 def make_cell_trainer(net, num_ops: int, steps: int, n_val: int):
     """Pure ``train(key, arch, lr, x, y, xe, ye) -> {train_loss, train_acc, val_acc, test_acc}``: ``collect``'s
     full-batch Adam training (``lr`` traced); the first ``n_val`` rows of ``xe`` are validation, the rest test."""
     import optax
 
     tx = optax.scale_by_adam()
-
-    def loss_fn(w, mix, x, y):
-        logits, _ = net.apply_mix(w, mix, {}, x)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
+    _, step_fn, evaluate = _cell_fns(net, num_ops, tx, n_val)
 
     def train(key, arch, lr, x, y, xe, ye):
         mix = jax.nn.one_hot(arch, num_ops, dtype=jnp.float32)
         w, _, _ = net.init(key, x[:2])
-        opt = tx.init(w)
-
-        def step(carry, _):
-            w, opt = carry
-            g = jax.grad(lambda w: loss_fn(w, mix, x, y)[0])(w)
-            upd, opt = tx.update(g, opt, w)
-            return (optax.apply_updates(w, jax.tree.map(lambda u: -lr * u, upd)), opt), None
-
-        (w, _), _ = jax.lax.scan(step, (w, opt), None, length=steps)
-        train_loss, logits = loss_fn(w, mix, x, y)
-        hit = jnp.argmax(net.apply_mix(w, mix, {}, xe)[0], -1) == ye
-        return {"train_loss": train_loss, "train_acc": jnp.mean(jnp.argmax(logits, -1) == y),
-                "val_acc": jnp.mean(hit[:n_val]),
-                "test_acc": jnp.mean(hit[n_val:])}
+        (w, _), _ = jax.lax.scan(lambda c, _: (step_fn(c, mix, lr, x, y), None), (w, tx.init(w)), None,
+                                 length=steps)
+        return evaluate(w, mix, x, y, xe, ye)
 
     return train

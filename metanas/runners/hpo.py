@@ -6,7 +6,14 @@ Config (``train:``): ``objective`` (an ``ExperimentObjective`` or a ``TabRepoTas
 ``metanas.hpo.metalearner``), ``warm_start`` ({k, source: none | run_store | tabrepo}), ``seeds``, ``budget``,
 ``strategies`` (TabRepo comparison).
 
-Resume: finished evaluations are appended to ``trials.jsonl``; a resumed run replays the deterministic
+Live pruning (``pruner``: none | metalearner | median | hyperband, settings in ``pruning:``): the trial trains in
+segments and reports its metric at each checkpoint (``metanas.runners.pruning``); ``metalearner`` stops it when the
+curve model (``metanas.hpo.curve_pruning``), fitted on the curves of this search's finished and pruned trials (read
+back from their ``metrics.jsonl``) and of the ``pruning.related`` runs, is confident it ends no better than the
+incumbent; ``median`` / ``hyperband`` are Optuna's pruners. A stopped trial is recorded with ``status: pruned``,
+its partial ``curve`` and ``steps_trained``, and feeds the next fit.
+
+Resume: finished (and pruned) evaluations are appended to ``trials.jsonl``; a resumed run replays the deterministic
 schedule and takes finished evaluations from there instead of training again. Meta-features of the data set
 a run uses and its incumbent go into the meta-dataset record (``metafeatures``, ``hpo``), which is what
 ``warm_start.source=run_store`` reads back for later tasks.
@@ -66,6 +73,23 @@ class MetaLearnerSampling:
 
 
 @dataclass(frozen=True)
+class Pruning:
+    """``train.pruning`` of ``train.pruner`` (live searches with ``RandomSearch``; trials that train in segments and
+    report the objective's metric, e.g. ``metanas.runners.cell.run`` with ``+train.eval_every``)."""
+
+    threshold: float = 0.9  # metalearner: prune when P(final no better than the incumbent) >= threshold
+    min_checkpoints: int = 2  # metalearner: checkpoints seen before a trial may be pruned
+    min_curves: int = 5  # metalearner: curves at hand (this search's and the related ones') before pruning
+    min_std: float = 0.0  # metalearner: floor of the forecast's std (metric units)
+    ensemble: int = 5
+    hidden: int = 32
+    fit_steps: int = 300
+    pretrain_steps: int = 400
+    related: tuple[str, ...] = ()  # run dirs of earlier live HPO runs whose trials' curves are source curves
+    reduction_factor: int = 3  # hyperband
+
+
+@dataclass(frozen=True)
 class HPOTrain:
     """``train:`` of the HPO experiments: live (``hpo_random``, ``hpo_hyperband``, ``hpo_sh_omniglot``,
     ``hpo_metalearner``) and TabRepo (``hpo_warmstart``)."""
@@ -77,6 +101,8 @@ class HPOTrain:
     sampler: Literal["random", "model", "metalearner"] = "random"
     metalearner: MetaLearnerSampling = MetaLearnerSampling()
     warm_start: WarmStart = WarmStart()
+    pruner: Literal["none", "metalearner", "median", "hyperband"] = "none"  # live: stop trials early
+    pruning: Pruning = Pruning()
     space: tuple[dict, ...] = ()  # live: parameter specs (metanas.hpo.space)
     strategies: tuple[str, ...] = ()  # TabRepo: the strategies compared
     seeds: int = 10  # TabRepo: repetitions per strategy
@@ -152,20 +178,34 @@ def run_live(cfg: DictConfig, t: HPOTrain, ctx: RunContext, method: Any, objecti
     ctx.metrics.truncate_after("trials", -1)  # a resumed run rewrites its rows while replaying
     records: list[dict] = []
     bar = ctx.progress(0, desc="trials")
+    pruner = _live_pruner(t, space, method, objective)
 
     def evaluate(config: dict, fidelity: float) -> float:
+        from contextlib import nullcontext
+
+        from metanas.runners.pruning import read_curve, watching
+
         i = len(records)
         key = (config_key(config), float(fidelity))
-        if key in cache:  # resumed: this evaluation finished before the interruption
+        if key in cache:  # resumed: this evaluation finished (or was pruned) before the interruption
             rec = cache[key]
         else:
-            res = objective(config, fidelity, trial_dir=ctx.path(f"trials/{i:04d}"), seed=cfg.seed,
-                            meta_dataset=cfg.meta_dataset, data_dir=cfg.data_dir)
+            watch = watching(pruner.decider(config, records)) if pruner else nullcontext()
+            with watch:
+                res = objective(config, fidelity, trial_dir=ctx.path(f"trials/{i:04d}"), seed=cfg.seed,
+                                meta_dataset=cfg.meta_dataset, data_dir=cfg.data_dir)
             rec = {"key": key[0], "config": config, "fidelity": float(fidelity), "loss": res.loss,
                    "status": res.status, "run_dir": res.run_dir, "wall_s": res.wall_s, "error": res.error}
+            if pruner:  # the curve as the trial logged it (run store), and the pruner's probabilities
+                rec["curve"] = read_curve(res.run_dir, objective.metric)
+                rec["steps_trained"] = float(fidelity) if res.status == "ok" else _steps_trained(res.run_dir)
+                if t.pruner == "metalearner":
+                    rec["p_no_better"] = [[k, p] for k, p in pruner.decisions]
             from metanas.run_store import append_jsonl
 
             append_jsonl(ctx.path("trials.jsonl"), rec)
+        if pruner:
+            pruner.finish(rec)
         records.append(rec)
         best = min((r["loss"] for r in records if r["fidelity"] == max(q["fidelity"] for q in records)),
                    default=math.inf)
@@ -190,7 +230,52 @@ def run_live(cfg: DictConfig, t: HPOTrain, ctx: RunContext, method: Any, objecti
         "warm_start_configs": warm, "method": type(method).__name__, "sampler": t.sampler}}
     out = {"best_loss": inc.loss, "best_fidelity": inc.fidelity, "n_trials": float(len(history)),
            "n_failed": float(failed), "cost_full_evals": float(sum(h.cost for h in history))}
+    if pruner:
+        pruned = [r for r in records if r["status"] == "pruned"]
+        spent = sum(r.get("steps_trained", r["fidelity"]) for r in records if r["status"] != "failed")
+        out |= {"n_pruned": float(len(pruned)), "steps_trained": float(spent),
+                "steps_frac": float(spent / max(sum(r["fidelity"] for r in records), 1e-12))}
+        out["n_failed"] = float(failed - len(pruned))
     return out | {f"importance_{k}": v for k, v in imp.items()}
+
+
+def _live_pruner(t: HPOTrain, space: HyperparameterSpace, method: Any, objective: Any):
+    """The ``LivePruner`` of ``train.pruner`` (None for ``none``); one-line errors for what cannot prune."""
+    if t.pruner == "none":
+        return None
+    from metanas.hpo.curve_pruning import CurvePruning
+    from metanas.hpo.schedulers import RandomSearch
+    from metanas.runners.pruning import LivePruner
+
+    if not isinstance(method, RandomSearch):
+        raise ConfigError(f"train.pruner={t.pruner} needs train.method RandomSearch (one fidelity; the pruner stops "
+                          f"trials within it), got {type(method).__name__}")
+    if not getattr(objective, "in_process", False):
+        raise ConfigError(f"train.pruner={t.pruner} needs train.objective.in_process=true (the pruner watches the "
+                          f"trial's checkpoints in this process)")
+    p = t.pruning
+    source = [r for d in p.related for r in _related_trials(Path(d))]
+    settings = CurvePruning(threshold=p.threshold, min_checkpoints=p.min_checkpoints, min_curves=p.min_curves,
+                            min_std=p.min_std, ensemble=p.ensemble, hidden=p.hidden, fit_steps=p.fit_steps,
+                            pretrain_steps=p.pretrain_steps)
+    return LivePruner(t.pruner, settings, space.encode, bool(objective.maximize), source,
+                      reduction_factor=p.reduction_factor)
+
+
+def _related_trials(run_dir: Path) -> list[dict]:
+    """Trial records with curves of an earlier live HPO run (``train.pruning.related``)."""
+    path = run_dir / "trials.jsonl"
+    if not path.exists():
+        raise ConfigError(f"train.pruning.related: {run_dir} has no trials.jsonl; name run dirs of earlier live HPO "
+                          f"runs (results/runs/<experiment>/<timestamp>)")
+    return [r for r in _read_trials(path) if r.get("curve") and r.get("status") in ("ok", "pruned")]
+
+
+def _steps_trained(run_dir: str | None) -> float:
+    path = Path(run_dir or "") / "summary.json"
+    if not run_dir or not path.exists():
+        return 0.0
+    return float(json.loads(path.read_text()).get("metrics", {}).get("steps_trained", 0.0))
 
 
 def _base_sampler(cfg: DictConfig, t: HPOTrain, ctx: RunContext, space: HyperparameterSpace, method: Any,
@@ -275,7 +360,10 @@ def _valid(space: HyperparameterSpace, config: dict) -> bool:
 def _read_trials(path: Path) -> list[dict]:
     from metanas.run_store import read_jsonl
 
-    return read_jsonl(path) if path.exists() else []
+    rows = read_jsonl(path) if path.exists() else []
+    for r in rows:  # inf losses (failed / pruned trials) are stored as the string "inf"
+        r["loss"] = float(r["loss"])
+    return rows
 
 
 def _importance(ctx: RunContext, space: HyperparameterSpace, history: list[Trial]) -> dict[str, float]:

@@ -31,7 +31,7 @@ from metanas.hpo.space import to_overrides
 @dataclass(frozen=True)
 class TrialResult:
     loss: float
-    status: str  # "ok" or "failed"
+    status: str  # "ok", "failed" or "pruned" (stopped early by the search's pruner: no final metric)
     run_dir: str | None
     wall_s: float
     error: str | None = None
@@ -75,6 +75,8 @@ class ExperimentObjective:
             return TrialResult(math.inf, "failed", None, wall, err or "no summary.json written")
         summary = json.loads(summaries[-1].read_text())
         run_dir = str(summaries[-1].parent)
+        if summary.get("status") == "ok" and summary.get("metrics", {}).get("pruned"):  # stopped by the search's pruner
+            return TrialResult(math.inf, "pruned", run_dir, wall)
         if summary.get("status") != "ok" or self.metric not in summary.get("metrics", {}):
             err = summary.get("error") or f"metric '{self.metric}' not in summary metrics {list(summary['metrics'])}"
             return TrialResult(math.inf, "failed", run_dir, wall, err)

@@ -9,7 +9,6 @@ import pytest
 optuna = pytest.importorskip("optuna", minversion="4")
 
 from metanas.optuna import MetaLearnerPruner, MetaLearnerSampler  # noqa: E402
-from metanas.optuna.pruner import predict_final  # noqa: E402
 from metanas.predictors.pairwise import Pairwise  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -75,19 +74,29 @@ def test_maximize_direction_and_seed_determinism():
     assert run(3) == run(3) != run(4)
 
 
-def test_pruner_predicts_finals_from_nearest_curves_and_prunes_a_bad_trial(tmp_path):
-    assert predict_final([({0: 1.0, 5: 0.5}, 0.2), ({0: 3.0}, 2.0), ({0: 1.1}, 0.4)], 1.05, 3, k=2) == \
-        pytest.approx(0.3)
+def test_pruner_forecasts_finals_with_the_curve_model_and_prunes_a_bad_trial(tmp_path):
     storage = f"sqlite:///{tmp_path}/p.db"
     old = optuna.create_study(study_name="old", storage=storage)
     for slope in np.linspace(0.1, 1.0, 8):  # earlier study: curves y_t = slope * (10 - t) / 10, final = slope / 10
-        t = old.ask()
+        t = old.ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)})
         for step in range(10):
             t.report(float(slope * (10 - step) / 10), step)
         old.tell(t, float(slope / 10))
-    new = optuna.create_study(study_name="new", storage=storage, pruner=MetaLearnerPruner(history=["old"], k=3))
-    good, bad = new.ask(), new.ask()
-    good.report(0.2, 2)
-    bad.report(0.95, 2)
-    assert not good.should_prune() and bad.should_prune()  # pruned from the first trial of the new study
+    pruner = MetaLearnerPruner(history=["old"], min_checkpoints=2, threshold=0.9)
+    new = optuna.create_study(study_name="new", storage=storage, pruner=pruner)
+    dist = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    first = new.ask(dist)
+    first.report(0.3, 0)
+    assert not first.should_prune()  # no finished trial in this study: no incumbent, never pruned
+    for step in range(1, 10):
+        first.report(0.3 * (10 - step) / 10, step)
+    new.tell(first, 0.03)
+    good, bad = new.ask(dist), new.ask(dist)
+    for trial, slope in ((good, 0.2), (bad, 1.0)):
+        trial.report(slope, 0)
+        assert not trial.should_prune()  # one checkpoint < min_checkpoints
+        trial.report(slope * 0.9, 1)
+    assert not good.should_prune() and bad.should_prune()  # forecast finals 0.02 vs 0.1 against 0.03
+    assert pruner.last_probability >= 0.9
+    new.tell(bad, state=optuna.trial.TrialState.PRUNED)
     assert not optuna.create_study(pruner=MetaLearnerPruner()).ask().should_prune()  # no curves: never prunes
