@@ -74,7 +74,7 @@ def test_warm_start_trusts_the_related_study_and_proposes_near_its_optimum():
     history = {"related": [Record(c, f(c, 0.02)) for c in draws(40, 2)],
                "reversed": [Record(c, 1.0 / f(c)) for c in draws(40, 3)]}  # ranks every configuration backwards
     p = Proposer(SPACE, maximize=False, predictor=SMALL, n_candidates=512, chunk=512, min_points=4, beta=0.0,
-                 replay=0, radius=0.05)
+                 replay=0, radius=0.05, random_fraction=0.0)
     members = p.history_members(history)
     info = {}
     zero_shot = p.propose(2, [], history, np.random.default_rng(0), members=members, info=info)
@@ -88,7 +88,7 @@ def test_warm_start_trusts_the_related_study_and_proposes_near_its_optimum():
     assert min(f(c) for c in out) < best_random, (out, best_random)
     assert zero_shot and all(0.0 <= c["x"] <= 1.0 for c in zero_shot)
     tried = [r.params for r in current] + out[:1]
-    for c in out[1:]:  # no proposal within radius of a tried configuration (nor of the batch's earlier picks)
+    for c in out[1:]:  # no model proposal within radius of a tried configuration nor of the batch's earlier picks
         assert all(((SPACE.encode(c) - SPACE.encode(t)) ** 2).sum() / 2 >= 0.05 ** 2 for t in tried), (c, tried)
     for c in out[:1]:
         assert all(((SPACE.encode(c) - SPACE.encode(r.params)) ** 2).sum() / 2 >= 0.05 ** 2 for r in current)
