@@ -1,13 +1,15 @@
 """Overhead per suggested trial of the metanas sweeper's samplers: metanas (cold and warm) vs Optuna 5's TPE and GP,
 on the TabRepo LightGBM space of experiments/sweeper_tabrepo_study.py (5 parameters), one trial per batch.
 
-    python bench/sweeper_overhead.py [--trials 30] [--repeats 3]
+    python bench/sweeper_overhead.py [--trials 30]
 
 Each method runs `--trials` trials of the same TabRepo task (seed 0) through the sweeper's ``make_proposer``; the time
 of every ``propose`` call is recorded. The first model-based proposal of metanas compiles its programs; the table
-reports the median over the model-based proposals after that one (metanas: trials > min_points + 1; TPE / GP: trials
-> 10, their start-up). The compiled programs are kept in JAX's persistent compilation cache (``configure('auto')``),
-so a second process loads them instead of compiling. Prints one markdown table and a JSON line.
+reports the median over the model-based proposals after that one (metanas: trials > min_points + 1; TPE / GP:
+trials > 10, their start-up) and its ratio to GP's and TPE's median in the same run (on a shared machine a ratio
+says more than seconds). The compiled programs are kept in JAX's persistent compilation cache
+(``configure('auto')``), so a second process loads them instead of compiling. Prints one markdown table and a JSON
+line.
 """
 
 import argparse
@@ -53,9 +55,13 @@ def main(argv=None):
         steady = times[skip:]
         rows[name] = {"first_s": times[0], "compile_round_s": max(times[:skip + 1]), "median_s": float(np.median(steady)),
                       "p90_s": float(np.percentile(steady, 90)), "n": len(steady)}
-    print(f"| sampler | median s / trial (steady) | p90 | slowest of the first rounds (compile) |\n| --- | ---: | ---: | ---: |")
+    gp, tpe = rows["GP"]["median_s"], rows["TPE"]["median_s"]
+    print("| sampler | median s / trial (steady) | / GP's | / TPE's | p90 | slowest of the first rounds (compile) |\n"
+          "| --- | ---: | ---: | ---: | ---: | ---: |")
     for k, r in rows.items():
-        print(f"| {k} | {r['median_s']:.3f} | {r['p90_s']:.3f} | {r['compile_round_s']:.1f} |")
+        r["ratio_gp"], r["ratio_tpe"] = r["median_s"] / gp, r["median_s"] / tpe
+        print(f"| {k} | {r['median_s']:.3f} | {r['ratio_gp']:.2f} | {r['ratio_tpe']:.1f} | {r['p90_s']:.3f} | "
+              f"{r['compile_round_s']:.1f} |")
     print(json.dumps({"bench": "sweeper_overhead", "load_avg": os.getloadavg()[0], "rows": rows}))
 
 

@@ -5,19 +5,24 @@
   what ``train.sampler=metalearner`` runs): the pairwise meta-learner fitted on this study's finished trials,
   65,536 (default 4,096) candidates drawn from the space and scored in one jitted program, the best ones not yet
   run proposed; random draws until ``min_points`` trials have finished.
-- **Warm** (records of earlier studies: earlier sweeps of the same app, related apps, other Optuna studies): an
-  RGPE-style ensemble (Feurer et al. 2018). One member per earlier study, fitted once on that study's records
-  (all of them in one ``jit(vmap(fit))`` program, cached for the whole sweep), plus this study's member: the joint
-  model, fitted on every record (pairs only within a study) so that it follows this study's trials. The members'
-  weights come from ``metanas.predictors.trust.ranking_loss_weights`` on this study's finished trials (for the joint
-  model: its out-of-fold scores, ``folds`` fits; RGPE's weight dilution rule on), so an earlier
-  study that ranks this study's trials badly gets little or no weight; before ``min_points`` trials the earlier
-  studies share the weight equally (a zero-shot warm start). Candidates are scored by the weighted sum of the
-  members' utilities (each member's pairwise utility is in log-ratio units, so the members share one scale) plus
-  ``beta`` times the weighted ensemble spread, in one jitted program; known configurations of this study are
-  never proposed again, and a share ``random_fraction`` of the proposals are random draws (BOHB's rule: a study
-  whose trials all land on one value, e.g. a table of recorded configurations, would otherwise give the trust
-  weights no pair to judge and stay where the earlier studies point).
+- **Warm** (records of earlier studies: earlier sweeps of the same app, related apps, other Optuna studies):
+  1. *Replay*: the first ``replay`` proposals are the earlier studies' best configurations (``replay_list``: each
+     study's best first, round robin over the studies), skipping any this study has already tried.
+  2. *Model*: an RGPE-style ensemble (Feurer et al. 2018). One member per earlier study, fitted once on that study's
+     records (all of them in one ``jit(vmap(fit))`` program, cached for the whole sweep), plus this study's member:
+     the joint model, fitted on every record (pairs only within a study) so that it follows this study's trials;
+     with ``refit_steps`` its fits fine-tune the first earlier study's member for that many steps instead of
+     training from scratch (cheaper per trial, deterministic). The members' weights come from
+     ``metanas.predictors.trust.ranking_loss_weights`` on this study's finished trials (for the joint model: its
+     out-of-fold scores, ``folds`` fits; RGPE's weight dilution rule on), so an earlier study that ranks this
+     study's trials badly gets little or no weight; before ``min_points`` trials the earlier studies share the
+     weight equally. Candidates are scored by the weighted sum of the members' utilities (log-ratio units, one
+     scale) plus ``beta`` times the weighted ensemble spread, in one jitted program. A candidate closer than
+     ``radius`` (root-mean-square distance per parameter, encoded configurations) to a configuration this study
+     has tried or is about to try is never proposed: without it the proposals pile up where the earlier studies'
+     optimum lies, and on an objective that is locally flat (a table of recorded configurations, a categorical
+     space) they re-measure one point over and over. A share ``random_fraction`` of the model's proposals are
+     random draws (BOHB's rule).
 
 A record's value is the objective as reported (``maximize`` says its direction); failed and unfinished records
 (``status != "ok"``) and non-finite values are not fitted, but their configurations count as tried. Values must
@@ -29,6 +34,7 @@ Deterministic given (records, the generator's state): a resumed sweep replays th
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Mapping, Sequence
@@ -96,8 +102,10 @@ def _fit_members(predictor: Any):
 
 
 @functools.lru_cache(maxsize=8)
-def _target_program(predictor: Any, folds: int, n_boot: int):
+def _target_program(predictor: Any, folds: int, n_boot: int, finetune: bool):
     """jit(key, hist_params, x [R, D], p [R], n, group [R], current [R]) -> (joint params, weights [M + 1]).
+    ``finetune``: every fit of this program starts from the first earlier study's member (``predictor.steps``
+    steps of fine-tuning) instead of a random init.
 
     The study's own member is the joint model: fitted on every row (the earlier studies' records and this study's
     trials, pairs only within a study: ``group``), so it follows this study's trials while the earlier ones shape
@@ -112,13 +120,14 @@ def _target_program(predictor: Any, folds: int, n_boot: int):
         k_fit, k_oof, k_w = jax.random.split(key, 3)
         rows = jnp.arange(x.shape[0])
         mine = current & (rows < n)
-        joint = predictor.fit(k_fit, x, p, n, group)
+        init = jax.tree.map(lambda h: h[0], hist) if finetune else None
+        joint = predictor.fit(k_fit, x, p, n, group, init=init)
         fold = jnp.cumsum(mine) % folds
 
         def oof(k, f):
             held = mine & (fold == f)
             g = jnp.where(held, x.shape[0] + rows, group).astype(jnp.int32)  # a held-out row pairs with nothing
-            params = predictor.fit(k, x, p, n, g)
+            params = predictor.fit(k, x, p, n, g, init=init)
             return jnp.where(held, utility(params, x), 0.0)
 
         u_oof = jax.vmap(oof)(jax.random.split(k_oof, folds), jnp.arange(folds)).sum(0)
@@ -132,23 +141,45 @@ def _target_program(predictor: Any, folds: int, n_boot: int):
 
 @functools.lru_cache(maxsize=8)
 def _score_program(space: HyperparameterSpace, predictor: Any, n_candidates: int, chunk: int, top: int, beta: float):
-    """jit(key, params [M+1, ...], w [M+1]) -> (top scores, top indices): weighted-ensemble UCB over candidates."""
+    """jit(key, params [M+1, ...], w [M+1], tried [T, W], tmask [T], radius) -> (top scores, top indices):
+    weighted-ensemble UCB over candidates; a candidate closer than ``radius`` (root-mean-square distance per
+    parameter of the encoded configurations) to a tried configuration of this study scores -inf."""
     n_chunks = n_candidates // chunk
+    n_params = len(space.params)
 
-    def program(key, params, w):
+    def program(key, params, w, tried, tmask, radius):
         def score_chunk(idx):
             u = jax.vmap(lambda i: draw_units(space, jax.random.fold_in(key, i)))(idx)
             feats = jax.vmap(lambda v: encode_units(space, v))(u)
+            d2 = ((feats[:, None, :] - tried[None]) ** 2).sum(-1) / n_params  # [C, T]
+            near = jnp.any((d2 < radius ** 2) & tmask[None], 1)
             feats = jnp.concatenate([feats, jnp.zeros((idx.shape[0], 1), feats.dtype)], 1)  # fidelity feature 0
             util = jax.vmap(lambda pm: jax.vmap(predictor.utility, in_axes=(0, None))(pm, feats))(params)  # [M,E,C]
             mean = jnp.einsum("m,mc->c", w, util.mean(1))
             spread = jnp.einsum("m,mc->c", w, util.std(1))
-            return mean + beta * spread
+            return jnp.where(near, -jnp.inf, mean + beta * spread)
 
         scores = jax.lax.map(score_chunk, jnp.arange(n_candidates, dtype=jnp.int32).reshape(n_chunks, chunk))
         return jax.lax.top_k(scores.reshape(-1), top)
 
     return jax.jit(program)
+
+
+def replay_list(space: HyperparameterSpace, history: Mapping[str, Sequence[Record]], maximize: bool, k: int,
+                transform: str = "auto") -> list[dict]:
+    """The ``k`` best distinct configurations of the earlier studies: each study's records best first, taken in
+    turn from each study (round robin, in ``history``'s order)."""
+    ranked = []
+    for recs in history.values():
+        configs, utils = usable(space, recs, maximize, transform)
+        ranked.append([configs[i] for i in np.argsort(-np.asarray(utils), kind="stable")])
+    out, keys = [], set()
+    for i in range(max((len(r) for r in ranked), default=0)):
+        for r in ranked:
+            if i < len(r) and config_key(r[i]) not in keys and len(out) < k:
+                out.append(r[i])
+                keys.add(config_key(r[i]))
+    return out
 
 
 @dataclass(frozen=True)
@@ -167,6 +198,10 @@ class Proposer:
     n_boot: int = 200
     transform: str = "auto"  # values -> positive utilities (``utilities``)
     random_fraction: float = 0.25  # warm path: share of proposals drawn at random (BOHB's rule, as ModelBasedSampler)
+    replay: int = 3  # warm path: the earlier studies' best configurations, proposed first (``replay_list``)
+    radius: float = 0.3  # warm path: no proposal closer than this to a tried configuration (``_score_program``)
+    refit_steps: int | None = 100  # warm path: this study's fits fine-tune the first earlier member for this many
+    # steps (None: fitted from scratch with the predictor's own steps)
 
     @property
     def _predictor(self):
@@ -226,6 +261,16 @@ class Proposer:
         predictor = self._predictor
         key = jax.random.PRNGKey(int(rng.integers(2**31 - 1)))  # drawn every call: replays stay aligned
         k_t, k_s = jax.random.split(key)
+        seen = {config_key(t.config) for t in trials}
+        out, keys = [], set()
+        for c in replay_list(self.space, history, self.maximize, self.replay, self.transform) if history else []:
+            if len(out) < n and config_key(c) not in seen:
+                out.append(c)
+                keys.add(config_key(c))
+        if len(out) == n:
+            if info is not None:
+                info["replayed"] = len(out)
+            return out
         configs, utils = usable(self.space, current, self.maximize, self.transform)
         m = len(names)
         if len(configs) >= self.min_points:
@@ -242,7 +287,9 @@ class Proposer:
             cur = np.zeros(cap, bool)
             cur[: len(configs)] = True
             folds = max(2, min(self.folds, len(configs)))
-            target, w = _target_program(predictor, folds, self.n_boot)(
+            fine = self.refit_steps is not None
+            target_predictor = dataclasses.replace(predictor, steps=self.refit_steps) if fine else predictor
+            target, w = _target_program(target_predictor, folds, self.n_boot, fine)(
                 k_t, hist, jnp.asarray(x), jnp.asarray(p), len(all_cfg), jnp.asarray(group), jnp.asarray(cur))
             params = jax.tree.map(lambda h, t: jnp.concatenate([h, t[None]], 0), hist, target)
         else:  # too few trials of this study: the earlier studies alone, equal weights
@@ -252,19 +299,27 @@ class Proposer:
             info["weights"] = dict(zip(names + (["this study"] if w.shape[0] > m else []),
                                        np.asarray(w).round(4).tolist()))
         top = min(self.n_candidates, max(self.top, 4 * n))
-        _, idx = _score_program(self.space, predictor, self.n_candidates, self.chunk, top, float(self.beta))(
-            k_s, params, jnp.asarray(w, jnp.float32))
-        seen = {config_key(t.config) for t in trials}
-        n_model = int((rng.uniform(size=n) >= self.random_fraction).sum())  # the rest: random draws below
-        out, keys = [], set()
-        for u in np.asarray(_decoder(self.space)(k_s, idx)):  # winners in score order
-            if len(out) >= n_model:
+        tried = [t.config for t in trials] + out
+        cap = _cap(len(tried))
+        tf = np.zeros((cap, self.space.width), np.float32)
+        if tried:
+            tf[: len(tried)] = np.stack([self.space.encode(c) for c in tried])
+        val, idx = _score_program(self.space, predictor, self.n_candidates, self.chunk, top, float(self.beta))(
+            k_s, params, jnp.asarray(w, jnp.float32), jnp.asarray(tf), jnp.arange(cap) < len(tried),
+            jnp.float32(self.radius))
+        n_model = len(out) + int((rng.uniform(size=n - len(out)) >= self.random_fraction).sum())  # rest: random
+        picked = [self.space.encode(c) for c in out]
+        for u, v in zip(np.asarray(_decoder(self.space)(k_s, idx)), np.asarray(val)):  # winners in score order
+            if len(out) >= n_model or not np.isfinite(v):  # -inf: every candidate near a tried configuration
                 break
             c = decode_units(self.space, u)
             k = config_key(c)
-            if k not in seen and k not in keys:
+            f = self.space.encode(c)
+            if k not in seen and k not in keys and all(  # spaced from this batch's earlier picks too
+                    ((f - g) ** 2).sum() / len(self.space.params) >= self.radius ** 2 for g in picked):
                 out.append(c)
                 keys.add(k)
+                picked.append(f)
         add_random_distinct(self.space, rng, out, keys, seen, n)  # every winner known (tiny spaces)
         return _fill(self.space, out, n, rng)
 

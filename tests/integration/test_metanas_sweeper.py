@@ -137,3 +137,30 @@ def test_space_from_the_override_grammar_and_history_from_sweeps_and_run_stores(
         history_records([str(store)], space, None)
     with pytest.raises(SweeperConfigError, match="does not exist"):
         history_records([str(tmp_path / "nope")], space, "val")
+
+
+@pytest.mark.slow  # real training + the meta-learner's programs (~2-3 min on 2 shared cores)
+def test_live_sweeper_study_at_tiny_size_writes_per_run_files_and_resumes(tmp_path, data_dir):
+    """experiments/sweeper_live_study.py --tiny: the live Omniglot cell task through make_proposer; warm reads the
+    task-A sweep as history; a rerun reads the finished runs back instead of training again."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "experiments/sweeper_live_study.py"
+    cmd = [sys.executable, str(script), "--tiny", "--out", str(tmp_path), "--data-dir", str(data_dir),
+           "--methods", "metanas_warm,tpe,random"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert set(res["summary"]["median"]) == {"metanas_warm", "tpe", "random"} and res["complete"]
+    for log in res["trials"].values():
+        assert len(log) == 4 and all(0 <= t["val_acc"] <= 1 and 0 <= t["test_acc"] <= 1 for t in log)
+    assert "metanas_warm vs tpe: trials to random's final best" in (tmp_path / "README.md").read_text()
+    runs = sorted((tmp_path / "runs").glob("*.json"))
+    assert len(runs) == 4  # the task-A history sweep + 3 methods
+    mtimes = {r: r.stat().st_mtime for r in runs}
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert {r: r.stat().st_mtime for r in runs} == mtimes
+    assert json.loads((tmp_path / "results.json").read_text())["trials"] == res["trials"]
+    bad = subprocess.run([sys.executable, str(script), "--methods", "bogus"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--methods from" in bad.stderr

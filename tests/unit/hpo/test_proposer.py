@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from metanas.hpo.metalearner import MetaLearnerSampler
-from metanas.hpo.proposer import Proposer, Record, usable, utilities
+from metanas.hpo.proposer import Proposer, Record, replay_list, usable, utilities
 from metanas.hpo.schedulers import Trial
 from metanas.hpo.space import config_key, space_from_config
 from metanas.predictors.pairwise import Pairwise
@@ -52,11 +52,29 @@ def test_unfinished_and_failed_configurations_are_not_proposed_again():
     assert out == [{"c": "c"}]
 
 
+def test_warm_start_replays_the_earlier_studies_best_configurations_first_and_once():
+    a = [Record({"x": 0.1, "c": "a"}, 3.0), Record({"x": 0.2, "c": "a"}, 1.0), Record({"x": 0.4, "c": "b"}, 2.0)]
+    b = [Record({"x": 0.9, "c": "b"}, 0.5), Record({"x": 0.2, "c": "a"}, 0.7), Record({"x": 0.5, "c": "a"}, None,
+                                                                                          "failed")]
+    history = {"a": a, "b": b}
+    # each study's best first, round robin; the duplicate (x=0.2 is a's best and b's second) counted once
+    assert replay_list(SPACE, history, False, 4) == [{"x": 0.2, "c": "a"}, {"x": 0.9, "c": "b"},
+                                                     {"x": 0.4, "c": "b"}, {"x": 0.1, "c": "a"}]
+    assert replay_list(SPACE, history, True, 1) == [{"x": 0.1, "c": "a"}]  # maximised: the largest value
+    p = Proposer(SPACE, predictor=SMALL, replay=3)
+    members = (["a", "b"], None)  # the replay phase needs no member (nothing is fitted or compiled)
+    info = {}
+    first = p.propose(2, [Record({"x": 0.9, "c": "b"}, 0.8)], history, np.random.default_rng(0), members=members,
+                      info=info)
+    assert first == [{"x": 0.2, "c": "a"}, {"x": 0.4, "c": "b"}] and info["replayed"] == 2  # tried one skipped
+
+
 @pytest.mark.slow  # one jitted warm program (~30-90 s to compile on 2 shared cores)
 def test_warm_start_trusts_the_related_study_and_proposes_near_its_optimum():
     history = {"related": [Record(c, f(c, 0.02)) for c in draws(40, 2)],
                "reversed": [Record(c, 1.0 / f(c)) for c in draws(40, 3)]}  # ranks every configuration backwards
-    p = Proposer(SPACE, maximize=False, predictor=SMALL, n_candidates=512, chunk=512, min_points=4, beta=0.0)
+    p = Proposer(SPACE, maximize=False, predictor=SMALL, n_candidates=512, chunk=512, min_points=4, beta=0.0,
+                 replay=0, radius=0.05, random_fraction=0.0)
     members = p.history_members(history)
     info = {}
     zero_shot = p.propose(2, [], history, np.random.default_rng(0), members=members, info=info)
@@ -69,3 +87,8 @@ def test_warm_start_trusts_the_related_study_and_proposes_near_its_optimum():
     best_random = min(f(c) for c in draws(8, 4))
     assert min(f(c) for c in out) < best_random, (out, best_random)
     assert zero_shot and all(0.0 <= c["x"] <= 1.0 for c in zero_shot)
+    tried = [r.params for r in current] + out[:1]
+    for c in out[1:]:  # no model proposal within radius of a tried configuration nor of the batch's earlier picks
+        assert all(((SPACE.encode(c) - SPACE.encode(t)) ** 2).sum() / 2 >= 0.05 ** 2 for t in tried), (c, tried)
+    for c in out[:1]:
+        assert all(((SPACE.encode(c) - SPACE.encode(r.params)) ** 2).sum() / 2 >= 0.05 ** 2 for r in current)
