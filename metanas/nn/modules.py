@@ -74,8 +74,8 @@ class BatchNorm(nnx.Module):
 
     def track(self, momentum: float = 0.1) -> None:
         """Hold running statistics from now on (see the class doc)."""
-        self.mean = nnx.BatchStat(jnp.zeros((self.C,), jnp.float32))
-        self.var = nnx.BatchStat(jnp.ones((self.C,), jnp.float32))
+        self.mean = nnx.data(nnx.BatchStat(jnp.zeros((self.C,), jnp.float32)))  # was a static None
+        self.var = nnx.data(nnx.BatchStat(jnp.ones((self.C,), jnp.float32)))
         self.momentum = momentum
 
     def __call__(self, x: jax.Array) -> jax.Array:
