@@ -37,7 +37,8 @@ def test_cnn4_equals_the_plain_formula():
         h = h + c["bias"][None, None, None]
         mean = h.mean((0, 1, 2), keepdims=True)
         var = ((h - mean) ** 2).mean((0, 1, 2), keepdims=True)
-        h = (h - mean) / jnp.sqrt(var + 1e-5) * p["bns"][i]["scale"][None, None, None] + p["bns"][i]["bias"][None, None, None]
+        bn = p["bns"][i]
+        h = (h - mean) / jnp.sqrt(var + 1e-5) * bn["scale"][None, None, None] + bn["bias"][None, None, None]
         h = jax.lax.reduce_window(jax.nn.relu(h), -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
     ref = h.reshape(6, -1) @ p["head"]["kernel"] + p["head"]["bias"][None]
     for impl in ("patches", "gemm", "lax"):
