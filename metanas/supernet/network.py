@@ -159,7 +159,7 @@ class CellNetwork(_Boundary):
     # slower (a slow fallback for the loop's filter-gradient convolutions); ops.conv's default "gemm" impl avoids them
     unroll: bool = False
     running_stats: bool = False  # BN running statistics (derived networks only; see make_derived)
-    pures: dict = field(default_factory=dict, compare=False, repr=False)  # see _Boundary
+    pures: dict = field(default_factory=dict, init=False, compare=False, repr=False)  # see _Boundary
     module = CellNet
 
     def __post_init__(self):
@@ -203,7 +203,7 @@ class DartsNetwork(_Boundary):
     stem_multiplier: int = 3
     drop_path_prob: float = 0.0
     running_stats: bool = False  # BN running statistics (derived networks only; see make_derived)
-    pures: dict = field(default_factory=dict, compare=False, repr=False)  # see _Boundary
+    pures: dict = field(default_factory=dict, init=False, compare=False, repr=False)  # see _Boundary
 
     def __post_init__(self):
         object.__setattr__(self, "ops", tuple(self.ops))

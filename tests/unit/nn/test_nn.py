@@ -1,6 +1,8 @@
 """metanas.nn: the NNX modules equal the formulas they replace, and `pure` runs every meta-learner over a user's
 own flax module ("bring your own model")."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -155,6 +157,7 @@ def test_apply_after_init_reuses_the_built_graph(monkeypatch):
     assert not rebuilt
     fresh = make_supernet(NB201Space(), C=4, N=1, num_classes=3)
     assert fresh == net and not fresh.pures
+    assert net.pures and not dataclasses.replace(net, unroll=True).pures  # a changed config builds its own graph
     y_rebuilt, _ = fresh.apply(w, a, bs, x)
     y_again, _ = fresh.apply(w, a, bs, x)
     assert len(rebuilt) == 1
