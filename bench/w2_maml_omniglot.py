@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _ceiling import PEER_CEILING_GFLOPS, TINY, matmul_gflops  # noqa: E402
 
 from metanas.meta import MAML, Task, cross_entropy_accuracy  # noqa: E402
-from metanas.models import cnn4  # noqa: E402
+from metanas.models.cnn4 import CNN4  # noqa: E402
+from metanas.nn.pure import pure  # noqa: E402
 
 WAYS, SHOTS, QUERIES, META_BATCH, INNER_STEPS, INNER_LR, OUTER_LR, WARMUP = 5, 1, 15, 32, 5, 0.4, 1e-3, 2
 if TINY:  # the dry run of bench/gpu/run.sh
@@ -50,13 +51,13 @@ def main() -> None:
     ap.add_argument("--orders", default="second_order,first_order")
     args = ap.parse_args()
     key = jax.random.PRNGKey(0)
-    params = cnn4.init(key, WAYS)
+    init_fn, apply_fn = pure(lambda rngs: CNN4(WAYS, impl=args.conv, rngs=rngs))
+    params = init_fn(key)
     rng = np.random.default_rng(1)
     tasks = Task(jnp.asarray(rng.standard_normal((META_BATCH, WAYS * SHOTS, 28, 28, 1)), jnp.float32),
                  jnp.tile(jnp.repeat(jnp.arange(WAYS), SHOTS)[None], (META_BATCH, 1)),
                  jnp.asarray(rng.standard_normal((META_BATCH, WAYS * QUERIES, 28, 28, 1)), jnp.float32),
                  jnp.tile(jnp.repeat(jnp.arange(WAYS), QUERIES)[None], (META_BATCH, 1)))
-    apply_fn = functools.partial(cnn4.apply, impl=args.conv)
     tx = optax.adam(OUTER_LR)
     out = {"workload": "w2_maml_omniglot", "framework": f"jax (metanas MAML, {args.variant}, conv={args.conv})",
            "jax": jax.__version__, "ways": WAYS, "shots": SHOTS, "queries_per_class": QUERIES,

@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _ceiling import PEER_CEILING_GFLOPS, TINY, matmul_gflops  # noqa: E402
 
 from metanas.meta import Reptile, Task, cross_entropy_accuracy  # noqa: E402
-from metanas.models import cnn4  # noqa: E402
+from metanas.models.cnn4 import CNN4  # noqa: E402
+from metanas.nn.pure import pure  # noqa: E402
 
 WAYS, TRAIN_SHOTS, INNER_BATCH, INNER_ITERS, INNER_LR, META_BATCH, META_STEP, WARMUP = 5, 12, 10, 5, 1e-3, 5, 1.0, 2
 if TINY:  # the dry run of bench/gpu/run.sh
@@ -45,7 +46,8 @@ def main() -> None:
     ap.add_argument("--conv", default="patches", choices=["patches", "gemm", "lax"])
     args = ap.parse_args()
     key = jax.random.PRNGKey(0)
-    params = cnn4.init(key, WAYS)
+    init_fn, apply_fn = pure(lambda rngs: CNN4(WAYS, impl=args.conv, rngs=rngs))
+    params = init_fn(key)
     rng = np.random.default_rng(1)
     n = WAYS * TRAIN_SHOTS
     x = jnp.asarray(rng.standard_normal((META_BATCH, n, 28, 28, 1)), jnp.float32)
@@ -55,7 +57,7 @@ def main() -> None:
                    persist_inner_state=True)
     tx = optax.sgd(META_STEP)
     state = algo.init_state(params, tx)
-    step = jax.jit(functools.partial(algo.meta_train_step, apply_fn=functools.partial(cnn4.apply, impl=args.conv),
+    step = jax.jit(functools.partial(algo.meta_train_step, apply_fn=apply_fn,
                                      loss=cross_entropy_accuracy, tx=tx), donate_argnums=(0,))
     t0 = time.perf_counter()
     step = step.lower(state, tasks, key).compile()

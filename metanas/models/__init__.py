@@ -1,1 +1,1 @@
-"""Small functional models for meta-learning: params pytrees (dicts of arrays) plus pure ``apply``."""
+"""Model modules for meta-learning (flax NNX): ``CNN4``; the MLP is ``metanas.nn.modules.MLP``."""

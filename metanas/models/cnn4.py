@@ -9,8 +9,9 @@ evaluation, see ``metanas.meta.base``. The layers are the shared ``metanas.nn`` 
 
 Convolutions use ``metanas.nn.functional.conv`` with ``impl`` (default ``"patches"``: im2col + one matmul; under
 ``vmap`` over tasks with per-task weights a ``lax.conv`` becomes a grouped convolution, which XLA:CPU runs slowly,
-while the patches form becomes a batched matmul). ``init`` / ``apply`` are the pure pair the meta-learners take;
-the params are a dict ``{conv0..3: {kernel [3,3,Cin,C], bias [C]}, bn0..3: {scale, bias}, head: {kernel, bias}}``.
+while the patches form becomes a batched matmul). ``metanas.nn.pure.pure(lambda rngs: CNN4(ways, rngs=rngs))`` is
+the pure pair the meta-learners take; the params are a dict ``{convs: {0..3: {kernel [3,3,Cin,C], bias [C]}},
+bns: {0..3: {scale, bias}}, head: {kernel, bias}}``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from flax import nnx
 
 from metanas.nn import functional as F
 from metanas.nn.modules import BatchNorm, Conv, Dense
-from metanas.nn.pure import graphdef_of
 
 BN_EPS = 1e-5
 
@@ -30,35 +30,19 @@ class CNN4(nnx.Module):
 
     def __init__(self, ways: int, *, channels: int = 64, in_channels: int = 1, hw: int = 28,
                  impl: str | None = "patches", rngs: nnx.Rngs):
-        cin, s = in_channels, hw
-        for i in range(4):
-            setattr(self, f"conv{i}", Conv(cin, channels, 3, bias=True, init="uniform", impl=impl, rngs=rngs))
-            setattr(self, f"bn{i}", BatchNorm(channels, eps=BN_EPS))
-            cin, s = channels, s // 2
-        self.head = Dense(channels * s * s, ways, bias_init="uniform", rngs=rngs)
+        sizes = [in_channels] + [channels] * 4
+        self.convs = nnx.List([Conv(a, b, 3, bias=True, init="uniform", impl=impl, rngs=rngs)
+                               for a, b in zip(sizes, sizes[1:])])
+        self.bns = nnx.List([BatchNorm(channels, eps=BN_EPS) for _ in range(4)])
+        self.head = Dense(channels * (hw // 16) ** 2, ways, bias_init="uniform", rngs=rngs)
 
     def features(self, x: jax.Array) -> jax.Array:
         """x: [N,H,W,Cin] -> [N, C*s*s] (the embedding ANIL keeps fixed in its inner loop)."""
-        for i in range(4):
-            x = getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(x))
-            x = F.max_pool(jax.nn.relu(x), 2, 2, 0)
+        for conv, bn in zip(self.convs, self.bns):
+            x = F.max_pool(jax.nn.relu(bn(conv(x))), 2, 2, 0)
         return x.reshape(x.shape[0], -1)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: [N,H,W,Cin] -> logits [N, ways]."""
         return self.head(self.features(x))
 
-
-def init(key: jax.Array, ways: int, *, channels: int = 64, in_channels: int = 1, hw: int = 28) -> dict:
-    """The params dict of a fresh ``CNN4`` (see the module doc)."""
-    return nnx.to_pure_dict(nnx.state(CNN4(ways, channels=channels, in_channels=in_channels, hw=hw,
-                                           rngs=nnx.Rngs(params=key))))
-
-
-def apply(params: dict, x: jax.Array, *, impl: str | None = "patches") -> jax.Array:
-    """x: [N,H,W,Cin] -> logits [N, ways] with ``params`` from ``init`` (``impl``: the convolution, see above)."""
-    cin, channels = params["conv0"]["kernel"].shape[2:]
-    fin, ways = params["head"]["kernel"].shape
-    s = int(round((fin // channels) ** 0.5))
-    gd = graphdef_of(CNN4, int(ways), channels=int(channels), in_channels=int(cin), hw=16 * s, impl=impl)
-    return nnx.merge(gd, params)(x)

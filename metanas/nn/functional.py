@@ -15,14 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from metanas import initializers
 from metanas.nn.types import Params
-
-def conv_init(key: jax.Array, k: int, cin: int, cout: int, groups: int = 1) -> jax.Array:
-    """Kaiming-normal (fan_in) kernel [k, k, cin/groups, cout]."""
-    fan_in = k * k * cin // groups
-    return initializers.normal(key, (k, k, cin // groups, cout), jnp.sqrt(2.0 / fan_in))
-
 
 # "gemm": 1x1 convolutions are matmuls and stride-1 'same' kxk convolutions have a custom VJP whose filter gradient
 # is k*k GEMMs (shifted input^T @ dy) and whose input gradient is a canonical (NHWC/HWIO) convolution; everything
@@ -176,10 +169,6 @@ def batch_norm(x: jax.Array, p: Params | None = None, eps: float = 1e-5) -> jax.
     if p is not None:
         y = y * p["scale"].reshape((1,) * (x.ndim - 1) + (-1,)) + p["bias"].reshape((1,) * (x.ndim - 1) + (-1,))
     return y
-
-
-def bn_init(C: int, affine: bool) -> Params:
-    return {"scale": jnp.ones((C,), jnp.float32), "bias": jnp.zeros((C,), jnp.float32)} if affine else None
 
 
 def _pool_counts(x: jax.Array, k: int, stride: int, padding: int) -> jax.Array:

@@ -1,8 +1,9 @@
 """flax NNX layer modules over the plain-function layers of ``metanas.nn.functional`` (the fast custom-VJP
 convolution and batch norm), and the one MLP of the package.
 
-Parameters are ``nnx.Param``; all batch norms use batch statistics (``track_running_stats=False``, as the NAS
-search codes and MAML's reference code), so no module holds running statistics. Random draws go through
+Parameters are ``nnx.Param``. Batch norm uses the batch's statistics (``track_running_stats=False``, as the NAS
+search codes and MAML's reference code) unless ``BatchNorm.track`` gave it running statistics (``nnx.BatchStat``),
+as a network whose reference has them does (``make_derived(..., running_stats=True)``). Random draws go through
 ``metanas.initializers`` (a handful of compiles per process instead of one per array shape).
 """
 
@@ -58,15 +59,37 @@ class Conv(nnx.Module):
 
 class BatchNorm(nnx.Module):
     """Batch norm over (batch, H, W) with the batch's statistics (``functional.batch_norm``); ``affine`` adds a
-    learned scale (1) and shift (0)."""
+    learned scale (1) and shift (0).
+
+    ``track()`` adds running statistics (PyTorch's ``BatchNorm2d``: ``mean`` 0 and ``var`` 1, ``nnx.BatchStat``;
+    each training call moves them by ``momentum`` towards the batch's mean and unbiased variance); with
+    ``use_running_average`` (``nnx.Module.eval()`` sets it) they replace the batch's statistics."""
 
     def __init__(self, C: int, *, affine: bool = True, eps: float = 1e-5):
         self.scale = nnx.Param(jnp.ones((C,), jnp.float32)) if affine else None
         self.bias = nnx.Param(jnp.zeros((C,), jnp.float32)) if affine else None
-        self.eps = eps
+        self.eps, self.C = eps, C
+        self.mean = self.var = None
+        self.momentum, self.use_running_average = 0.1, False
+
+    def track(self, momentum: float = 0.1) -> None:
+        """Hold running statistics from now on (see the class doc)."""
+        self.mean = nnx.data(nnx.BatchStat(jnp.zeros((self.C,), jnp.float32)))  # was a static None
+        self.var = nnx.data(nnx.BatchStat(jnp.ones((self.C,), jnp.float32)))
+        self.momentum = momentum
 
     def __call__(self, x: jax.Array) -> jax.Array:
         p = None if self.scale is None else {"scale": self.scale[...], "bias": self.bias[...]}
+        if self.mean is None:
+            return F.batch_norm(x, p, self.eps)
+        if self.use_running_average:
+            y = (x - _row(self.mean[...], x.ndim)) * jax.lax.rsqrt(_row(self.var[...], x.ndim) + self.eps)
+            return y if p is None else y * _row(p["scale"], x.ndim) + _row(p["bias"], x.ndim)
+        axes, n = tuple(range(x.ndim - 1)), x.size // x.shape[-1]
+        xs = jax.lax.stop_gradient(x)
+        m = self.momentum
+        self.mean[...] = (1 - m) * self.mean[...] + m * jnp.mean(xs, axes)
+        self.var[...] = (1 - m) * self.var[...] + m * jnp.var(xs, axes) * n / max(n - 1, 1)
         return F.batch_norm(x, p, self.eps)
 
 
@@ -84,19 +107,19 @@ class Dense(nnx.Module):
 
 
 class MLP(nnx.Module):
-    """The package's one MLP: layer widths ``sizes`` (input first, output last), ``activation`` between layers,
-    a linear last layer. Layers are ``dense0 .. dense{L-2}`` and ``head`` (ANIL adapts only ``head``)."""
+    """The package's one MLP module: layer widths ``sizes`` (input first, output last), ``activation`` between
+    layers, a linear last layer. Layers are ``hidden`` (an ``nnx.List``) and ``head`` (ANIL adapts only ``head``);
+    weights ~ U(+-1/sqrt(fan_in)) (PyTorch's nn.Linear), biases 0. Finn et al. 2017's sinusoid model is
+    ``MLP((1, 40, 40, 1))``."""
 
     def __init__(self, sizes: Sequence[int], *, activation=jax.nn.relu, rngs: nnx.Rngs):
         sizes = tuple(int(s) for s in sizes)
         if len(sizes) < 2:
             raise ValueError(f"MLP sizes need an input and an output width, got {sizes}")
-        self.n_hidden = len(sizes) - 2
-        for i in range(self.n_hidden):
-            setattr(self, f"dense{i}", Dense(sizes[i], sizes[i + 1], rngs=rngs))
+        self.hidden = nnx.List([Dense(a, b, rngs=rngs) for a, b in zip(sizes[:-2], sizes[1:-1])])
         self.head = Dense(sizes[-2], sizes[-1], rngs=rngs)
         self.activation = activation
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        layers = [getattr(self, f"dense{i}") for i in range(self.n_hidden)] + [self.head]
-        return F.mlp([{"w": d.kernel[...], "b": d.bias[...]} for d in layers], x, activation=self.activation)
+        return F.mlp([{"w": d.kernel[...], "b": d.bias[...]} for d in (*self.hidden, self.head)], x,
+                     activation=self.activation)

@@ -61,16 +61,17 @@ class MetaTrain(MetaLoop):
 def build_model(t: MetaTrain, family: TaskFamily) -> tuple:
     """(init_fn(key) -> params, apply_fn(params, x)) from ``train.model`` ("mlp" | "cnn4"), sized by the family's
     input shape and number of outputs."""
-    from metanas.models import cnn4, mlp
+    from metanas.models.cnn4 import CNN4
+    from metanas.nn.modules import MLP
+    from metanas.nn.pure import pure
 
     if t.model == "mlp":
         sizes = (int(np.prod(family.input_shape)), *[int(h) for h in t.hidden], family.num_outputs)
-        return (lambda key: mlp.init(key, sizes)), mlp.apply
+        return pure(lambda rngs: MLP(sizes, rngs=rngs))
     if t.model == "cnn4":
         hw, _, in_ch = family.input_shape
-        init = functools.partial(cnn4.init, ways=family.num_outputs, channels=int(t.channels), in_channels=in_ch,
-                                 hw=hw)
-        return (lambda key: init(key)), functools.partial(cnn4.apply, impl=t.conv_impl)
+        return pure(lambda rngs: CNN4(family.num_outputs, channels=int(t.channels), in_channels=in_ch, hw=hw,
+                                      impl=t.conv_impl, rngs=rngs))
     raise AssertionError(t.model)  # Literal-checked by train_block
 
 

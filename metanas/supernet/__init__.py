@@ -19,12 +19,12 @@ from metanas.search_spaces.darts_cnn import DartsCNNSpace
 from metanas.search_spaces.nb201 import EDGES as NB201_EDGES
 from metanas.search_spaces.nb201 import NB201Space
 from metanas.search_spaces.toy import ToySpace
-from metanas.supernet.cell import Cell, CellSpec, cell_apply, cell_init, mixed_op
+from metanas.supernet.cell import Cell, CellSpec, mixed_op
 from metanas.supernet.discretize import derive_argmax, derive_darts
 from metanas.supernet.network import Alpha, CellNetwork, DartsNetwork
 
-__all__ = ["make_supernet", "make_derived", "derive", "CellNetwork", "DartsNetwork", "CellSpec", "cell_apply",
-           "cell_init", "mixed_op", "Cell", "Alpha", "derive_argmax", "derive_darts"]
+__all__ = ["make_supernet", "make_derived", "derive", "CellNetwork", "DartsNetwork", "CellSpec", "mixed_op", "Cell",
+           "Alpha", "derive_argmax", "derive_darts"]
 
 
 def _cell_stages(space: SearchSpace, stages: int | None) -> int:
@@ -56,17 +56,20 @@ def make_supernet(space: SearchSpace, *, C: int, N: int, num_classes: int,
 
 
 def make_derived(space: SearchSpace, arch, *, C: int, N: int, num_classes: int, drop_path_prob: float = 0.0,
-                 stages: int | None = None) -> CellNetwork | DartsNetwork:
-    """The discrete network of ``arch`` for retraining from scratch (affine BN, one op per edge)."""
+                 stages: int | None = None, running_stats: bool = False) -> CellNetwork | DartsNetwork:
+    """The discrete network of ``arch`` for retraining from scratch (affine BN, one op per edge). ``running_stats``:
+    BN keeps running statistics and evaluates with them (the papers' retraining code, PyTorch's default); off, it
+    uses the batch's statistics in evaluation too (what the committed retraining figures used)."""
     if isinstance(space, (NB201Space, ToySpace)):
         edges = NB201_EDGES if isinstance(space, NB201Space) else space.edges
         return CellNetwork(edges, tuple((space.ops[int(a)],) for a in arch), C=C, N=N,
-                           num_stages=_cell_stages(space, stages), num_classes=num_classes, affine=True)
+                           num_stages=_cell_stages(space, stages), num_classes=num_classes, affine=True,
+                           running_stats=running_stats)
     _cell_stages(space, stages)
     if isinstance(space, DartsCNNSpace):
         g = space.genotype(arch)
         return DartsNetwork(normal=tuple(g["normal"]), reduce=tuple(g["reduce"]), C=C, layers=N,
-                            num_classes=num_classes, drop_path_prob=drop_path_prob)
+                            num_classes=num_classes, drop_path_prob=drop_path_prob, running_stats=running_stats)
     raise TypeError(f"no derived network for search space {type(space).__name__}")
 
 

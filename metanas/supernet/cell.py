@@ -2,7 +2,7 @@
 
 A cell is described by a hashable ``CellSpec`` and built as the NNX module ``Cell``; its params (a pure dict
 ``{"edges": {"e<edge>": {<op name>: op params}}}``) are stacked along a leading axis across the cells of one
-stage and run with ``lax.scan``, merging the cell's graph definition with each slice (``cell_apply``).
+stage, which runs as one ``nnx.scan`` (``metanas.supernet.network``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import lax
 
-from metanas.nn.pure import build, graphdef_of
-from metanas.nn.types import Params
 from metanas.search_spaces.ops import PoolBN, get_op, op_kind, relu_conv_bn_fused
 
 
@@ -125,7 +123,7 @@ class Cell(nnx.Module):
             if kind[:1] == ("stateless",):
                 y = mods[0](x)
                 out |= {pk: y for pk in pairs}
-            elif kind[:1] == ("relu_conv_bn",) and len(pairs) > 1:
+            elif kind[:1] == ("relu_conv_bn",) and len(pairs) > 1 and mods[0].bn.mean is None:  # no running stats
                 out |= dict(zip(pairs, relu_conv_bn_fused(mods, x, kind[1])))
             else:
                 out |= {pk: m(x) for pk, m in zip(pairs, mods)}
@@ -153,15 +151,3 @@ class Cell(nnx.Module):
                 acc[dst] = h if dst not in acc else acc[dst] + h
         return acc[spec.nodes[-1]]
 
-
-def cell_init(spec: CellSpec, key: jax.Array) -> Params:
-    """The pure params dict of a fresh ``Cell(spec)``."""
-    return nnx.to_pure_dict(nnx.state(build(Cell, spec, rngs=nnx.Rngs(params=key)), nnx.Param))
-
-
-def cell_apply(spec: CellSpec, params: Params, mix: jax.Array | None, inputs: tuple[jax.Array, ...], *,
-               index: jax.Array | None = None, drop_key: jax.Array | None = None,
-               drop_prob: float = 0.0) -> jax.Array:
-    """``Cell(spec)`` with ``params`` applied to ``inputs`` (see ``Cell.__call__``)."""
-    cell = nnx.merge(graphdef_of(Cell, spec), params)
-    return cell(inputs, mix, index=index, drop_key=drop_key, drop_prob=drop_prob)

@@ -9,13 +9,18 @@ Every network is a frozen dataclass with the same functional boundary (the rest 
   (same pytree as ``alphas``), optionally GDAS ``index`` (one op per edge, same pytree with int ``[E]`` leaves).
 
 Inputs are NHWC float32. Batch norm uses batch statistics in training and evaluation alike (the NB201/DARTS search
-setting ``track_running_stats=False``), so ``batch_stats`` is an empty dict that is passed through unchanged; it is
-kept in the signature for running statistics. Derived (discrete) networks have ``alphas = {}``.
+setting ``track_running_stats=False``), so ``batch_stats`` is an empty dict that is passed through unchanged. A
+network built with ``running_stats=True`` (a derived network, as the papers' retraining code) holds running
+statistics instead: ``batch_stats`` is their pure dict, ``apply(..., train=True)`` returns it updated and
+``train=False`` normalises with it. Derived (discrete) networks have ``alphas = {}``.
+
+Each config holds the graph definitions of its own NNX module (``_Boundary.pure``: one ``metanas.nn.pure.Pure`` per
+input channel count, captured by ``init``), so ``apply`` merges pure dicts without rebuilding the module.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +29,7 @@ from jax import lax
 
 from metanas import initializers
 from metanas.nn.modules import BatchNorm, Conv, Dense
-from metanas.nn.pure import build, graphdef_of
+from metanas.nn.pure import Pure
 from metanas.nn.types import Params
 from metanas.search_spaces.ops import FactorizedReduce, ReLUConvBN
 from metanas.supernet.cell import Cell, CellSpec
@@ -39,28 +44,50 @@ def _softmax(alphas):
     return jax.tree.map(lambda a: jax.nn.softmax(a, axis=-1), alphas)
 
 
-def _split(model: nnx.Module) -> tuple[Params, Params, Params]:
-    """(weights, alphas, batch_stats) of a network module as pure dicts; alphas unwrapped from the ``alpha``
-    attribute (an array, a dict of arrays, or ``{}`` for a derived network)."""
-    _, w, a, bs = nnx.split(model, nnx.Param, Alpha, nnx.BatchStat)
-    return nnx.to_pure_dict(w), nnx.to_pure_dict(a).get("alpha", {}), nnx.to_pure_dict(bs)
-
-
 def _stacked(cells: list[nnx.Module]) -> nnx.Module:
-    """The first of ``cells`` holding all cells' parameters stacked on a new leading axis (for ``lax.scan``)."""
-    states = [nnx.state(c) for c in cells]
-    nnx.update(cells[0], jax.tree.map(lambda *xs: jnp.stack(xs), *states))
+    """The first of ``cells`` holding all cells' parameters stacked on a new leading axis (for ``nnx.scan``). The
+    cells are built one after the other (not ``nnx.vmap``-ed) so that their parameters are the draws of the
+    sequential key stream."""
+    nnx.update(cells[0], jax.tree.map(lambda *xs: jnp.stack(xs), *[nnx.state(c) for c in cells]))
     return cells[0]
 
 
-def _scan_cells(cell: nnx.Module, h: jax.Array, fn, length: int, unroll: bool) -> jax.Array:
-    """``h <- fn(cell_i, h)`` over the stacked cells of ``cell`` as one ``lax.scan`` (split / merge per cell)."""
-    graphdef, state = nnx.split(cell)
+def _track(module: nnx.Module) -> nnx.Module:
+    """Give every batch norm of ``module`` that has none running statistics (``BatchNorm.track``)."""
+    for _, m in nnx.iter_graph(module):
+        if isinstance(m, BatchNorm) and m.mean is None:
+            m.track()
+    return module
 
-    def body(h, p):
-        return fn(nnx.merge(graphdef, p), h), None
 
-    return lax.scan(body, h, state, length=length, unroll=unroll)[0]
+class _Boundary:
+    """``init`` / ``apply`` / ``apply_mix`` of a network config (see the module doc): its module class ``module``
+    built as ``module(self, cin, rngs=...)``, split into (weights, alphas, batch statistics) by a ``Pure`` per input
+    channel count, held in ``self.pures`` (the config's own graph definitions, no process-wide cache)."""
+
+    module: type
+    pures: dict
+    running_stats: bool
+
+    def pure(self, cin: int) -> Pure:
+        if cin not in self.pures:
+            self.pures[cin] = Pure(lambda rngs: self.module(self, cin, rngs=rngs), (nnx.Param, Alpha, nnx.BatchStat))
+        return self.pures[cin]
+
+    def init(self, key: jax.Array, sample_x: jax.Array) -> tuple[Params, jax.Array | dict, dict]:
+        weights, alphas, batch_stats = self.pure(int(sample_x.shape[-1])).init(key)
+        return weights, alphas.get("alpha", {}), batch_stats
+
+    def apply(self, weights, alphas, batch_stats, x, train: bool = True, *, key=None):
+        return self.apply_mix(weights, _softmax(alphas) if self.searchable else None, batch_stats, x, train, key=key)
+
+    def apply_mix(self, weights, mix, batch_stats, x, train: bool = True, *, index=None, key=None):
+        model = self.pure(int(x.shape[-1])).merge(weights, {"alpha": mix} if self.searchable else {}, batch_stats)
+        if not self.running_stats:
+            return model(x, mix, index=index, key=key if train else None), batch_stats
+        model.set_attributes(use_running_average=not train)
+        logits = model(x, mix, index=index, key=key if train else None)
+        return logits, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
 
 
 class ResBlock(nnx.Module):
@@ -77,39 +104,47 @@ class ResBlock(nnx.Module):
 
 
 class CellNet(nnx.Module):
-    """The NNX module of a ``CellNetwork`` (see there); ``stage<s>`` holds the stage's N cells stacked."""
+    """The NNX module of a ``CellNetwork`` (see there): ``stages[s]`` holds the stage's N cells stacked, ``res[s-1]``
+    the reduction block before stage ``s``."""
 
     def __init__(self, cfg: "CellNetwork", cin: int, *, rngs: nnx.Rngs):
         self.cfg = cfg
         self.stem = Conv(cin, cfg.C, 3, rngs=rngs)
         self.stem_bn = BatchNorm(cfg.C)
+        res, stages = [], []
         for s in range(cfg.num_stages):
             if s > 0:
-                setattr(self, f"res{s}", ResBlock(cfg.C * 2 ** (s - 1), cfg.C * 2**s, rngs=rngs))
-            setattr(self, f"stage{s}", _stacked([Cell(cfg.cell_spec(s), rngs=rngs) for _ in range(cfg.N)]))
+                res.append(ResBlock(cfg.C * 2 ** (s - 1), cfg.C * 2**s, rngs=rngs))
+            cells = [Cell(cfg.cell_spec(s), rngs=rngs) for _ in range(cfg.N)]
+            stages.append(_stacked([_track(c) for c in cells] if cfg.running_stats else cells))
+        self.res, self.stages = nnx.List(res), nnx.List(stages)
         C_last = cfg.C * 2 ** (cfg.num_stages - 1)
         self.head_bn = BatchNorm(C_last)
         self.head = Dense(C_last, cfg.num_classes, rngs=rngs)
         if cfg.searchable:
             self.alpha = Alpha(initializers.normal(rngs.params(), (len(cfg.edges), len(cfg.edge_ops[0])), 1e-3))
+        if cfg.running_stats:
+            _track(self)
 
-    def __call__(self, x: jax.Array, mix=None, *, index=None) -> jax.Array:
-        cfg = self.cfg
+    def __call__(self, x: jax.Array, mix=None, *, index=None, key=None) -> jax.Array:
+        """``key``: unused (the NB201 skeleton has no drop-path)."""
+
+        @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry, unroll=self.cfg.unroll)
+        def stage(cell, h):
+            return cell((h,), mix, index=index)
+
         h = self.stem_bn(self.stem(x))
-        for s in range(cfg.num_stages):
-            if s > 0:
-                h = getattr(self, f"res{s}")(h)
-            h = _scan_cells(getattr(self, f"stage{s}"), h, lambda cell, h: cell((h,), mix, index=index),
-                            cfg.N, cfg.unroll)
+        for s, cells in enumerate(self.stages):
+            h = stage(cells, self.res[s - 1](h) if s > 0 else h)
         return self.head(jnp.mean(jax.nn.relu(self.head_bn(h)), axis=(1, 2)))
 
 
 @dataclass(frozen=True)
-class CellNetwork:
+class CellNetwork(_Boundary):
     """NB201 skeleton (Dong & Yang 2020, xautodl ``TinyNetworkDarts``): stem Conv3x3 -> BN; ``num_stages`` stages of
     ``N`` identical cells, a residual reduction block (stride 2, channels x2) between stages; BN -> ReLU -> global
     average pool -> linear. One ``alphas [E, K]`` is shared by all cells. The ``N`` cells of a stage have stacked
-    parameters and run as a rolled ``lax.scan`` (see ``unroll``).
+    parameters and run as a rolled ``nnx.scan`` (see ``unroll``).
     """
 
     edges: tuple[tuple[int, int], ...]
@@ -123,6 +158,9 @@ class CellNetwork:
     # a several times shorter compile). With lax.conv's own derivatives XLA:CPU ran the rolled backward pass ~10x
     # slower (a slow fallback for the loop's filter-gradient convolutions); ops.conv's default "gemm" impl avoids them
     unroll: bool = False
+    running_stats: bool = False  # BN running statistics (derived networks only; see make_derived)
+    pures: dict = field(default_factory=dict, init=False, compare=False, repr=False)  # see _Boundary
+    module = CellNet
 
     def __post_init__(self):
         object.__setattr__(self, "edges", tuple(tuple(e) for e in self.edges))
@@ -134,16 +172,6 @@ class CellNetwork:
 
     def cell_spec(self, stage: int) -> CellSpec:
         return CellSpec(C=self.C * 2**stage, edges=self.edges, edge_ops=self.edge_ops, affine=self.affine)
-
-    def init(self, key: jax.Array, sample_x: jax.Array) -> tuple[Params, jax.Array | dict, dict]:
-        return _split(build(CellNet, self, int(sample_x.shape[-1]), rngs=nnx.Rngs(params=key)))
-
-    def apply(self, weights, alphas, batch_stats, x, train: bool = True, *, key=None):
-        return self.apply_mix(weights, _softmax(alphas) if self.searchable else None, batch_stats, x, train, key=key)
-
-    def apply_mix(self, weights, mix, batch_stats, x, train: bool = True, *, index=None, key=None):
-        model = nnx.merge(graphdef_of(CellNet, self, int(x.shape[-1])), weights, {"alpha": mix} if self.searchable else {})
-        return model(x, mix, index=index), batch_stats
 
 
 def _darts_cells(layers: int):
@@ -158,7 +186,7 @@ def _darts_cells(layers: int):
 
 
 @dataclass(frozen=True)
-class DartsNetwork:
+class DartsNetwork(_Boundary):
     """DARTS CNN (Liu et al. 2019, ``model_search.Network`` / ``model.NetworkCIFAR`` without auxiliary head).
 
     Search (``normal``/``reduce`` empty): every cell has all 14 edges with all ``ops``; ``alphas = {"normal":
@@ -174,6 +202,8 @@ class DartsNetwork:
     num_classes: int = 10
     stem_multiplier: int = 3
     drop_path_prob: float = 0.0
+    running_stats: bool = False  # BN running statistics (derived networks only; see make_derived)
+    pures: dict = field(default_factory=dict, init=False, compare=False, repr=False)  # see _Boundary
 
     def __post_init__(self):
         object.__setattr__(self, "ops", tuple(self.ops))
@@ -207,17 +237,6 @@ class DartsNetwork:
             C_pp, C_p = C_p, len(spec.nodes) * C_curr
         return out, C_p
 
-    def init(self, key, sample_x):
-        return _split(build(DartsNet, self, int(sample_x.shape[-1]), rngs=nnx.Rngs(params=key)))
-
-    def apply(self, weights, alphas, batch_stats, x, train: bool = True, *, key=None):
-        return self.apply_mix(weights, _softmax(alphas) if self.searchable else None, batch_stats, x, train, key=key)
-
-    def apply_mix(self, weights, mix, batch_stats, x, train: bool = True, *, index=None, key=None):
-        model = nnx.merge(graphdef_of(DartsNet, self, int(x.shape[-1])), weights,
-                          {"alpha": mix} if self.searchable else {})
-        return model(x, mix, index=index, key=key if train else None), batch_stats
-
 
 class DartsLayer(nnx.Module):
     """One DARTS layer: the two input preprocessors and the cell."""
@@ -231,7 +250,8 @@ class DartsLayer(nnx.Module):
 
 
 class DartsNet(nnx.Module):
-    """The NNX module of a ``DartsNetwork`` (see there): ``stem``, ``layer<i>``, ``head``, ``alpha``."""
+    """The NNX module of a ``DartsNetwork`` (see there): ``stem``, ``layers`` (an ``nnx.List``), ``head``,
+    ``alpha``."""
 
     def __init__(self, cfg: "DartsNetwork", cin: int, *, rngs: nnx.Rngs):
         self.cfg = cfg
@@ -239,22 +259,26 @@ class DartsNet(nnx.Module):
         self.stem = Conv(cin, C_stem, 3, rngs=rngs)
         self.stem_bn = BatchNorm(C_stem)
         layout, C_last = cfg._layout()
-        for i, (spec, C_pp, C_p, C, red_prev) in enumerate(layout):
-            setattr(self, f"layer{i}", DartsLayer(spec, C_pp, C_p, C, red_prev, not cfg.searchable, rngs=rngs))
+        self.layers = nnx.List([DartsLayer(spec, C_pp, C_p, C, red_prev, not cfg.searchable, rngs=rngs)
+                                for spec, C_pp, C_p, C, red_prev in layout])
         self.head = Dense(C_last, cfg.num_classes, rngs=rngs)
         if cfg.searchable:
             shape = (14, len(cfg.ops))
             self.alpha = nnx.Dict({"normal": Alpha(initializers.normal(rngs.params(), shape, 1e-3)),
                                    "reduce": Alpha(initializers.normal(rngs.params(), shape, 1e-3))})
+        if cfg.running_stats:
+            _track(self)
 
     def __call__(self, x: jax.Array, mix=None, *, index=None, key=None) -> jax.Array:
         cfg = self.cfg
         s0 = s1 = self.stem_bn(self.stem(x))
-        for i in range(cfg.layers):
-            layer = getattr(self, f"layer{i}")
+        for i, layer in enumerate(self.layers):
             name = "reduce" if layer.cell.spec.reduction else "normal"
             dk = jax.random.fold_in(key, i) if (key is not None and cfg.drop_path_prob > 0) else None
             out = layer.cell((layer.pre0(s0), layer.pre1(s1)), None if mix is None else mix[name],
                              index=None if index is None else index[name], drop_key=dk, drop_prob=cfg.drop_path_prob)
             s0, s1 = s1, out
         return self.head(jnp.mean(s1, axis=(1, 2)))
+
+
+DartsNetwork.module = DartsNet

@@ -95,12 +95,14 @@ def test_source_fused_cell_leaves_out_none_with_the_same_alpha_gradient():
     """The by-source NB201 cell leaves the "none" op (w * 0) out of each mixed sum: the loss and its gradients with
     respect to the weights and to all alphas (none's included, through the softmax) equal the edge-by-edge cell's."""
     from metanas.search_spaces.nb201 import EDGES, NB201_OPS
-    from metanas.supernet.cell import CellSpec, cell_apply, cell_init
+    from metanas.nn.pure import Pure
+    from metanas.supernet.cell import Cell, CellSpec
 
     assert ops.op_kind(ops.get_op("none", 4)) == ("stateless", "zero")
     key = jax.random.PRNGKey(5)
     spec = CellSpec(C=4, edges=EDGES, edge_ops=tuple(NB201_OPS for _ in EDGES))
-    p = cell_init(spec, key)
+    cell = Pure(lambda rngs: Cell(spec, rngs=rngs))
+    (p,) = cell.init(key)
     x = jax.random.normal(jax.random.fold_in(key, 1), (3, 6, 6, 4))
     r = jax.random.normal(jax.random.fold_in(key, 3), (3, 6, 6, 4))
     alpha = jax.random.normal(jax.random.fold_in(key, 2), (6, 5))
@@ -108,7 +110,7 @@ def test_source_fused_cell_leaves_out_none_with_the_same_alpha_gradient():
     def loss(plain):
         def f(p, a):
             kw = {"drop_key": key, "drop_prob": 0.0} if plain else {}
-            return jnp.sum(cell_apply(spec, p, jax.nn.softmax(a, -1), (x,), **kw) * r)
+            return jnp.sum(cell.merge(p)((x,), jax.nn.softmax(a, -1), **kw) * r)
         return jax.jit(jax.value_and_grad(f, (0, 1)))
 
     (v1, g1), (v2, g2) = loss(False)(p, alpha), loss(True)(p, alpha)

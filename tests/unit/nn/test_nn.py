@@ -1,6 +1,8 @@
 """metanas.nn: the NNX modules equal the formulas they replace, and `pure` runs every meta-learner over a user's
 own flax module ("bring your own model")."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,37 +11,41 @@ import pytest
 from flax import nnx
 
 from metanas.meta import ANIL, MAML, MetaSGD, Reptile, Task, cross_entropy_accuracy
-from metanas.models import cnn4, mlp
+from metanas.models.cnn4 import CNN4
 from metanas.nn import functional as F
+from metanas.nn.modules import MLP
 from metanas.nn.pure import pure
 
 
 def test_mlp_params_and_formula():
-    p = mlp.init(jax.random.key(0), (1, 8, 8, 2))
-    assert set(p) == {"dense0", "dense1", "head"} and p["head"]["kernel"].shape == (8, 2)
+    init, apply = pure(lambda rngs: MLP((1, 8, 8, 2), rngs=rngs))
+    p = init(jax.random.key(0))
+    assert set(p) == {"hidden", "head"} and set(p["hidden"]) == {0, 1} and p["head"]["kernel"].shape == (8, 2)
     x = jax.random.normal(jax.random.key(1), (5, 1))
     h = x
-    for k in ("dense0", "dense1"):
-        h = jax.nn.relu(h @ p[k]["kernel"] + p[k]["bias"][None])
-    np.testing.assert_allclose(mlp.apply(p, x), h @ p["head"]["kernel"] + p["head"]["bias"][None], rtol=1e-6)
-    assert float(jnp.max(jnp.abs(p["dense0"]["kernel"]))) <= 1.0  # U(+-1/sqrt(fan_in)), fan_in 1
+    for k in (0, 1):
+        h = jax.nn.relu(h @ p["hidden"][k]["kernel"] + p["hidden"][k]["bias"][None])
+    np.testing.assert_allclose(apply(p, x), h @ p["head"]["kernel"] + p["head"]["bias"][None], rtol=1e-6)
+    assert float(jnp.max(jnp.abs(p["hidden"][0]["kernel"]))) <= 1.0  # U(+-1/sqrt(fan_in)), fan_in 1
 
 
 def test_cnn4_equals_the_plain_formula():
-    p = cnn4.init(jax.random.key(0), 3, channels=4, hw=16)
+    p = pure(lambda rngs: CNN4(3, channels=4, hw=16, rngs=rngs))[0](jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (6, 16, 16, 1))
     h = x
     for i in range(4):
-        c = p[f"conv{i}"]
+        c = p["convs"][i]
         h = jax.lax.conv_general_dilated(h, c["kernel"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
         h = h + c["bias"][None, None, None]
         mean = h.mean((0, 1, 2), keepdims=True)
         var = ((h - mean) ** 2).mean((0, 1, 2), keepdims=True)
-        h = (h - mean) / jnp.sqrt(var + 1e-5) * p[f"bn{i}"]["scale"][None, None, None] + p[f"bn{i}"]["bias"][None, None, None]
+        bn = p["bns"][i]
+        h = (h - mean) / jnp.sqrt(var + 1e-5) * bn["scale"][None, None, None] + bn["bias"][None, None, None]
         h = jax.lax.reduce_window(jax.nn.relu(h), -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
     ref = h.reshape(6, -1) @ p["head"]["kernel"] + p["head"]["bias"][None]
     for impl in ("patches", "gemm", "lax"):
-        np.testing.assert_allclose(jax.jit(lambda p, x: cnn4.apply(p, x, impl=impl))(p, x), ref, rtol=1e-4, atol=1e-4)
+        _, apply = pure(lambda rngs: CNN4(3, channels=4, hw=16, impl=impl, rngs=rngs))
+        np.testing.assert_allclose(jax.jit(apply)(p, x), ref, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("k", [2, 3])
@@ -106,7 +112,7 @@ def test_pure_refuses_modules_with_non_param_state():
             return self.bn(x)
 
     init, _ = pure(lambda rngs: WithStats(rngs=rngs))
-    with pytest.raises(TypeError, match="nnx.Param only"):
+    with pytest.raises(TypeError, match=r"holds \['BatchStat'\] besides \['Param'\]"):
         init(jax.random.key(0))
 
 
@@ -136,7 +142,8 @@ def test_pure_apply_works_before_init_in_the_same_process():
 
 def test_apply_after_init_reuses_the_built_graph(monkeypatch):
     """A supernet's ``apply`` after its ``init`` takes the graph definition ``init`` built (rebuilding a supernet
-    abstractly cost seconds of the first step); outputs are those of a freshly rebuilt graph."""
+    abstractly cost seconds of the first step); an equal network that never ran ``init`` (restored weights) builds
+    its own once, abstractly, and computes the same outputs. Nothing is shared through a process-wide cache."""
     from metanas.nn import pure as pure_mod
     from metanas.search_spaces import NB201Space
     from metanas.supernet import make_supernet
@@ -148,7 +155,11 @@ def test_apply_after_init_reuses_the_built_graph(monkeypatch):
     monkeypatch.setattr(pure_mod.nnx, "eval_shape", lambda *args, **kw: rebuilt.append(1) or eval_shape(*args, **kw))
     y, _ = net.apply(w, a, bs, x)
     assert not rebuilt
-    pure_mod._GRAPHDEFS.clear()
-    y_rebuilt, _ = net.apply(w, a, bs, x)
-    assert rebuilt
+    fresh = make_supernet(NB201Space(), C=4, N=1, num_classes=3)
+    assert fresh == net and not fresh.pures
+    assert net.pures and not dataclasses.replace(net, unroll=True).pures  # a changed config builds its own graph
+    y_rebuilt, _ = fresh.apply(w, a, bs, x)
+    y_again, _ = fresh.apply(w, a, bs, x)
+    assert len(rebuilt) == 1
     np.testing.assert_array_equal(y, y_rebuilt)
+    np.testing.assert_array_equal(y, y_again)

@@ -48,8 +48,9 @@ def test_supernet_with_one_hot_alpha_equals_derived_network(key):
     dnet = make_derived(space, arch, C=4, N=2, num_classes=3)
     dnet = type(dnet)(dnet.edges, dnet.edge_ops, C=4, N=2, num_stages=1, num_classes=3, affine=False)
     dw = jax.tree.map(lambda a: a, w)
-    dw["stage0"] = {"edges": {f"e{e}": {space.ops[int(a)]: w["stage0"]["edges"][f"e{e}"][space.ops[int(a)]]}
-                              for e, a in enumerate(arch) if space.ops[int(a)] in w["stage0"]["edges"][f"e{e}"]}}
+    edges = w["stages"][0]["edges"]
+    dw["stages"] = {0: {"edges": {f"e{e}": {space.ops[int(a)]: edges[f"e{e}"][space.ops[int(a)]]}
+                                  for e, a in enumerate(arch) if space.ops[int(a)] in edges[f"e{e}"]}}}
     d_logits, _ = jax.jit(lambda w: dnet.apply(w, {}, {}, x))(dw)
     np.testing.assert_allclose(logits, d_logits, atol=1e-5)
     assert alphas.shape == (3, 3)
@@ -62,8 +63,8 @@ def test_stages_set_the_nb201_skeleton_depth_and_are_checked(key):
     for stages, width in ((1, 4), (2, 8), (None, 16)):  # None: NB201's 3 stages
         net = make_supernet(space, C=4, N=1, num_classes=3, stages=stages)
         w, alphas, bs = net.init(key, x)
-        assert sum(k.startswith("stage") for k in w) == (stages or 3)
-        assert sum(k.startswith("res") for k in w) == (stages or 3) - 1
+        assert len(w["stages"]) == (stages or 3)
+        assert len(w.get("res", {})) == (stages or 3) - 1
         assert w["head"]["kernel"].shape == (width, 3)
         assert net.apply(w, alphas, bs, x)[0].shape == (2, 3)
         assert make_derived(space, np.zeros(6, np.int32), C=4, N=1, num_classes=3, stages=stages).num_stages == (stages or 3)
@@ -265,16 +266,18 @@ def test_source_fused_cell_equals_edge_by_edge_cell(key, affine):
     """NB201 cells run edges grouped by source node (shared pools, concatenated convs): same output as the plain
     edge-by-edge DAG loop (forced here by passing a drop-path key with drop probability 0)."""
     from metanas.search_spaces.nb201 import EDGES
-    from metanas.supernet.cell import CellSpec, cell_apply, cell_init
+    from metanas.nn.pure import Pure
+    from metanas.supernet.cell import Cell, CellSpec
 
     spec = CellSpec(C=4, edges=EDGES, edge_ops=tuple(NB201Space().ops for _ in EDGES), affine=affine)
-    p = cell_init(spec, key)
+    cell = Pure(lambda rngs: Cell(spec, rngs=rngs))
+    (p,) = cell.init(key)
     if affine:  # non-trivial BN affine parameters
         p = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.fold_in(key, a.size), a.shape), p)
     x = jax.random.normal(jax.random.fold_in(key, 1), (3, 6, 6, 4))
     mix = jax.nn.softmax(jax.random.normal(jax.random.fold_in(key, 2), (6, 5)), -1)
-    fused, plain = jax.jit(lambda p: (cell_apply(spec, p, mix, (x,)),
-                                      cell_apply(spec, p, mix, (x,), drop_key=key, drop_prob=0.0)))(p)
+    fused, plain = jax.jit(lambda p: (cell.merge(p)((x,), mix),
+                                      cell.merge(p)((x,), mix, drop_key=key, drop_prob=0.0)))(p)
     np.testing.assert_allclose(fused, plain, rtol=1e-5, atol=1e-5)
 
 
@@ -292,3 +295,35 @@ def test_gdas_step_on_the_darts_cnn_space(key):
     assert all(np.isfinite(float(v)) for v in m.values())
     for cell in ("normal", "reduce"):
         assert not np.allclose(s2.alphas[cell], state.alphas[cell]), cell
+
+
+def test_derived_network_running_statistics(key):
+    """``make_derived(..., running_stats=True)``: the same weights, the same training-mode logits as without; the
+    BN running statistics move by momentum 0.1 towards the batch's (per cell, through the stage's scan), and
+    evaluation normalises with them, so a sample's evaluation logits no longer depend on the rest of its batch."""
+    from metanas.nn import functional as F
+
+    space = NB201Space()
+    arch = np.array([3, 3, 3, 2, 1, 3], np.int32)  # several nor_conv_3x3 edges leave node 0: the fused path
+    kw = dict(C=4, N=2, num_classes=3, stages=2)
+    plain, tracked = make_derived(space, arch, **kw), make_derived(space, arch, **kw, running_stats=True)
+    x = jax.random.normal(key, (6, 8, 8, 3))
+    w, _, bs0 = plain.init(key, x)
+    wt, _, bs = tracked.init(key, x)
+    assert bs0 == {}
+    jax.tree.map(np.testing.assert_array_equal, w, wt)
+    np.testing.assert_array_equal(bs["stem_bn"]["var"], np.ones(4))
+    assert bs["stages"][0]["edges"]["e0"]["nor_conv_3x3"]["bn"]["mean"].shape == (2, 4)  # one row per cell
+    train = jax.jit(lambda w, bs, x: tracked.apply(w, {}, bs, x, True))
+    logits, bs1 = train(w, bs, x)
+    np.testing.assert_allclose(logits, plain.apply(w, {}, {}, x, True)[0], rtol=1e-5, atol=1e-6)
+    stem = F.conv(x, w["stem"]["kernel"])
+    np.testing.assert_allclose(bs1["stem_bn"]["mean"], 0.1 * stem.mean((0, 1, 2)), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(bs1["stem_bn"]["var"], 0.9 + 0.1 * stem.var((0, 1, 2), ddof=1), rtol=1e-4)
+    cell_means = bs1["stages"][0]["edges"]["e0"]["nor_conv_3x3"]["bn"]["mean"]
+    assert float(jnp.abs(cell_means).min()) > 0 and not np.allclose(cell_means[0], cell_means[1])
+    evaluate = jax.jit(lambda w, bs, x: tracked.apply(w, {}, bs, x, False)[0])
+    other = x.at[1:].set(jax.random.normal(jax.random.fold_in(key, 1), (5, 8, 8, 3)))
+    np.testing.assert_allclose(evaluate(w, bs1, x)[0], evaluate(w, bs1, other)[0], rtol=1e-5, atol=1e-6)
+    batch_eval = jax.jit(lambda w, x: plain.apply(w, {}, {}, x, False)[0])
+    assert not np.allclose(batch_eval(w, x)[0], batch_eval(w, other)[0], atol=1e-4)  # batch statistics do mix
