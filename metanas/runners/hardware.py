@@ -49,6 +49,14 @@ BASELINES = {
     "ours_random_cells": "ours on random cells (no design)",
 }
 
+# the candidate model families of the nested choice (declared up front; one is chosen per held-out device by
+# leave-one-source-out on the five sources, each with its own settings chosen the same way)
+FAMILIES = {
+    "additive": "per-op additive model, meta-learnt Gaussian prior (mean + scaled covariance of the sources' fits)",
+    "with_sources": "the additive model plus a regression on the sources' costs of the same cell (beta ~ N(0, v I))",
+    "pretrain_finetune": "pooled-source prior mean with an isotropic covariance (pre-train + fine-tune), design cells",
+}
+
 
 @dataclass(frozen=True)
 class HWLatencyTrain:
@@ -65,6 +73,8 @@ class HWLatencyTrain:
     baselines: tuple[str, ...] = tuple(BASELINES)
     ridge_grid: tuple[float, ...] = (0.1, 1.0, 10.0)  # ridge_sources' lambda, chosen by the same nested split
     finetune_grid: tuple[float, ...] = (1e-3, 1e-2, 1e-1)  # finetune_no_meta's prior variance, likewise
+    source_var_grid: tuple[float, ...] = (1e-2, 1e-1, 1.0)  # the with_sources family's prior variance of beta
+    families: tuple[str, ...] = ("additive", "with_sources", "pretrain_finetune")  # candidates of the nested choice
     rf_trees: int = 100
     mlp_steps: int = 300
     plot_device: str = "edgegpu"
@@ -81,6 +91,9 @@ class HWLatencyTrain:
         unknown = sorted(set(self.baselines) - set(BASELINES))
         if unknown:
             raise ConfigError(f"train.baselines: unknown {unknown}; choose from {', '.join(BASELINES)}")
+        bad_f = sorted(set(self.families) - set(FAMILIES))
+        if bad_f or not self.families:
+            raise ConfigError(f"train.families: {bad_f or 'empty'}; choose from {', '.join(FAMILIES)}")
         if not self.ks or min(self.ks) < 2 or self.select_k < 2:
             raise ConfigError(f"train.ks={list(self.ks)}, select_k={self.select_k}: need k >= 2 measurements")
 
@@ -206,10 +219,53 @@ def nested_choice(x, onehot, src: dict[str, np.ndarray], keys, k, t: HWLatencyTr
                 p = _baseline_preds("finetune_no_meta", x=x, onehot=onehot, z=z, y=y, keys=keys, k=k, prior=prior,
                                     lam=0, ft_var=v, rf_trees=0, mlp_steps=0)
                 scores["finetune_no_meta"].setdefault(v, []).append(_rho_many(p, y).mean())
+    # the candidate families, each with its settings, on the same pseudo-targets and keys (the additive family's
+    # score is select_prior's; with_sources uses the additive prior chosen there)
+    fam = {"with_sources": {}, "pretrain_finetune": {}}
+    for d in devs:
+        others = [o for o in devs if o != d]
+        prior = C.prior_from_fits(jnp.concatenate([fits[o][0] for o in others], 0),
+                                  jnp.concatenate([fits[o][1] for o in others], 0),
+                                  cov_scale=choice["cov_scale"], jitter=choice["jitter"])
+        for i in range(src[d].shape[0]):
+            y, tr = srcj[d][i], ranks[d][i]
+            if "with_sources" in t.families:
+                xs = with_source_columns(x, np.stack([src[o][i] for o in others]))
+                for v in t.source_var_grid:
+                    p = C.with_sources(prior, len(others), v)
+                    fam["with_sources"].setdefault(v, []).append(
+                        float(C.few_shot_spearman(p, xs, y, tr, keys, k=k, pool=t.pool).mean()))
+            if "pretrain_finetune" in t.families:
+                for v in t.finetune_grid:
+                    fam["pretrain_finetune"].setdefault(v, []).append(float(C.few_shot_spearman(
+                        C.isotropic_prior(prior, v), x, y, tr, keys, k=k, pool=t.pool).mean()))
+    family_scores = {"additive": max(choice["grid"].values())}
+    for f, sc in fam.items():
+        if sc:
+            best = max(sc, key=lambda v: np.mean(sc[v]))
+            choice[f"{f}_var"] = best
+            family_scores[f] = float(np.mean(sc[best]))
+    choice["family_scores"] = family_scores
+    choice["family_grid"] = {f: {str(g): float(np.mean(v)) for g, v in sc.items()} for f, sc in fam.items()}
+    choice["family"] = max((f for f in t.families if f in family_scores), key=family_scores.get)
     choice["ridge_lambda"] = max(scores["ridge_sources"], key=lambda v: np.mean(scores["ridge_sources"][v]))
     choice["finetune_var"] = max(scores["finetune_no_meta"], key=lambda v: np.mean(scores["finetune_no_meta"][v]))
     choice["baseline_grid"] = {m: {str(g): float(np.mean(s)) for g, s in d.items()} for m, d in scores.items()}
     return choice
+
+
+def with_source_columns(x, src: np.ndarray) -> jax.Array:
+    """[N, D + M] the cost features with the sources' (imputed, median-normalised) costs appended."""
+    lin = np.exp(imputed_logs(np.asarray(x), src))
+    return jnp.concatenate([jnp.asarray(x), jnp.asarray(C.source_features(lin))], 1)
+
+
+def family_prior(family: str, prior: C.CostPrior, choice: dict, m: int) -> C.CostPrior:
+    if family == "with_sources":
+        return C.with_sources(prior, m, choice["with_sources_var"])
+    if family == "pretrain_finetune":
+        return C.isotropic_prior(prior, choice["pretrain_finetune_var"])
+    return prior
 
 
 def _standardise(logs: np.ndarray) -> jax.Array:
@@ -253,8 +309,15 @@ def run_latency(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
             ceiling.setdefault(dev, []).append(float(C.spearman(x @ w, tr, jnp.isfinite(yj))))
             fixed = {"flops": flops_params[:, 0], "params": flops_params[:, 1],
                      "source_mean": np.asarray(jnp.argsort(jnp.argsort(z, 0), 0).mean(1))}
+            xs = with_source_columns(x, np.stack([src[d][i] for d in sources]))
             for k in t.ks:
-                r, preds, codes, nf = C.few_shot_run(prior, x, yj, tr, keys, k=k, pool=t.pool)
+                for f in t.families:
+                    xf = xs if f == "with_sources" else x
+                    run = C.few_shot_run(family_prior(f, prior, choice, len(sources)), xf, yj, tr, keys, k=k,
+                                         pool=t.pool)
+                    rho.setdefault(f"family_{f}", {}).setdefault(dev, {}).setdefault(k, []).append(np.asarray(run[0]))
+                    if f == choice["family"]:
+                        r, preds, codes, nf = run
                 rho.setdefault("ours", {}).setdefault(dev, {}).setdefault(k, []).append(np.asarray(r))
                 failed.setdefault(dev, {}).setdefault(k, []).append(np.asarray(nf).tolist())
                 if dev == t.plot_device and ds == t.datasets[0] and k == 10 or plot_data is None:
@@ -296,6 +359,7 @@ def _latency_outputs(ctx, t: HWLatencyTrain, rho, failed, ceiling, choices, seed
     ctx.save_json("hw_latency.json", {
         "metric": t.metric, "devices": done, "devices_planned": list(t.devices), "datasets": list(t.datasets),
         "ks": list(t.ks), "seeds": seeds, "wall_s": round(wall, 1), "baselines": {b: BASELINES[b] for b in t.baselines},
+        "families": {f: FAMILIES[f] for f in t.families}, "chosen_family": {d: choices[d]["family"] for d in done},
         "rho": {m: {d: {str(k): v.tolist() for k, v in dd.items()} for d, dd in md.items()} for m, md in per.items()},
         "failed_measurements": failed, "ceiling": ceiling, "choices": _jsonable(choices)})
     return out
