@@ -119,6 +119,58 @@ def feasible_curve(codes: np.ndarray, values: np.ndarray, feasible: np.ndarray, 
     return np.where(np.isfinite(best), out, floor)
 
 
+class MeasuredTrace(NamedTuple):
+    trace: Trace  # the accuracy queries (every one a cell measured feasible)
+    measurements: jax.Array  # int32 () latency measurements spent (feasible and infeasible, initial ones included)
+
+
+def constrained_regularized_evolution(key, val_table, latency, budget_ms, *, space: NB201Space, budget: int,
+                                      population: int = 20, sample_size: int = 5, max_tries: int = 64,
+                                      excluded=None) -> MeasuredTrace:
+    """Regularized evolution under a latency budget that pays for every measurement: a candidate (initial or child)
+    is measured before its accuracy is queried; one that misses the budget (or that the device never measured) is
+    rejected without an accuracy query, and its measurement is counted. A cell measured once is known (no second
+    measurement); a child already queried, ``excluded`` or known infeasible is mutated again for free. After
+    ``max_tries`` proposals the candidate is a random cell not yet known. The initial population is the first
+    ``population`` feasible cells of a random order; every cell before them in that order was measured."""
+    n = val_table.shape[0]
+    excluded = _excluded(excluded, n)
+    ok = jnp.isfinite(latency) & (latency <= budget_ms)
+    k_init, key = jax.random.split(key)
+    g = jnp.where(excluded, -jnp.inf, jax.random.gumbel(k_init, (n,)))
+    top, codes0 = jax.lax.top_k(jnp.where(ok, g, -jnp.inf), population)
+    measured = jnp.isfinite(g) & (g >= top[-1])  # every non-excluded cell drawn up to the population-th feasible one
+    codes = jnp.zeros(budget, jnp.int32).at[:population].set(codes0.astype(jnp.int32))
+    queried = excluded.at[codes0].set(True)
+
+    def step(carry, xs):
+        codes, queried, measured = carry
+        t, k = xs
+        k_s, k_m = jax.random.split(k)
+        pos = t - population + jax.random.randint(k_s, (sample_size,), 0, population)
+        parent = code_to_arch(space, codes[pos[jnp.argmax(val_table[codes[pos]])]])
+
+        def cond(c):
+            return ~c[3]
+
+        def body(c):
+            i, kk, measured, _, _ = c
+            kk, k1, k2 = jax.random.split(kk, 3)
+            known_bad = queried | (measured & ~ok)
+            child = arch_codes(space, space.mutate(k1, parent))
+            rnd = jnp.argmax(jnp.where(known_bad, -jnp.inf, jax.random.gumbel(k2, (n,))))
+            c = jnp.where(i < max_tries, child, rnd).astype(jnp.int32)
+            fresh = ~known_bad[c]
+            return i + 1, kk, measured.at[c].set(measured[c] | fresh), fresh & ok[c], c
+
+        _, _, measured, _, c = jax.lax.while_loop(cond, body, (0, k_m, measured, False, jnp.int32(0)))
+        return (codes.at[t].set(c), queried.at[c].set(True), measured), None
+
+    ts = jnp.arange(population, budget)
+    (codes, _, measured), _ = jax.lax.scan(step, (codes, queried, measured), (ts, jax.random.split(key, len(ts))))
+    return MeasuredTrace(Trace(codes, val_table[codes]), measured.sum().astype(jnp.int32))
+
+
 # ---- Pareto mode ------------------------------------------------------------------------------------------------
 
 def _norm_rank(s):
