@@ -1,14 +1,15 @@
-"""Design of the constrained search's knobs on seeds kept apart (0..19), scored on VALIDATION only.
+"""Design of the constrained search's knobs on seeds kept apart (0..), scored on VALIDATION only.
 
 For every device and every candidate setting (design_k latency measurements spent on the cost model, p_feasible
-threshold of the allowed set; the cost model is hw_latency's nested choice for the device) the constrained search (``metanas.search.constrained``) runs on the
-design seeds and ``verify`` turns its queries into an answer with the measurements left; the score of a setting on a
-device is the mean over seeds of the answer's validation accuracy (an infeasible answer scores the table's minimum).
-The setting used for a device in the final run is chosen by leave-one-device-out: the best mean score over the
-other five devices (never the device's own score, never a test accuracy). The cost model's family and settings come
-from the hw_latency study's own nested choice (leave-one-source-out, ``--latency-json``).
+threshold of the allowed set, ``verify`` rule: plain or adaptive; the cost model is hw_latency's nested choice for the device) the constrained search
+(``metanas.search.constrained``) runs on the design seeds and ``verify`` turns its queries into an answer with the
+measurements left; the score of a setting on a device is the mean over seeds of the answer's validation accuracy
+(an infeasible answer scores the table's minimum). The setting used for a device in the final run is chosen by
+leave-one-device-out: the best mean score over the other five devices (never the device's own score, never a test
+accuracy). The cost model's family and settings come from the hw_latency study's own nested choice
+(leave-one-source-out, ``--latency-json``).
 
-    python experiments/hw_constrained_design.py [--seeds 20] [--out results/hw_latency/constrained_design.json]
+    python experiments/hw_constrained_design.py --seeds 8 --k-grid 6 --p-grid 0.5 0.9 --verify plain adaptive
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def main() -> None:
     ap.add_argument("--latency-json", default=str(REPO / "results/hw_latency/hw_latency.json"))
     ap.add_argument("--p-grid", type=float, nargs="*", default=[0.5, 0.9])
     ap.add_argument("--k-grid", type=int, nargs="*", default=[4, 6])
+    ap.add_argument("--verify", nargs="*", default=["plain", "adaptive"])
     ap.add_argument("--out", default=str(REPO / "results/hw_latency/constrained_design.json"))
     a = ap.parse_args()
 
@@ -83,13 +85,19 @@ def main() -> None:
             x = x0 if fam != "with_sources" else with_source_columns(x0, np.stack([stack[d][0] for d in sources]))
             prior = family_prior(fam, prior, ch, len(sources))
             tr = fn(keys, val, jnp.asarray(lat, jnp.float32), budget, prior, x, feats, jnp.asarray(excl))
-            ans = [CS.verify(c, v, d, lat, budget, 10 - k - int(f))[0] for c, v, d, f in zip(
-                np.asarray(tr.trace.codes), np.asarray(tr.trace.values), np.asarray(tr.design), np.asarray(tr.failed))]
-            av = [float(val[c]) if c >= 0 else vmin for c in ans]
-            scores.setdefault(name, {})[dev] = {"mean_answer_val": float(np.mean(av)),
-                                                "infeasible": int(sum(c < 0 for c in ans))}
-            print(f"{name} {dev}: mean answer val {np.mean(av):.3f}, infeasible {sum(c < 0 for c in ans)} "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+            rows = list(zip(np.asarray(tr.trace.codes), np.asarray(tr.trace.values), np.asarray(tr.design),
+                            np.asarray(tr.failed)))
+            for ver in a.verify:
+                if ver == "plain":
+                    ans = [CS.verify(c, v, d, lat, budget, 10 - k - int(f))[0] for c, v, d, f in rows]
+                else:
+                    ans = [CS.verify_adaptive(c, v, d, lat, budget, 10 - k - int(f), prior=prior, x_cost=x)[0]
+                           for c, v, d, f in rows]
+                av = [float(val[c]) if c >= 0 else vmin for c in ans]
+                scores.setdefault(f"{name},verify={ver}", {})[dev] = {"mean_answer_val": float(np.mean(av)),
+                                                                      "infeasible": int(sum(c < 0 for c in ans))}
+                print(f"{name},verify={ver} {dev}: mean answer val {np.mean(av):.3f}, infeasible "
+                      f"{sum(c < 0 for c in ans)} ({time.perf_counter() - t0:.0f} s)", flush=True)
     chosen = {}
     for dev in HW_DEVICES:
         others = [d for d in HW_DEVICES if d != dev]

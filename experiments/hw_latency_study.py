@@ -45,7 +45,7 @@ DEVICE = {"edgegpu": "edge GPU", "raspi4": "Raspberry Pi 4", "edgetpu": "Edge TP
           "eyeriss": "Eyeriss", "fpga": "FPGA"}
 
 
-def run(args, experiment: str, overrides: list[str], out: Path, files: list[str]) -> dict:
+def run(args, experiment: str, overrides: list[str], out: Path, files: list[str], note: str = "") -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="hw_study_"))
     cmd = [sys.executable, "-m", "metanas", f"experiment={experiment}", f"results_dir={tmp}", "meta_dataset=null",
            "progress=false", f"data_dir={args.data_dir}", *overrides]
@@ -63,7 +63,7 @@ def run(args, experiment: str, overrides: list[str], out: Path, files: list[str]
                                                                                                 "progress"))),
             "wall_s": round(wall, 1), "load_avg": os.getloadavg(),
             "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                     text=True).stdout.strip()}
+                                     text=True).stdout.strip(), **({"note": note} if note else {})}
     (out / "run.json").write_text(json.dumps(meta, indent=1))
     shutil.rmtree(tmp, ignore_errors=True)
     return meta
@@ -250,8 +250,8 @@ def design_overrides(out: Path, dev: str) -> list[str]:
             if key in ch:
                 o.append(f"train.{name}={ch[key]}")
     if (out / "constrained_design.json").exists():
-        k, p = json.loads((out / "constrained_design.json").read_text())["chosen"][dev].split(",")
-        o += [f"train.design_{k}", f"train.p_feasible={p[2:]}"]
+        k, p, v = json.loads((out / "constrained_design.json").read_text())["chosen"][dev].split(",")
+        o += [f"train.design_{k}", f"train.p_feasible={p[2:]}", f"train.{v}"]
     return o
 
 
@@ -260,7 +260,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--seed", type=int, default=200)
     ap.add_argument("--search-seeds", type=int, default=50)
-    ap.add_argument("--devices", nargs="*", default=["edgegpu", "raspi4", "edgetpu", "pixel3", "eyeriss", "fpga"])
+    ap.add_argument("--full-devices", nargs="*", default=["edgegpu"])  # every baseline and the Pareto mode
+    ap.add_argument("--devices", nargs="*", default=["raspi4", "edgetpu", "pixel3", "eyeriss", "fpga", "edgegpu"])
     ap.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
     ap.add_argument("--out", default="results/hw_latency")
     ap.add_argument("--skip-latency", action="store_true")
@@ -274,10 +275,13 @@ def main() -> None:
                 ["hw_latency.json", "plots/pred_vs_true.png"])
         if not args.skip_search:
             for dev in args.devices:
+                lite = [] if dev in args.full_devices else ["train.baselines=[random,rea]", "train.pareto=false"]
                 run(args, "search_nb201_constrained", [f"seed={args.seed}", f"seeds={args.search_seeds}",
-                                                       f"train.device={dev}", *design_overrides(out, dev),
+                                                       f"train.device={dev}", *design_overrides(out, dev), *lite,
                                                        *overrides], out / f"search_{dev}",
-                    ["constrained.json", "plots/pareto.png", "plots/constrained_curve.png"])
+                    ["constrained.json", "plots/pareto.png", "plots/constrained_curve.png"],
+                    note="the filter baseline and the Pareto mode were run on " + ", ".join(args.full_devices)
+                    + " only (time)" if lite else "")
     print(write_readme(out))
 
 

@@ -19,6 +19,7 @@ search_nb201_constrained (``run_constrained``): see ``metanas.search.constrained
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -394,6 +395,7 @@ class ConstrainedTrain:
     measurements: int = 10  # latency measurements (design + verification)
     design_k: int = 6
     p_feasible: float = 0.9
+    verify: str = "plain"  # plain: best-by-validation order | adaptive: the cost model updated after each measurement
     init: int = 10
     topk: int = 10
     encoding: str = "onehot_pruned"
@@ -420,6 +422,8 @@ class ConstrainedTrain:
             raise ConfigError(f"train.design_k={self.design_k} must be in 1..train.measurements={self.measurements}")
         if self.cost_family not in FAMILIES:
             raise ConfigError(f"train.cost_family={self.cost_family!r}; choose from {', '.join(FAMILIES)}")
+        if self.verify not in ("plain", "adaptive"):
+            raise ConfigError(f"train.verify={self.verify!r}; choose plain or adaptive")
         if not 0 < self.p_feasible < 1:
             raise ConfigError(f"train.p_feasible={self.p_feasible} must be in (0, 1)")
         unknown = sorted(set(self.baselines) - set(CONSTRAINED_BASELINES))
@@ -513,7 +517,8 @@ def run_constrained(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[
                          "queries_to_oracle_level": _first_at(curves[name], level_oracle, t.queries)}
 
     design, failed = np.asarray(ours.design), np.asarray(ours.failed)
-    ver = [CS.verify(c, v, d, lat, budget, t.measurements - t.design_k - int(f)) for c, v, d, f in
+    rule = CS.verify if t.verify == "plain" else functools.partial(CS.verify_adaptive, prior=prior, x_cost=x)
+    ver = [rule(c, v, d, lat, budget, t.measurements - t.design_k - int(f)) for c, v, d, f in
            zip(np.asarray(ours.trace.codes), np.asarray(ours.trace.values), design, failed)]
     record("ours", ours.trace.codes, ours.trace.values, [a for a, _, _ in ver],
            [t.design_k + int(f) + u for (_, u, _), f in zip(ver, failed)], [h for _, _, h in ver])
@@ -546,7 +551,8 @@ def run_constrained(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[
             record(name, tr.codes, tr.values, [a for a, _, _ in v], [u for _, u, _ in v], [h for _, _, h in v])
     out_json = {"device": t.device, "dataset": bench.dataset, "budget_ms": budget, "best_feasible_test": best_feasible,
                 "level": level, "oracle_val_answer_test": oracle_val, "level_oracle": level_oracle,
-                "cost_family": t.cost_family, "p_feasible": t.p_feasible, "queries": t.queries, "measurements": t.measurements, "design_k": t.design_k,
+                "cost_family": t.cost_family, "p_feasible": t.p_feasible, "verify": t.verify, "queries": t.queries,
+                "measurements": t.measurements, "design_k": t.design_k,
                 "baselines": {b: CONSTRAINED_BASELINES[b] for b in t.baselines}, "constrained": results,
                 "seeds": list(range(cfg.seed, cfg.seed + cfg.seeds))}
     out: dict[str, float | list[float]] = {"budget_ms": budget, "best_feasible_test_acc": best_feasible}

@@ -32,7 +32,7 @@ import numpy as np
 from jax.scipy.stats import norm
 
 from metanas.predictors import cost as C
-from metanas.search.guided import (PredictorSearch, Trace, _excluded, _first_random, code_to_arch,
+from metanas.search.guided import (PredictorSearch, Trace, _excluded, _first_random, arch_codes, code_to_arch,
                                    unqueried_child)
 from metanas.search_spaces.nb201 import NB201Space
 
@@ -97,6 +97,49 @@ def verify(codes: np.ndarray, values: np.ndarray, design: np.ndarray, latency: n
         known.add(c)
         if ok(c):
             return c, used, "verified"
+    feas = [int(c) for c in design if c >= 0 and ok(int(c))]
+    if feas:
+        return feas[0], used, "fallback"
+    return -1, used, "infeasible"
+
+
+def verify_adaptive(codes: np.ndarray, values: np.ndarray, design: np.ndarray, latency: np.ndarray, budget_ms: float,
+                    measurements_left: int, *, prior: C.CostPrior, x_cost, min_p: float = 0.2) -> tuple[int, int, str]:
+    """As ``verify``, but each measurement updates the cost model: before every measurement the posterior (prior +
+    every latency measured so far, failed ones left out) gives each unmeasured queried cell its probability of
+    meeting the budget, and the best-by-validation cell still better than the best verified one with probability at
+    least ``min_p`` is measured next (hopeless ones are skipped, not paid for). The answer is the best-by-validation
+    queried cell measured feasible, else a measured design cell that meets the budget (``fallback``)."""
+    ok = lambda c: bool(np.isfinite(latency[c]) and latency[c] <= budget_ms)  # noqa: E731
+    known = {int(c) for c in design if c >= 0}
+    codes, values = np.asarray(codes), np.asarray(values)
+    model = C.BayesLinearCost(prior)
+    x_cost = jnp.asarray(x_cost)
+    used, best = 0, None
+    order = np.argsort(-values, kind="stable")
+    for i in order:  # design cells that were also queried: known already
+        if int(codes[i]) in known and ok(int(codes[i])):
+            best = i
+            break
+    while used < measurements_left:
+        meas = [c for c in known if np.isfinite(latency[c])]
+        if meas:
+            params = model.fit(None, x_cost[np.asarray(meas)], jnp.asarray(latency[np.asarray(meas)]), len(meas))
+            mu, sd = (np.asarray(v) for v in model.score_std(params, x_cost[codes]))
+            p = norm.cdf((budget_ms - mu) / sd)
+        else:
+            p = np.ones(len(codes))
+        cand = [i for i in order if int(codes[i]) not in known and p[i] >= min_p
+                and (best is None or values[i] > values[best])]
+        if not cand:
+            break
+        i = cand[0]
+        used += 1
+        known.add(int(codes[i]))
+        if ok(int(codes[i])):
+            best = i
+    if best is not None:
+        return int(codes[best]), used, "verified"
     feas = [int(c) for c in design if c >= 0 and ok(int(c))]
     if feas:
         return feas[0], used, "fallback"

@@ -32,7 +32,7 @@ def test_hw_latency_fast(tmp_path, data_dir):
 
 
 @pytest.mark.parametrize("extra", [pytest.param((), marks=pytest.mark.slow),  # every baseline and the Pareto mode
-                                   ("train.baselines=[random]", "train.pareto=false")])
+                                   ("train.baselines=[random,rea]", "train.pareto=false")])
 def test_search_nb201_constrained_fast_answers_meet_the_budget_on_the_true_table(tmp_path, data_dir, extra):
     from metanas.benchmarks.hardware import load_hw_bench
     from metanas.benchmarks.nb201 import NB201Benchmark
