@@ -215,17 +215,6 @@ def search_section(out: Path) -> list[str]:
                       paired_table(hv, "ours", lower_is_better=False, what="HV"), ""]
             if (r / "pareto.png").exists():
                 lines += [f"![Pareto front]({r.name}/pareto.png)", ""]
-    earlier = out / "earlier_search_edgegpu"
-    if not any("pareto" in d for d in ds) and (earlier / "constrained.json").exists():
-        d = json.loads((earlier / "constrained.json").read_text())
-        meta = json.loads((earlier / "run.json").read_text())
-        hv = {m: np.asarray(v) for m, v in d["pareto"]["hypervolume"].items()}
-        lines += ["### Pareto mode (earlier run, not repeated in this one)", "",
-                  f"From `{earlier.name}/` (commit {meta.get('commit', '?')}, seeds {d['seeds'][0]}..{d['seeds'][-1]}, "
-                  f"{DEVICE[d['device']]}; the Pareto code is unchanged since): hypervolume after "
-                  f"{d['pareto']['queries']} queries, normalised to the true front's, paired:", "",
-                  paired_table(hv, "ours", lower_is_better=False, what="HV"), "",
-                  f"![Pareto front]({earlier.name}/pareto.png)", ""]
     return lines
 
 
