@@ -2,12 +2,12 @@
 
 For every device and every candidate setting (design_k latency measurements spent on the cost model, p_feasible
 threshold of the allowed set, ``verify`` rule: plain or adaptive; the cost model is hw_latency's nested choice for
-the device) the constrained search (``metanas.search.constrained``) runs on the design seeds and ``verify`` turns its queries into an answer with the
-measurements left; the score of a setting on a device is the mean over seeds of the answer's validation accuracy
-(an infeasible answer scores the table's minimum). The setting used for a device in the final run is chosen by
-leave-one-device-out: the best mean score over the other five devices (never the device's own score, never a test
-accuracy). The cost model's family and settings come from the hw_latency study's own nested choice
-(leave-one-source-out, ``--latency-json``).
+the device) the constrained search (``metanas.search.constrained``) runs on the design seeds and ``verify`` turns
+its queries into an answer with the measurements left; the score of a setting on a device is the mean over seeds of
+the answer's validation accuracy (an infeasible answer scores the table's minimum). The setting used for a device in
+the final run is chosen by leave-one-device-out: the best mean score over the other five devices (never the device's
+own score, never a test accuracy). The cost model's family and settings come from the hw_latency study's own nested
+choice (leave-one-source-out, ``--latency-json``).
 
     python experiments/hw_constrained_design.py --seeds 8 --k-grid 6 --p-grid 0.5 0.9 --verify plain adaptive
 """
