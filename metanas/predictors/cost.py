@@ -95,6 +95,24 @@ def isotropic_prior(prior: CostPrior, var: float) -> CostPrior:
     return CostPrior(prior.mean, cov.at[0, 0].set(INTERCEPT_VAR), prior.noise)
 
 
+def source_features(src: np.ndarray) -> np.ndarray:
+    """float32 [N, M]: each source table of ``src`` [M, N] (every cell measured: impute first) divided by its median,
+    minus 1: the columns the ``with_sources`` family adds to ``cost_features`` (the sources' costs as features of the
+    target's, HELP's "device described by other devices")."""
+    src = np.asarray(src, np.float64)
+    return (src / np.median(src, 1, keepdims=True) - 1.0).T.astype(np.float32)
+
+
+def with_sources(prior: CostPrior, m: int, var: float) -> CostPrior:
+    """The prior over [w, beta] of the per-op model plus a regression on ``m`` source-device columns
+    (``source_features``): w as in ``prior`` (meta-learnt), beta ~ N(0, var * I) independent of w. ``var = 0`` is the
+    per-op model alone; the design rule and the closed-form posterior work on the augmented features unchanged."""
+    d = prior.mean.shape[0]
+    mean = jnp.concatenate([prior.mean, jnp.zeros(m)])
+    cov = jnp.zeros((d + m, d + m)).at[:d, :d].set(prior.cov).at[d:, d:].set(max(var, 1e-8) * jnp.eye(m))
+    return CostPrior(mean, cov, prior.noise)
+
+
 def posterior(prior: CostPrior, x: jax.Array, y: jax.Array, m: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Posterior (mean [D], cov [D, D]) of the weights given median-normalised ``y`` on the rows where ``m``.
 

@@ -19,6 +19,7 @@ search_nb201_constrained (``run_constrained``): see ``metanas.search.constrained
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -49,6 +50,14 @@ BASELINES = {
     "ours_random_cells": "ours on random cells (no design)",
 }
 
+# the candidate model families of the nested choice (declared up front; one is chosen per held-out device by
+# leave-one-source-out on the five sources, each with its own settings chosen the same way)
+FAMILIES = {
+    "additive": "per-op additive model, meta-learnt Gaussian prior (mean + scaled covariance of the sources' fits)",
+    "with_sources": "the additive model plus a regression on the sources' costs of the same cell (beta ~ N(0, v I))",
+    "pretrain_finetune": "pooled-source prior mean with an isotropic covariance (pre-train + fine-tune), design cells",
+}
+
 
 @dataclass(frozen=True)
 class HWLatencyTrain:
@@ -65,6 +74,8 @@ class HWLatencyTrain:
     baselines: tuple[str, ...] = tuple(BASELINES)
     ridge_grid: tuple[float, ...] = (0.1, 1.0, 10.0)  # ridge_sources' lambda, chosen by the same nested split
     finetune_grid: tuple[float, ...] = (1e-3, 1e-2, 1e-1)  # finetune_no_meta's prior variance, likewise
+    source_var_grid: tuple[float, ...] = (1e-2, 1e-1, 1.0)  # the with_sources family's prior variance of beta
+    families: tuple[str, ...] = ("additive", "with_sources", "pretrain_finetune")  # candidates of the nested choice
     rf_trees: int = 100
     mlp_steps: int = 300
     plot_device: str = "edgegpu"
@@ -81,6 +92,9 @@ class HWLatencyTrain:
         unknown = sorted(set(self.baselines) - set(BASELINES))
         if unknown:
             raise ConfigError(f"train.baselines: unknown {unknown}; choose from {', '.join(BASELINES)}")
+        bad_f = sorted(set(self.families) - set(FAMILIES))
+        if bad_f or not self.families:
+            raise ConfigError(f"train.families: {bad_f or 'empty'}; choose from {', '.join(FAMILIES)}")
         if not self.ks or min(self.ks) < 2 or self.select_k < 2:
             raise ConfigError(f"train.ks={list(self.ks)}, select_k={self.select_k}: need k >= 2 measurements")
 
@@ -206,10 +220,53 @@ def nested_choice(x, onehot, src: dict[str, np.ndarray], keys, k, t: HWLatencyTr
                 p = _baseline_preds("finetune_no_meta", x=x, onehot=onehot, z=z, y=y, keys=keys, k=k, prior=prior,
                                     lam=0, ft_var=v, rf_trees=0, mlp_steps=0)
                 scores["finetune_no_meta"].setdefault(v, []).append(_rho_many(p, y).mean())
+    # the candidate families, each with its settings, on the same pseudo-targets and keys (the additive family's
+    # score is select_prior's; with_sources uses the additive prior chosen there)
+    fam = {"with_sources": {}, "pretrain_finetune": {}}
+    for d in devs:
+        others = [o for o in devs if o != d]
+        prior = C.prior_from_fits(jnp.concatenate([fits[o][0] for o in others], 0),
+                                  jnp.concatenate([fits[o][1] for o in others], 0),
+                                  cov_scale=choice["cov_scale"], jitter=choice["jitter"])
+        for i in range(src[d].shape[0]):
+            y, tr = srcj[d][i], ranks[d][i]
+            if "with_sources" in t.families:
+                xs = with_source_columns(x, np.stack([src[o][i] for o in others]))
+                for v in t.source_var_grid:
+                    p = C.with_sources(prior, len(others), v)
+                    fam["with_sources"].setdefault(v, []).append(
+                        float(C.few_shot_spearman(p, xs, y, tr, keys, k=k, pool=t.pool).mean()))
+            if "pretrain_finetune" in t.families:
+                for v in t.finetune_grid:
+                    fam["pretrain_finetune"].setdefault(v, []).append(float(C.few_shot_spearman(
+                        C.isotropic_prior(prior, v), x, y, tr, keys, k=k, pool=t.pool).mean()))
+    family_scores = {"additive": max(choice["grid"].values())}
+    for f, sc in fam.items():
+        if sc:
+            best = max(sc, key=lambda v: np.mean(sc[v]))
+            choice[f"{f}_var"] = best
+            family_scores[f] = float(np.mean(sc[best]))
+    choice["family_scores"] = family_scores
+    choice["family_grid"] = {f: {str(g): float(np.mean(v)) for g, v in sc.items()} for f, sc in fam.items()}
+    choice["family"] = max((f for f in t.families if f in family_scores), key=family_scores.get)
     choice["ridge_lambda"] = max(scores["ridge_sources"], key=lambda v: np.mean(scores["ridge_sources"][v]))
     choice["finetune_var"] = max(scores["finetune_no_meta"], key=lambda v: np.mean(scores["finetune_no_meta"][v]))
     choice["baseline_grid"] = {m: {str(g): float(np.mean(s)) for g, s in d.items()} for m, d in scores.items()}
     return choice
+
+
+def with_source_columns(x, src: np.ndarray) -> jax.Array:
+    """[N, D + M] the cost features with the sources' (imputed, median-normalised) costs appended."""
+    lin = np.exp(imputed_logs(np.asarray(x), src))
+    return jnp.concatenate([jnp.asarray(x), jnp.asarray(C.source_features(lin))], 1)
+
+
+def family_prior(family: str, prior: C.CostPrior, choice: dict, m: int) -> C.CostPrior:
+    if family == "with_sources":
+        return C.with_sources(prior, m, choice["with_sources_var"])
+    if family == "pretrain_finetune":
+        return C.isotropic_prior(prior, choice["pretrain_finetune_var"])
+    return prior
 
 
 def _standardise(logs: np.ndarray) -> jax.Array:
@@ -253,8 +310,15 @@ def run_latency(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
             ceiling.setdefault(dev, []).append(float(C.spearman(x @ w, tr, jnp.isfinite(yj))))
             fixed = {"flops": flops_params[:, 0], "params": flops_params[:, 1],
                      "source_mean": np.asarray(jnp.argsort(jnp.argsort(z, 0), 0).mean(1))}
+            xs = with_source_columns(x, np.stack([src[d][i] for d in sources]))
             for k in t.ks:
-                r, preds, codes, nf = C.few_shot_run(prior, x, yj, tr, keys, k=k, pool=t.pool)
+                for f in t.families:
+                    xf = xs if f == "with_sources" else x
+                    run = C.few_shot_run(family_prior(f, prior, choice, len(sources)), xf, yj, tr, keys, k=k,
+                                         pool=t.pool)
+                    rho.setdefault(f"family_{f}", {}).setdefault(dev, {}).setdefault(k, []).append(np.asarray(run[0]))
+                    if f == choice["family"]:
+                        r, preds, codes, nf = run
                 rho.setdefault("ours", {}).setdefault(dev, {}).setdefault(k, []).append(np.asarray(r))
                 failed.setdefault(dev, {}).setdefault(k, []).append(np.asarray(nf).tolist())
                 if dev == t.plot_device and ds == t.datasets[0] and k == 10 or plot_data is None:
@@ -296,6 +360,7 @@ def _latency_outputs(ctx, t: HWLatencyTrain, rho, failed, ceiling, choices, seed
     ctx.save_json("hw_latency.json", {
         "metric": t.metric, "devices": done, "devices_planned": list(t.devices), "datasets": list(t.datasets),
         "ks": list(t.ks), "seeds": seeds, "wall_s": round(wall, 1), "baselines": {b: BASELINES[b] for b in t.baselines},
+        "families": {f: FAMILIES[f] for f in t.families}, "chosen_family": {d: choices[d]["family"] for d in done},
         "rho": {m: {d: {str(k): v.tolist() for k, v in dd.items()} for d, dd in md.items()} for m, md in per.items()},
         "failed_measurements": failed, "ceiling": ceiling, "choices": _jsonable(choices)})
     return out
@@ -314,8 +379,8 @@ def _jsonable(o):
 # ---- search_nb201_constrained -----------------------------------------------------------------------------------
 
 CONSTRAINED_BASELINES = {"random": "random search, every candidate measured, only feasible ones queried",
-                         "rea": "regularized evolution inside the feasible cells (a measured-and-rejected child is "
-                                "not counted)",
+                         "rea": "regularized evolution under the budget: every candidate measured before its "
+                                "accuracy query, a rejected (infeasible) child's measurement counted",
                          "filter": "accuracy-only pairwise search, then the best-by-validation cells measured in "
                                    "order (same measurement budget)"}
 
@@ -330,12 +395,16 @@ class ConstrainedTrain:
     measurements: int = 10  # latency measurements (design + verification)
     design_k: int = 6
     p_feasible: float = 0.9
+    verify: str = "plain"  # plain: best-by-validation order | adaptive: the cost model updated after each measurement
     init: int = 10
     topk: int = 10
     encoding: str = "onehot_pruned"
     canonical: bool = True
     cov_scale: float = 3.0
     jitter: float = 1e-3
+    cost_family: str = "additive"  # one of FAMILIES (the study takes hw_latency's nested choice per device)
+    source_var: float = 0.1  # with_sources: prior variance of the sources' coefficients
+    finetune_var: float = 0.01  # pretrain_finetune: the isotropic prior variance
     pool: int = 2000
     baselines: tuple[str, ...] = tuple(CONSTRAINED_BASELINES)
     rea_population: int = 20
@@ -351,6 +420,10 @@ class ConstrainedTrain:
             raise ConfigError(f"train.latency_budget_ms={self.latency_budget_ms}: must be > 0 ms (or null: median)")
         if not 1 <= self.design_k <= self.measurements:
             raise ConfigError(f"train.design_k={self.design_k} must be in 1..train.measurements={self.measurements}")
+        if self.cost_family not in FAMILIES:
+            raise ConfigError(f"train.cost_family={self.cost_family!r}; choose from {', '.join(FAMILIES)}")
+        if self.verify not in ("plain", "adaptive"):
+            raise ConfigError(f"train.verify={self.verify!r}; choose plain or adaptive")
         if not 0 < self.p_feasible < 1:
             raise ConfigError(f"train.p_feasible={self.p_feasible} must be in (0, 1)")
         unknown = sorted(set(self.baselines) - set(CONSTRAINED_BASELINES))
@@ -365,6 +438,12 @@ class ConstrainedTrain:
                 ParetoSearch(budget=self.pareto_queries, init=self.init, topk=self.topk)
         except ValueError as e:
             raise ConfigError(f"train: {e}") from None
+
+
+def _first_at(curve: np.ndarray, level: float, cap: int) -> list[float]:
+    """Queries until the curve [S, B] first reaches ``level`` (censored at cap + 1)."""
+    hit = curve >= level
+    return np.where(hit.any(-1), hit.argmax(-1) + 1, cap + 1).astype(float).tolist()
 
 
 @takes_train(ConstrainedTrain)
@@ -391,16 +470,24 @@ def run_constrained(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[
     lat = hw[bench.dataset].latency(t.device)  # the true table: measurements and the final check only
     budget = float(np.nanmedian(lat)) if t.latency_budget_ms is None else float(t.latency_budget_ms)
     sources = [d for d in HW_DEVICES if d != t.device]
-    src = np.concatenate(list(source_stack({ds: tab.without(col) for ds, tab in hw.items()}, sources,
-                                           "latency").values()), 0)
+    stack = source_stack({ds: tab.without(col) for ds, tab in hw.items()}, sources, "latency")
+    src = np.concatenate(list(stack.values()), 0)
     x = jnp.asarray(C.cost_features(space))
     prior = C.meta_train_prior(x, jnp.asarray(src), cov_scale=t.cov_scale, jitter=t.jitter)
+    if t.cost_family == "with_sources":  # the sources' costs at this input size as extra columns
+        x = with_source_columns(x, np.stack([stack[d][DATASETS.index(bench.dataset)] for d in sources]))
+    prior = family_prior(t.cost_family, prior, {"with_sources_var": t.source_var,
+                                                "pretrain_finetune_var": t.finetune_var}, len(sources))
     val, report = jnp.asarray(bench.table()), bench.report_table()
     feats = encode_archs(space, space.enumerate(), t.encoding)
     excl = ~S.canonical_cells(space) if t.canonical else np.zeros(len(report), bool)
     feasible = hw[bench.dataset].feasible(col, budget)
     best_feasible = float(report[feasible & ~excl].max())
     level = best_feasible - t.level_gap
+    # what a perfect validation-queried search answers: the feasible cell best by VALIDATION (its test accuracy is
+    # the most any answer chosen by validation can be sure of; reported next to the goal's level)
+    oracle_val = float(report[np.argmax(np.where(feasible & ~excl, np.asarray(bench.table()), -np.inf))])
+    level_oracle = oracle_val - t.level_gap
     floor = float(report.min())
     keys = jnp.stack([jax.random.PRNGKey(s) for s in range(cfg.seed, cfg.seed + cfg.seeds)])
     k_base = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
@@ -420,15 +507,18 @@ def run_constrained(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[
         curves[name] = CS.feasible_curve(codes, values, feasible, report, floor)
         ans = np.asarray(answers)
         test = np.where(ans >= 0, report[np.maximum(ans, 0)], floor)
-        results[name] = {"answer": ans.astype(int).tolist(), "answer_test": test.tolist(), "within": (test >= level).astype(float).tolist(),
+        results[name] = {"answer": ans.astype(int).tolist(), "answer_test": test.tolist(),
+                         "answer_val": np.where(ans >= 0, np.asarray(val)[np.maximum(ans, 0)], np.nan).tolist(),
+                         "within": (test >= level).astype(float).tolist(),
+                         "within_oracle": (test >= level_oracle).astype(float).tolist(),
                          "infeasible": [int(a < 0 or not feasible[a]) for a in ans],
                          "measurements": [float(m) for m in measured], "how": list(how),
-                         "queries_to_level": np.where((curves[name] >= level).any(-1),
-                                                      (curves[name] >= level).argmax(-1) + 1,
-                                                      t.queries + 1).astype(float).tolist()}
+                         "queries_to_level": _first_at(curves[name], level, t.queries),
+                         "queries_to_oracle_level": _first_at(curves[name], level_oracle, t.queries)}
 
     design, failed = np.asarray(ours.design), np.asarray(ours.failed)
-    ver = [CS.verify(c, v, d, lat, budget, t.measurements - t.design_k - int(f)) for c, v, d, f in
+    rule = CS.verify if t.verify == "plain" else functools.partial(CS.verify_adaptive, prior=prior, x_cost=x)
+    ver = [rule(c, v, d, lat, budget, t.measurements - t.design_k - int(f)) for c, v, d, f in
            zip(np.asarray(ours.trace.codes), np.asarray(ours.trace.values), design, failed)]
     record("ours", ours.trace.codes, ours.trace.values, [a for a, _, _ in ver],
            [t.design_k + int(f) + u for (_, u, _), f in zip(ver, failed)], [h for _, _, h in ver])
@@ -444,12 +534,14 @@ def run_constrained(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[
             record(name, tr.codes, tr.values, np.asarray(tr.codes)[np.arange(len(best)), best], meas,
                    ["verified"] * len(best))
         elif name == "rea":
-            tr = jax.jit(jax.vmap(lambda k, v, ex: S.regularized_evolution(
-                k, v, space=space, budget=t.queries, population=min(t.rea_population, t.queries),
-                sample_size=t.rea_sample_size, excluded=ex), in_axes=(0, None, None)))(k_base, val, infeasible_j)
+            mt = jax.jit(jax.vmap(lambda k, v, la, b, ex: CS.constrained_regularized_evolution(
+                k, v, la, b, space=space, budget=t.queries, population=min(t.rea_population, t.queries),
+                sample_size=t.rea_sample_size, excluded=ex), in_axes=(0, None, None, None, None)))(
+                k_base, val, latj, budget, excl_j)
+            tr = mt.trace
             best = np.argmax(np.asarray(tr.values), 1)
             record(name, tr.codes, tr.values, np.asarray(tr.codes)[np.arange(len(best)), best],
-                   [np.nan] * len(best), ["verified"] * len(best))
+                   np.asarray(mt.measurements), ["verified"] * len(best))
         else:
             tr = jax.jit(jax.vmap(lambda k, v, f, ex: search.run(k, v, f, predictor=predictor, space=space,
                                                                  excluded=ex), in_axes=(0, None, None, None)))(
@@ -458,7 +550,9 @@ def run_constrained(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[
                  for c, vv in zip(np.asarray(tr.codes), np.asarray(tr.values))]
             record(name, tr.codes, tr.values, [a for a, _, _ in v], [u for _, u, _ in v], [h for _, _, h in v])
     out_json = {"device": t.device, "dataset": bench.dataset, "budget_ms": budget, "best_feasible_test": best_feasible,
-                "level": level, "queries": t.queries, "measurements": t.measurements, "design_k": t.design_k,
+                "level": level, "oracle_val_answer_test": oracle_val, "level_oracle": level_oracle,
+                "cost_family": t.cost_family, "p_feasible": t.p_feasible, "verify": t.verify, "queries": t.queries,
+                "measurements": t.measurements, "design_k": t.design_k,
                 "baselines": {b: CONSTRAINED_BASELINES[b] for b in t.baselines}, "constrained": results,
                 "seeds": list(range(cfg.seed, cfg.seed + cfg.seeds))}
     out: dict[str, float | list[float]] = {"budget_ms": budget, "best_feasible_test_acc": best_feasible}
@@ -467,6 +561,8 @@ def run_constrained(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[
         out[f"{prefix}answer_test_acc"] = scalars(r["answer_test"])
         out[f"{prefix}infeasible_answers"] = float(np.sum(r["infeasible"]))
         out[f"{prefix}queries_to_level"] = scalars(r["queries_to_level"])
+        out[f"{prefix}within_level"] = float(np.mean(r["within"]))
+        out[f"{prefix}within_oracle_level"] = float(np.mean(r["within_oracle"]))
     plot_curves(curves, best_feasible, level, ctx.path("plots/constrained_curve.png"),
                 f"NB201 {bench.dataset}, {t.device} latency <= {budget:.2f} ms: best feasible queried cell")
     if t.pareto:

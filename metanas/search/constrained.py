@@ -32,7 +32,7 @@ import numpy as np
 from jax.scipy.stats import norm
 
 from metanas.predictors import cost as C
-from metanas.search.guided import (PredictorSearch, Trace, _excluded, _first_random, code_to_arch,
+from metanas.search.guided import (PredictorSearch, Trace, _excluded, _first_random, arch_codes, code_to_arch,
                                    unqueried_child)
 from metanas.search_spaces.nb201 import NB201Space
 
@@ -103,6 +103,49 @@ def verify(codes: np.ndarray, values: np.ndarray, design: np.ndarray, latency: n
     return -1, used, "infeasible"
 
 
+def verify_adaptive(codes: np.ndarray, values: np.ndarray, design: np.ndarray, latency: np.ndarray, budget_ms: float,
+                    measurements_left: int, *, prior: C.CostPrior, x_cost, min_p: float = 0.2) -> tuple[int, int, str]:
+    """As ``verify``, but each measurement updates the cost model: before every measurement the posterior (prior +
+    every latency measured so far, failed ones left out) gives each unmeasured queried cell its probability of
+    meeting the budget, and the best-by-validation cell still better than the best verified one with probability at
+    least ``min_p`` is measured next (hopeless ones are skipped, not paid for). The answer is the best-by-validation
+    queried cell measured feasible, else a measured design cell that meets the budget (``fallback``)."""
+    ok = lambda c: bool(np.isfinite(latency[c]) and latency[c] <= budget_ms)  # noqa: E731
+    known = {int(c) for c in design if c >= 0}
+    codes, values = np.asarray(codes), np.asarray(values)
+    model = C.BayesLinearCost(prior)
+    x_cost = jnp.asarray(x_cost)
+    used, best = 0, None
+    order = np.argsort(-values, kind="stable")
+    for i in order:  # design cells that were also queried: known already
+        if int(codes[i]) in known and ok(int(codes[i])):
+            best = i
+            break
+    while used < measurements_left:
+        meas = [c for c in known if np.isfinite(latency[c])]
+        if meas:
+            params = model.fit(None, x_cost[np.asarray(meas)], jnp.asarray(latency[np.asarray(meas)]), len(meas))
+            mu, sd = (np.asarray(v) for v in model.score_std(params, x_cost[codes]))
+            p = norm.cdf((budget_ms - mu) / sd)
+        else:
+            p = np.ones(len(codes))
+        cand = [i for i in order if int(codes[i]) not in known and p[i] >= min_p
+                and (best is None or values[i] > values[best])]
+        if not cand:
+            break
+        i = cand[0]
+        used += 1
+        known.add(int(codes[i]))
+        if ok(int(codes[i])):
+            best = i
+    if best is not None:
+        return int(codes[best]), used, "verified"
+    feas = [int(c) for c in design if c >= 0 and ok(int(c))]
+    if feas:
+        return feas[0], used, "fallback"
+    return -1, used, "infeasible"
+
+
 def feasible_curve(codes: np.ndarray, values: np.ndarray, feasible: np.ndarray, report: np.ndarray,
                    floor: float) -> np.ndarray:
     """[..., B] report metric of the best-by-validation queried cell among those that meet the budget on the true
@@ -117,6 +160,58 @@ def feasible_curve(codes: np.ndarray, values: np.ndarray, feasible: np.ndarray, 
         arg[..., t] = cur
     out = report[np.take_along_axis(codes, arg, -1)]
     return np.where(np.isfinite(best), out, floor)
+
+
+class MeasuredTrace(NamedTuple):
+    trace: Trace  # the accuracy queries (every one a cell measured feasible)
+    measurements: jax.Array  # int32 () latency measurements spent (feasible and infeasible, initial ones included)
+
+
+def constrained_regularized_evolution(key, val_table, latency, budget_ms, *, space: NB201Space, budget: int,
+                                      population: int = 20, sample_size: int = 5, max_tries: int = 64,
+                                      excluded=None) -> MeasuredTrace:
+    """Regularized evolution under a latency budget that pays for every measurement: a candidate (initial or child)
+    is measured before its accuracy is queried; one that misses the budget (or that the device never measured) is
+    rejected without an accuracy query, and its measurement is counted. A cell measured once is known (no second
+    measurement); a child already queried, ``excluded`` or known infeasible is mutated again for free. After
+    ``max_tries`` proposals the candidate is a random cell not yet known. The initial population is the first
+    ``population`` feasible cells of a random order; every cell before them in that order was measured."""
+    n = val_table.shape[0]
+    excluded = _excluded(excluded, n)
+    ok = jnp.isfinite(latency) & (latency <= budget_ms)
+    k_init, key = jax.random.split(key)
+    g = jnp.where(excluded, -jnp.inf, jax.random.gumbel(k_init, (n,)))
+    top, codes0 = jax.lax.top_k(jnp.where(ok, g, -jnp.inf), population)
+    measured = jnp.isfinite(g) & (g >= top[-1])  # every non-excluded cell drawn up to the population-th feasible one
+    codes = jnp.zeros(budget, jnp.int32).at[:population].set(codes0.astype(jnp.int32))
+    queried = excluded.at[codes0].set(True)
+
+    def step(carry, xs):
+        codes, queried, measured = carry
+        t, k = xs
+        k_s, k_m = jax.random.split(k)
+        pos = t - population + jax.random.randint(k_s, (sample_size,), 0, population)
+        parent = code_to_arch(space, codes[pos[jnp.argmax(val_table[codes[pos]])]])
+
+        def cond(c):
+            return ~c[3]
+
+        def body(c):
+            i, kk, measured, _, _ = c
+            kk, k1, k2 = jax.random.split(kk, 3)
+            known_bad = queried | (measured & ~ok)
+            child = arch_codes(space, space.mutate(k1, parent))
+            rnd = jnp.argmax(jnp.where(known_bad, -jnp.inf, jax.random.gumbel(k2, (n,))))
+            c = jnp.where(i < max_tries, child, rnd).astype(jnp.int32)
+            fresh = ~known_bad[c]
+            return i + 1, kk, measured.at[c].set(measured[c] | fresh), fresh & ok[c], c
+
+        _, _, measured, _, c = jax.lax.while_loop(cond, body, (0, k_m, measured, False, jnp.int32(0)))
+        return (codes.at[t].set(c), queried.at[c].set(True), measured), None
+
+    ts = jnp.arange(population, budget)
+    (codes, _, measured), _ = jax.lax.scan(step, (codes, queried, measured), (ts, jax.random.split(key, len(ts))))
+    return MeasuredTrace(Trace(codes, val_table[codes]), measured.sum().astype(jnp.int32))
 
 
 # ---- Pareto mode ------------------------------------------------------------------------------------------------

@@ -21,6 +21,9 @@ def test_hw_latency_fast(tmp_path, data_dir):
     d = json.loads((run_dir / "hw_latency.json").read_text())
     assert len(d["rho"]["ours"]["fpga"]["5"][0]) == 2  # [input size][seed]
     assert d["choices"]["fpga"]["cov_scale"] == 3.0
+    fam = d["chosen_family"]["fpga"]  # chosen on the sources; "ours" is that family's result
+    assert set(d["choices"]["fpga"]["family_scores"]) == set(d["families"]) and fam in d["families"]
+    assert d["rho"]["ours"]["fpga"]["5"] == d["rho"][f"family_{fam}"]["fpga"]["5"]
     assert (run_dir / "plots" / "pred_vs_true.png").exists()
     rec = read_jsonl(tmp_path / "meta.jsonl")[-1]
     hw = rec["hardware_info"]  # what the run trained on and used
@@ -29,7 +32,7 @@ def test_hw_latency_fast(tmp_path, data_dir):
 
 
 @pytest.mark.parametrize("extra", [pytest.param((), marks=pytest.mark.slow),  # every baseline and the Pareto mode
-                                   ("train.baselines=[random]", "train.pareto=false")])
+                                   ("train.baselines=[random,rea]", "train.pareto=false")])
 def test_search_nb201_constrained_fast_answers_meet_the_budget_on_the_true_table(tmp_path, data_dir, extra):
     from metanas.benchmarks.hardware import load_hw_bench
     from metanas.benchmarks.nb201 import NB201Benchmark
@@ -41,6 +44,8 @@ def test_search_nb201_constrained_fast_answers_meet_the_budget_on_the_true_table
     lat = load_hw_bench(str(data_dir), "cifar10").latency("fpga")
     report = NB201Benchmark().report_table()
     assert d["budget_ms"] == 3.0
+    if "rea" in d["constrained"]:  # every candidate measured, rejected ones counted
+        assert all(m >= d["queries"] for m in d["constrained"]["rea"]["measurements"])
     for name, r in d["constrained"].items():
         if name != "filter":  # accuracy-only search + filter may run out of measurements: counted, never hidden
             assert sum(r["infeasible"]) == 0, name

@@ -90,3 +90,21 @@ def test_held_out_device_table_is_never_read_during_meta_training(data_dir):
 
     with pytest.raises(Exception, match="no column"):
         source_stack({ds: tb.without(col) for ds, tb in tabs.items()}, ["eyeriss"], "latency")
+
+
+def test_with_sources_family_reduces_to_the_additive_model_and_learns_a_source_like_target():
+    ys = _synthetic_devices(4, seed=3)
+    prior = C.meta_train_prior(X, jnp.asarray(ys[:3]))
+    xs = jnp.concatenate([X, jnp.asarray(C.source_features(ys[:3]))], 1)
+    codes = jnp.arange(0, 15625, 997)[:12]
+    y = jnp.asarray(ys[3])
+    add = C.BayesLinearCost(prior)
+    p_add = add.score(add.fit(None, X[codes], y[codes], len(codes)), X)
+    tiny = C.BayesLinearCost(C.with_sources(prior, 3, 0.0))  # beta pinned at 0: the additive model
+    p_tiny = tiny.score(tiny.fit(None, xs[codes], y[codes], len(codes)), xs)
+    np.testing.assert_allclose(np.asarray(p_tiny), np.asarray(p_add), rtol=1e-3, atol=1e-3)
+    # a target that IS a source (up to scale): the source column explains it from 12 cells
+    wide = C.BayesLinearCost(C.with_sources(prior, 3, 1.0))
+    y2 = jnp.asarray(ys[1] * 2.5)
+    p_src = wide.score(wide.fit(None, xs[codes], y2[codes], len(codes)), xs)
+    assert np.corrcoef(np.asarray(p_src), np.asarray(y2))[0, 1] > 0.99

@@ -38,3 +38,26 @@ def test_feasible_curve_and_hypervolume():
     # log latency scaled on [0, 1]: points (lat 0, acc .5), (lat 1, acc 1) -> area 0.5
     assert abs(hypervolume(acc, lat, (0.0, 1.0), (0.0, 1.0)) - 0.5) < 1e-12
     np.testing.assert_allclose(pareto_front(acc, lat), [[1.0, 0.5], [np.e, 1.0]])
+
+
+def test_constrained_rea_queries_only_feasible_cells_and_counts_every_measurement():
+    import jax
+    import jax.numpy as jnp
+
+    from metanas.search.constrained import constrained_regularized_evolution
+    from metanas.search_spaces.nb201 import NB201Space
+
+    space = NB201Space()
+    n = 15625
+    rng = np.random.default_rng(0)
+    val = jnp.asarray(rng.random(n), jnp.float32)
+    lat = rng.random(n).astype(np.float32)
+    lat[rng.random(n) < 0.1] = np.nan  # not measured: never feasible
+    run = jax.jit(lambda k, b: constrained_regularized_evolution(k, val, jnp.asarray(lat), b, space=space, budget=30,
+                                                                 population=8, sample_size=3))
+    mt = run(jax.random.PRNGKey(0), 0.3)
+    codes = np.asarray(mt.trace.codes)
+    assert len(set(codes.tolist())) == 30 and np.all(lat[codes] <= 0.3)  # only feasible cells queried, never twice
+    assert int(mt.measurements) > 30  # ~70 % of candidates miss the budget: their measurements are counted
+    mt = run(jax.random.PRNGKey(0), 2.0)  # every measured cell feasible: failed cells (NaN) are the only rejections
+    assert int(mt.measurements) >= 30 and np.all(np.isfinite(lat[np.asarray(mt.trace.codes)]))
