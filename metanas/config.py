@@ -219,29 +219,8 @@ NonNegInt = Annotated[int, NONNEG]
 NonNeg = Annotated[float, NONNEG]
 Positive = Annotated[float, POSITIVE]
 Fraction = Annotated[float, Range(0, 1)]
-# The one declarative place for value ranges. Top-level keys by their name; ``train.*`` keys (of every experiment)
-# by their last component, also for each element of a list (e.g. ``train.hidden: [40, 40]``). Types are not listed
-# here: they are the runner's train dataclass's, checked by Hydra against its schema (``schema_of``).
+# the top-level counts (``train.*`` ranges are declared on the fields, above)
 TOP_LEVEL_RANGES: dict[str, Range] = {"seeds": COUNT, "log_every": COUNT, "checkpoint_every": COUNT}
-TRAIN_RANGES: dict[str, Range] = {
-    **dict.fromkeys(
-        ["steps", "search_steps", "retrain_steps", "derived_steps", "budget", "seeds", "batch_size", "meta_batch",
-         "test_tasks", "test_batch", "eval_tasks", "eval_batch", "supernet_test_tasks", "hidden", "channels", "C",
-         "N", "stages", "retrain_C", "retrain_N", "derived_C", "derived_N", "n_archs", "chunk", "classes",
-         "num_classes", "image_size", "train_drawers", "train_per_class", "init", "topk", "top", "evo_population",
-         "evo_generations", "rl_steps", "rl_batch", "rea_population", "rea_sample_size", "n_train"], COUNT),
-    **dict.fromkeys(["eval_every", "search_eval_every", "crop_pad", "cutout", "k", "noise", "beta", "data_seed",
-                     "retrain_weight_decay"], NONNEG),
-    **dict.fromkeys(["lr", "retrain_lr"], POSITIVE),
-    # transfer search (metanas.runners.transfer)
-    **dict.fromkeys(["pretrain_steps", "finetune_steps", "similarity_temp", "prior_weight", "prior_halflife",
-                     "tau_at"], NONNEG),
-    "scale": POSITIVE,
-    "mix": Range(0, 1),
-    "top_frac": Range(0, 1, lo_open=True),
-    "drop_path_prob": Range(0, 1, hi_open=True),
-    "val_fraction": Range(0, 1, lo_open=True, hi_open=True),
-}
 
 
 def check_train(cfg: DictConfig) -> None:
@@ -337,9 +316,13 @@ def takes_train(train_type: type) -> Callable[[F], F]:
 def _range_check(where: str, value: Any, expects: str, rng: Range | None) -> None:
     if rng is None:
         return
-    for item in value if isinstance(value, (list, tuple)) else [value]:
-        if isinstance(item, (int, float)) and not isinstance(item, bool) and item not in rng:
-            raise ConfigError(f"'{where}' = {value!r} is out of range; expected {expects}")
+    if isinstance(value, (list, tuple)):  # each element, named by its index
+        for i, item in enumerate(value):
+            if isinstance(item, (int, float)) and not isinstance(item, bool) and item not in rng:
+                kind = "int" if isinstance(item, int) else "float"
+                raise ConfigError(f"'{where}[{i}]' = {item!r} is out of range; expected {kind} elements {rng}")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and value not in rng:
+        raise ConfigError(f"'{where}' = {value!r} is out of range; expected {expects}")
 
 
 def _elements_ok(value: Any, annotation: Any) -> bool:
@@ -351,7 +334,7 @@ def _elements_ok(value: Any, annotation: Any) -> bool:
 
 def train_block(train_type: type[T], cfg: DictConfig) -> T:
     """``cfg.train`` as the runner's frozen dataclass ``train_type``: unknown keys, types (the annotations) and ranges
-    (``TRAIN_RANGES`` by key name, also for list elements) fail with one ``ConfigError`` line. Lists become tuples;
+    (declared on the fields, also for tuple elements) fail with one ``ConfigError`` line. Lists become tuples;
     a mapping whose field is a dataclass is built the same way; components (``_target_``) and other mappings stay
     config nodes for ``hydra.utils.instantiate``."""
     node = cfg.get("train")
@@ -377,7 +360,7 @@ def train_ranges(train_type: type, prefix: str = "train") -> dict[str, Range]:
         ann = typing.get_type_hints(train_type)[f.name]
         if dataclasses.is_dataclass(ann):
             out |= train_ranges(ann, f"{prefix}.{f.name}")
-        elif (rng := _declared_range(declared[f.name]) or TRAIN_RANGES.get(f.name)) is not None:
+        elif (rng := _declared_range(declared[f.name])) is not None:
             out[f"{prefix}.{f.name}"] = rng
     return out
 
@@ -402,7 +385,7 @@ def _build(cls: type[T], node: DictConfig, where: str, experiment: str) -> T:
             continue
         value = OmegaConf.to_container(raw, resolve=True) if OmegaConf.is_config(raw) else raw
         default = f.default if f.default is not dataclasses.MISSING else None
-        rng = _declared_range(declared[key]) or TRAIN_RANGES.get(key)
+        rng = _declared_range(declared[key])
         expects = _type_name(ann) + (f" {rng}" if rng is not None and ann in (int, float) else "")
         if typing.get_origin(ann) is typing.Literal and value not in typing.get_args(ann):
             raise ConfigError(f"'{at}' = {value!r} is not a choice; expected {expects} (default {default!r})")

@@ -31,7 +31,7 @@ from scipy.stats import rankdata
 
 from metanas.benchmarks.hardware import HW_DEVICES, HW_ENERGY_DEVICES, load_hw_bench
 from metanas.benchmarks.nb201 import DATASETS, load_cost
-from metanas.config import ConfigError, takes_train, train_block
+from metanas.config import ConfigError, Count, takes_train, train_block
 from metanas.predictors import cost as C
 from metanas.predictors.pointwise import MLP
 from metanas.predictors.trees import RandomForest
@@ -396,8 +396,8 @@ class ConstrainedTrain:
     design_k: int = 6
     p_feasible: float = 0.9
     verify: str = "plain"  # plain: best-by-validation order | adaptive: the cost model updated after each measurement
-    init: int = 10
-    topk: int = 10
+    init: Count = 10
+    topk: Count = 10
     encoding: str = "onehot_pruned"
     canonical: bool = True
     cov_scale: float = 3.0
@@ -407,8 +407,8 @@ class ConstrainedTrain:
     finetune_var: float = 0.01  # pretrain_finetune: the isotropic prior variance
     pool: int = 2000
     baselines: tuple[str, ...] = tuple(CONSTRAINED_BASELINES)
-    rea_population: int = 20
-    rea_sample_size: int = 5
+    rea_population: Count = 20
+    rea_sample_size: Count = 5
     level_gap: float = 0.2  # the level: best feasible test acc - level_gap
     pareto: bool = True
     pareto_queries: int = 100

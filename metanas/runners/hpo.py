@@ -33,7 +33,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from metanas.config import ConfigError, takes_train, train_block
+from metanas.config import ConfigError, Count, NonNeg, NonNegInt, takes_train, train_block
 from metanas.hpo.importance import importance_table, main_effect_importance
 from metanas.plots import plot_importance, plot_regret_curves
 from metanas.runners.objectives import ExperimentObjective, TabRepoTask
@@ -51,7 +51,7 @@ SAMPLERS = ("random", "model", "metalearner")
 
 @dataclass(frozen=True)
 class WarmStart:
-    k: int = 0  # warm-start configurations (0: none)
+    k: NonNegInt = 0  # warm-start configurations (0: none)
     source: Literal["tabrepo", "run_store"] = "tabrepo"  # TabRepo: where past tasks come from
     meta_dataset: str | None = None  # run_store: this file, else the top-level meta_dataset
 
@@ -62,10 +62,10 @@ class MetaLearnerSampling:
 
     predictor: Any = None  # a predictor node (_target_); null: the top-level ``predictor:`` group
     n_candidates: int = 4096
-    chunk: int = 4096
-    beta: float = 0.0
+    chunk: Count = 4096
+    beta: NonNeg = 0.0
     min_points: int = 3
-    top: int = 256
+    top: Count = 256
     transfer: bool = False
     task_keys: tuple[str, ...] = ()
     record_experiment: str | None = None  # null: the objective's experiment
@@ -82,9 +82,9 @@ class Pruning:
     min_curves: int = 5  # metalearner: curves at hand (this search's and the related ones') before pruning
     min_std: float = 0.0  # metalearner: floor of the forecast's std (metric units)
     ensemble: int = 5
-    hidden: int = 32
+    hidden: Count = 32
     fit_steps: int = 300
-    pretrain_steps: int = 400
+    pretrain_steps: NonNegInt = 400
     related: tuple[str, ...] = ()  # run dirs of earlier live HPO runs whose trials' curves are source curves
     reduction_factor: int = 3  # hyperband
 
@@ -105,8 +105,8 @@ class HPOTrain:
     pruning: Pruning = Pruning()
     space: tuple[dict, ...] = ()  # live: parameter specs (metanas.hpo.space)
     strategies: tuple[str, ...] = ()  # TabRepo: the strategies compared
-    seeds: int = 10  # TabRepo: repetitions per strategy
-    budget: int = 32  # TabRepo: evaluations per strategy
+    seeds: Count = 10  # TabRepo: repetitions per strategy
+    budget: Count = 32  # TabRepo: evaluations per strategy
 
     def __post_init__(self):
         if self.objective is None or self.method is None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import hydra
 import jax
@@ -32,7 +32,8 @@ from omegaconf import DictConfig
 from metanas.benchmarks.nb201 import DATASETS
 from metanas.benchmarks.transnas import default_path, load_transnas, task_view, top_cells
 from metanas.search import transfer as T
-from metanas.config import ConfigError, takes_train, train_block
+from metanas.config import (NONNEG, ConfigError, Count, Fraction, NonNeg, NonNegInt, Positive, Range, takes_train,
+                            train_block)
 from metanas.runners.context import RunContext, scalars
 
 
@@ -42,13 +43,13 @@ class TransferSettings:
     of transfer_transnas / transfer_nb201 and ``train.transfer`` of search_nb201. The defaults of keys a yaml leaves
     out live here."""
 
-    pretrain_steps: int = 500
-    finetune_steps: int = 60
-    mix: float = 0.5  # share of source pairs in every fine-tuning batch
-    similarity_temp: float = 0.0  # > 0: source pairs drawn by softmax(tau with the target's queries / temp)
-    scale: float = 0.1  # pairwise target exp(scale * normal score of the rank)
-    prior_weight: float = 0.0  # > 0: rank by standardised model score + w * standardised z-score order of the sources
-    prior_halflife: float = 0.0  # the weight halves every prior_halflife target queries (0: constant)
+    pretrain_steps: NonNegInt = 500
+    finetune_steps: NonNegInt = 60
+    mix: Fraction = 0.5  # share of source pairs in every fine-tuning batch
+    similarity_temp: NonNeg = 0.0  # > 0: source pairs drawn by softmax(tau with the target's queries / temp)
+    scale: Positive = 0.1  # pairwise target exp(scale * normal score of the rank)
+    prior_weight: NonNeg = 0.0  # > 0: rank by standardised model score + w * standardised z-score order of the sources
+    prior_halflife: NonNeg = 0.0  # the weight halves every prior_halflife target queries (0: constant)
     zscore_init: bool = False  # the first init queries from the sources' z-score order instead of the model
 
     def search(self, budget: int, init: int, topk: int) -> T.TransferSearch:
@@ -86,11 +87,12 @@ class TransNASTrain(TransferSettings):
     mode: Literal["trust", "transfer", "zero_shot"] = "trust"
     members: str = "orders+pairwise"  # trust mode: prior members joined by '+': mean, orders, pairwise, proxies
     weighting: Literal["rgpe", "tstr"] = "tstr"  # trust mode: RGPE bootstrap votes or TST-R discordance weights
-    budget: int = 50
-    init: int = 5
-    topk: int = 5
-    top_frac: float = 0.01  # queries_to_top: to one of the target's ceil(top_frac * N) best cells
-    tau_at: tuple[int, ...] = (0, 10, 20)  # Kendall tau after this many target evaluations
+    budget: Count = 50
+    init: Count = 5
+    topk: Count = 5
+    # queries_to_top: to one of the target's ceil(top_frac * N) best cells
+    top_frac: Annotated[float, Range(0, 1, lo_open=True)] = 0.01
+    tau_at: Annotated[tuple[int, ...], NONNEG] = (0, 10, 20)  # Kendall tau after this many target evaluations
 
     def __post_init__(self):
         _no_target_among_sources(self.target, self.source_tasks)
@@ -108,10 +110,10 @@ class NB201TransferTrain(TransferSettings):
     target: Literal["cifar10", "cifar100", "ImageNet16-120"] = "cifar100"
     source_tasks: tuple[str, ...] | None = None  # null: the other two data sets
     encoding: str = "onehot_pruned"
-    budget: int = 20
-    init: int = 5
-    topk: int = 5
-    top: int = 16  # queries_to_top: to one of the target's ``top`` best cells by the queried metric
+    budget: Count = 20
+    init: Count = 5
+    topk: Count = 5
+    top: Count = 16  # queries_to_top: to one of the target's ``top`` best cells by the queried metric
 
     def __post_init__(self):
         check_source_datasets(self.source_tasks)

@@ -294,7 +294,7 @@ def _validated(*overrides):
     (("experiment=transfer_nb201", "train.pretrain_steps=-1"), "'train.pretrain_steps' = -1 is out of range"),
     (("experiment=search_nb201", "train.source_tasks=[svhn]"), "unknown data set(s) ['svhn']"),
     (("experiment=search_nb201", "train.source_tasks=[cifar100]", "train.transfer.scale=0"),
-     "'train.transfer.scale' = 0 is out of range"),
+     "'train.transfer.scale' = 0.0 is out of range"),
     (("experiment=search_nb201", "train.source_tasks=[cifar100]", "+train.transfer.steps=3"),
      "unknown key 'train.transfer.steps'"),
 ])
