@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -437,7 +438,7 @@ def _seeds_run(search):
 def paired_study(seeds, data, *, methods: dict, budget: int = 50, init: int = 5, topk: int = 5,
                  hit_frac: float = 0.01, predictor: Pairwise | None = None, pretrain_steps: int = 500,
                  pretrain_seed: int = 0, forest_trees: int = 100, targets=None, sources=None,
-                 log=print, on_target=None) -> dict:
+                 log=print, on_target=None, cache_dir=None) -> dict:
     """Leave-one-task-out on every task of a ``TransNASData``-shaped ``data`` (``load_transnas``), each task's
     candidates its own cells (``task_view``), every method on the same ``seeds`` (ints; key = PRNGKey(seed)).
 
@@ -452,7 +453,8 @@ def paired_study(seeds, data, *, methods: dict, budget: int = 50, init: int = 5,
       ``{"kind": "zero_shot_ls"}`` (that order's first ``init`` cells, then local search),
     Queries to a top-``hit_frac`` cell (among the target's own cells) per seed, censored at ``budget + 1`` for
     every method alike (``metanas.stats.censor``). ``sources``: source task indices (default: every other task;
-    the target among them raises: leave-one-task-out). Within a seed: one key; random first cells (``initial_cells``)
+    the target among them raises: leave-one-task-out). ``cache_dir``: keep each target's pre-trained zero-shot
+    scores there (a deterministic function of the target, its sources and ``pretrain_seed``) for later calls. Within a seed: one key; random first cells (``initial_cells``)
     shared by every method that starts at random; methods that start from the prior share its first cells."""
     from metanas.benchmarks.transnas import task_view
     from metanas.search import trust as R
@@ -473,13 +475,20 @@ def paired_study(seeds, data, *, methods: dict, budget: int = 50, init: int = 5,
         n = x.shape[0]
         res = {"n_cells": int(n), "n_hit": int(hit.sum()), "queries": {}, "codes": {}}
         zs = None
-        if need_pw:
+        cached = None if cache_dir is None else Path(cache_dir) / (
+            f"zero_shot.{name}.{'-'.join(map(str, src_t))}.{pretrain_seed}.{pretrain_steps}.npy")
+        if need_pw and cached is not None and cached.exists():
+            zs = np.load(cached)
+        elif need_pw:
             ts = dataclasses.replace(TransferSearch(), pretrain_steps=pretrain_steps)
             # pre-trained once per target (a prior like the z-score order: the seeds vary the search, not it)
             zs = np.asarray(jax.jit(lambda x_, s_: ts.zero_shot(jax.random.PRNGKey(pretrain_seed), x_, s_,
                                                                 predictor=predictor)[1])(jnp.asarray(x),
                                                                                          jnp.asarray(sv)))
             log(f"{name}: pre-trained the meta-learner on {len(src_t)} sources")
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                np.save(cached, zs)
 
         def members(spec, i):
             parts = check_members(spec)
@@ -506,18 +515,18 @@ def paired_study(seeds, data, *, methods: dict, budget: int = 50, init: int = 5,
             elif kind == "random":
                 codes = np.asarray(jax.vmap(lambda k: R.random_order(jax.random.split(k)[0], n)[:budget])(keys))
             elif kind in ("trust", "scratch"):
-                s = dataclasses.replace(trust_search, weighting=spec.get("weighting", "rgpe"))
+                s = dataclasses.replace(trust_search, weighting=spec.get("weighting", "rgpe"),
+                                        level=float(spec.get("level", 0.0)))
                 mem = (np.zeros((len(seeds), 0, n), np.float32) if kind == "scratch"
                        else np.stack([members(spec["members"], i) for i in range(len(seeds))]))
-                # no prior member (zero-size members): a fresh jit per target -- the cached executable hung on its
-                # second call with zero-size members on the shared CPU (seen twice), members present never did
-                run = jax.jit(jax.vmap(s.run, (0, None, 0, None))) if kind == "scratch" else _seeds_run(s)
+                run = _seeds_run(s)
                 tr = run(keys, jnp.asarray(x), jnp.asarray(mem), jnp.asarray(tv))
                 codes = np.asarray(tr.codes)
                 if kind == "trust":
                     res.setdefault("weights", {})[mname] = np.asarray(tr.weights).mean(0).round(4).tolist()
             elif kind == "trust_rf":
-                s = dataclasses.replace(trust_search, weighting=spec.get("weighting", "rgpe"))
+                s = dataclasses.replace(trust_search, weighting=spec.get("weighting", "rgpe"),
+                                        level=float(spec.get("level", 0.0)))
                 codes = []
                 for i, k in enumerate(keys):
                     fit = R.forest_fit(int(seeds[i]), forest_trees)
