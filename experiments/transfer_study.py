@@ -55,7 +55,7 @@ METHODS = {
     "random": dict(kind="random"),
 }
 OURS = "trust_tstr"  # chosen on the design seeds 0..19 (results/transfer/intro.md), before the final run
-LABEL = {"trust_tstr": "**ours**: TST-R discordance weights; members: the sources' mean z-score order, each source's "
+LABEL = {"trust_tstr": "TST-R discordance weights, no hand-over; members: the sources' mean z-score order, each source's "
                        "order, the pre-trained meta-learner's zero-shot ranking, the target GP (out-of-fold: LOO)",
          "trust": "RGPE with the same members (bootstrap ranking-loss votes, dilution rule)",
          "trust_mean": "RGPE; members: mean z-score order, meta-learner, target GP",
@@ -160,6 +160,9 @@ def report_transnas(name: str = "transnas.json") -> str:
              f"cells among its own cells, never within {budget} = {budget + 1} for every method (orders included). "
              "Methods:", ""]
     lines += [f"- `{m}`: {LABEL.get(m, r['methods'][m])}" for m in methods]
+    if "nested_choice" in r:
+        lines.append(f"- `ours` per held-out task (nested choice on the design seeds): "
+                     + ", ".join(f"{t}: `{c}`" for t, c in r["nested_choice"].items()))
     for m in unfinished:
         done = [t for t in tasks if m in r["targets"].get(t, {}).get("queries", {})]
         lines.append(f"- `{m}`: {LABEL.get(m, r['methods'][m])} -- **unfinished in this run**: only "
@@ -219,7 +222,8 @@ def report_transnas(name: str = "transnas.json") -> str:
 
 
 # --- the trust study (issue 31): nested leave-one-task-out choice among CANDIDATES, then one final paired run ---
-# declared before the design runs (cut from four to three for the machine's time before any result was read):
+# declared before the design runs (cut from four to three -- RGPE without hand-over dropped, it is a final-run
+# baseline anyway -- for the machine's time, when one design unit had finished: class_scene, trust_tstr):
 # TST-R without hand-over (the earlier default), TST-R and RGPE with the hand-over level 0.95; same members
 CANDIDATES = ["trust_tstr", "trust_tstr_h95", "trust_h95"]
 TRUST_DESIGN_SEEDS = list(range(0, 10))
@@ -272,7 +276,6 @@ def run_unit(args) -> None:
     from metanas.predictors.pairwise import Pairwise
     from metanas.search.transfer import paired_study
 
-    jax_cpu_sync()
     data = load_transnas(default_path(args.data_dir))
     (task,), (arm,) = args.targets, args.methods
     stage = "design" if args.design else "final"
@@ -288,19 +291,13 @@ def run_unit(args) -> None:
     t0 = time.time()
     res = paired_study(seeds, data, methods=methods, budget=50, init=5, topk=5, hit_frac=0.01,
                        targets=[data.tasks.index(task)], predictor=Pairwise(**PREDICTOR),
-                       pretrain_steps=SEARCH["pretrain_steps"], cache_dir=TRUST_DIR / "cache",
+                       pretrain_steps=SEARCH["pretrain_steps"], cache_dir=TRUST_DIR / "cache", seed_chunk=10,
                        log=lambda m: print(f"[{time.time() - t0:.0f}s] {m}", flush=True))
     res.update(extra, wall_s=time.time() - t0, command=" ".join(["python"] + sys.argv))
     f = TRUST_DIR / stage / f"{task}.{arm}.json"
     f.parent.mkdir(parents=True, exist_ok=True)
     f.with_suffix(".tmp").write_text(json.dumps(res))
     f.with_suffix(".tmp").rename(f)
-
-
-def jax_cpu_sync() -> None:
-    import jax
-
-    jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -314,18 +311,13 @@ def _cpu_ticks(pid: int) -> int:
 def run_trust_study(args) -> None:
     """Design stage (every candidate, every task, design seeds), then the final stage (TRUST_FINAL_ARMS, fresh
     seeds), one unit per subprocess; finished units are skipped (resumable). A unit whose process uses no CPU for
-    ``--stall-s`` seconds is killed and rerun (XLA's CPU runtime deadlocked now and then on the shared machine:
-    every thread waiting, no error; the units are deterministic functions of their seeds, so a rerun is the same
-    computation)."""
+    ``--stall-s`` seconds is killed and rerun (a safety net: batched Cholesky calls deadlocked XLA's CPU thread
+    pool, see ``metanas.search.transfer._seeds_run``; the units are deterministic functions of their seeds, so a
+    rerun is the same computation)."""
     import subprocess
 
     from metanas.benchmarks.transnas import default_path, load_transnas
 
-    import os
-
-    # XLA's CPU intra-op (Eigen) thread pool wedged on these vmapped loops (every thread waiting on a futex, the
-    # main thread in BlockUntilReady; seen with and without prior members); single-threaded Eigen avoids it
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
     tasks = list(load_transnas(default_path(args.data_dir)).tasks)
     units = [("design", t, c) for t in tasks for c in CANDIDATES]
     units += [("final", t, a) for a in TRUST_FINAL_ARMS for t in tasks]
@@ -390,7 +382,8 @@ def report_trust_design() -> str:
     r = json.loads((OUT / "trust_design.json").read_text())
     tasks = r["tasks"]
     cands = [c for c in CANDIDATES if all(c in r["targets"][t]["queries"] for t in tasks)]
-    lines = [f"Candidates declared before any run (weighting x hand-over level, same members), each on every task "
+    lines = [f"Candidates declared before the design runs (`CANDIDATES`: weighting x hand-over level, same "
+             f"members), each on every task "
              f"x design seeds {r['seeds'][0]}..{r['seeds'][-1]}; mean (censored) queries to a top-1 % cell:", "",
              "| candidate | " + " | ".join(tasks) + " | mean |", "|---|" + "---|" * (len(tasks) + 1)]
     for c in cands:

@@ -111,7 +111,8 @@ def gp_loo(xq: jax.Array, y: jax.Array, mask: jax.Array, x_all: jax.Array, *, le
         return lml, alpha, loo
 
     grid = jnp.array([(a, b) for a in lengthscales for b in noises], jnp.float32)
-    lml, alpha, loo = jax.vmap(one)(grid[:, 0], grid[:, 1])
+    # lax.map, not vmap: batched LAPACK calls (jaxlib's ParallelBatchMap) deadlocked XLA's 2-thread CPU pool
+    lml, alpha, loo = jax.lax.map(lambda g: one(g[0], g[1]), grid)
     best = jnp.argmax(jnp.where(jnp.isfinite(lml), lml, -jnp.inf))
     # the posterior mean on every candidate only for the chosen hyper-parameters (the [N, B] kernel is the cost)
     mu = (jnp.exp(-da / grid[best, 0]) * m[None]) @ alpha[best]

@@ -177,3 +177,19 @@ def test_hand_over_level_keeps_the_search_on_the_start_prior_until_earned():
     w = gate(jnp.array([0.2, 0.3, 0.5]), ok, 0)
     np.testing.assert_allclose(np.asarray(w), [0.4, 0.6, 0.0], atol=1e-6)
     np.testing.assert_allclose(np.asarray(gate(jnp.ones(3) / 3, jnp.array([False] * 3), 2)), [0, 0, 1])
+
+
+def test_study_run_makes_no_batched_lapack_call():
+    """The study's seeds run (``search.transfer._seeds_run``) must not batch the GP's Cholesky / triangular solves:
+    batched, jaxlib runs them through ParallelBatchMap on the XLA CPU pool they are called from, and on 2 cores the
+    vmapped study deadlocked (every thread waiting, no error)."""
+    import re
+
+    from metanas.search.transfer import _seeds_run
+
+    _, x, rng = _space()
+    s = R.TrustSearch(budget=10, init=5, topk=5, n_boot=8)
+    hlo = _seeds_run(s).lower(jax.random.split(jax.random.PRNGKey(0), 3), jnp.asarray(x),
+                              jnp.zeros((3, 2, len(x))), jnp.zeros(len(x))).as_text()
+    calls = [line for line in hlo.splitlines() if "custom_call @lapack_" in line]
+    assert calls and all(re.search(r'num_batch_dims = "0"', line) for line in calls)
