@@ -67,7 +67,7 @@ LABEL = {"trust_tstr": "TST-R discordance weights, no hand-over; members: the so
                            "takes weight only once it ranks the target's queries better than that order in 95 % "
                            "of 200 bootstrap resamples)",
          "trust_h95": "RGPE, same members, hand-over level 0.95",
-         "ours": "**ours**: the trust search variant chosen for this held-out task by nested leave-one-task-out "
+         "ours": "the trust search variant chosen for this held-out task by nested leave-one-task-out "
                  "on the design seeds (the candidate with the fewest mean queries on the OTHER tasks)",
          "rgpe_rf": "plain RGPE: orders + random forest (out-of-bag trust), the issue's baseline",
          "zero_shot": "zero-shot mean z-score order of the sources (capped)",
@@ -160,6 +160,12 @@ def report_transnas(name: str = "transnas.json") -> str:
              f"cells among its own cells, never within {budget} = {budget + 1} for every method (orders included). "
              "Methods:", ""]
     lines += [f"- `{m}`: {LABEL.get(m, r['methods'][m])}" for m in methods]
+    if name == "trust_final.json":
+        planned = [a for arm in TRUST_FINAL_ARMS for a in arm.split("+")]
+        missing = [a for a in planned if a not in every]
+        if missing:
+            lines.append(f"- **not run** (the machine's time ran out; the study is resumable: rerun `trust`): "
+                         + ", ".join(f"`{m}` ({LABEL.get(m, '')})" for m in missing))
     if "nested_choice" in r:
         lines.append(f"- `ours` per held-out task (nested choice on the design seeds): "
                      + ", ".join(f"{t}: `{c}`" for t, c in r["nested_choice"].items()))
