@@ -46,6 +46,8 @@ METHODS = {
     "trust_orders": dict(kind="trust", members="orders", weighting="rgpe"),
     "trust_orders_tstr": dict(kind="trust", members="orders", weighting="tstr"),
     "trust_proxies_tstr": dict(kind="trust", members="orders+pairwise+proxies", weighting="tstr"),
+    "trust_tstr_h95": dict(kind="trust", members="orders+pairwise", weighting="tstr", level=0.95),
+    "trust_h95": dict(kind="trust", members="orders+pairwise", weighting="rgpe", level=0.95),
     "rgpe_rf": dict(kind="trust_rf", members="orders", weighting="rgpe"),
     "zero_shot": dict(kind="zero_shot"),
     "zero_shot_ls": dict(kind="zero_shot_ls"),
@@ -53,7 +55,7 @@ METHODS = {
     "random": dict(kind="random"),
 }
 OURS = "trust_tstr"  # chosen on the design seeds 0..19 (results/transfer/intro.md), before the final run
-LABEL = {"trust_tstr": "**ours**: TST-R discordance weights; members: the sources' mean z-score order, each source's "
+LABEL = {"trust_tstr": "TST-R discordance weights, no hand-over; members: the sources' mean z-score order, each source's "
                        "order, the pre-trained meta-learner's zero-shot ranking, the target GP (out-of-fold: LOO)",
          "trust": "RGPE with the same members (bootstrap ranking-loss votes, dilution rule)",
          "trust_mean": "RGPE; members: mean z-score order, meta-learner, target GP",
@@ -61,6 +63,12 @@ LABEL = {"trust_tstr": "**ours**: TST-R discordance weights; members: the source
          "trust_orders": "RGPE without the meta-learner member (orders + target GP)",
          "trust_orders_tstr": "TST-R without the meta-learner member (orders + target GP)",
          "trust_proxies_tstr": "TST-R; orders + meta-learner + the target's zero-cost proxies + target GP",
+         "trust_tstr_h95": "TST-R, same members, hand-over level 0.95 (a member other than the mean z-score order "
+                           "takes weight only once it ranks the target's queries better than that order in 95 % "
+                           "of 200 bootstrap resamples)",
+         "trust_h95": "RGPE, same members, hand-over level 0.95",
+         "ours": "the trust search variant chosen for this held-out task by nested leave-one-task-out "
+                 "on the design seeds (the candidate with the fewest mean queries on the OTHER tasks)",
          "rgpe_rf": "plain RGPE: orders + random forest (out-of-bag trust), the issue's baseline",
          "zero_shot": "zero-shot mean z-score order of the sources (capped)",
          "zero_shot_ls": "zero-shot order, then local search (one-position neighbours)",
@@ -152,6 +160,15 @@ def report_transnas(name: str = "transnas.json") -> str:
              f"cells among its own cells, never within {budget} = {budget + 1} for every method (orders included). "
              "Methods:", ""]
     lines += [f"- `{m}`: {LABEL.get(m, r['methods'][m])}" for m in methods]
+    if name == "trust_final.json":
+        planned = [a for arm in TRUST_FINAL_ARMS for a in arm.split("+")]
+        missing = [a for a in planned if a not in every]
+        if missing:
+            lines.append(f"- **not run** (the machine's time ran out; the study is resumable: rerun `trust`): "
+                         + ", ".join(f"`{m}` ({LABEL.get(m, '')})" for m in missing))
+    if "nested_choice" in r:
+        lines.append(f"- `ours` per held-out task (nested choice on the design seeds): "
+                     + ", ".join(f"{t}: `{c}`" for t, c in r["nested_choice"].items()))
     for m in unfinished:
         done = [t for t in tasks if m in r["targets"].get(t, {}).get("queries", {})]
         lines.append(f"- `{m}`: {LABEL.get(m, r['methods'][m])} -- **unfinished in this run**: only "
@@ -207,6 +224,182 @@ def report_transnas(name: str = "transnas.json") -> str:
         if w:
             lines.append(f"Mean weight of the target GP member after 5 / 25 / 45 queries: "
                          f"{w[0][-1]:.2f} / {w[4][-1]:.2f} / {w[-1][-1]:.2f}.\n")
+    return "\n".join(lines)
+
+
+# --- the trust study (issue 31): nested leave-one-task-out choice among CANDIDATES, then one final paired run ---
+# declared before the design runs (cut from four to three -- RGPE without hand-over dropped, it is a final-run
+# baseline anyway -- for the machine's time, when one design unit had finished: class_scene, trust_tstr):
+# TST-R without hand-over (the earlier default), TST-R and RGPE with the hand-over level 0.95; same members
+CANDIDATES = ["trust_tstr", "trust_tstr_h95", "trust_h95"]
+TRUST_DESIGN_SEEDS = list(range(0, 10))
+TRUST_FINAL_SEEDS = list(range(3000, 3050))
+# the final run's arms, every one on the same seeds and first cells, run arm by arm over the tasks in this order
+# (so that a cut leaves whole arms): the cheap orders and random in one unit, then ours, from scratch, RGPE with
+# the same members, and the plain RGPE + random forest (host loop, slowest) last
+TRUST_FINAL_ARMS = ["zero_shot+zero_shot_ls+random", "ours", "scratch", "trust", "rgpe_rf"]
+TRUST_DIR = OUT / "trust"
+
+
+def nested_choice(design: dict, candidates=CANDIDATES) -> dict:
+    """{held-out task: candidate}: for each task, the candidate with the fewest mean (censored) queries over the
+    OTHER tasks' design seeds (ties: the earlier candidate). The held-out task's own design runs are not read."""
+    tasks = design["tasks"]
+    out = {}
+    for t in tasks:
+        others = [u for u in tasks if u != t]
+        score = {c: float(np.mean([design["targets"][u]["queries"][c] for u in others])) for c in candidates}
+        out[t] = min(candidates, key=lambda c: (score[c], candidates.index(c)))
+    return out
+
+
+def collect(stage: str, tasks, arms) -> dict:
+    """The stage's unit files TRUST_DIR/STAGE/TASK.ARM.json merged into one study dict (finished units only)."""
+    out = None
+    for t in tasks:
+        for a in arms:
+            f = TRUST_DIR / stage / f"{t}.{a}.json"
+            if not f.exists():
+                continue
+            r = json.loads(f.read_text())
+            if out is None:
+                out = {k: r[k] for k in ("tasks", "seeds", "budget", "init", "topk", "hit_frac")}
+                out.update(methods={}, targets={}, wall_s=0.0, commands=[])
+            out["methods"].update(r["methods"])
+            out["wall_s"] += r["wall_s"]
+            out["commands"].append(r["command"])
+            x = r["targets"][t]
+            d = out["targets"].setdefault(t, {"n_cells": x["n_cells"], "n_hit": x["n_hit"], "queries": {},
+                                              "codes": {}, "weights": {}})
+            for k in ("queries", "codes", "weights"):
+                d[k].update(x.get(k, {}))
+    return out
+
+
+def run_unit(args) -> None:
+    """One (stage, task, arm) of the trust study -> TRUST_DIR/STAGE/TASK.ARM.json (written only when finished)."""
+    from metanas.benchmarks.transnas import default_path, load_transnas
+    from metanas.predictors.pairwise import Pairwise
+    from metanas.search.transfer import paired_study
+
+    data = load_transnas(default_path(args.data_dir))
+    (task,), (arm,) = args.targets, args.methods
+    stage = "design" if args.design else "final"
+    seeds = TRUST_DESIGN_SEEDS if args.design else TRUST_FINAL_SEEDS
+    methods, extra = {a: METHODS[a] for a in arm.split("+") if a != "ours"}, {}
+    if arm == "ours":
+        design = collect("design", list(data.tasks), CANDIDATES)
+        if design is None or any(c not in design["targets"].get(u, {}).get("queries", {})
+                                 for u in data.tasks for c in CANDIDATES):
+            raise SystemExit("ours: the design stage is unfinished (every candidate on every task is needed)")
+        choice = nested_choice(design)
+        methods, extra = {"ours": METHODS[choice[task]]}, dict(nested_choice=choice, chosen=choice[task])
+    t0 = time.time()
+    res = paired_study(seeds, data, methods=methods, budget=50, init=5, topk=5, hit_frac=0.01,
+                       targets=[data.tasks.index(task)], predictor=Pairwise(**PREDICTOR),
+                       pretrain_steps=SEARCH["pretrain_steps"], cache_dir=TRUST_DIR / "cache", seed_chunk=10,
+                       log=lambda m: print(f"[{time.time() - t0:.0f}s] {m}", flush=True))
+    res.update(extra, wall_s=time.time() - t0, command=" ".join(["python"] + sys.argv))
+    f = TRUST_DIR / stage / f"{task}.{arm}.json"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.with_suffix(".tmp").write_text(json.dumps(res))
+    f.with_suffix(".tmp").rename(f)
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(f[11]) + int(f[12])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def run_trust_study(args) -> None:
+    """Design stage (every candidate, every task, design seeds), then the final stage (TRUST_FINAL_ARMS, fresh
+    seeds), one unit per subprocess; finished units are skipped (resumable). A unit whose process uses no CPU for
+    ``--stall-s`` seconds is killed and rerun (a safety net: batched Cholesky calls deadlocked XLA's CPU thread
+    pool, see ``metanas.search.transfer._seeds_run``; the units are deterministic functions of their seeds, so a
+    rerun is the same computation)."""
+    import subprocess
+
+    from metanas.benchmarks.transnas import default_path, load_transnas
+
+    tasks = list(load_transnas(default_path(args.data_dir)).tasks)
+    units = [("design", t, c) for t in tasks for c in CANDIDATES]
+    units += [("final", t, a) for a in TRUST_FINAL_ARMS for t in tasks]
+    deadline = time.time() + args.hours * 3600 if args.hours else None
+    for stage, t, a in units:
+        f = TRUST_DIR / stage / f"{t}.{a}.json"
+        if f.exists():
+            continue
+        if deadline and time.time() > deadline:
+            print(f"time is up: {stage} {t} {a} and later units not run", flush=True)
+            break
+        cmd = [sys.executable, __file__, "unit", "--targets", t, "--methods", a, "--data-dir", args.data_dir]
+        cmd += ["--design"] if stage == "design" else []
+        for attempt in range(args.retries + 1):
+            t0 = time.time()
+            proc = subprocess.Popen(cmd)
+            last, last_t = -1, time.time()
+            while proc.poll() is None:
+                time.sleep(5)
+                ticks = _cpu_ticks(proc.pid)
+                if ticks != last:
+                    last, last_t = ticks, time.time()
+                elif time.time() - last_t > args.stall_s:
+                    proc.kill()
+                    proc.wait()
+                    print(f"{stage} {t} {a}: no CPU for {args.stall_s} s (stalled), killed; attempt {attempt + 1}",
+                          flush=True)
+                    break
+            if proc.returncode == 0:
+                print(f"{stage} {t} {a}: done in {time.time() - t0:.0f} s", flush=True)
+                break
+            if proc.returncode not in (-9,):
+                raise SystemExit(f"{stage} {t} {a}: failed with exit code {proc.returncode}")
+    write_trust_json()
+
+
+def write_trust_json() -> None:
+    """results/transfer/trust_design.json and trust_final.json from the finished units."""
+    from metanas.benchmarks.transnas import default_path
+
+    for stage, arms in (("design", CANDIDATES), ("final", TRUST_FINAL_ARMS)):
+        tasks = sorted({p.name.split(".")[0] for p in (TRUST_DIR / stage).glob("*.json")}) if (
+            TRUST_DIR / stage).exists() else []
+        r = collect(stage, tasks, arms)
+        if r is None:
+            continue
+        order = json.loads(next((TRUST_DIR / stage).glob("*.json")).read_text())["tasks"]
+        r["tasks"] = [t for t in order if t in r["targets"]]
+        r["design"] = stage == "design"
+        r["ours"] = "ours"
+        if stage == "final":
+            ours = [json.loads(p.read_text()) for p in sorted((TRUST_DIR / stage).glob("*.ours.json"))]
+            if ours:
+                r["nested_choice"] = ours[0]["nested_choice"]
+        r["command"] = "python experiments/transfer_study.py trust  (one `unit` subprocess per task x arm)"
+        r["file"] = str(default_path)
+        (OUT / f"trust_{stage}.json").write_text(json.dumps(r, indent=1))
+
+
+def report_trust_design() -> str:
+    """The design stage: every candidate's mean queries per task (design seeds) and the nested choices."""
+    r = json.loads((OUT / "trust_design.json").read_text())
+    tasks = r["tasks"]
+    cands = [c for c in CANDIDATES if all(c in r["targets"][t]["queries"] for t in tasks)]
+    lines = [f"Candidates declared before the design runs (`CANDIDATES`: weighting x hand-over level, same "
+             f"members), each on every task "
+             f"x design seeds {r['seeds'][0]}..{r['seeds'][-1]}; mean (censored) queries to a top-1 % cell:", "",
+             "| candidate | " + " | ".join(tasks) + " | mean |", "|---|" + "---|" * (len(tasks) + 1)]
+    for c in cands:
+        q = [np.mean(r["targets"][t]["queries"][c]) for t in tasks]
+        lines.append(f"| `{c}`: {LABEL.get(c, '')} | " + " | ".join(f"{v:.1f}" for v in q) + f" | {np.mean(q):.2f} |")
+    if len(cands) == len(CANDIDATES) and len(tasks) == 7:
+        ch = nested_choice(r)
+        lines += ["", "Nested leave-one-task-out choice (for each held-out task, the candidate with the fewest mean "
+                      "queries on the OTHER six tasks' design runs; `experiments/transfer_study.py:nested_choice`): "
+                  + ", ".join(f"{t}: `{c}`" for t, c in ch.items()) + "."]
     return "\n".join(lines)
 
 
@@ -310,8 +503,12 @@ def report_nb201() -> str:
 def write_readme() -> Path:
     """results/transfer/README.md from the saved JSONs (sections whose JSON is missing say so)."""
     parts = [(OUT / "intro.md").read_text() if (OUT / "intro.md").exists() else "# Transfer across tasks\n"]
-    for title, name, fn in (("## TransNAS-Bench-101 micro (the test of transfer): paired, final seeds", "transnas.json",
-                             report_transnas),
+    for title, name, fn in (("## TransNAS-Bench-101 micro: trust search, nested choice, paired final run",
+                             "trust_final.json", lambda: report_transnas("trust_final.json")),
+                            ("### Design stage of the trust study (design seeds)", "trust_design.json",
+                             report_trust_design),
+                            ("## TransNAS-Bench-101 micro: the earlier paired run (variant chosen on the same tasks)",
+                             "transnas.json", report_transnas),
                             ("## NB201 (sanity check)", "nb201.json", report_nb201),
                             ("## TabRepo: warm start vs portfolios", "tabrepo.json", report_tabrepo)):
         parts.append(title + "\n")
@@ -329,7 +526,10 @@ def write_readme() -> Path:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["transnas", "merge", "tabrepo", "nb201", "report"])
+    p.add_argument("what", choices=["transnas", "merge", "tabrepo", "nb201", "report", "trust", "unit"])
+    p.add_argument("--stall-s", type=float, default=120.0, help="trust: rerun a unit idle (no CPU) this long")
+    p.add_argument("--retries", type=int, default=3)
+    p.add_argument("--hours", type=float, default=None, help="trust: start no unit after this many hours")
     p.add_argument("--part", default=None, help="transnas: write transnas[_design].PART.json (then `merge`)")
     p.add_argument("--nb201-metric", default="valid_acc", help="queried NB201 metric (a validation metric)")
     p.add_argument("--tabrepo-dir", default=None, help="your own TabRepo-layout folder")
@@ -348,6 +548,10 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.what == "transnas":
         run_transnas(args)
+    elif args.what == "trust":
+        run_trust_study(args)
+    elif args.what == "unit":
+        run_unit(args)
     elif args.what == "merge":
         merge_transnas(args.design)
     elif args.what == "tabrepo":

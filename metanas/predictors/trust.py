@@ -13,7 +13,11 @@ weight, whatever its scale (only orders are compared).
 - ``discordance_weights``: TST-R (Wistuba, Schilling & Schmidt-Thieme, 2016): Epanechnikov kernel of each member's
   share of discordant pairs, normalised.
 
-Both are pure, jittable and vmappable: the queried points are the rows where ``mask`` is true, so a search can keep
+- ``earned``: the hand-over rule. A member other than the reference (the prior the search starts as) may take
+  weight only once it ranks the queried points better than the reference in at least a share ``level`` of the
+  bootstrap resamples (a one-sided bootstrap test); until then the search stays exactly the reference's order.
+
+All are pure, jittable and vmappable: the queried points are the rows where ``mask`` is true, so a search can keep
 fixed-size buffers and grow ``mask`` round by round. With fewer than two queried points no pair can be judged:
 the weights are then ``prior`` (default uniform).
 """
@@ -49,11 +53,8 @@ def ranking_loss_weights(key: jax.Array, member_scores: jax.Array, y: jax.Array,
     mask = jnp.asarray(mask, bool)
     m, n = scores.shape
     count = mask.sum()
-    # each resample draws ``count`` rows with replacement among the queried ones: row multiplicities [B, n]
-    slot = jnp.arange(n) < count
-    draws = jax.random.categorical(key, jnp.where(mask, 0.0, -jnp.inf), shape=(n_boot, n))
-    mult = jax.vmap(lambda d: jnp.zeros(n).at[d].add(slot.astype(jnp.float32)))(draws)
-    losses = jax.vmap(lambda w: discordant_pairs(scores, y, w))(mult)  # [B, M]
+    # each resample draws ``count`` rows with replacement among the queried ones
+    losses = bootstrap_losses(key, scores, y, mask, n_boot)  # [B, M]
     best = (losses <= losses.min(1, keepdims=True)).astype(jnp.float32)
     votes = (best / best.sum(1, keepdims=True)).mean(0)
     if target is not None:
@@ -61,6 +62,34 @@ def ranking_loss_weights(key: jax.Array, member_scores: jax.Array, y: jax.Array,
         votes = jnp.where(keep.at[target].set(True), votes, 0.0)
         votes = votes / jnp.maximum(votes.sum(), 1e-12)
     return jnp.where(count >= 2, votes, _uniform_or(prior, m))
+
+
+def bootstrap_losses(key: jax.Array, member_scores: jax.Array, y: jax.Array, mask: jax.Array, n_boot: int = 200
+                     ) -> jax.Array:
+    """[n_boot, M] discordant pairs of each member in ``n_boot`` bootstrap resamples of the queried rows."""
+    scores = jnp.asarray(member_scores, jnp.float32)
+    y = jnp.asarray(y, jnp.float32)
+    mask = jnp.asarray(mask, bool)
+    n = scores.shape[1]
+    slot = jnp.arange(n) < mask.sum()
+    draws = jax.random.categorical(key, jnp.where(mask, 0.0, -jnp.inf), shape=(n_boot, n))
+    mult = jax.vmap(lambda d: jnp.zeros(n).at[d].add(slot.astype(jnp.float32)))(draws)
+    return jax.vmap(lambda w: discordant_pairs(scores, y, w))(mult)
+
+
+def earned(key: jax.Array, member_scores: jax.Array, y: jax.Array, mask: jax.Array, reference: int, *,
+           level: float, n_boot: int = 200) -> jax.Array:
+    """[M] bool: the members that beat member ``reference`` (fewer discordant pairs) in at least a share ``level``
+    of ``n_boot`` bootstrap resamples of the queried rows; the reference always. ``level`` 0: every member."""
+    losses = bootstrap_losses(key, member_scores, y, mask, n_boot)
+    share = (losses < losses[:, reference:reference + 1]).astype(jnp.float32).mean(0)
+    return (share >= level).at[reference].set(True)
+
+
+def gate(weights: jax.Array, ok: jax.Array, reference: int) -> jax.Array:
+    """``weights`` [M] kept only on the members ``ok`` [M], renormalised; all on ``reference`` when none is left."""
+    w = jnp.where(ok, weights, 0.0)
+    return jnp.where(w.sum() > 0, w / jnp.maximum(w.sum(), 1e-12), jax.nn.one_hot(reference, w.shape[0]))
 
 
 def discordance_weights(member_scores: jax.Array, y: jax.Array, mask: jax.Array, *, bandwidth: float = 0.5,

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -430,14 +431,18 @@ def check_members(spec: str) -> list[str]:
 
 @functools.lru_cache(maxsize=None)
 def _seeds_run(search):
-    """``search.run`` jitted once per search config, vmapped over seeds (keys [K], members [K, M, N])."""
-    return jax.jit(jax.vmap(search.run, (0, None, 0, None)))
+    """``search.run`` jitted once per search config, mapped over seeds (keys [K], members [K, M, N]) one after the
+    other: batched over seeds, its Cholesky factorisations went to jaxlib's ParallelBatchMap, whose sub-tasks wait
+    on the same XLA CPU thread pool that runs them -- on 2 cores every pool thread ended up waiting (a deadlock,
+    no error: the study's "hangs")."""
+    return jax.jit(lambda keys, x, members, values: jax.lax.map(
+        lambda a: search.run(a[0], x, a[1], values), (keys, members)))
 
 
 def paired_study(seeds, data, *, methods: dict, budget: int = 50, init: int = 5, topk: int = 5,
                  hit_frac: float = 0.01, predictor: Pairwise | None = None, pretrain_steps: int = 500,
                  pretrain_seed: int = 0, forest_trees: int = 100, targets=None, sources=None,
-                 log=print, on_target=None) -> dict:
+                 log=print, on_target=None, cache_dir=None, seed_chunk: int | None = None) -> dict:
     """Leave-one-task-out on every task of a ``TransNASData``-shaped ``data`` (``load_transnas``), each task's
     candidates its own cells (``task_view``), every method on the same ``seeds`` (ints; key = PRNGKey(seed)).
 
@@ -452,8 +457,11 @@ def paired_study(seeds, data, *, methods: dict, budget: int = 50, init: int = 5,
       ``{"kind": "zero_shot_ls"}`` (that order's first ``init`` cells, then local search),
     Queries to a top-``hit_frac`` cell (among the target's own cells) per seed, censored at ``budget + 1`` for
     every method alike (``metanas.stats.censor``). ``sources``: source task indices (default: every other task;
-    the target among them raises: leave-one-task-out). Within a seed: one key; random first cells (``initial_cells``)
-    shared by every method that starts at random; methods that start from the prior share its first cells."""
+    the target among them raises: leave-one-task-out). ``cache_dir``: keep each target's pre-trained zero-shot
+    scores there (a deterministic function of the target, its sources and ``pretrain_seed``) for later calls.
+    Within a seed: one key; random first cells (``initial_cells``) shared by every method that starts at random;
+    methods that start from the prior share its first cells. ``seed_chunk``: vmap the GP searches over at most this
+    many seeds per call (each seed's search is the same; smaller batches for a loaded CPU)."""
     from metanas.benchmarks.transnas import task_view
     from metanas.search import trust as R
     from metanas.stats import censor
@@ -473,13 +481,20 @@ def paired_study(seeds, data, *, methods: dict, budget: int = 50, init: int = 5,
         n = x.shape[0]
         res = {"n_cells": int(n), "n_hit": int(hit.sum()), "queries": {}, "codes": {}}
         zs = None
-        if need_pw:
+        cached = None if cache_dir is None else Path(cache_dir) / (
+            f"zero_shot.{name}.{'-'.join(map(str, src_t))}.{pretrain_seed}.{pretrain_steps}.npy")
+        if need_pw and cached is not None and cached.exists():
+            zs = np.load(cached)
+        elif need_pw:
             ts = dataclasses.replace(TransferSearch(), pretrain_steps=pretrain_steps)
             # pre-trained once per target (a prior like the z-score order: the seeds vary the search, not it)
             zs = np.asarray(jax.jit(lambda x_, s_: ts.zero_shot(jax.random.PRNGKey(pretrain_seed), x_, s_,
                                                                 predictor=predictor)[1])(jnp.asarray(x),
                                                                                          jnp.asarray(sv)))
             log(f"{name}: pre-trained the meta-learner on {len(src_t)} sources")
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                np.save(cached, zs)
 
         def members(spec, i):
             parts = check_members(spec)
@@ -506,18 +521,20 @@ def paired_study(seeds, data, *, methods: dict, budget: int = 50, init: int = 5,
             elif kind == "random":
                 codes = np.asarray(jax.vmap(lambda k: R.random_order(jax.random.split(k)[0], n)[:budget])(keys))
             elif kind in ("trust", "scratch"):
-                s = dataclasses.replace(trust_search, weighting=spec.get("weighting", "rgpe"))
+                s = dataclasses.replace(trust_search, weighting=spec.get("weighting", "rgpe"),
+                                        level=float(spec.get("level", 0.0)))
                 mem = (np.zeros((len(seeds), 0, n), np.float32) if kind == "scratch"
                        else np.stack([members(spec["members"], i) for i in range(len(seeds))]))
-                # no prior member (zero-size members): a fresh jit per target -- the cached executable hung on its
-                # second call with zero-size members on the shared CPU (seen twice), members present never did
-                run = jax.jit(jax.vmap(s.run, (0, None, 0, None))) if kind == "scratch" else _seeds_run(s)
-                tr = run(keys, jnp.asarray(x), jnp.asarray(mem), jnp.asarray(tv))
-                codes = np.asarray(tr.codes)
+                run, step = _seeds_run(s), seed_chunk or len(seeds)
+                trs = [run(keys[i:i + step], jnp.asarray(x), jnp.asarray(mem[i:i + step]), jnp.asarray(tv))
+                       for i in range(0, len(seeds), step)]
+                codes = np.concatenate([np.asarray(tr.codes) for tr in trs])
                 if kind == "trust":
-                    res.setdefault("weights", {})[mname] = np.asarray(tr.weights).mean(0).round(4).tolist()
+                    w = np.concatenate([np.asarray(tr.weights) for tr in trs])
+                    res.setdefault("weights", {})[mname] = w.mean(0).round(4).tolist()
             elif kind == "trust_rf":
-                s = dataclasses.replace(trust_search, weighting=spec.get("weighting", "rgpe"))
+                s = dataclasses.replace(trust_search, weighting=spec.get("weighting", "rgpe"),
+                                        level=float(spec.get("level", 0.0)))
                 codes = []
                 for i, k in enumerate(keys):
                     fit = R.forest_fit(int(seeds[i]), forest_trees)

@@ -13,7 +13,9 @@ prior members, ``init`` cells drawn from the seed's key by ``initial_cells``, th
 common random numbers), and hands over to the target member as its out-of-fold ranking beats the priors.
 
 Knobs, all set a priori: ``init`` / ``topk`` (5, as every search of the study), ``n_boot`` (200, RGPE's), the GP's
-hyper-parameters (chosen each round by marginal likelihood on a fixed grid), the weighting rule.
+hyper-parameters (chosen each round by marginal likelihood on a fixed grid), the weighting rule, the hand-over
+``level`` (0: none; e.g. 0.95: a member other than ``start`` takes weight only once it ranks the target's queried
+cells better than ``start`` in 95 % of the bootstrap resamples -- until then the search IS the start prior's order).
 
 ``TrustSearch.run`` is a pure, jittable function of its key (vmap it over seeds); ``run_host`` is the same loop on
 the host for a target model that is not jittable (the random forest of the plain RGPE baseline); both share
@@ -30,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtri
 
-from metanas.predictors.trust import blend, discordance_weights, ranking_loss_weights
+from metanas.predictors.trust import blend, discordance_weights, earned, gate, ranking_loss_weights
 
 # the GP's hyper-parameter grid (a priori): kernel exp(-d / lengthscale) of the share d of positions in which two
 # cells differ (one-hot features), noise variance relative to a unit signal variance; picked by marginal likelihood
@@ -106,23 +108,26 @@ def gp_loo(xq: jax.Array, y: jax.Array, mask: jax.Array, x_all: jax.Array, *, le
         lml = -0.5 * y @ alpha - jnp.sum(jnp.log(jnp.diag(chol)))
         kinv_diag = jnp.diag(jax.scipy.linalg.cho_solve((chol, True), eye))
         loo = y - alpha / kinv_diag
-        mu = (jnp.exp(-da / ls) * m[None]) @ alpha
-        return lml, mu, loo
+        return lml, alpha, loo
 
     grid = jnp.array([(a, b) for a in lengthscales for b in noises], jnp.float32)
-    lml, mu, loo = jax.vmap(one)(grid[:, 0], grid[:, 1])
+    # lax.map, not vmap: batched LAPACK calls (jaxlib's ParallelBatchMap) deadlocked XLA's 2-thread CPU pool
+    lml, alpha, loo = jax.lax.map(lambda g: one(g[0], g[1]), grid)
     best = jnp.argmax(jnp.where(jnp.isfinite(lml), lml, -jnp.inf))
-    return mu[best], loo[best]
+    # the posterior mean on every candidate only for the chosen hyper-parameters (the [N, B] kernel is the cost)
+    mu = (jnp.exp(-da / grid[best, 0]) * m[None]) @ alpha[best]
+    return mu, loo[best]
 
 
 def choose(key: jax.Array, members: jax.Array, target_mu: jax.Array, target_oof: jax.Array, codes: jax.Array,
            y: jax.Array, mask: jax.Array, queried: jax.Array, k: int, *, weighting: str = "rgpe", n_boot: int = 200,
-           start: int = 0) -> tuple[jax.Array, jax.Array]:
+           start: int = 0, level: float = 0.0) -> tuple[jax.Array, jax.Array]:
     """(next ``k`` candidates [k], weights [M + 1]) of one round.
 
     ``members`` [M, N] prior scores, ``target_mu`` [N] the target member's scores, ``target_oof`` [B] its
     out-of-fold scores of the queried rows ``codes`` [B] (``mask``), ``y`` [B] the queried values (only orders
-    matter). The weights default to the ``start`` member when no pair can be judged yet."""
+    matter). The weights default to the ``start`` member (index into members + target) when no pair can be judged
+    yet."""
     rows = jnp.concatenate([members[:, codes], target_oof[None]], 0)
     every = jnp.concatenate([members, target_mu[None]], 0)
     prior = jax.nn.one_hot(start, every.shape[0])
@@ -130,12 +135,15 @@ def choose(key: jax.Array, members: jax.Array, target_mu: jax.Array, target_oof:
         w = ranking_loss_weights(key, rows, y, mask, n_boot=n_boot, target=every.shape[0] - 1, prior=prior)
     else:
         w = discordance_weights(rows, y, mask, prior=prior)
+    if level > 0:  # hand-over: only members that beat the start member on the target's queries take weight
+        ok = earned(jax.random.fold_in(key, 1), rows, y, mask, start, level=level, n_boot=n_boot)
+        w = gate(w, ok, start)
     score = blend(every, w)
     _, new = jax.lax.top_k(jnp.where(queried, -jnp.inf, score), k)
     return new.astype(jnp.int32), w
 
 
-_choose = jax.jit(choose, static_argnames=("k", "weighting", "n_boot", "start"))
+_choose = jax.jit(choose, static_argnames=("k", "weighting", "n_boot", "start", "level"))
 
 
 @dataclass(frozen=True)
@@ -148,6 +156,7 @@ class TrustSearch:
     n_boot: int = 200
     weighting: Literal["rgpe", "tstr"] = "rgpe"
     start: int = 0  # the prior member whose best cells are queried first (0: the mean z-score order)
+    level: float = 0.0  # hand-over: a member takes weight once it beats ``start`` in this share of resamples
 
     def __post_init__(self):
         if self.budget < self.init or (self.budget - self.init) % self.topk or self.init < 1:
@@ -205,7 +214,7 @@ class TrustSearch:
             y = normal_scores(values, mask)
             mu, oof = fit(x[codes], y, mask)
             new, w = _choose(k, members, mu, oof, codes, y, mask, queried, self.topk, weighting=self.weighting,
-                            n_boot=self.n_boot, start=self.start)
+                            n_boot=self.n_boot, start=self.start, level=self.level)
             codes = jax.lax.dynamic_update_slice(codes, new, (n,))
             values = jax.lax.dynamic_update_slice(values, target_values[new], (n,))
             return (codes, values, queried.at[new].set(True)), w

@@ -154,3 +154,42 @@ def test_paired_study_common_random_numbers_censoring_and_leave_one_out(tmp_path
     r2 = paired_study([0, 1, 2], poisoned, methods={"trust": methods["trust"]}, budget=10, init=5, topk=5,
                       hit_frac=0.02, targets=[0], log=lambda m: None)
     assert r2["targets"]["a"]["codes"]["trust"] == codes["trust"]
+
+
+def test_hand_over_level_keeps_the_search_on_the_start_prior_until_earned():
+    from metanas.predictors.trust import earned, gate
+
+    _, x, rng = _space()
+    truth = (x @ rng.normal(size=x.shape[1])).astype(np.float32)
+    noisy = truth + rng.normal(scale=2 * truth.std(), size=truth.shape).astype(np.float32)
+    members = R.prior_members(np.stack([noisy, truth]))[1:]  # row 0 a weak prior (the start), row 1 perfect
+    # a level no member can reach: the search is exactly the start prior's order
+    s = R.TrustSearch(budget=10, init=5, topk=5, n_boot=20, start=0, level=1.01)
+    tr = s.run(jax.random.PRNGKey(1), jnp.asarray(x), jnp.asarray(members), jnp.asarray(truth))
+    np.testing.assert_array_equal(np.sort(np.asarray(tr.codes)), np.sort(np.argsort(-members[0])[:10]))
+    assert np.allclose(np.asarray(tr.weights)[:, 0], 1.0)
+    # the perfect member beats the weak start on 30 queried cells in every resample; a useless one never does
+    codes = rng.choice(len(x), 30, replace=False)
+    useless = rng.normal(size=len(x)).astype(np.float32)
+    rows = jnp.asarray(np.stack([members[0], members[1], useless])[:, codes])
+    ok = earned(jax.random.PRNGKey(0), rows, jnp.asarray(truth[codes]), jnp.ones(30, bool), 0, level=0.95)
+    assert np.asarray(ok).tolist() == [True, True, False]
+    w = gate(jnp.array([0.2, 0.3, 0.5]), ok, 0)
+    np.testing.assert_allclose(np.asarray(w), [0.4, 0.6, 0.0], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(gate(jnp.ones(3) / 3, jnp.array([False] * 3), 2)), [0, 0, 1])
+
+
+def test_study_run_makes_no_batched_lapack_call():
+    """The study's seeds run (``search.transfer._seeds_run``) must not batch the GP's Cholesky / triangular solves:
+    batched, jaxlib runs them through ParallelBatchMap on the XLA CPU pool they are called from, and on 2 cores the
+    vmapped study deadlocked (every thread waiting, no error)."""
+    import re
+
+    from metanas.search.transfer import _seeds_run
+
+    _, x, rng = _space()
+    s = R.TrustSearch(budget=10, init=5, topk=5, n_boot=8)
+    hlo = _seeds_run(s).lower(jax.random.split(jax.random.PRNGKey(0), 3), jnp.asarray(x),
+                              jnp.zeros((3, 2, len(x))), jnp.zeros(len(x))).as_text()
+    calls = [line for line in hlo.splitlines() if "custom_call @lapack_" in line]
+    assert calls and all(re.search(r'num_batch_dims = "0"', line) for line in calls)
