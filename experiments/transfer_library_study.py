@@ -8,7 +8,7 @@ the other tasks' validation values and queries the held-out task's own cells; th
 one of the target's top-1 % cells, censored at budget + 1 = 51 for every method alike. The methods are the library's
 (``metanas.search.library_transfer``: ZeroShotTransfer, BoundingBox + random search, quantile-based copula Thompson
 sampling), run through one tabular adapter. ``report`` pairs them by seed with the transfer study's methods where
-``results/transfer/transnas.json`` holds the same seeds.
+``results/transfer/trust_final.json`` holds the same seeds.
 """
 
 from __future__ import annotations
@@ -67,12 +67,12 @@ def report() -> str:
     from metanas.stats import censor, fmt, fmt_p, paired
 
     r = json.loads((OUT / "library.json").read_text())
-    study_path = OUT / "transnas.json"
+    study_path = OUT / "trust_final.json"  # the transfer study's final run (experiments/transfer_study.py trust)
     study = json.loads(study_path.read_text()) if study_path.exists() else None
     ours = None
     if study is not None:
         common = [s for s in r["seeds"] if s in study.get("seeds", [])]
-        ours = study.get("ours") or "trust_tstr"
+        ours = study.get("ours") or "ours"
     else:
         common = []
     tasks = [t for t in r["tasks"] if t in r["targets"]]

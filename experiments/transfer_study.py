@@ -379,7 +379,7 @@ def write_trust_json() -> None:
             if ours:
                 r["nested_choice"] = ours[0]["nested_choice"]
         r["command"] = "python experiments/transfer_study.py trust  (one `unit` subprocess per task x arm)"
-        r["file"] = str(default_path)
+        r["file"] = str(default_path(Path("..") / "shared" / "data"))  # the shared copy the units read
         (OUT / f"trust_{stage}.json").write_text(json.dumps(r, indent=1))
 
 
@@ -505,6 +505,8 @@ def write_readme() -> Path:
     parts = [(OUT / "intro.md").read_text() if (OUT / "intro.md").exists() else "# Transfer across tasks\n"]
     for title, name, fn in (("## TransNAS-Bench-101 micro: trust search, nested choice, paired final run",
                              "trust_final.json", lambda: report_transnas("trust_final.json")),
+                            ("### Syne Tune's transfer baselines on the same seeds (`transfer_library_study.py`)",
+                             "library.json", lambda: (OUT / "library.md").read_text().split("\n", 2)[2]),
                             ("### Design stage of the trust study (design seeds)", "trust_design.json",
                              report_trust_design),
                             ("## TransNAS-Bench-101 micro: the earlier paired run (variant chosen on the same tasks)",
