@@ -214,12 +214,9 @@ def summarise(res, methods, seeds, full_steps):
 
 
 def plot(res, methods, seeds, path, full_steps):
-    import matplotlib
+    from metanas.plots import pyplot, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+    fig, ax = pyplot().subplots(figsize=(6.4, 4))
     n = len(res["runs"][f"{methods[0]}/{seeds[0]}"])
     grid = np.linspace(0, full_steps * n, 200)
     for m in methods:
@@ -241,9 +238,7 @@ def plot(res, methods, seeds, path, full_steps):
     ax.set_title("median over seeds; band: 25-75 %", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
 
 
 def design_lines(design):

@@ -1,4 +1,5 @@
-"""Every figure metanas writes, in one place (matplotlib, Agg backend; imported lazily by the callers).
+"""Every figure metanas writes, in one place (matplotlib, Agg backend; imported lazily by the callers); ``save`` is
+the one tail every figure ends with (study scripts too).
 
 - ``plot_metrics``: one PNG per phase of a run's ``metrics.jsonl`` (``<run>/plots/<phase>.png``), after every run.
 - ``plot_report``: ``python -m metanas.report``'s bar chart (mean ± std over seeds per setting).
@@ -29,6 +30,14 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save(fig, path: Path, dpi: int = 100) -> None:
+    """The one tail of every figure: tight layout, the folder made, ``path`` written at ``dpi``, the figure closed."""
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
 
 
 def plot_metrics(run_dir: Path) -> list[Path]:
@@ -88,9 +97,7 @@ def plot_report(table: dict[str, dict[str, list[float]]], out: Path, labels: dic
         ax.set_xticks(range(len(settings)), [(labels or {}).get(s, s) for s in settings], rotation=30, ha="right",
                       fontsize=7)
         ax.set_title(m, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    save(fig, out, dpi=90)
 
 
 def plot_fits(path: Path, algo, meta_params, apply_fn, loss, curves: Any, rng: np.random.Generator) -> None:
@@ -119,9 +126,7 @@ def plot_fits(path: Path, algo, meta_params, apply_fn, loss, curves: Any, rng: n
         ax.set_title(title)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"{type(algo).__name__}: pre- and post-adaptation fits (synthetic {curves.name} tasks)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path, dpi=100)
 
 
 def plot_alphas(path, rows: list[dict], space) -> None:
@@ -141,9 +146,7 @@ def plot_alphas(path, rows: list[dict], space) -> None:
         ax.axis("off")
     axes.flat[0].legend(fontsize=5)
     fig.suptitle("softmax(alpha) per edge during search")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save(fig, path, dpi=80)
 
 
 def plot_regret_curves(path: Path, curves: dict[str, np.ndarray], title: str) -> None:
@@ -158,9 +161,7 @@ def plot_regret_curves(path: Path, curves: dict[str, np.ndarray], title: str) ->
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path, dpi=100)
 
 
 def plot_importance(scores: dict[str, float], path: str | Path, *, title: str = "hyperparameter importance") -> Path:
@@ -172,11 +173,8 @@ def plot_importance(scores: dict[str, float], path: str | Path, *, title: str = 
     ax.set_xlabel("fraction of surrogate variance (main effect)")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
     return path
 
 
@@ -198,10 +196,7 @@ def plot_curves(curves: dict[str, np.ndarray], optimum: float, target: float, pa
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path, dpi=100)
 
 
 def plot_quality(table: dict, metric: str, path: Path, title: str) -> None:
@@ -222,10 +217,7 @@ def plot_quality(table: dict, metric: str, path: Path, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path, dpi=100)
 
 
 def plot_budget_regret(path: Path, budgets: np.ndarray, curves: dict[str, np.ndarray], title: str) -> None:
@@ -244,9 +236,7 @@ def plot_budget_regret(path: Path, budgets: np.ndarray, curves: dict[str, np.nda
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path, dpi=100)
 
 
 def plot_pred_vs_true(true, pred, measured, path: Path, title: str) -> None:
@@ -267,10 +257,7 @@ def plot_pred_vs_true(true, pred, measured, path: Path, title: str) -> None:
     ax.set_ylabel("predicted")
     ax.set_title(title, fontsize=8)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path, dpi=100)
 
 
 def plot_pareto(fronts: dict[str, np.ndarray], true_front: np.ndarray, path: Path, title: str) -> None:
@@ -287,7 +274,4 @@ def plot_pareto(fronts: dict[str, np.ndarray], true_front: np.ndarray, path: Pat
     ax.set_title(title, fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path, dpi=100)
