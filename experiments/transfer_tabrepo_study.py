@@ -7,8 +7,8 @@ order and random search, paired over held-out tasks -> results/transfer_tabrepo/
 
 ``synetune`` needs ``syne-tune`` (0.16; e.g. ``pip install syne-tune``) in the running Python; it adds the library's
 ``ZeroShotTransfer`` (Wistuba et al. 2015) as a baseline to the saved JSON, on the same folds, through
-``synetune_orders`` (the one tabular adapter: the table's configs as a categorical space, each training task's
-recorded errors as its transfer-learning evaluations).
+``synetune_orders`` (``metanas.search.library_transfer``, the one tabular adapter: the table's configs as a
+categorical space, each training task's recorded errors as its transfer-learning evaluations).
 
 All logic is in ``metanas.hpo.trust_portfolio`` (members, nested choice, folds) and
 ``metanas.search.table_trust`` (the search); this script configures, saves and reports.
@@ -55,29 +55,14 @@ def run(args) -> None:
 
 def synetune_orders(error: np.ndarray, hyperparameters: list[dict], train: np.ndarray, budget: int) -> list[int]:
     """The first ``budget`` configs (table indices) proposed by Syne Tune's ``ZeroShotTransfer`` fitted on the
-    training tasks' recorded errors (rows ``train`` of ``error`` [T, C]); it never sees a held-out task."""
-    import pandas as pd
-    from syne_tune.config_space import choice
-    from syne_tune.optimizer.schedulers.transfer_learning.transfer_learning_task_evaluation import (
-        TransferLearningTaskEvaluations)
-    from syne_tune.optimizer.schedulers.transfer_learning.zero_shot import ZeroShotTransfer
+    training tasks' recorded errors (rows ``train`` of ``error`` [T, C]), through the one tabular adapter
+    (``metanas.search.library_transfer``); it never sees a held-out task (the zero-shot order needs no target
+    values: every config counts as held)."""
+    from metanas.search.library_transfer import TableTransfer
 
-    hp = pd.DataFrame(hyperparameters)
-    if hp.duplicated().any():
-        raise ValueError("synetune_orders: two table configs have the same hyperparameters; the adapter maps "
-                         "proposals back to the table by their values, which must be unique")
-    space = {c: choice(sorted(set(hp[c].tolist()))) for c in hp.columns}
-    evals = {str(t): TransferLearningTaskEvaluations(configuration_space=space, hyperparameters=hp,
-                                                     objectives_names=["error"],
-                                                     objectives_evaluations=np.asarray(error[t], np.float64)
-                                                     .reshape(-1, 1, 1, 1)) for t in train}
-    zs = ZeroShotTransfer(config_space=space, metric="error", transfer_learning_evaluations=evals, do_minimize=True,
-                          sort_transfer_learning_evaluations=False, random_seed=0)
-    order = []
-    for _ in range(budget):
-        cfg = zs.get_config()
-        order.append(int(np.flatnonzero((hp == pd.Series(cfg)).all(axis=1).to_numpy())[0]))
-    return order
+    table = TableTransfer(hyperparameters, np.zeros(len(hyperparameters)), -np.asarray(error, np.float64)[train],
+                          [str(t) for t in train])
+    return table.run("zero_shot", budget, seed=0)
 
 
 def run_synetune(args) -> None:
