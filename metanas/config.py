@@ -16,7 +16,7 @@ import typing
 import collections.abc
 import dataclasses
 from dataclasses import dataclass, field
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
@@ -357,9 +357,8 @@ def train_ranges(train_type: type, prefix: str = "train") -> dict[str, Range]:
     out: dict[str, Range] = {}
     declared = typing.get_type_hints(train_type, include_extras=True)
     for f in dataclasses.fields(train_type):
-        ann = typing.get_type_hints(train_type)[f.name]
-        if dataclasses.is_dataclass(ann):
-            out |= train_ranges(ann, f"{prefix}.{f.name}")
+        if dataclasses.is_dataclass(declared[f.name]):  # a nested block (never Annotated)
+            out |= train_ranges(declared[f.name], f"{prefix}.{f.name}")
         elif (rng := _declared_range(declared[f.name])) is not None:
             out[f"{prefix}.{f.name}"] = rng
     return out
