@@ -46,8 +46,13 @@ def _uniform_or(prior: jax.Array | None, m: int) -> jax.Array:
 
 
 def ranking_loss_weights(key: jax.Array, member_scores: jax.Array, y: jax.Array, mask: jax.Array, *,
-                         n_boot: int = 200, target: int | None = None, prior: jax.Array | None = None) -> jax.Array:
-    """RGPE weights [M] (sum 1) of the members ``member_scores`` [M, n] on the queried rows ``mask`` [n] of ``y``."""
+                         n_boot: int = 200, target: int | tuple[int, ...] | None = None,
+                         prior: jax.Array | None = None) -> jax.Array:
+    """RGPE weights [M] (sum 1) of the members ``member_scores`` [M, n] on the queried rows ``mask`` [n] of ``y``.
+
+    ``target``: the index (or indices) of the member(s) fitted on the target; with several, a prior member is
+    diluted when its median loss is above the 95th percentile of the losses of any target member (the
+    best-ranking target model sets the bar)."""
     scores = jnp.asarray(member_scores, jnp.float32)
     y = jnp.asarray(y, jnp.float32)
     mask = jnp.asarray(mask, bool)
@@ -58,8 +63,9 @@ def ranking_loss_weights(key: jax.Array, member_scores: jax.Array, y: jax.Array,
     best = (losses <= losses.min(1, keepdims=True)).astype(jnp.float32)
     votes = (best / best.sum(1, keepdims=True)).mean(0)
     if target is not None:
-        keep = jnp.median(losses, 0) <= jnp.percentile(losses[:, target], 95)
-        votes = jnp.where(keep.at[target].set(True), votes, 0.0)
+        idx = jnp.atleast_1d(jnp.asarray(target))
+        keep = jnp.median(losses, 0) <= jnp.min(jnp.percentile(losses[:, idx], 95, axis=0))
+        votes = jnp.where(keep.at[idx].set(True), votes, 0.0)
         votes = votes / jnp.maximum(votes.sum(), 1e-12)
     return jnp.where(count >= 2, votes, _uniform_or(prior, m))
 

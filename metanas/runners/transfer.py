@@ -6,8 +6,8 @@ the same shape, ``train.file``: any cell tuple length, tasks holding different c
 its candidates), use ``train.source_tasks`` (default: every other task; naming the target is an error), then
 ``train.mode``:
 - ``trust`` (default): ``metanas.search.trust.TrustSearch``, a weighted ensemble of the prior members
-  (``train.members``) and a GP fitted on the target's queries, weighted by how each ranks the queried cells
-  (``train.weighting``), beside the capped zero-shot z-score order, from scratch and random search on the same seeds
+  (``train.members``) and the target model(s) fitted on the target's queries (``train.target_model``: a GP, a
+  random forest or both), weighted by how each ranks the queried cells (``train.weighting``), beside the capped zero-shot z-score order, from scratch and random search on the same seeds
   (paired: wins / ties / losses, Wilcoxon p);
 - ``transfer``: query the pre-trained model's ``init`` best cells, then rounds of {fine-tune on the target's
   queries (with ``mix`` of source pairs, ``similarity_temp``-weighted), query the ``topk`` best} to ``budget``;
@@ -87,6 +87,8 @@ class TransNASTrain(TransferSettings):
     mode: Literal["trust", "transfer", "zero_shot"] = "trust"
     members: str = "orders+pairwise"  # trust mode: prior members joined by '+': mean, orders, pairwise, proxies
     weighting: Literal["rgpe", "tstr"] = "tstr"  # trust mode: RGPE bootstrap votes or TST-R discordance weights
+    # trust mode: the target member(s): a GP (jitted loop), a random forest or both side by side (host loop)
+    target_model: Literal["gp", "forest", "gp+forest"] = "gp+forest"
     budget: Count = 50
     init: Count = 5
     topk: Count = 5
@@ -160,7 +162,8 @@ def run_transnas(cfg: DictConfig, ctx: RunContext) -> dict:
     if t.mode == "trust":
         from metanas.stats import paired_rows
 
-        methods = {"trust": {"kind": "trust", "members": t.members, "weighting": t.weighting},
+        ours = ({"kind": "trust"} if t.target_model == "gp" else {"kind": "trust_rf", "target": t.target_model})
+        methods = {"trust": {**ours, "members": t.members, "weighting": t.weighting},
                    "zero_shot": {"kind": "zero_shot"}, "scratch": {"kind": "scratch"}, "random": {"kind": "random"}}
         r = T.paired_study(seeds, data, methods=methods, budget=t.budget, init=t.init, topk=t.topk,
                            hit_frac=t.top_frac, predictor=predictor, pretrain_steps=t.pretrain_steps,

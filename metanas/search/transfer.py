@@ -451,8 +451,8 @@ def paired_study(seeds, data, *, methods: dict, budget: int = 50, init: int = 5,
       (the trust search with the GP target member; members named by parts joined with "+": ``mean`` the mean
       z-score order, ``orders`` mean + each source's order, ``pairwise`` the meta-learner's zero-shot ranking
       (pre-trained once per target on its sources, key ``pretrain_seed``), ``proxies`` the target's zero-cost proxies where the file has them),
-      ``{"kind": "trust_rf", "members": ...}`` (the same loop on the host with a random forest target member: the
-      plain RGPE version), ``{"kind": "scratch"}`` (trust search with no prior member: GP from random first
+      ``{"kind": "trust_rf", "members": ..., "target": "forest"}`` (the same loop on the host with a random
+      forest target member: the plain RGPE version; ``"target": "gp+forest"`` the GP and the forest side by side), ``{"kind": "scratch"}`` (trust search with no prior member: GP from random first
       cells), ``{"kind": "random"}``, ``{"kind": "zero_shot"}`` (the mean z-score order, capped at the budget),
       ``{"kind": "zero_shot_ls"}`` (that order's first ``init`` cells, then local search),
     Queries to a top-``hit_frac`` cell (among the target's own cells) per seed, censored at ``budget + 1`` for
@@ -535,11 +535,14 @@ def paired_study(seeds, data, *, methods: dict, budget: int = 50, init: int = 5,
             elif kind == "trust_rf":
                 s = dataclasses.replace(trust_search, weighting=spec.get("weighting", "rgpe"),
                                         level=float(spec.get("level", 0.0)))
-                codes = []
+                codes, w = [], []
                 for i, k in enumerate(keys):
-                    fit = R.forest_fit(int(seeds[i]), forest_trees)
-                    codes.append(np.asarray(s.run_host(k, x, members(spec["members"], i), tv, fit).codes))
+                    fit = R.target_fit(spec.get("target", "forest"), int(seeds[i]), forest_trees)
+                    tr = s.run_host(k, x, members(spec["members"], i), tv, fit)
+                    codes.append(np.asarray(tr.codes))
+                    w.append(np.asarray(tr.weights))
                 codes = np.stack(codes)
+                res.setdefault("weights", {})[mname] = np.mean(w, 0).round(4).tolist()
             else:
                 raise ValueError(f"unknown method kind {kind!r}")
             if codes is not None:

@@ -43,7 +43,7 @@ NOISES = (0.01, 0.1, 0.3)
 class TrustTrace(NamedTuple):
     codes: jax.Array  # int32 [B] queried candidates in query order
     values: jax.Array  # float32 [B] their values (higher is better)
-    weights: jax.Array  # float32 [rounds, M] member weights of each round (last member: the target model)
+    weights: jax.Array  # float32 [rounds, M + K] member weights of each round (last K: the target models)
 
 
 def normal_scores(values: jax.Array, known: jax.Array) -> jax.Array:
@@ -122,17 +122,20 @@ def gp_loo(xq: jax.Array, y: jax.Array, mask: jax.Array, x_all: jax.Array, *, le
 def choose(key: jax.Array, members: jax.Array, target_mu: jax.Array, target_oof: jax.Array, codes: jax.Array,
            y: jax.Array, mask: jax.Array, queried: jax.Array, k: int, *, weighting: str = "rgpe", n_boot: int = 200,
            start: int = 0, level: float = 0.0) -> tuple[jax.Array, jax.Array]:
-    """(next ``k`` candidates [k], weights [M + 1]) of one round.
+    """(next ``k`` candidates [k], weights [M + K]) of one round.
 
-    ``members`` [M, N] prior scores, ``target_mu`` [N] the target member's scores, ``target_oof`` [B] its
+    ``members`` [M, N] prior scores, ``target_mu`` [N] or [K, N] the target member(s)' scores (several target
+    models, e.g. a GP and a random forest, are members side by side), ``target_oof`` [B] or [K, B] their
     out-of-fold scores of the queried rows ``codes`` [B] (``mask``), ``y`` [B] the queried values (only orders
-    matter). The weights default to the ``start`` member (index into members + target) when no pair can be judged
-    yet."""
-    rows = jnp.concatenate([members[:, codes], target_oof[None]], 0)
-    every = jnp.concatenate([members, target_mu[None]], 0)
+    matter). The weights default to the ``start`` member (index into members + targets) when no pair can be
+    judged yet."""
+    target_mu, target_oof = jnp.atleast_2d(target_mu), jnp.atleast_2d(target_oof)
+    rows = jnp.concatenate([members[:, codes], target_oof], 0)
+    every = jnp.concatenate([members, target_mu], 0)
     prior = jax.nn.one_hot(start, every.shape[0])
+    targets = tuple(range(members.shape[0], every.shape[0]))
     if weighting == "rgpe":
-        w = ranking_loss_weights(key, rows, y, mask, n_boot=n_boot, target=every.shape[0] - 1, prior=prior)
+        w = ranking_loss_weights(key, rows, y, mask, n_boot=n_boot, target=targets, prior=prior)
     else:
         w = discordance_weights(rows, y, mask, prior=prior)
     if level > 0:  # hand-over: only members that beat the start member on the target's queries take weight
@@ -180,13 +183,16 @@ class TrustSearch:
 
     def run_host(self, key: jax.Array, x, members, target_values, fit: Callable) -> TrustTrace:
         """The same loop on the host with a non-jittable target model ``fit(xq [n, D], y [n], x [N, D]) ->
-        (mu [N], oof [n])`` (fitted on the queried rows only)."""
+        (mu [N] or [K, N], oof [n] or [K, n])`` (fitted on the queried rows only; K target models side by side)."""
         x = np.asarray(x, np.float32)
 
         def host_fit(xq, y, mask):
             n = int(np.asarray(mask).sum())
             mu, oof = fit(np.asarray(xq)[:n], np.asarray(y)[:n], x)
-            return jnp.asarray(mu, jnp.float32), jnp.zeros(xq.shape[0]).at[:n].set(jnp.asarray(oof, jnp.float32))
+            mu, oof = np.atleast_2d(mu), np.atleast_2d(oof)
+            full = np.zeros((oof.shape[0], xq.shape[0]), np.float32)
+            full[:, :n] = oof
+            return jnp.asarray(mu, jnp.float32), jnp.asarray(full)
 
         def scan(f, carry, xs):
             outs = []
@@ -222,6 +228,32 @@ class TrustSearch:
         (codes, values, _), weights = scan(
             round_, (codes, values, queried), (jnp.arange(self.rounds), jax.random.split(k_rounds, self.rounds)))
         return TrustTrace(codes, values, weights)
+
+
+_gp_loo = jax.jit(gp_loo)
+
+
+def gp_fit(xq, y, x_all):
+    """The GP target member (``gp_loo``) as a host ``fit`` for ``run_host``: (posterior mean [N], LOO means [n])."""
+    n = len(y)
+    mu, loo = _gp_loo(jnp.asarray(xq, jnp.float32), jnp.asarray(y, jnp.float32), jnp.ones(n, bool),
+                      jnp.asarray(x_all, jnp.float32))
+    return np.asarray(mu), np.asarray(loo)
+
+
+def target_fit(model: str, key_seed: int, trees: int = 100) -> Callable:
+    """The host ``fit`` of the target member(s) named ``model``: ``gp``, ``forest`` or ``gp+forest`` (both, side by
+    side as two members, each judged on its own out-of-fold predictions)."""
+    parts = model.split("+")
+    if not parts or any(p not in ("gp", "forest") for p in parts):
+        raise ValueError(f"target model {model!r}: join gp and/or forest with '+'")
+    fits = [gp_fit if p == "gp" else forest_fit(key_seed, trees) for p in parts]
+
+    def fit(xq, y, x_all):
+        out = [f(xq, y, x_all) for f in fits]
+        return np.stack([o[0] for o in out]), np.stack([o[1] for o in out])
+
+    return fit
 
 
 def forest_fit(key_seed: int, trees: int = 100) -> Callable:

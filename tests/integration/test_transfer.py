@@ -184,6 +184,14 @@ def test_transfer_transnas_fast(tmp_path):
     assert s["metrics"]["vs_zero_shot_wins"] + s["metrics"]["vs_zero_shot_ties"] + \
         s["metrics"]["vs_zero_shot_losses"] == 2
     assert (run_dir / "trust.json").exists()
+    default = OmegaConf.load(run_dir / "config.yaml").train.target_model
+    other = "gp" if default != "gp" else "gp+forest"  # the other loop: jitted (GP) or on the host (forest)
+    run_fast(tmp_path, "experiment=transfer_transnas", "seeds=2", f"train.file={tmp_path}/mine.json",
+             "train.target=t1", f"train.target_model={other}")
+    s, run_dir = last_summary(tmp_path, "transfer_transnas")
+    assert all(1 <= q <= 11 for q in s["metrics_per_seed"]["queries_per_seed"])
+    w = json.loads((run_dir / "trust.json").read_text())["member_weights_per_round"]
+    assert np.allclose(np.sum(w, 1), 1.0, atol=1e-4)
     run_fast(tmp_path, "experiment=transfer_transnas", "seeds=2", f"train.file={tmp_path}/mine.json",
              "train.target=t1", "train.mode=transfer")
     s, run_dir = last_summary(tmp_path, "transfer_transnas")

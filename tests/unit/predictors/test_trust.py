@@ -56,3 +56,17 @@ def test_blend_with_all_weight_on_one_member_is_that_members_order():
     s = rng.normal(size=(3, 50)) * np.array([[1.0], [100.0], [0.01]])
     order = np.argsort(-np.asarray(blend(s, jnp.array([0.0, 1.0, 0.0]))))
     assert (order == np.argsort(-s[1])).all()
+
+
+def test_two_target_models_are_judged_side_by_side():
+    """Several target members (e.g. a GP and a forest): each is judged on its own scores, the prior worse than the
+    good one gets nothing, and beside the bad one alone the prior keeps the votes."""
+    rng = np.random.default_rng(4)
+    y = rng.normal(size=40)
+    good, bad = y + rng.normal(0, 0.3, 40), rng.normal(size=40)
+    prior = y + rng.normal(0, 1.0, 40)  # fair prior: worse than the good target model, better than the bad one
+    s = np.stack([prior, good, bad])
+    both = ranking_loss_weights(jax.random.PRNGKey(2), s, y, np.ones(40, bool), target=(1, 2))
+    only_bad = ranking_loss_weights(jax.random.PRNGKey(2), s[[0, 2]], y, np.ones(40, bool), target=1)
+    assert float(both[0]) == 0.0 and float(both[1]) == 1.0  # the good model's bar drops the prior
+    assert float(only_bad[0]) > 0.95  # beside the bad model alone, the prior keeps (nearly) every vote

@@ -193,3 +193,22 @@ def test_study_run_makes_no_batched_lapack_call():
                               jnp.zeros((3, 2, len(x))), jnp.zeros(len(x))).as_text()
     calls = [line for line in hlo.splitlines() if "custom_call @lapack_" in line]
     assert calls and all(re.search(r'num_batch_dims = "0"', line) for line in calls)
+
+
+def test_host_loop_with_the_gp_equals_the_jitted_loop_and_takes_two_target_models():
+    """``run_host`` with ``gp_fit`` is the jitted ``run`` (same queries, same weights); ``target_fit("gp+forest")``
+    adds the forest as a second target member, each judged on its own out-of-fold scores (SYNTHETIC table)."""
+    archs, x, rng = _space()
+    v = (x @ rng.normal(size=x.shape[1])).astype(np.float32)
+    members = R.prior_members(rng.normal(size=(2, len(x))))
+    key = jax.random.PRNGKey(7)
+    jit = SEARCH.run(key, jnp.asarray(x), jnp.asarray(members), jnp.asarray(v))
+    host = SEARCH.run_host(key, x, members, v, R.target_fit("gp", 0))
+    np.testing.assert_array_equal(np.asarray(host.codes), np.asarray(jit.codes))
+    np.testing.assert_allclose(np.asarray(host.weights), np.asarray(jit.weights), atol=1e-5)
+    both = SEARCH.run_host(key, x, members, v, R.target_fit("gp+forest", 0, trees=20))
+    assert both.weights.shape == (2, members.shape[0] + 2)
+    np.testing.assert_allclose(np.asarray(both.weights).sum(1), 1.0, atol=1e-5)
+    assert len(set(np.asarray(both.codes).tolist())) == 15
+    with pytest.raises(ValueError, match="join gp and/or forest"):
+        R.target_fit("svm", 0)
