@@ -70,17 +70,19 @@ def build_members(train_features: np.ndarray, train_regret: np.ndarray, features
 def _searcher(settings: TrustSettings, budget: int):
     import jax
 
-    return jax.jit(jax.vmap(lambda key, m, r, y, f, p: trust_search(key, m, r, y, f, p, budget, settings),
-                            in_axes=(0, 0, 0, 0, None, None)))
+    # lax.map over the held-out tasks, not vmap: batched, the target GP's LAPACK calls go through jaxlib's
+    # ParallelBatchMap on the XLA CPU pool they are called from (the TransNAS study's deadlock, search.transfer)
+    return jax.jit(lambda keys, m, r, y, f, p: jax.lax.map(
+        lambda a: trust_search(a[0], a[1], a[2], a[3], f, p, budget, settings), (keys, m, r, y)))
 
 
 def run_trust(settings: TrustSettings, members: Sequence[PriorMembers], train_regrets: Sequence[np.ndarray],
               target_values: np.ndarray, config_features: np.ndarray, *, budget: int, seed: int, batch: int = 16,
               ids: Sequence[int] | None = None):
-    """``trust_search`` on several held-out tasks, each with its own members and training tasks' regrets: one jitted,
-    vmapped program per (setting, number of training tasks), the held-out tasks padded to a multiple of ``batch``
-    by repeating the last (never by padding members: a member that ranks nothing still shares RGPE's votes in a
-    resample where no pair is judged). Returns (picks [N, budget], weights: N arrays [budget, M_i] (M_i = 4 + the
+    """``trust_search`` on several held-out tasks, each with its own members and training tasks' regrets: one jitted
+    program (``lax.map`` over the tasks) per (setting, number of training tasks), the held-out tasks padded to a
+    multiple of ``batch`` by repeating the last (never by padding members: a member that ranks nothing still
+    shares RGPE's votes in a resample where no pair is judged). Returns (picks [N, budget], weights: N arrays [budget, M_i] (M_i = 4 + the
     task's training tasks + 1), rank scores [N, budget + 1, C]) as numpy, in the order given. The i-th task's key is
     ``fold_in(PRNGKey(seed), ids[i])`` (default ``ids``: 0..N-1)."""
     import jax

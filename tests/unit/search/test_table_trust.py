@@ -92,3 +92,26 @@ def test_trust_search_jits_and_vmaps_over_tasks(key):
     assert out.picks.shape == (4,) and out.rank_score.shape == (5, regret.shape[1])
     np.testing.assert_allclose(out.weights.sum(1), 1.0, atol=1e-5)
     assert len(set(np.asarray(out.picks).tolist())) == 4
+
+
+def test_run_trust_makes_no_batched_lapack_call():
+    """The held-out tasks are mapped, not batched: batched, the target GP's LAPACK calls run through jaxlib's
+    ParallelBatchMap on the XLA CPU pool that calls them (the deadlock of the TransNAS study on 2 cores)."""
+    import re
+
+    import jax.numpy as jnp
+
+    from metanas.hpo.trust_portfolio import _searcher
+    from metanas.search.table_trust import PriorMembers
+
+    feats, regret, cfg = _table(5)
+    m = build_members(feats[1:], regret[1:], feats[0], k=3, kernel=KERNEL)[0]
+    st = PriorMembers(*(jnp.asarray(np.stack([getattr(m, f)] * 3)) for f in PriorMembers._fields))
+    prior = np.zeros(st.rank.shape[1] + 1, np.float32)
+    prior[0] = 1
+    hlo = _searcher(SETTINGS[3], 4).lower(jax.random.split(jax.random.PRNGKey(0), 3), st,
+                                           jnp.asarray(np.stack([regret[1:]] * 3), jnp.float32),
+                                           jnp.asarray(-regret[:3], jnp.float32), jnp.asarray(cfg, jnp.float32),
+                                           jnp.asarray(prior)).as_text()
+    calls = [line for line in hlo.splitlines() if "custom_call @lapack_" in line]
+    assert calls and all(re.search(r'num_batch_dims = "0"', line) for line in calls)
