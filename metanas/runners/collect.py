@@ -53,7 +53,7 @@ class CollectTrain:
     data_seed: NonNegInt = 0
     C: Count = 4
     N: Count = 1
-    stages: Count = 1
+    stages: Count = 1  # NB201 skeleton stages (3 as in NB201, ~10x slower here; 1: no reductions)
     steps: Count = 30  # full-batch Adam steps per architecture
     lr: Positive = 0.003
 

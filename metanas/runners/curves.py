@@ -56,7 +56,7 @@ class CurvesTrain:
     methods: tuple[str, ...] = METHODS
     budget: Annotated[float, COUNT] = 1000.0
     step: int = 1  # checkpoints per freeze-thaw advance
-    decisions_per_fit: int = 25
+    decisions_per_fit: int = 25  # the curve model is fine-tuned every this many decisions
     finetune_steps: NonNegInt = 25
     pretrain_steps: NonNegInt = 3000
     hidden: Count = 64

@@ -52,7 +52,7 @@ class StreamTrain:
     n_train: Count = 500  # NB301 genotypes the predictor is fitted on; the rest are held out
     encoding: str = "onehot"  # one of metanas.predictors.encodings.ARCH_ENCODINGS
     candidates: int = 100_000_000  # genotypes streamed
-    order: Literal["sample", "enumerate"] = "sample"
+    order: Literal["sample", "enumerate"] = "sample"  # sample (without replacement, by seed) | enumerate (ids 0 ..)
     chunk: Count = 4096  # candidates per scan step
     top: Count = 100  # shortlist length
 

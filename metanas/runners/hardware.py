@@ -389,7 +389,7 @@ CONSTRAINED_BASELINES = {"random": "random search, every candidate measured, onl
 class ConstrainedTrain:
     """``train:`` of ``search_nb201_constrained``."""
 
-    device: str = "edgegpu"
+    device: str = "edgegpu"  # edgegpu | raspi4 | edgetpu | pixel3 | eyeriss | fpga
     latency_budget_ms: float | None = None  # null: the median latency of the cells the device measured
     queries: int = 50  # accuracy queries
     measurements: int = 10  # latency measurements (design + verification)

@@ -64,10 +64,10 @@ class MetaLearnerSampling:
     n_candidates: int = 4096
     chunk: Count = 4096
     beta: NonNeg = 0.0
-    min_points: int = 3
+    min_points: int = 3  # random proposals until this many usable points exist
     top: Count = 256
-    transfer: bool = False
-    task_keys: tuple[str, ...] = ()
+    transfer: bool = False  # true: also records of other experiments that hold every key of the space
+    task_keys: tuple[str, ...] = ()  # numeric trial-config keys describing the task (e.g. [train.classes])
     record_experiment: str | None = None  # null: the objective's experiment
     meta_dataset: str | None = None  # null: the top-level meta_dataset
 
@@ -98,7 +98,7 @@ class HPOTrain:
     method: Any = None  # RandomSearch | SuccessiveHalving | Hyperband node
     task_name: str = ""  # live: the task's name in the meta-dataset record
     metafeatures_data: str | None = None  # live: import path of f(seed, data_dir) -> (x, y, classification)
-    sampler: Literal["random", "model", "metalearner"] = "random"
+    sampler: Literal["random", "model", "metalearner"] = "random"  # model: GP-EI on the encoded space (BOHB-style)
     metalearner: MetaLearnerSampling = MetaLearnerSampling()
     warm_start: WarmStart = WarmStart()
     pruner: Literal["none", "metalearner", "median", "hyperband"] = "none"  # live: stop trials early

@@ -53,14 +53,14 @@ class NASTrain:
     # of the training data, for the architecture step
     val_fraction: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = 0.5
     C: Count = 8
-    N: Count = 2
+    N: Count = 2  # cells per stage (paper: C=16, N=5)
     stages: Count | None = None  # None: the search space's default
     batch_size: Count = 64
     search_steps: Count = 300
     search_eval_every: NonNegInt = 30  # alpha snapshot + supernet val accuracy
     augment_search: bool = False
     crop_pad: NonNegInt = 2
-    flip: bool = False
+    flip: bool = False  # off: Omniglot characters are not mirror-symmetric
     cutout: NonNegInt = 0  # retraining only
     drop_path_prob: Annotated[float, Range(0, 1, hi_open=True)] = 0.0  # retraining only
     eval_batch: Count = 100

@@ -46,9 +46,9 @@ class BananasBaseline:
     """``train.bananas`` of ``search_nb201``: the BANANAS baseline's own predictor, encoding and acquisition (its
     ``PredictorSearch`` shares budget, init and topk with the search)."""
 
-    encoding: str = "path"
-    acquisition: S.Acquisition = "mutation"
-    thompson: bool = True
+    encoding: str = "path"  # path encoding of the cell
+    acquisition: S.Acquisition = "mutation"  # rank mutations of the best queried cells
+    thompson: bool = True  # independent Thompson sampling (ITS) on the ensemble's mean and spread
     mutate_parents: int = _SEARCH.mutate_parents
     mutation_candidates: int = _SEARCH.mutation_candidates
     max_mutations: int = _SEARCH.max_mutations
@@ -63,7 +63,7 @@ class TrustArm:
     ImageNet16-120 for that target; need the shared data) and NB201 data sets other than the target (their
     ``benchmark.metric`` table as an order). Empty ``members``: no trust arm."""
 
-    members: tuple[str, ...] = ()
+    members: tuple[str, ...] = ()  # zc (13 zero-cost proxies), a proxy name, or an NB201 data set
     folds: int = 3  # out-of-fold scores of the target model (folds extra fits per round)
     boot: int = 100  # bootstrap resamples of the RGPE weights
 
@@ -76,15 +76,15 @@ class SearchTrain:
     budget: Count = _SEARCH.budget  # queries per search
     init: Count = _SEARCH.init  # random queries before the first fit
     topk: Count = _SEARCH.topk  # queries per round
-    acquisition: S.Acquisition = _SEARCH.acquisition
-    beta: NonNeg = _SEARCH.beta
-    encoding: str = _SEARCH.encoding
+    acquisition: S.Acquisition = _SEARCH.acquisition  # exhaustive (rank all cells) | evolution | reinforce
+    beta: NonNeg = _SEARCH.beta  # UCB: mean + beta * ensemble spread
+    encoding: str = _SEARCH.encoding  # onehot | onehot_pruned | path | onehot_path
     evo_population: Count = _SEARCH.evo_population
     evo_generations: Count = _SEARCH.evo_generations
     rl_steps: Count = _SEARCH.rl_steps
     rl_batch: Count = _SEARCH.rl_batch
     canonical: bool = True  # search only the canonical cells
-    baselines: tuple[str, ...] = ("random", "rea", "ls", "bananas")
+    baselines: tuple[str, ...] = ("random", "rea", "ls", "bananas")  # same seeds, budget and query tables
     rea_population: Count = 10  # the R-EA settings of the NB201 paper (Dong & Yang, ICLR 2020)
     rea_sample_size: Count = 3
     bananas: BananasBaseline = BananasBaseline()
@@ -136,15 +136,15 @@ def predictor_search(settings, **fixed) -> S.PredictorSearch:
 class PredictorTrain:
     """``train:`` of ``predictor_nb201`` (predictor quality on NB201 rows or on the run store's records)."""
 
-    source: Literal["nb201", "meta_dataset"] = "nb201"
+    source: Literal["nb201", "meta_dataset"] = "nb201"  # nb201: the table | meta_dataset: rows of meta_dataset
     meta_dataset: str | None = None  # source=meta_dataset: this file, else the top-level meta_dataset
     experiment: str | None = "collect:arch"  # the records' experiment (null: any)
-    metric: str = "val_acc"
+    metric: str = "val_acc"  # meta_dataset: the target metric (> 0)
     reencode: bool = False  # re-encode the records' arch with ``encoding``
     encoding: str = "onehot_pruned"
     n_train: Counts = (50, 100, 200)
     top: Count = 10
-    proxies: tuple[str, ...] = ()
+    proxies: tuple[str, ...] = ()  # need the shared data: params, flops or zero-cost names (synflow, nwot, ...)
     models: Any = None  # mapping name -> predictor node
 
     def __post_init__(self):

@@ -88,9 +88,9 @@ class TransNASTrain(TransferSettings):
     members: str = "orders+pairwise"  # trust mode: prior members joined by '+': mean, orders, pairwise, proxies
     weighting: Literal["rgpe", "tstr"] = "tstr"  # trust mode: RGPE bootstrap votes or TST-R discordance weights
     # trust mode: the target member(s): a GP (jitted loop), a random forest or both side by side (host loop)
-    target_model: Literal["gp", "forest", "gp+forest"] = "gp+forest"
+    target_model: Literal["gp", "forest", "gp+forest"] = "gp+forest"  # trust: the target member(s), side by side
     budget: Count = 50
-    init: Count = 5
+    init: Count = 5  # first queries: the pre-trained model's top cells (or see zscore_init)
     topk: Count = 5
     # queries_to_top: to one of the target's ceil(top_frac * N) best cells
     top_frac: Annotated[float, Range(0, 1, lo_open=True)] = 0.01

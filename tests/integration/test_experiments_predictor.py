@@ -133,13 +133,15 @@ def test_collect_missing_data_names_the_file(tmp_path):
 
 def test_search_train_defaults_are_the_published_baselines():
     """REA at NB201's R-EA settings; BANANAS as published (5 MLPs, 10 x 20, MAPE, lr 0.01, path, ITS, mutation)."""
-    import yaml
+    from omegaconf import OmegaConf
 
+    from metanas.experiment import compose_config
     from metanas.runners.predictor import SearchTrain
 
     t = SearchTrain()
     assert (t.rea_population, t.rea_sample_size) == (10, 3)
-    cfg = yaml.safe_load((REPO / "conf/experiment/search_nb201.yaml").read_text())["train"]
+    # as composed: the yaml's train: block merged into SearchTrain's defaults
+    cfg = OmegaConf.to_container(compose_config(["experiment=search_nb201"]).train)
     b = cfg["bananas"]
     assert (b["encoding"], b["acquisition"], b["thompson"]) == ("path", "mutation", True)
     assert {k: b["predictor"][k] for k in ("ensemble", "layers", "hidden", "lr", "loss")} == {
