@@ -198,6 +198,37 @@ def report_transnas(name: str = "transnas.json") -> str:
         q = r["targets"][t]["queries"]
         lines.append(f"| {t} | " + " | ".join(f"{np.mean(q[m]):.1f}" for m in methods) + " |")
     lines.append("| **mean** | " + " | ".join(f"**{np.mean(_per_seed_mean(r, m)):.2f}**" for m in methods) + " |")
+    for arm in [ours] + ([DEFAULT] if DEFAULT in methods and DEFAULT != ours else []):
+        lines += ["", f"Goals (`{arm}`): " + "; ".join(_goals(r, arm, methods, unfinished)) + "."]
+    lines.append("")
+    for t in tasks:
+        q = {m: v for m, v in r["targets"][t]["queries"].items() if m in every}
+        lines += [f"**{t}** ({r['targets'][t]['n_cells']} cells, {r['targets'][t]['n_hit']} top cells)", "",
+                  paired_table(q, ours, what="queries")]
+        for arm in [ours] + ([DEFAULT] if DEFAULT in every and DEFAULT != ours else []):
+            w = r["targets"][t].get("weights", {}).get(arm)
+            spec = METHODS[r["nested_choice"][t]] if arm == "ours" and "nested_choice" in r else METHODS.get(arm)
+            if w and spec:
+                names = _target_names(spec)
+                at = [i for i in (0, 4, len(w) - 1) if i < len(w)]
+                lines.append(f"`{arm}`: mean weight of its target member(s) ({' and '.join(names)}) after "
+                             + " / ".join(str(5 + 5 * i) for i in at) + " queries: "
+                             + " / ".join("+".join(f"{v:.2f}" for v in w[i][-len(names):]) for i in at) + ".\n")
+    return "\n".join(lines)
+
+
+def _target_names(spec: dict) -> list[str]:
+    """The target members of a method spec, in the order of the last columns of its weights."""
+    if spec.get("kind") == "trust_rf":
+        return ["GP" if p == "gp" else "forest" for p in spec.get("target", "forest").split("+")]
+    return ["GP"]
+
+
+def _goals(r: dict, ours: str, methods: list, unfinished: list) -> list[str]:
+    """Issue 31's TransNAS goals for the arm ``ours`` of a paired study ``r``."""
+    from metanas.stats import fmt, fmt_p, paired
+
+    tasks = r["tasks"]
     goals = []
     if "zero_shot" in methods:
         worse = [t for t in tasks if (p := paired(r["targets"][t]["queries"][ours], r["targets"][t]["queries"]
@@ -225,16 +256,7 @@ def report_transnas(name: str = "transnas.json") -> str:
                      f"{'yes' if pm.wins > pm.losses and pm.p < 0.05 else 'NO'} ({fmt(pm.median_a)} vs "
                      f"{fmt(pm.median_b)} median per-seed mean, w/t/l {pm.wins}/{pm.ties}/{pm.losses}, "
                      f"p {fmt_p(pm.p)})")
-    lines += ["", "Goals: " + "; ".join(goals) + ".", ""]
-    for t in tasks:
-        q = {m: v for m, v in r["targets"][t]["queries"].items() if m in every}
-        lines += [f"**{t}** ({r['targets'][t]['n_cells']} cells, {r['targets'][t]['n_hit']} top cells)", "",
-                  paired_table(q, ours, what="queries")]
-        w = r["targets"][t].get("weights", {}).get(ours)
-        if w:
-            lines.append(f"Mean weight of the target GP member after 5 / 25 / 45 queries: "
-                         f"{w[0][-1]:.2f} / {w[4][-1]:.2f} / {w[-1][-1]:.2f}.\n")
-    return "\n".join(lines)
+    return goals
 
 
 # --- the trust study (issue 31): nested leave-one-task-out choice among CANDIDATES, then one final paired run ---
