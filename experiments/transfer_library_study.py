@@ -92,7 +92,8 @@ def report() -> str:
     means = {m: np.mean([censor(r["targets"][t]["queries"][m], r["budget"]) for t in tasks], 0) for m in methods}
     lines.append("| mean over tasks | " + " | ".join(f"**{means[m].mean():.2f}**" for m in methods) + " |")
     lines += ["", "Cells: per-seed mean (median) of the censored queries."]
-    if ours and common:
+    # the study's nested choice and, where it records one, transfer_transnas's default arm
+    for ours in [a for a in (ours, (study or {}).get("default")) if a and common]:
         idx_s = [study["seeds"].index(s) for s in common]
         idx_r = [r["seeds"].index(s) for s in common]
         lines += ["", f"**Paired with the transfer study's `{ours}`** on its {len(common)} common seeds "

@@ -411,6 +411,7 @@ def write_trust_json() -> None:
         r["tasks"] = [t for t in order if t in r["targets"]]
         r["design"] = stage == "design"
         r["ours"] = "ours"
+        r["default"] = DEFAULT if stage == "final" and DEFAULT in r["methods"] else None
         if stage == "final":
             ours = [json.loads(p.read_text()) for p in sorted((TRUST_DIR / stage).glob("*.ours.json"))]
             if ours:
