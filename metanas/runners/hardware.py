@@ -12,7 +12,9 @@ seeds (their k cells are random, drawn again where a measurement fails): FLOPs, 
 devices, the nearest source device (best Spearman on the k cells), ridge on the sources' log latencies, random
 forest and MLP fitted on the k target cells only, the pooled-source prior without the meta-learnt covariance
 ("fine-tune without meta-training"), and our model on the random cells. The ceiling: our model family fitted on
-every cell of the held-out device.
+every cell of the held-out device. The candidate families (``FAMILIES``) include one gradient meta-learned model,
+``maml_mlp`` (``metanas.predictors.cost_mlp``: an MLP whose initialisation MAML meta-trains on the sources' tasks,
+adapted by a few SGD steps to k random cells), scored by the same leave-one-source-out rule.
 
 search_nb201_constrained (``run_constrained``): see ``metanas.search.constrained``.
 """
@@ -33,6 +35,7 @@ from metanas.benchmarks.hardware import HW_DEVICES, HW_ENERGY_DEVICES, load_hw_b
 from metanas.benchmarks.nb201 import DATASETS, load_cost
 from metanas.config import ConfigError, Count, takes_train, train_block
 from metanas.predictors import cost as C
+from metanas.predictors.cost_mlp import MetaMLPCost
 from metanas.predictors.pointwise import MLP
 from metanas.predictors.trees import RandomForest
 from metanas.runners.context import RunContext
@@ -56,7 +59,10 @@ FAMILIES = {
     "additive": "per-op additive model, meta-learnt Gaussian prior (mean + scaled covariance of the sources' fits)",
     "with_sources": "the additive model plus a regression on the sources' costs of the same cell (beta ~ N(0, v I))",
     "pretrain_finetune": "pooled-source prior mean with an isotropic covariance (pre-train + fine-tune), design cells",
+    "maml_mlp": "MLP (64 x 2) on the same features, initialisation meta-learnt by MAML across the sources' tasks, "
+                "5 SGD steps on the k target cells (random cells), standardised log cost",
 }
+BAYES_FAMILIES = ("additive", "with_sources", "pretrain_finetune")  # closed-form models with a Gaussian prior
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,10 @@ class HWLatencyTrain:
     finetune_grid: tuple[float, ...] = (1e-3, 1e-2, 1e-1)  # finetune_no_meta's prior variance, likewise
     source_var_grid: tuple[float, ...] = (1e-2, 1e-1, 1.0)  # the with_sources family's prior variance of beta
     families: tuple[str, ...] = ("additive", "with_sources", "pretrain_finetune")  # candidates of the nested choice
+    # maml_mlp (metanas.predictors.cost_mlp.MetaMLPCost; its other settings are that class's defaults): meta-steps
+    # of one meta-training, and the inner step sizes the nested choice scores
+    maml_meta_steps: int = 1000
+    maml_inner_lr_grid: tuple[float, ...] = (0.1,)
     rf_trees: int = 100
     mlp_steps: int = 300
     plot_device: str = "edgegpu"
@@ -95,6 +105,9 @@ class HWLatencyTrain:
         bad_f = sorted(set(self.families) - set(FAMILIES))
         if bad_f or not self.families:
             raise ConfigError(f"train.families: {bad_f or 'empty'}; choose from {', '.join(FAMILIES)}")
+        if self.maml_meta_steps < 1 or not self.maml_inner_lr_grid or min(self.maml_inner_lr_grid) <= 0:
+            raise ConfigError(f"train.maml_meta_steps={self.maml_meta_steps}, maml_inner_lr_grid="
+                              f"{list(self.maml_inner_lr_grid)}: need >= 1 step and step sizes > 0")
         if not self.ks or min(self.ks) < 2 or self.select_k < 2:
             raise ConfigError(f"train.ks={list(self.ks)}, select_k={self.select_k}: need k >= 2 measurements")
 
@@ -222,7 +235,7 @@ def nested_choice(x, onehot, src: dict[str, np.ndarray], keys, k, t: HWLatencyTr
                 scores["finetune_no_meta"].setdefault(v, []).append(_rho_many(p, y).mean())
     # the candidate families, each with its settings, on the same pseudo-targets and keys (the additive family's
     # score is select_prior's; with_sources uses the additive prior chosen there)
-    fam = {"with_sources": {}, "pretrain_finetune": {}}
+    fam = {"with_sources": {}, "pretrain_finetune": {}, "maml_mlp": {}}
     for d in devs:
         others = [o for o in devs if o != d]
         prior = C.prior_from_fits(jnp.concatenate([fits[o][0] for o in others], 0),
@@ -240,11 +253,19 @@ def nested_choice(x, onehot, src: dict[str, np.ndarray], keys, k, t: HWLatencyTr
                 for v in t.finetune_grid:
                     fam["pretrain_finetune"].setdefault(v, []).append(float(C.few_shot_spearman(
                         C.isotropic_prior(prior, v), x, y, tr, keys, k=k, pool=t.pool).mean()))
+        if "maml_mlp" in t.families:  # meta-trained on the other sources only (every input size: one task each)
+            tabs = np.concatenate([src[o] for o in others], 0)
+            for lr in t.maml_inner_lr_grid:
+                model = maml_model(t, lr)
+                theta = maml_meta_train(model, maml_key(keys[0]), x, tabs, k)
+                for i in range(src[d].shape[0]):
+                    fam["maml_mlp"].setdefault(lr, []).append(
+                        float(model.few_shot_run(theta, x, srcj[d][i], ranks[d][i], keys, k)[0].mean()))
     family_scores = {"additive": max(choice["grid"].values())}
     for f, sc in fam.items():
         if sc:
             best = max(sc, key=lambda v: np.mean(sc[v]))
-            choice[f"{f}_var"] = best
+            choice[FAMILY_SETTING.get(f, f"{f}_var")] = best
             family_scores[f] = float(np.mean(sc[best]))
     choice["family_scores"] = family_scores
     choice["family_grid"] = {f: {str(g): float(np.mean(v)) for g, v in sc.items()} for f, sc in fam.items()}
@@ -253,6 +274,30 @@ def nested_choice(x, onehot, src: dict[str, np.ndarray], keys, k, t: HWLatencyTr
     choice["finetune_var"] = max(scores["finetune_no_meta"], key=lambda v: np.mean(scores["finetune_no_meta"][v]))
     choice["baseline_grid"] = {m: {str(g): float(np.mean(s)) for g, s in d.items()} for m, d in scores.items()}
     return choice
+
+
+FAMILY_SETTING = {"maml_mlp": "maml_mlp_inner_lr"}  # the choice's key of a family's chosen setting (else <family>_var)
+
+
+def maml_model(t: HWLatencyTrain, inner_lr: float) -> MetaMLPCost:
+    return MetaMLPCost(inner_lr=float(inner_lr), meta_steps=t.maml_meta_steps)
+
+
+def maml_meta_train(model: MetaMLPCost, key: jax.Array, x, tables: np.ndarray, k: int) -> dict:
+    """``model.meta_train`` on the source ``tables`` [T, N], cached by content: the pseudo-target d of held-out
+    device h and the pseudo-target h of held-out device d meta-train on the same four sources."""
+    sig = (model, tables.shape, hash(np.asarray(tables).tobytes()), tuple(np.asarray(key).tolist()), k)
+    if sig not in _MAML_THETA:
+        _MAML_THETA[sig] = model.meta_train(key, x, jnp.asarray(tables), k)[0]
+    return _MAML_THETA[sig]
+
+
+_MAML_THETA: dict = {}
+
+
+def maml_key(key: jax.Array) -> jax.Array:
+    """The meta-training key of maml_mlp (apart from the keys that draw the k cells)."""
+    return jax.random.fold_in(key, 7919)
 
 
 def with_source_columns(x, src: np.ndarray) -> jax.Array:
@@ -302,6 +347,9 @@ def run_latency(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
         choices[dev] = choice
         prior = C.meta_train_prior(x, jnp.asarray(np.concatenate(list(src.values()), 0)),
                                    cov_scale=choice["cov_scale"], jitter=choice["jitter"])
+        if "maml_mlp" in t.families:  # meta-trained on the sources at the choice's k and inner step size
+            maml = maml_model(t, choice["maml_mlp_inner_lr"])
+            theta = maml_meta_train(maml, maml_key(keys[0]), x, np.concatenate(list(src.values()), 0), t.select_k)
         for i, ds in enumerate(t.datasets):
             y = tables[ds].column(col)  # the held-out device: read only to measure the chosen cells and to score
             yj, tr = jnp.asarray(y), jnp.asarray(true_ranks(y))
@@ -314,8 +362,11 @@ def run_latency(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
             for k in t.ks:
                 for f in t.families:
                     xf = xs if f == "with_sources" else x
-                    run = C.few_shot_run(family_prior(f, prior, choice, len(sources)), xf, yj, tr, keys, k=k,
-                                         pool=t.pool)
+                    if f == "maml_mlp":
+                        run = maml.few_shot_run(theta, x, yj, tr, keys, k)
+                    else:
+                        run = C.few_shot_run(family_prior(f, prior, choice, len(sources)), xf, yj, tr, keys, k=k,
+                                             pool=t.pool)
                     rho.setdefault(f"family_{f}", {}).setdefault(dev, {}).setdefault(k, []).append(np.asarray(run[0]))
                     if f == choice["family"]:
                         r, preds, codes, nf = run
@@ -402,7 +453,7 @@ class ConstrainedTrain:
     canonical: bool = True
     cov_scale: float = 3.0
     jitter: float = 1e-3
-    cost_family: str = "additive"  # one of FAMILIES (the study takes hw_latency's nested choice per device)
+    cost_family: str = "additive"  # one of BAYES_FAMILIES (the study takes hw_latency's nested choice per device)
     source_var: float = 0.1  # with_sources: prior variance of the sources' coefficients
     finetune_var: float = 0.01  # pretrain_finetune: the isotropic prior variance
     pool: int = 2000
@@ -420,8 +471,8 @@ class ConstrainedTrain:
             raise ConfigError(f"train.latency_budget_ms={self.latency_budget_ms}: must be > 0 ms (or null: median)")
         if not 1 <= self.design_k <= self.measurements:
             raise ConfigError(f"train.design_k={self.design_k} must be in 1..train.measurements={self.measurements}")
-        if self.cost_family not in FAMILIES:
-            raise ConfigError(f"train.cost_family={self.cost_family!r}; choose from {', '.join(FAMILIES)}")
+        if self.cost_family not in BAYES_FAMILIES:  # the search needs the Gaussian prior (design, feasibility)
+            raise ConfigError(f"train.cost_family={self.cost_family!r}; choose from {', '.join(BAYES_FAMILIES)}")
         if self.verify not in ("plain", "adaptive"):
             raise ConfigError(f"train.verify={self.verify!r}; choose plain or adaptive")
         if not 0 < self.p_feasible < 1:

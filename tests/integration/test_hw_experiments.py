@@ -31,6 +31,21 @@ def test_hw_latency_fast(tmp_path, data_dir):
     assert rec["wall_time_s"] > 0
 
 
+def test_hw_latency_fast_with_the_maml_mlp_family(tmp_path, data_dir):
+    run_fast(tmp_path, "experiment=hw_latency", f"data_dir={data_dir}", "train.families=[additive,maml_mlp]",
+             "train.maml_meta_steps=5", "train.baselines=[flops]")
+    s, run_dir = last_summary(tmp_path, "hw_latency")
+    m = s["metrics"]
+    d = json.loads((run_dir / "hw_latency.json").read_text())
+    scores = d["choices"]["fpga"]["family_scores"]  # both scored by leave-one-source-out, the better one chosen
+    assert set(scores) == {"additive", "maml_mlp"} and all(-1 <= v <= 1 for v in scores.values())
+    assert d["chosen_family"]["fpga"] == max(scores, key=scores.get)
+    assert d["choices"]["fpga"]["maml_mlp_inner_lr"] == 0.1
+    rho = np.asarray(d["rho"]["family_maml_mlp"]["fpga"]["5"])  # [input size][seed]
+    assert rho.shape == (1, 2) and np.all(np.abs(rho) <= 1)
+    assert m["family_maml_mlp_spearman_k5_fpga"] == pytest.approx(float(rho.mean()))
+
+
 @pytest.mark.parametrize("extra", [pytest.param((), marks=pytest.mark.slow),  # every baseline and the Pareto mode
                                    ("train.baselines=[random,rea]", "train.pareto=false")])
 def test_search_nb201_constrained_fast_answers_meet_the_budget_on_the_true_table(tmp_path, data_dir, extra):

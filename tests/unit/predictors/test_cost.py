@@ -75,17 +75,19 @@ def test_held_out_device_table_is_never_read_during_meta_training(data_dir):
         v[:, t.names.index(col)] = np.random.default_rng(0).random(len(v)) * 1e6
         poisoned[ds] = HardwareTable(t.names, v, "poisoned")
     sources = [d for d in HW_DEVICES if d != "eyeriss"]
-    t = HWLatencyTrain(select_seeds=1, pool=100, prior_grid=((3.0, 1e-3),), ridge_grid=(1.0,), finetune_grid=(1e-2,))
+    t = HWLatencyTrain(select_seeds=1, pool=100, prior_grid=((3.0, 1e-3),), ridge_grid=(1.0,), finetune_grid=(1e-2,),
+                       families=("additive", "maml_mlp"), maml_meta_steps=3)
     keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(1))
     out = []
     for tables in (tabs, poisoned):
         src = source_stack({ds: tb.without(col) for ds, tb in tables.items()}, sources, "latency")
         prior = C.meta_train_prior(X, jnp.asarray(np.concatenate(list(src.values()), 0)))
         choice = nested_choice(X, X[:, 1:31], src, keys, 5, t)
-        out.append((np.asarray(prior.mean), np.asarray(prior.cov), choice["grid"]))
+        out.append((np.asarray(prior.mean), np.asarray(prior.cov), choice["grid"], choice["family_scores"]))
     np.testing.assert_array_equal(out[0][0], out[1][0])
     np.testing.assert_array_equal(out[0][1], out[1][1])
     assert out[0][2] == out[1][2]
+    assert set(out[0][3]) == {"additive", "maml_mlp"} and out[0][3] == out[1][3]  # the meta-learnt MLP's score too
     import pytest
 
     with pytest.raises(Exception, match="no column"):
