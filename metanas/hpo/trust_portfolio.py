@@ -82,8 +82,9 @@ def run_trust(settings: TrustSettings, members: Sequence[PriorMembers], train_re
     """``trust_search`` on several held-out tasks, each with its own members and training tasks' regrets: one jitted
     program (``lax.map`` over the tasks) per (setting, number of training tasks), the held-out tasks padded to a
     multiple of ``batch`` by repeating the last (never by padding members: a member that ranks nothing still
-    shares RGPE's votes in a resample where no pair is judged). Returns (picks [N, budget], weights: N arrays [budget, M_i] (M_i = 4 + the
-    task's training tasks + 1), rank scores [N, budget + 1, C]) as numpy, in the order given. The i-th task's key is
+    shares RGPE's votes in a resample where no pair is judged). Returns (picks [N, budget], weights: N arrays
+    [budget, M_i] (M_i = 4 + the task's training tasks + 1), rank scores [N, budget + 1, C]) as numpy, in the order
+    given. The i-th task's key is
     ``fold_in(PRNGKey(seed), ids[i])`` (default ``ids``: 0..N-1)."""
     import jax
     import jax.numpy as jnp

@@ -7,8 +7,9 @@ its candidates), use ``train.source_tasks`` (default: every other task; naming t
 ``train.mode``:
 - ``trust`` (default): ``metanas.search.trust.TrustSearch``, a weighted ensemble of the prior members
   (``train.members``) and the target model(s) fitted on the target's queries (``train.target_model``: a GP, a
-  random forest or both), weighted by how each ranks the queried cells (``train.weighting``), beside the capped zero-shot z-score order, from scratch and random search on the same seeds
-  (paired: wins / ties / losses, Wilcoxon p);
+  random forest or both), weighted by how each ranks the queried cells (``train.weighting``), beside the capped
+  zero-shot z-score order, from scratch and random search on the same seeds (paired: wins / ties / losses,
+  Wilcoxon p);
 - ``transfer``: query the pre-trained model's ``init`` best cells, then rounds of {fine-tune on the target's
   queries (with ``mix`` of source pairs, ``similarity_temp``-weighted), query the ``topk`` best} to ``budget``;
 - ``zero_shot``: rank the target with the pre-trained model and query nothing.
@@ -88,7 +89,7 @@ class TransNASTrain(TransferSettings):
     members: str = "orders+pairwise"  # trust mode: prior members joined by '+': mean, orders, pairwise, proxies
     weighting: Literal["rgpe", "tstr"] = "tstr"  # trust mode: RGPE bootstrap votes or TST-R discordance weights
     # trust mode: the target member(s): a GP (jitted loop), a random forest or both side by side (host loop)
-    target_model: Literal["gp", "forest", "gp+forest"] = "gp+forest"  # trust: the target member(s), side by side
+    target_model: Literal["gp", "forest", "gp+forest"] = "gp+forest"
     budget: Count = 50
     init: Count = 5  # first queries: the pre-trained model's top cells (or see zscore_init)
     topk: Count = 5

@@ -452,8 +452,8 @@ def paired_study(seeds, data, *, methods: dict, budget: int = 50, init: int = 5,
       z-score order, ``orders`` mean + each source's order, ``pairwise`` the meta-learner's zero-shot ranking
       (pre-trained once per target on its sources, key ``pretrain_seed``), ``proxies`` the target's zero-cost proxies where the file has them),
       ``{"kind": "trust_rf", "members": ..., "target": "forest"}`` (the same loop on the host with a random
-      forest target member: the plain RGPE version; ``"target": "gp+forest"`` the GP and the forest side by side), ``{"kind": "scratch"}`` (trust search with no prior member: GP from random first
-      cells), ``{"kind": "random"}``, ``{"kind": "zero_shot"}`` (the mean z-score order, capped at the budget),
+      forest target member: the plain RGPE version; ``"target": "gp+forest"`` the GP and the forest side by
+      side), ``{"kind": "scratch"}`` (trust search with no prior member: GP from random first cells), ``{"kind": "random"}``, ``{"kind": "zero_shot"}`` (the mean z-score order, capped at the budget),
       ``{"kind": "zero_shot_ls"}`` (that order's first ``init`` cells, then local search),
     Queries to a top-``hit_frac`` cell (among the target's own cells) per seed, censored at ``budget + 1`` for
     every method alike (``metanas.stats.censor``). ``sources``: source task indices (default: every other task;
