@@ -1,5 +1,5 @@
 """Leave-one-SOURCE-out family scores of hw_latency's nested choice with the ``maml_mlp`` family (MAML over an MLP
-cost model, ``metanas.predictors.cost_mlp``) on REAL HW-NAS-Bench tables, without rerunning the whole study.
+cost model, ``metanas.meta.cost_model``) on REAL HW-NAS-Bench tables, without rerunning the whole study.
 
 For each held-out device, exactly what ``run_latency`` does before it reads the held-out device: drop its column,
 stack the five sources, and call ``nested_choice`` with the study's settings (k = 10, pool 500, 2 selection seeds

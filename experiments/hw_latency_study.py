@@ -264,7 +264,7 @@ def maml_paragraph(out: Path) -> list[str]:
     changed = [x for x, v in devs.items() if v["choice_with_maml_mlp"] != v["committed_choice"]]
     worst_gap = min(max(s for f, s in v["family_scores"].items() if f != "maml_mlp") - v["family_scores"]["maml_mlp"]
                     for v in devs.values())
-    return ["**Gradient meta-learning, measured** (`maml_mlp`, `metanas/predictors/cost_mlp.py`): an MLP (64 x 2) "
+    return ["**Gradient meta-learning, measured** (`maml_mlp`, `metanas/meta/cost_model.py`): an MLP (64 x 2) "
             "on the same features, predicting the standardised log latency, its initialisation meta-trained by "
             "second-order MAML (`metanas.meta.MAML`, " + f"{d['meta_steps']} meta-steps, 5 inner SGD steps of size "
             + "/".join(f"{v:g}" for v in d["inner_lrs"]) + ") over the sources' (device, input size) tasks, "

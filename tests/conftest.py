@@ -82,3 +82,20 @@ def _train_schemas():
     """Each experiment's ``train`` schema in Hydra's ConfigStore (``schema/<experiment>``), as the app registers
     them before composing: tests that compose ``conf/`` directly need them too."""
     import metanas.schemas  # noqa: F401
+
+
+def synthetic_cost_devices(x, n_dev: int, seed: int = 0):
+    """SYNTHETIC devices [n_dev, N] for the cost models' tests: additive costs of the cell features ``x`` [N, D],
+    w_d = base + low-rank device variation, plus 2 % noise."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    base = np.abs(rng.normal(0.5, 0.3, x.shape[1]))
+    u = rng.normal(0, 0.2, (2, x.shape[1]))
+    ys = []
+    for _ in range(n_dev):
+        w = base + rng.normal(0, 1, 2) @ u
+        w[0] = 5.0
+        y = np.asarray(x) @ w
+        ys.append(np.maximum(y, 0.1) * np.exp(rng.normal(0, 0.02, len(y))))
+    return np.stack(ys)

@@ -13,7 +13,7 @@ devices, the nearest source device (best Spearman on the k cells), ridge on the 
 forest and MLP fitted on the k target cells only, the pooled-source prior without the meta-learnt covariance
 ("fine-tune without meta-training"), and our model on the random cells. The ceiling: our model family fitted on
 every cell of the held-out device. The candidate families (``FAMILIES``) include one gradient meta-learned model,
-``maml_mlp`` (``metanas.predictors.cost_mlp``: an MLP whose initialisation MAML meta-trains on the sources' tasks,
+``maml_mlp`` (``metanas.meta.cost_model``: an MLP whose initialisation MAML meta-trains on the sources' tasks,
 adapted by a few SGD steps to k random cells), scored by the same leave-one-source-out rule.
 
 search_nb201_constrained (``run_constrained``): see ``metanas.search.constrained``.
@@ -35,7 +35,7 @@ from metanas.benchmarks.hardware import HW_DEVICES, HW_ENERGY_DEVICES, load_hw_b
 from metanas.benchmarks.nb201 import DATASETS, load_cost
 from metanas.config import ConfigError, Count, takes_train, train_block
 from metanas.predictors import cost as C
-from metanas.predictors.cost_mlp import MetaMLPCost
+from metanas.meta.cost_model import MetaMLPCost
 from metanas.predictors.pointwise import MLP
 from metanas.predictors.trees import RandomForest
 from metanas.runners.context import RunContext
@@ -82,7 +82,7 @@ class HWLatencyTrain:
     finetune_grid: tuple[float, ...] = (1e-3, 1e-2, 1e-1)  # finetune_no_meta's prior variance, likewise
     source_var_grid: tuple[float, ...] = (1e-2, 1e-1, 1.0)  # the with_sources family's prior variance of beta
     families: tuple[str, ...] = ("additive", "with_sources", "pretrain_finetune")  # candidates of the nested choice
-    # maml_mlp (metanas.predictors.cost_mlp.MetaMLPCost; its other settings are that class's defaults): meta-steps
+    # maml_mlp (metanas.meta.cost_model.MetaMLPCost; its other settings are that class's defaults): meta-steps
     # of one meta-training, and the inner step sizes the nested choice scores
     maml_meta_steps: int = 1000
     maml_inner_lr_grid: tuple[float, ...] = (0.1,)

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+from conftest import synthetic_cost_devices
 
 from metanas.predictors import cost as C
 from metanas.search_spaces.nb201 import NB201Space
@@ -12,16 +13,7 @@ X = jnp.asarray(C.cost_features(NB201Space()))
 
 def _synthetic_devices(n_dev, seed=0):
     """SYNTHETIC devices: additive costs w_d = base + low-rank device variation, plus 2 % noise."""
-    rng = np.random.default_rng(seed)
-    base = np.abs(rng.normal(0.5, 0.3, X.shape[1]))
-    u = rng.normal(0, 0.2, (2, X.shape[1]))
-    ys = []
-    for _ in range(n_dev):
-        w = base + rng.normal(0, 1, 2) @ u
-        w[0] = 5.0
-        y = np.asarray(X) @ w
-        ys.append(np.maximum(y, 0.1) * np.exp(rng.normal(0, 0.02, len(y))))
-    return np.stack(ys)
+    return synthetic_cost_devices(X, n_dev, seed)
 
 
 def test_meta_learnt_prior_adapts_to_a_new_synthetic_device_from_10_cells():

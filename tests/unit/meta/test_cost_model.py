@@ -1,16 +1,19 @@
-"""maml_mlp cost family (MAML over an MLP, metanas.predictors.cost_mlp) on SYNTHETIC additive devices: meta-training
+"""maml_mlp cost family (MAML over an MLP, metanas.meta.cost_model) on SYNTHETIC additive devices: meta-training
 lowers the meta-loss, the meta-learnt initialisation adapts to a new device far better than a random one, and
 adaptation reads only the k measured cells."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from test_cost import X, _synthetic_devices
+from conftest import synthetic_cost_devices
 
+from metanas.meta.cost_model import MetaMLPCost
 from metanas.nn.functional import mlp_init
-from metanas.predictors.cost_mlp import MetaMLPCost
+from metanas.predictors import cost as C
+from metanas.search_spaces.nb201 import NB201Space
 
-YS = _synthetic_devices(7)  # SYNTHETIC: six source devices and one new one
+X = jnp.asarray(C.cost_features(NB201Space()))
+YS = synthetic_cost_devices(X, 7)  # SYNTHETIC: six source devices and one new one
 RANK = jnp.asarray(np.argsort(np.argsort(YS[6])).astype(np.float32))
 KEYS = jax.vmap(jax.random.PRNGKey)(jnp.arange(3))
 MODEL = MetaMLPCost(meta_steps=200)
