@@ -90,10 +90,23 @@ DESIGN_SEEDS = list(range(0, 20))
 FINAL_SEEDS = list(range(1000, 1050))
 
 
-def run_transnas(args) -> None:
-    from metanas.benchmarks.transnas import default_path, load_transnas
+def _paired_study(seeds, data, methods: dict, t0: float, **kw) -> dict:
+    """``search.transfer.paired_study`` at the study's fixed settings (budget 50, init 5, 5 a round, top-1 % cells,
+    the a-priori meta-learner), logging with the seconds since ``t0``; ``kw``: targets, cache_dir, seed_chunk, ..."""
     from metanas.predictors.pairwise import Pairwise
     from metanas.search.transfer import paired_study
+
+    return paired_study(seeds, data, methods=methods, budget=50, init=5, topk=5, hit_frac=0.01,
+                        predictor=Pairwise(**PREDICTOR), pretrain_steps=SEARCH["pretrain_steps"],
+                        log=lambda m: print(f"[{time.time() - t0:.0f}s] {m}", flush=True), **kw)
+
+
+def _machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPUs (shared)"
+
+
+def run_transnas(args) -> None:
+    from metanas.benchmarks.transnas import default_path, load_transnas
 
     path = args.file or default_path(args.data_dir)
     data = load_transnas(path, lower_is_better=args.lower_is_better)
@@ -105,13 +118,11 @@ def run_transnas(args) -> None:
     name = ("transnas_design" if args.design else "transnas") + (f".{args.part}" if args.part else "") + ".json"
     partial = OUT / (name + ".partial")
     targets = [data.tasks.index(t) for t in args.targets] if args.targets else None
-    res = paired_study(seeds, data, methods=methods, budget=50, init=5, topk=5, hit_frac=0.01, targets=targets,
-                       predictor=Pairwise(**PREDICTOR), pretrain_steps=SEARCH["pretrain_steps"],
-                       log=lambda m: print(f"[{time.time() - t0:.0f}s] {m}", flush=True),
-                       on_target=lambda r: partial.write_text(json.dumps(r)))
+    res = _paired_study(seeds, data, methods, t0, targets=targets,
+                        on_target=lambda r: partial.write_text(json.dumps(r)))
     partial.unlink(missing_ok=True)
     res.update(predictor=PREDICTOR, file=str(path), design=bool(args.design), ours=OURS, wall_s=time.time() - t0,
-               machine=f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPUs (shared)",
+               machine=_machine(),
                command=" ".join(["python"] + sys.argv))
     (OUT / name).write_text(json.dumps(res, indent=1))
     print(f"wrote {OUT / name} in {time.time() - t0:.0f} s")
@@ -159,7 +170,7 @@ def _per_seed_mean(r, method) -> np.ndarray:
 
 
 def report_transnas(name: str = "transnas.json") -> str:
-    from metanas.stats import fmt, fmt_p, paired, paired_table
+    from metanas.stats import paired_table
 
     r = json.loads((OUT / name).read_text())
     ours = r["ours"] if r.get("ours") in r["methods"] or r.get("ours") == "ours" else OURS
@@ -318,8 +329,6 @@ def collect(stage: str, tasks, arms) -> dict:
 def run_unit(args) -> None:
     """One (stage, task, arm) of the trust study -> TRUST_DIR/STAGE/TASK.ARM.json (written only when finished)."""
     from metanas.benchmarks.transnas import default_path, load_transnas
-    from metanas.predictors.pairwise import Pairwise
-    from metanas.search.transfer import paired_study
 
     data = load_transnas(default_path(args.data_dir))
     (task,), (arm,) = args.targets, args.methods
@@ -334,10 +343,8 @@ def run_unit(args) -> None:
         choice = nested_choice(design)
         methods, extra = {"ours": METHODS[choice[task]]}, dict(nested_choice=choice, chosen=choice[task])
     t0 = time.time()
-    res = paired_study(seeds, data, methods=methods, budget=50, init=5, topk=5, hit_frac=0.01,
-                       targets=[data.tasks.index(task)], predictor=Pairwise(**PREDICTOR),
-                       pretrain_steps=SEARCH["pretrain_steps"], cache_dir=TRUST_DIR / "cache", seed_chunk=10,
-                       log=lambda m: print(f"[{time.time() - t0:.0f}s] {m}", flush=True))
+    res = _paired_study(seeds, data, methods, t0, targets=[data.tasks.index(task)], cache_dir=TRUST_DIR / "cache",
+                        seed_chunk=10)
     res.update(extra, wall_s=time.time() - t0, command=" ".join(["python"] + sys.argv))
     f = TRUST_DIR / stage / f"{task}.{arm}.json"
     f.parent.mkdir(parents=True, exist_ok=True)
@@ -355,8 +362,6 @@ FRESH_SPACE_METHODS = ["zero_shot", "zero_shot_ls", "random", DEFAULT, "rgpe_rf"
 def run_fresh_space(args) -> None:
     """results/transfer/trust_macro.json: FRESH_SPACE_METHODS on every task of the macro file (or ``--file``)."""
     from metanas.benchmarks.transnas import load_transnas
-    from metanas.predictors.pairwise import Pairwise
-    from metanas.search.transfer import paired_study
 
     path = Path(args.file) if args.file else Path(args.data_dir) / "nas_bench_suite_zero" / "zc_transbench101_macro.json"
     data = load_transnas(path, lower_is_better=args.lower_is_better)
@@ -364,13 +369,10 @@ def run_fresh_space(args) -> None:
     out = OUT / "trust_macro.json"
     partial = out.with_suffix(".partial.json")
     t0 = time.time()
-    res = paired_study(seeds, data, methods={m: METHODS[m] for m in FRESH_SPACE_METHODS}, budget=50, init=5,
-                       topk=5, hit_frac=0.01, predictor=Pairwise(**PREDICTOR),
-                       pretrain_steps=SEARCH["pretrain_steps"], cache_dir=TRUST_DIR / "cache_macro", seed_chunk=10,
-                       log=lambda m: print(f"[{time.time() - t0:.0f}s] {m}", flush=True),
-                       on_target=lambda r: partial.write_text(json.dumps(r)))
-    res.update(ours=DEFAULT, design=False, file=str(path), wall_s=time.time() - t0,
-               machine=f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPUs (shared)",
+    res = _paired_study(seeds, data, {m: METHODS[m] for m in FRESH_SPACE_METHODS}, t0,
+                        cache_dir=TRUST_DIR / "cache_macro", seed_chunk=10,
+                        on_target=lambda r: partial.write_text(json.dumps(r)))
+    res.update(ours=DEFAULT, design=False, file=str(path), wall_s=time.time() - t0, machine=_machine(),
                command=" ".join(["python"] + sys.argv))
     out.write_text(json.dumps(res, indent=1))
     partial.unlink(missing_ok=True)
