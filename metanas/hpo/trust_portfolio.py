@@ -1,16 +1,18 @@
 """The trust-weighted warm start on a task x config regret matrix (TabRepo): every piece of prior knowledge is a
-member of ``metanas.search.table_trust.trust_search``, weighted by how well it ranks the target's evaluations.
+member of ``metanas.search.trust.TrustSearch`` (the same search as the NAS transfer's), weighted by how well it
+ranks the target's evaluations.
 
 Members for a held-out task, all built from the TRAINING tasks only (meta-features scaled with their statistics):
 
 - ``greedy``: the greedy portfolio (uniform over the training tasks, complementary acquisition = the greedy
-  portfolio continued from the evaluated set); ranking: mean per-task rank. The prior: the first two picks are
-  exactly ``greedy_portfolio``'s.
+  portfolio continued from the evaluated set); ranking: mean per-task rank. The search starts as it: before two
+  evaluations no pair can be judged, so its first two picks are exactly ``greedy_portfolio``'s.
 - ``knn``: the same over the k nearest training tasks by meta-features (k by ``select_k``).
 - ``kernel``: the kernel warm start's task weights and ranking (candidates by ``select_warm_start``).
 - ``mean_rank``: the task-agnostic order by mean per-task rank (static acquisition: its own order).
 - ``task:<i>``: each training task's own regret order (one-hot over the tasks, complementary).
-- ``target``: a GP on the configs' features fitted on the target's evaluations (out-of-fold for its trust).
+- ``target``: a GP on the configs' features fitted on the target's evaluations (``rank_gp``; out-of-fold for its
+  trust).
 
 ``trust_leave_tasks_out`` runs the folds x shuffles of ``portfolio.leave_tasks_out`` with the baselines on the same
 held-out tasks, choosing the search's settings per outer fold by inner cross-validation over that fold's training
@@ -22,7 +24,10 @@ import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from scipy.stats import kendalltau
 
@@ -31,9 +36,29 @@ from metanas.hpo.portfolio import (WARM_START_CANDIDATES, WarmStartCandidate, gr
                                    task_weights)
 from metanas.hpo.warmstart import nearest_tasks
 from metanas.hpo.warmstart import scale_features
-from metanas.search.table_trust import PriorMembers, TrustSettings, trust_search
+from metanas.predictors.trust import standardise
+from metanas.search.trust import Portfolio, TrustSearch
 
 PRIOR_NAMES = ("greedy", "knn", "kernel", "mean_rank")
+
+
+class PriorMembers(NamedTuple):
+    """A held-out task's prior members: ``rank`` [P, C] what each is judged on (higher = better), ``mix`` [P, T] its
+    distribution over the training tasks, ``complementary`` [P] its acquisition (``metanas.search.trust.Portfolio``)."""
+
+    rank: np.ndarray
+    mix: np.ndarray
+    complementary: np.ndarray
+
+
+class TrustSettings(NamedTuple):
+    use_target: bool = True  # include the GP fitted on the target's evaluations as a member
+    acquisition: str = "blend"  # "blend" | "mixture" | "prior" (no trust: the greedy portfolio throughout)
+    n_boot: int = 200
+    lengthscale: float = 1.0  # the target GP's RBF lengthscale on standardised config features
+    noise: float = 0.1  # its noise variance (targets: standardised ranks of the evaluated values)
+
+
 # the settings the inner cross-validation chooses among, per outer fold; index 0 is the prior alone (no trust):
 # the search then IS the greedy portfolio, so the nested choice can always fall back to it
 SETTINGS = (TrustSettings(acquisition="prior"),
@@ -58,37 +83,70 @@ def build_members(train_features: np.ndarray, train_regret: np.ndarray, features
     _, kernel_rank = kernel_warm_start(train_features, regret, features, kernel[1], 1, ranks)
     mix = np.concatenate([np.stack([uniform, knn, w_port, uniform]), np.eye(n)])
     rank = np.concatenate([np.stack([-uniform @ ranks, -knn @ ranks, kernel_rank, -uniform @ ranks]), -ranks])
-    static = np.zeros_like(rank)
-    static[3] = -uniform @ ranks
     comp = np.ones(len(mix), bool)
-    comp[3] = False
+    comp[3] = False  # the mean-rank order: its own order
     names = [*PRIOR_NAMES, *(f"task:{i}" for i in range(n))]
-    return PriorMembers(rank.astype(np.float32), mix.astype(np.float32), static.astype(np.float32), comp), names
+    return PriorMembers(rank.astype(np.float32), mix.astype(np.float32), comp), names
+
+
+def rank_gp(x: jax.Array, lengthscale: float = 1.0, noise: float = 0.1):
+    """The target member on a table: a GP with an RBF kernel (fixed ``lengthscale`` on standardised config
+    features ``x`` [C, F], noise variance ``noise``) fitted on the standardised ranks of the evaluated values, as a
+    jittable ``TrustSearch`` fit ``(xq [B, F], y [B], mask [B]) -> (mean [C], leave-one-out means [B])``."""
+
+    def fit(xq, y, valid):
+        ranks = jnp.sum(valid[None, :] & (y[None, :] < y[:, None]), 1).astype(jnp.float32)
+        cnt = jnp.maximum(valid.sum(), 1)
+        mu = jnp.sum(jnp.where(valid, ranks, 0.0)) / cnt
+        sd = jnp.sqrt(jnp.sum(jnp.where(valid, (ranks - mu) ** 2, 0.0)) / cnt)
+        z = jnp.where(valid, (ranks - mu) / jnp.maximum(sd, 1e-6), 0.0)
+
+        def k(a, b):
+            return jnp.exp(-0.5 * jnp.sum((a[:, None] - b[None]) ** 2, -1) / lengthscale ** 2)
+
+        vm = valid.astype(jnp.float32)
+        kqq = k(xq, xq) * vm[:, None] * vm[None, :] + jnp.diag(jnp.where(valid, noise, 1.0))
+        inv = jnp.linalg.inv(kqq)
+        alpha = inv @ z
+        return k(x, xq) @ (alpha * vm), z - alpha / jnp.diag(inv)
+
+    return fit
+
+
+def search_for(settings: TrustSettings, budget: int) -> TrustSearch:
+    """The table search of a setting: one evaluation a round, the greedy portfolio (member 0) as the start; the
+    ``prior`` setting never leaves it (hand-over level inf)."""
+    return TrustSearch(budget=budget, init=1, topk=1, n_boot=settings.n_boot, start=0,
+                       level=float("inf") if settings.acquisition == "prior" else 0.0,
+                       mixture=settings.acquisition == "mixture", ranking=True)
 
 
 @functools.lru_cache(maxsize=64)
 def _searcher(settings: TrustSettings, budget: int):
-    import jax
+    search = search_for(settings, budget)
+
+    def one(key, members, regret, y, feats):
+        fit = rank_gp(feats, settings.lengthscale, settings.noise) if settings.use_target else None
+        tr = search.run(key, feats, members.rank, y, fit=fit,
+                        portfolio=Portfolio(regret, members.mix, members.complementary))
+        return tr.codes, tr.weights, tr.ranking
 
     # lax.map over the held-out tasks, not vmap: batched, the target GP's LAPACK calls go through jaxlib's
     # ParallelBatchMap on the XLA CPU pool they are called from (the TransNAS study's deadlock, search.transfer)
-    return jax.jit(lambda keys, m, r, y, f, p: jax.lax.map(
-        lambda a: trust_search(a[0], a[1], a[2], a[3], f, p, budget, settings), (keys, m, r, y)))
+    return jax.jit(lambda keys, m, r, y, f: jax.lax.map(lambda a: one(a[0], a[1], a[2], a[3], f), (keys, m, r, y)))
 
 
 def run_trust(settings: TrustSettings, members: Sequence[PriorMembers], train_regrets: Sequence[np.ndarray],
               target_values: np.ndarray, config_features: np.ndarray, *, budget: int, seed: int, batch: int = 16,
               ids: Sequence[int] | None = None):
-    """``trust_search`` on several held-out tasks, each with its own members and training tasks' regrets: one jitted
-    program (``lax.map`` over the tasks) per (setting, number of training tasks), the held-out tasks padded to a
-    multiple of ``batch`` by repeating the last (never by padding members: a member that ranks nothing still
-    shares RGPE's votes in a resample where no pair is judged). Returns (picks [N, budget], weights: N arrays
-    [budget, M_i] (M_i = 4 + the task's training tasks + 1), rank scores [N, budget + 1, C]) as numpy, in the order
-    given. The i-th task's key is
-    ``fold_in(PRNGKey(seed), ids[i])`` (default ``ids``: 0..N-1)."""
-    import jax
-    import jax.numpy as jnp
-
+    """The table search (``search_for``) on several held-out tasks, each with its own members and training tasks'
+    regrets: one jitted program (``lax.map`` over the tasks) per (setting, number of training tasks), the held-out
+    tasks padded to a multiple of ``batch`` by repeating the last (never by padding members: a member that ranks
+    nothing still shares RGPE's votes in a resample where no pair is judged). Returns (picks [N, budget], weights:
+    N arrays [budget, M_i] (the weights that chose each pick; M_i = 4 + the task's training tasks + 1, the target
+    member last, 0 when the setting has none), rank scores [N, budget + 1, C] (the ensemble's ranking after 0..budget
+    evaluations)) as numpy, in the order given. The i-th task's key is ``fold_in(PRNGKey(seed), ids[i])`` (default
+    ``ids``: 0..N-1)."""
     feats = np.asarray(config_features, np.float64)
     feats = jnp.asarray((feats - feats.mean(0)) / np.where(feats.std(0) > 0, feats.std(0), 1.0), jnp.float32)
     target_values = np.asarray(target_values, np.float32)
@@ -102,15 +160,18 @@ def run_trust(settings: TrustSettings, members: Sequence[PriorMembers], train_re
         pad = idx + [idx[-1]] * (-len(idx) % batch)
         stacked = PriorMembers(*(jnp.asarray(np.stack([getattr(members[i], f) for i in pad]))
                                  for f in PriorMembers._fields))
-        prior = np.zeros(stacked.rank.shape[1] + 1, np.float32)
-        prior[0] = 1.0  # the greedy portfolio
         keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(seed), i))(jnp.asarray(ids[pad]))
-        res = _searcher(settings, budget)(keys, stacked, jnp.asarray(np.stack([train_regrets[i] for i in pad]),
-                                                                        jnp.float32),
-                                          jnp.asarray(target_values[pad]), feats, jnp.asarray(prior))
-        res = [np.asarray(x) for x in res]
+        picks, weights, ranking = (np.asarray(x) for x in _searcher(settings, budget)(
+            keys, stacked, jnp.asarray(np.stack([train_regrets[i] for i in pad]), jnp.float32),
+            jnp.asarray(target_values[pad]), feats))
+        p = weights.shape[-1] - settings.use_target  # prior members
+        first = np.zeros((weights.shape[0], 1, p + 1), np.float32)
+        first[:, :, 0] = 1.0  # the first pick is the greedy portfolio's
+        weights = np.concatenate([first, np.pad(weights, ((0, 0), (0, 0), (0, 1 - settings.use_target)))], 1)
+        zero_shot = np.asarray(standardise(stacked.rank[:, 0]))[:, None]  # the ranking before any evaluation
+        ranking = np.concatenate([zero_shot, ranking], 1)
         for j, i in enumerate(idx):
-            out[i] = tuple(x[j] for x in res)
+            out[i] = (picks[j], weights[j], ranking[j])
     return np.stack([o[0] for o in out]), [o[1] for o in out], np.stack([o[2] for o in out])
 
 

@@ -17,9 +17,17 @@ hyper-parameters (chosen each round by marginal likelihood on a fixed grid), the
 ``level`` (0: none; e.g. 0.95: a member other than ``start`` takes weight only once it ranks the target's queried
 cells better than ``start`` in 95 % of the bootstrap resamples -- until then the search IS the start prior's order).
 
+**One search for NAS and HPO.** Cells of a NAS space (NB201, TransNAS, a user's file) and configs of a table with
+source tasks (TabRepo) are both candidates. On a table, prior members can be a ``Portfolio``: a member whose pick
+depends on what the target has evaluated -- the expected improvement over the evaluated set under its distribution
+over the source tasks (uniform: the greedy portfolio continued; k-NN or kernel weights; one source task alone) --
+while its trust is judged on its ranking like any other member's. ``mixture=True`` lets the complementary members
+act as one expected improvement under their weighted mixture. ``metanas.hpo.trust_portfolio`` runs it on TabRepo
+(one query a round, the greedy portfolio as the start, a GP on the standardised ranks as the target member).
+
 ``TrustSearch.run`` is a pure, jittable function of its key (vmap it over seeds); ``run_host`` is the same loop on
 the host for a target model that is not jittable (the random forest of the plain RGPE baseline); both share
-``choose`` (weights + blend + next queries).
+``choose`` (``member_weights`` + ``ensemble_score`` + the next queries).
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ class TrustTrace(NamedTuple):
     codes: jax.Array  # int32 [B] queried candidates in query order
     values: jax.Array  # float32 [B] their values (higher is better)
     weights: jax.Array  # float32 [rounds, M + K] member weights of each round (last K: the target models)
+    ranking: jax.Array | None = None  # [rounds + 1, N] the ensemble's ranking score in each round and after the last
 
 
 def normal_scores(values: jax.Array, known: jax.Array) -> jax.Array:
@@ -119,34 +128,90 @@ def gp_loo(xq: jax.Array, y: jax.Array, mask: jax.Array, x_all: jax.Array, *, le
     return mu, loo[best]
 
 
-def choose(key: jax.Array, members: jax.Array, target_mu: jax.Array, target_oof: jax.Array, codes: jax.Array,
-           y: jax.Array, mask: jax.Array, queried: jax.Array, k: int, *, weighting: str = "rgpe", n_boot: int = 200,
-           start: int = 0, level: float = 0.0) -> tuple[jax.Array, jax.Array]:
-    """(next ``k`` candidates [k], weights [M + K]) of one round.
+class Portfolio(NamedTuple):
+    """Members whose acquisition depends on what the target has evaluated: a portfolio over source tasks with a
+    known table (TabRepo's configs x tasks). Member ``i`` with ``complementary[i]`` picks by the expected improvement
+    over the evaluated set under its distribution ``mix[i]`` over the source tasks, ``mix[i] @ max(0, best_t -
+    regret[t, c])`` -- for a uniform ``mix`` exactly the greedy portfolio (Feurer et al. 2022) continued from the
+    evaluated set; a member without the flag picks by its own score (its row of ``members``). Its trust is judged on
+    its row of ``members`` either way (a ranking of the candidates, e.g. minus its weighted mean per-task rank)."""
 
-    ``members`` [M, N] prior scores, ``target_mu`` [N] or [K, N] the target member(s)' scores (several target
-    models, e.g. a GP and a random forest, are members side by side), ``target_oof`` [B] or [K, B] their
-    out-of-fold scores of the queried rows ``codes`` [B] (``mask``), ``y`` [B] the queried values (only orders
-    matter). The weights default to the ``start`` member (index into members + targets) when no pair can be
-    judged yet."""
-    target_mu, target_oof = jnp.atleast_2d(target_mu), jnp.atleast_2d(target_oof)
+    regret: jax.Array  # [T, N] the source tasks' normalised regrets (0 = a task's best, 1 = its worst)
+    mix: jax.Array  # [M, T] each member's distribution over the source tasks (any row for a non-complementary one)
+    complementary: jax.Array  # [M] bool
+
+
+def _no_portfolio(m: int, n: int) -> Portfolio:
+    return Portfolio(jnp.zeros((0, n)), jnp.zeros((m, 0)), jnp.zeros(m, bool))
+
+
+def acquisitions(members: jax.Array, portfolio: Portfolio, best: jax.Array) -> jax.Array:
+    """[M, N] each prior member's acquisition given the source tasks' best regrets so far ``best`` [T] (module doc of
+    ``Portfolio``): its expected improvement for a complementary member, its score otherwise."""
+    gain = jnp.maximum(best[:, None] - portfolio.regret, 0.0)  # [T, N]
+    return jnp.where(portfolio.complementary[:, None], portfolio.mix @ gain, members)
+
+
+def member_weights(key: jax.Array, members: jax.Array, target_oof: jax.Array, codes: jax.Array, y: jax.Array,
+                   mask: jax.Array, *, weighting: str = "rgpe", n_boot: int = 200, start: int = 0,
+                   level: float = 0.0) -> jax.Array:
+    """[M + K] the weights of the prior members ``members`` [M, N] and the K target members (``target_oof`` [K, B]:
+    their out-of-fold scores of the queried rows ``codes`` [B] where ``mask``), judged on the queried values ``y``
+    (only orders matter); the ``start`` member's one-hot while no pair can be judged. ``level`` > 0: the
+    hand-over rule (``earned``); ``level`` = inf: the ``start`` member throughout (no trust at all)."""
     rows = jnp.concatenate([members[:, codes], target_oof], 0)
-    every = jnp.concatenate([members, target_mu], 0)
-    prior = jax.nn.one_hot(start, every.shape[0])
-    targets = tuple(range(members.shape[0], every.shape[0]))
+    prior = jax.nn.one_hot(start, rows.shape[0])
+    targets = tuple(range(members.shape[0], rows.shape[0])) or None
     if weighting == "rgpe":
         w = ranking_loss_weights(key, rows, y, mask, n_boot=n_boot, target=targets, prior=prior)
     else:
         w = discordance_weights(rows, y, mask, prior=prior)
+    if level == float("inf"):
+        return prior
     if level > 0:  # hand-over: only members that beat the start member on the target's queries take weight
         ok = earned(jax.random.fold_in(key, 1), rows, y, mask, start, level=level, n_boot=n_boot)
         w = gate(w, ok, start)
-    score = blend(every, w)
+    return w
+
+
+def ensemble_score(acq: jax.Array, target_mu: jax.Array, w: jax.Array, portfolio: Portfolio, best: jax.Array,
+                   mixture: bool = False) -> jax.Array:
+    """[N] the blend of the prior members' acquisitions ``acq`` [M, N] and the target members' scores [K, N] by the
+    weights ``w`` [M + K]. ``mixture``: the complementary members enter as ONE expected improvement, under the
+    weighted mixture of their task distributions (their total weight), instead of a blend of theirs."""
+    every = jnp.concatenate([acq, target_mu], 0)
+    if not mixture:
+        return blend(every, w)
+    m = acq.shape[0]
+    wc = jnp.where(portfolio.complementary, w[:m], 0.0)
+    mixed = (wc / jnp.maximum(wc.sum(), 1e-12)) @ portfolio.mix  # [T]
+    gain = jnp.maximum(best[:, None] - portfolio.regret, 0.0)
+    rows = jnp.concatenate([(mixed @ gain)[None], every], 0)
+    return blend(rows, jnp.concatenate([wc.sum()[None], jnp.where(portfolio.complementary, 0.0, w[:m]), w[m:]]))
+
+
+def choose(key: jax.Array, members: jax.Array, target_mu: jax.Array, target_oof: jax.Array, codes: jax.Array,
+           y: jax.Array, mask: jax.Array, queried: jax.Array, k: int, *, weighting: str = "rgpe", n_boot: int = 200,
+           start: int = 0, level: float = 0.0, portfolio: Portfolio | None = None, best: jax.Array | None = None,
+           mixture: bool = False) -> tuple[jax.Array, jax.Array]:
+    """(next ``k`` candidates [k], weights [M + K]) of one round: ``member_weights``, then the ``k`` best unqueried
+    candidates of ``ensemble_score``.
+
+    ``members`` [M, N] prior scores, ``target_mu`` [N] or [K, N] the target member(s)' scores (several target
+    models, e.g. a GP and a random forest, are members side by side; K = 0: none), ``target_oof`` [B] or [K, B]
+    their out-of-fold scores of the queried rows ``codes`` [B] (``mask``), ``y`` [B] the queried values.
+    ``portfolio`` / ``best``: complementary members and the source tasks' best regrets over the queried set."""
+    target_mu, target_oof = jnp.atleast_2d(target_mu), jnp.atleast_2d(target_oof)
+    portfolio = _no_portfolio(*members.shape) if portfolio is None else portfolio
+    best = jnp.ones(portfolio.regret.shape[0]) if best is None else best
+    w = member_weights(key, members, target_oof, codes, y, mask, weighting=weighting, n_boot=n_boot, start=start,
+                       level=level)
+    score = ensemble_score(acquisitions(members, portfolio, best), target_mu, w, portfolio, best, mixture)
     _, new = jax.lax.top_k(jnp.where(queried, -jnp.inf, score), k)
     return new.astype(jnp.int32), w
 
 
-_choose = jax.jit(choose, static_argnames=("k", "weighting", "n_boot", "start", "level"))
+_choose = jax.jit(choose, static_argnames=("k", "weighting", "n_boot", "start", "level", "mixture"))
 
 
 @dataclass(frozen=True)
@@ -158,8 +223,10 @@ class TrustSearch:
     topk: int = 5
     n_boot: int = 200
     weighting: Literal["rgpe", "tstr"] = "rgpe"
-    start: int = 0  # the prior member whose best cells are queried first (0: the mean z-score order)
+    start: int = 0  # the prior member whose best candidates are queried first (0: the mean z-score order)
     level: float = 0.0  # hand-over: a member takes weight once it beats ``start`` in this share of resamples
+    mixture: bool = False  # complementary members enter as one EI under their weighted mixture (``ensemble_score``)
+    ranking: bool = False  # also return the ensemble's ranking of every candidate each round (``TrustTrace.ranking``)
 
     def __post_init__(self):
         if self.budget < self.init or (self.budget - self.init) % self.topk or self.init < 1:
@@ -170,18 +237,31 @@ class TrustSearch:
     def rounds(self) -> int:
         return (self.budget - self.init) // self.topk
 
-    def first(self, key: jax.Array, members: jax.Array, n_cells: int) -> jax.Array:
+    def first(self, key: jax.Array, members: jax.Array, n_cells: int, portfolio: Portfolio | None = None
+              ) -> jax.Array:
+        """The ``init`` first queries: the best of the ``start`` member's acquisition before any evaluation (its own
+        order; a complementary member's greedy first pick), random (``initial_cells``) with no prior member."""
         if members.shape[0] == 0:
             return initial_cells(key, n_cells, self.init)
-        return jax.lax.top_k(members[self.start], self.init)[1].astype(jnp.int32)
+        row = members[self.start]
+        if portfolio is not None:
+            row = acquisitions(members, portfolio, jnp.ones(portfolio.regret.shape[0]))[self.start]
+        return jax.lax.top_k(row, self.init)[1].astype(jnp.int32)
 
-    def run(self, key: jax.Array, x: jax.Array, members: jax.Array, target_values: jax.Array) -> TrustTrace:
-        """One search with the GP target member (jittable). ``x`` [N, D] candidate features, ``members`` [M, N],
-        ``target_values`` [N] (read only at queried candidates)."""
-        fit = lambda xq, y, mask: gp_loo(xq, y, mask, x)  # noqa: E731
-        return self._loop(key, x, members, target_values, fit, jax.lax.scan)
+    def run(self, key: jax.Array, x: jax.Array, members: jax.Array, target_values: jax.Array, *,
+            portfolio: Portfolio | None = None, fit: Callable | None | str = "gp") -> TrustTrace:
+        """One search (jittable). ``x`` [N, D] candidate features, ``members`` [M, N], ``target_values`` [N] (read
+        only at queried candidates). ``fit``: the target member(s), ``fit(xq [B, D], y [B], mask [B]) -> (mu [N] or
+        [K, N], oof [B] or [K, B])`` jittable with fixed-size buffers; ``"gp"`` (default): ``gp_loo`` on ``x``;
+        ``None``: no target member (the priors alone)."""
+        if isinstance(fit, str):
+            if fit != "gp":
+                raise ValueError(f"fit={fit!r}: pass 'gp', None or a jittable fit function")
+            fit = lambda xq, y, mask: gp_loo(xq, y, mask, x)  # noqa: E731
+        return self._loop(key, x, members, target_values, fit, jax.lax.scan, portfolio)
 
-    def run_host(self, key: jax.Array, x, members, target_values, fit: Callable) -> TrustTrace:
+    def run_host(self, key: jax.Array, x, members, target_values, fit: Callable, *,
+                 portfolio: Portfolio | None = None) -> TrustTrace:
         """The same loop on the host with a non-jittable target model ``fit(xq [n, D], y [n], x [N, D]) ->
         (mu [N] or [K, N], oof [n] or [K, n])`` (fitted on the queried rows only; K target models side by side)."""
         x = np.asarray(x, np.float32)
@@ -199,35 +279,57 @@ class TrustSearch:
             for i in range(xs[0].shape[0]):
                 carry, o = f(carry, (xs[0][i], xs[1][i]))
                 outs.append(o)
-            return carry, jnp.stack(outs)
+            return carry, jax.tree.map(lambda *a: jnp.stack(a), *outs)
 
-        return self._loop(key, jnp.asarray(x), jnp.asarray(members), jnp.asarray(target_values), host_fit, scan)
+        return self._loop(key, jnp.asarray(x), jnp.asarray(members), jnp.asarray(target_values), host_fit, scan,
+                          portfolio)
 
-    def _loop(self, key, x, members, target_values, fit, scan) -> TrustTrace:
+    def _loop(self, key, x, members, target_values, fit, scan, portfolio) -> TrustTrace:
         n_cells = x.shape[0]
         members = jnp.asarray(members, jnp.float32).reshape(-1, n_cells)
+        if portfolio is None:
+            portfolio = _no_portfolio(*members.shape)
+        portfolio = Portfolio(jnp.asarray(portfolio.regret, jnp.float32), jnp.asarray(portfolio.mix, jnp.float32),
+                              jnp.asarray(portfolio.complementary, bool))
+        if fit is None:
+            fit = lambda xq, y, mask: (jnp.zeros((0, n_cells)), jnp.zeros((0, self.budget)))  # noqa: E731
         k_init, k_rounds = jax.random.split(key)
-        codes0 = self.first(k_init, members, n_cells)
+        codes0 = self.first(k_init, members, n_cells, portfolio)
         codes = jnp.zeros(self.budget, jnp.int32).at[: self.init].set(codes0)
         values = jnp.zeros(self.budget, jnp.float32).at[: self.init].set(target_values[codes0])
         queried = jnp.zeros(n_cells, bool).at[codes0].set(True)
+        best = portfolio.regret[:, codes0].min(1, initial=1.0)  # [T] each source task's best regret so far
+        options = dict(weighting=self.weighting, n_boot=self.n_boot, start=self.start, level=self.level)
 
-        def round_(state, xs):
-            codes, values, queried = state
-            r, k = xs
-            n = self.init + r * self.topk
+        def fitted(codes, values, n):
             mask = jnp.arange(self.budget) < n
             y = normal_scores(values, mask)
             mu, oof = fit(x[codes], y, mask)
-            new, w = _choose(k, members, mu, oof, codes, y, mask, queried, self.topk, weighting=self.weighting,
-                            n_boot=self.n_boot, start=self.start, level=self.level)
+            return mask, y, jnp.atleast_2d(mu), jnp.atleast_2d(oof)
+
+        def ranking(mu, w):
+            return blend(jnp.concatenate([members, mu], 0), w) if self.ranking else jnp.zeros(0)
+
+        def round_(state, xs):
+            codes, values, queried, best = state
+            r, k = xs
+            n = self.init + r * self.topk
+            mask, y, mu, oof = fitted(codes, values, n)
+            new, w = _choose(k, members, mu, oof, codes, y, mask, queried, self.topk, portfolio=portfolio, best=best,
+                             mixture=self.mixture, **options)
             codes = jax.lax.dynamic_update_slice(codes, new, (n,))
             values = jax.lax.dynamic_update_slice(values, target_values[new], (n,))
-            return (codes, values, queried.at[new].set(True)), w
+            best = jnp.minimum(best, portfolio.regret[:, new].min(1, initial=1.0))
+            return (codes, values, queried.at[new].set(True), best), (w, ranking(mu, w))
 
-        (codes, values, _), weights = scan(
-            round_, (codes, values, queried), (jnp.arange(self.rounds), jax.random.split(k_rounds, self.rounds)))
-        return TrustTrace(codes, values, weights)
+        (codes, values, _, _), (weights, ranks) = scan(
+            round_, (codes, values, queried, best), (jnp.arange(self.rounds), jax.random.split(k_rounds, self.rounds)))
+        if not self.ranking:
+            return TrustTrace(codes, values, weights)
+        # the ranking after every query: the last round's fit and weights on all ``budget`` queried candidates
+        mask, y, mu, oof = fitted(codes, values, self.budget)
+        w = member_weights(jax.random.fold_in(k_rounds, self.rounds), members, oof, codes, y, mask, **options)
+        return TrustTrace(codes, values, weights, jnp.concatenate([ranks, ranking(mu, w)[None]], 0))
 
 
 _gp_loo = jax.jit(gp_loo)

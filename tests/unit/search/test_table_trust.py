@@ -1,4 +1,5 @@
-"""The trust-weighted table search (metanas.search.table_trust) on SYNTHETIC regret matrices: it starts exactly as
+"""The trust search on a table (metanas.search.trust.TrustSearch with portfolio members, as
+metanas.hpo.trust_portfolio runs it) on SYNTHETIC regret matrices: it starts exactly as
 its prior (the greedy portfolio), hands over to the source task that ranks the target's evaluations right, never
 reads an unevaluated target value, and padding the source tasks changes nothing."""
 
@@ -7,8 +8,7 @@ import numpy as np
 import pytest
 
 from metanas.hpo.portfolio import WARM_START_CANDIDATES, greedy_portfolio, rank_matrix, regret_curve
-from metanas.hpo.trust_portfolio import SETTINGS, build_members, run_trust
-from metanas.search.table_trust import TrustSettings
+from metanas.hpo.trust_portfolio import SETTINGS, TrustSettings, build_members, run_trust
 
 KERNEL = (WARM_START_CANDIDATES[-2], WARM_START_CANDIDATES[-1])  # uniform weights
 
@@ -81,17 +81,22 @@ def test_tasks_with_different_source_sets_run_together_as_alone():
     np.testing.assert_allclose(both[1][1], alone[1][0], atol=1e-6)
 
 
-def test_trust_search_jits_and_vmaps_over_tasks(key):
-    from metanas.search.table_trust import PriorMembers, trust_search
+def test_table_search_jits_and_vmaps_over_tasks(key):
+    from metanas.hpo.trust_portfolio import rank_gp, search_for
+    from metanas.search.trust import Portfolio
+
     feats, regret, cfg = _table(4)
     m = build_members(feats[1:], regret[1:], feats[0], k=3, kernel=KERNEL)[0]
-    prior = np.zeros(m.rank.shape[0] + 1, np.float32)
-    prior[0] = 1
-    run = jax.jit(lambda k, y: trust_search(k, m, regret[1:], y, cfg, prior, 4))
-    out = run(key, -regret[0])
-    assert out.picks.shape == (4,) and out.rank_score.shape == (5, regret.shape[1])
-    np.testing.assert_allclose(out.weights.sum(1), 1.0, atol=1e-5)
-    assert len(set(np.asarray(out.picks).tolist())) == 4
+    search = search_for(TrustSettings(), 4)
+    x = jax.numpy.asarray(cfg, jax.numpy.float32)
+
+    def one(k, y):
+        return search.run(k, x, m.rank, y, fit=rank_gp(x), portfolio=Portfolio(regret[1:], m.mix, m.complementary))
+
+    out = jax.jit(jax.vmap(one))(jax.random.split(key, 2), -regret[:2])
+    assert out.codes.shape == (2, 4) and out.ranking.shape == (2, 4, regret.shape[1])
+    np.testing.assert_allclose(out.weights.sum(-1), 1.0, atol=1e-5)
+    assert all(len(set(c)) == 4 for c in np.asarray(out.codes).tolist())
 
 
 def test_run_trust_makes_no_batched_lapack_call():
@@ -101,17 +106,14 @@ def test_run_trust_makes_no_batched_lapack_call():
 
     import jax.numpy as jnp
 
-    from metanas.hpo.trust_portfolio import _searcher
-    from metanas.search.table_trust import PriorMembers
+    from metanas.hpo.trust_portfolio import PriorMembers, _searcher
 
     feats, regret, cfg = _table(5)
     m = build_members(feats[1:], regret[1:], feats[0], k=3, kernel=KERNEL)[0]
     st = PriorMembers(*(jnp.asarray(np.stack([getattr(m, f)] * 3)) for f in PriorMembers._fields))
-    prior = np.zeros(st.rank.shape[1] + 1, np.float32)
-    prior[0] = 1
     hlo = _searcher(SETTINGS[3], 4).lower(jax.random.split(jax.random.PRNGKey(0), 3), st,
                                            jnp.asarray(np.stack([regret[1:]] * 3), jnp.float32),
-                                           jnp.asarray(-regret[:3], jnp.float32), jnp.asarray(cfg, jnp.float32),
-                                           jnp.asarray(prior)).as_text()
+                                           jnp.asarray(-regret[:3], jnp.float32), jnp.asarray(cfg, jnp.float32)
+                                           ).as_text()
     calls = [line for line in hlo.splitlines() if "custom_call @lapack_" in line]
     assert calls and all(re.search(r'num_batch_dims = "0"', line) for line in calls)
