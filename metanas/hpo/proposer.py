@@ -45,8 +45,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metanas.hpo.metalearner import (MetaLearnerSampler, _decoder, _default_predictor, _is_pairwise, active_config,
-                                     add_random_distinct, draw_units, encode_units, decode_units, utility_of)
+from metanas.hpo.metalearner import (MetaLearnerSampler, PastRecords, _decoder, _default_predictor, _is_pairwise,
+                                     active_config, add_random_distinct, draw_units, encode_units, decode_units,
+                                     utility_of)
 from metanas.hpo.schedulers import Trial
 from metanas.hpo.space import HyperparameterSpace, config_key
 
@@ -211,9 +212,11 @@ class Proposer:
                              f"{type(p).__name__}")
         return p
 
-    def _cold(self) -> MetaLearnerSampler:  # fed utilities (maximised): -loss = utility
-        return MetaLearnerSampler(self.space, self._predictor, maximize=True, n_candidates=self.n_candidates,
-                                  chunk=self.chunk, beta=self.beta, min_points=self.min_points, top=self.top)
+    def _cold(self, exclude: frozenset = frozenset()) -> MetaLearnerSampler:  # fed utilities: -loss = utility
+        records = PastRecords.empty()._replace(seen=frozenset(exclude)) if exclude else None
+        return MetaLearnerSampler(self.space, self._predictor, records=records, maximize=True,
+                                  n_candidates=self.n_candidates, chunk=self.chunk, beta=self.beta,
+                                  min_points=self.min_points, top=self.top)
 
     def _trials(self, records: Sequence[Record]) -> list[Trial]:
         """This study's records as trials with loss = -utility (nan: unfinished / failed / unusable)."""
@@ -248,20 +251,22 @@ class Proposer:
         return list(rows), params
 
     def propose(self, n: int, current: Sequence[Record], history: Mapping[str, Sequence[Record]] | None,
-                rng: np.random.Generator, *, members=None, info: dict | None = None) -> list[dict]:
+                rng: np.random.Generator, *, members=None, info: dict | None = None,
+                exclude: frozenset = frozenset()) -> list[dict]:
         """``n`` new configurations. ``members``: ``history_members(history)`` computed once (else fitted here).
-        ``info`` (a dict) receives the trust weights per study when the warm path runs."""
+        ``info`` (a dict) receives the trust weights per study when the warm path runs. ``exclude``: config keys
+        never to propose (e.g. configurations already run on this task by an earlier study)."""
         if self.n_candidates % self.chunk:
             raise ValueError(f"n_candidates={self.n_candidates} must be a multiple of chunk={self.chunk}")
         members = members if members is not None else (self.history_members(history) if history else None)
         trials = self._trials(current)
         if members is None:
-            return _fill(self.space, self._cold()(n, trials, rng), n, rng)
+            return _fill(self.space, self._cold(exclude)(n, trials, rng), n, rng)
         names, hist = members
         predictor = self._predictor
         key = jax.random.PRNGKey(int(rng.integers(2**31 - 1)))  # drawn every call: replays stay aligned
         k_t, k_s = jax.random.split(key)
-        seen = {config_key(t.config) for t in trials}
+        seen = {config_key(t.config) for t in trials} | set(exclude)
         out, keys = [], set()
         for c in replay_list(self.space, history, self.maximize, self.replay, self.transform) if history else []:
             if len(out) < n and config_key(c) not in seen:
@@ -327,3 +332,41 @@ class Proposer:
 def _fill(space: HyperparameterSpace, out: list[dict], n: int, rng: np.random.Generator) -> list[dict]:
     """Every configuration of a tiny space already tried: repeats (random draws) rather than fewer than ``n``."""
     return out + [space.sample(rng) for _ in range(n - len(out))]
+
+
+@dataclass
+class TrustSampler:
+    """``train.sampler=metalearner`` with ``train.metalearner.trust=true``: the run store's records of earlier
+    studies are not pooled into one fit (``MetaLearnerSampler``) but enter the proposer's warm path as members, one
+    per pair group (experiment, data set, split), weighted by how well each ranks this study's finished trials
+    (RGPE, ``metanas.predictors.trust.ranking_loss_weights``), so a related study that ranks this one badly loses
+    its say. Configurations already run on this task (``PastRecords.seen``) are never proposed. A sampler of the
+    HPO runner: ``__call__(n, trials, rng)``; single fidelity (the proposer has no fidelity feature)."""
+
+    proposer: Proposer  # maximize=True, transform="raw": it is fed utilities
+    history: dict  # {group: [Record]} the earlier studies' records (values: utilities)
+    maximize: bool  # the objective's direction (a trial's loss is minus the metric when it is maximised)
+    exclude: frozenset = frozenset()
+    seed: int = 0
+    weights: list = dataclasses.field(default_factory=list)  # per call: the trust weights per study (a log)
+    _members: Any = None
+
+    @classmethod
+    def from_records(cls, proposer: Proposer, records: PastRecords, maximize: bool, seed: int = 0) -> "TrustSampler":
+        history: dict[str, list[Record]] = {}
+        for c, u, g in zip(records.configs, records.utility, records.group):
+            history.setdefault(g, []).append(Record(c, float(u)))
+        return cls(proposer, history, maximize, frozenset(records.seen), seed)
+
+    def __call__(self, n: int, trials: Sequence[Trial], rng: np.random.Generator) -> list[dict]:
+        if self._members is None and self.history:
+            self._members = self.proposer.history_members(self.history, self.seed)
+        current = []
+        for t in trials:
+            u = utility_of(-t.loss if self.maximize else t.loss, self.maximize)
+            current.append(Record(t.config, u, "ok" if math.isfinite(u) else "failed"))
+        info: dict = {}
+        out = self.proposer.propose(n, current, self.history or None, rng, members=self._members, info=info,
+                                    exclude=self.exclude)
+        self.weights.append(info.get("weights"))
+        return out

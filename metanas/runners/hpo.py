@@ -67,6 +67,8 @@ class MetaLearnerSampling:
     min_points: int = 3  # random proposals until this many usable points exist
     top: Count = 256
     transfer: bool = False  # true: also records of other experiments that hold every key of the space
+    trust: bool = False  # true: each earlier study (pair group) is a trust-weighted member (metanas.hpo.proposer
+    # .TrustSampler, RGPE on this study's trials) instead of pooled into one fit; single-fidelity methods only
     task_keys: tuple[str, ...] = ()  # numeric trial-config keys describing the task (e.g. [train.classes])
     record_experiment: str | None = None  # null: the objective's experiment
     meta_dataset: str | None = None  # null: the top-level meta_dataset
@@ -223,6 +225,8 @@ def run_live(cfg: DictConfig, t: HPOTrain, ctx: RunContext, method: Any, objecti
     ctx.save_json("trials.json", trials)
     ctx.save_text("trials.md", trials_table(trials))
     ctx.save_json("best_config.json", {"config": inc.config, "loss": inc.loss, "fidelity": inc.fidelity})
+    if hasattr(base, "weights"):  # the trust sampler: each earlier study's weight per round
+        ctx.save_json("trust.json", {"studies": sorted(base.history), "weights_per_round": base.weights})
     imp = _importance(ctx, space, history)
     failed = sum(r["status"] != "ok" for r in records)
     ctx.meta_record |= {"metafeatures": metafeatures, "hpo": {
@@ -325,6 +329,22 @@ def metalearner_sampler(cfg: DictConfig, ml: MetaLearnerSampling, ctx: RunContex
     log.info("meta-learner sampler: %d past records used (%s)", len(records.configs), records.stats)
     hi = float(method.max_fidelity)
     lo = float(getattr(method, "min_fidelity", hi))
+    if ml.trust:
+        from metanas.hpo.metalearner import _is_pairwise
+        from metanas.hpo.proposer import Proposer, TrustSampler
+
+        if lo != hi:
+            raise ConfigError(f"train.metalearner.trust needs a single-fidelity method (RandomSearch); "
+                              f"{type(method).__name__} runs fidelities {lo:g}..{hi:g}")
+        if predictor is not None and not _is_pairwise(predictor):
+            raise ConfigError(f"train.metalearner.trust needs predictor=pairwise, got {type(predictor).__name__}")
+        if task:
+            raise ConfigError("train.metalearner.trust: task_keys are not used (each earlier study is its own "
+                              "member); leave train.metalearner.task_keys empty")
+        proposer = Proposer(space, maximize=True, transform="raw", predictor=predictor,
+                            n_candidates=ml.n_candidates, chunk=ml.chunk, beta=ml.beta, min_points=ml.min_points,
+                            top=ml.top)
+        return TrustSampler.from_records(proposer, records, objective.maximize, seed=int(cfg.seed))
     return MetaLearnerSampler(space, predictor=predictor, records=records, task=tuple(task),
                               maximize=objective.maximize, fidelity=(lo, hi),
                               n_candidates=ml.n_candidates, chunk=ml.chunk, beta=ml.beta,

@@ -165,12 +165,47 @@ def test_a_study_killed_mid_round_replays_without_rerunning_finished_trials():
     assert len(calls) == len(hist) and calls[:4] == first  # nothing finished was evaluated twice
 
 
+def test_trust_sampler_weights_the_earlier_study_that_ranks_this_one_right():
+    """train.metalearner.trust: two earlier studies (pair groups) of the SYNTHETIC objective, one with the same
+    objective, one with its order reversed; once this study has trials, the first takes the weight, its best
+    configurations are replayed first, and a configuration already run on this task is never proposed."""
+    from metanas.hpo.metalearner import PastRecords
+    from metanas.hpo.proposer import Proposer, TrustSampler
+
+    rng = np.random.default_rng(0)
+    configs = [SPACE.sample(rng) for _ in range(24)]
+    good = [1.0 / loss_of(c) for c in configs]  # utilities (maximised): the same order as this study's
+    bad = [loss_of(c) for c in configs]  # reversed
+    records = PastRecords(configs * 2, [math.nan] * 48, good + bad, ["good"] * 24 + ["bad"] * 24, [[]] * 48,
+                          frozenset({config_key(configs[int(np.argmax(good))])}), {})
+    proposer = Proposer(SPACE, maximize=True, transform="raw", predictor=PRED, n_candidates=512, chunk=256,
+                        top=40, replay=2)
+    ts = TrustSampler.from_records(proposer, records, maximize=False)
+    first = ts(2, [], np.random.default_rng(1))
+    assert config_key(configs[int(np.argmax(good))]) not in {config_key(c) for c in first}  # seen on this task
+    trials = [Trial(i, c, 1.0, loss_of(c), 0, 0, 1.0) for i, c in enumerate(
+        SPACE.sample(np.random.default_rng(10 + i)) for i in range(8))]
+    out = ts(4, trials, np.random.default_rng(2))
+    assert len(out) == 4 and not {config_key(c) for c in out} & {config_key(t.config) for t in trials}
+    w = ts.weights[-1]
+    assert w["good"] > 0.3 and w["bad"] < 0.05, w  # the rest: this study's own member
+
+
 def test_bad_sampler_name_is_one_line(tmp_path):
     p = run_metanas("experiment=hpo_random", "debug=fast", "train.sampler=bayes", f"results_dir={tmp_path}",
                     "meta_dataset=null", cwd=REPO)
     assert p.returncode == 2 and ("'train.sampler' = 'bayes' is not a choice; expected one of 'random', 'model', "
                                   "'metalearner'") in p.stderr.strip().splitlines()[-1]
     assert not list(tmp_path.iterdir())  # rejected before anything is written
+
+
+def test_trust_with_a_multi_fidelity_method_is_one_line(tmp_path):
+    p = run_metanas("experiment=hpo_metalearner", "train.metalearner.trust=true",
+                    "train.method._target_=metanas.hpo.schedulers.SuccessiveHalving", "+train.method.n_configs=4",
+                    "+train.method.min_fidelity=10", "~train.method.n_trials", f"results_dir={tmp_path}",
+                    "meta_dataset=null", cwd=REPO)
+    last = p.stderr.strip().splitlines()[-1]
+    assert p.returncode == 2 and "train.metalearner.trust needs a single-fidelity method" in last, p.stderr[-800:]
 
 
 def test_hpo_metalearner_fast_arch_keys_real_training_and_resume(tmp_path):
@@ -203,6 +238,18 @@ def test_hpo_metalearner_fast_arch_keys_real_training_and_resume(tmp_path):
     again = json.loads((run_dir / "trials.json").read_text())
     assert [t["config"] for t in again] == [t["config"] for t in trials]  # the meta-learner re-proposed trial 2
     assert len(json.loads((run_dir / "summary.json").read_text())["metrics"]) > 0
+
+    # a second study with train.metalearner.trust: the first study's records are one trust-weighted member; the
+    # configurations it ran on this task are never proposed again
+    earlier = [r for r in read_jsonl(tmp_path / "meta.jsonl") if r["experiment"] == "nb201_cell"]
+    run_fast(tmp_path, "experiment=hpo_metalearner", cache, "train.metalearner.trust=true", "seed=1")
+    s2, run2 = last_summary(tmp_path, "hpo_metalearner")
+    assert s2["metrics"]["n_trials"] == 3 and run2 != run_dir
+    trust = json.loads((run2 / "trust.json").read_text())
+    assert len(trust["studies"]) == 1 and trust["studies"][0].startswith("nb201_cell")
+    assert json.loads((run2 / "metalearner_records.json").read_text())["stats"]["used"] == len(earlier)
+    new = {config_key(t["config"]) for t in json.loads((run2 / "trials.json").read_text())}
+    assert not new & {config_key(t["config"]) for t in trials}
 
 
 @pytest.mark.slow
