@@ -56,6 +56,9 @@ def parse(argv):
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--tiny", action="store_true", help="1 task, 2 seeds, 6 trials")
     p.add_argument("--replot", action="store_true")
+    p.add_argument("command", nargs="?", default="run", choices=("run", "ceiling"),
+                   help="run: the study (default); ceiling: what the one earlier sweep could give at best, from the "
+                        "recorded table and results.json (no new sweep), written to results.json['ceiling'] + README")
     return p.parse_args(argv)
 
 
@@ -140,6 +143,94 @@ def summarise(runs, methods, trials):
             "tests": tests}
 
 
+def ceiling(res, tab) -> dict:
+    """How much ANY use of each run's one earlier sweep could help, from the recorded table and results.json (no new
+    sweep). Per (task, seed) run, with the study's own rules: the history is regenerated exactly as ``main`` made it
+    (``run("random", ..., related task, seed + 1000, 30)``, checked against metanas_warm's replayed trials), a
+    configuration counts as the nearest of the 104 recorded ones (``Table.nearest``), the bar is random search's
+    final best normalised regret on the target (``trials_to``), trials are censored at ``trials + 1``.
+
+    - relatedness: Spearman / Kendall between the history task's and the target task's recorded errors over the 104
+      configurations, and over the distinct recorded configurations the history sweep measured;
+    - ORACLE (uses the target's values; not a method): the history's configurations replayed in the best order
+      chosen knowing the target -- 1 trial if the history holds a configuration at or below the bar, else never;
+    - history-order replay (no target values; what warm-start replay can do): the history's distinct recorded
+      configurations replayed best first by the HISTORY's errors, and the landed ``replay_list`` order (distinct
+      raw configurations, ``Proposer.replay`` = 3 of them replayed by metanas_warm): trials to the bar."""
+    from scipy.stats import kendalltau, spearmanr
+
+    from metanas.hpo.proposer import Proposer, replay_list
+    from metanas.hpo.warmstart import nearest_tasks
+    from metanas.stats import censor
+
+    a, s = res["args"], res["summary"]
+    budget = a["trials"]
+    table, space = Table(tab), make_space(tab)
+    name = {n: i for i, n in enumerate(tab.task_names)}
+    related = dict(zip(res["task_names"], res["related_names"]))
+    n_replay = Proposer.replay
+    runs = []
+    for t, seed in s["pairs"]:
+        tname = tab.task_names[t]
+        rel = name[related[tname]]
+        assert int(nearest_tasks(tab.task_features[t], tab.task_features, 2)[1]) == rel, "related task changed"
+        bar = min(r["regret"] for r in res["trials"][f"random/{tname}/{seed}"])
+        hist = run("random", table, space, rel, seed + 1000, 30)
+        idx = [table.nearest(c) for c, _, _ in hist]
+        distinct = sorted(set(idx), key=lambda c: (tab.error[rel, c], idx.index(c)))  # history's order, best first
+        reg = table.regret[t]
+        hit = lambda c: bool(reg[c] <= bar + 1e-12)  # noqa: E731  (trials_to's rule)
+        first = lambda order: next((i + 1 for i, c in enumerate(order) if hit(c)), math.inf)  # noqa: E731
+        rl = [table.nearest(c) for c in replay_list(space, {"h": [Record(c, e, "ok") for c, e, _ in hist]}, False,
+                                                    len(hist))]
+        warm = res["trials"].get(f"metanas_warm/{tname}/{seed}")
+        check = None if warm is None else [table.nearest(x["config"]) for x in warm[:n_replay]] == rl[:n_replay]
+        runs.append({
+            "task": tname, "related": related[tname], "seed": seed, "bar": bar,
+            "qualifying_of_104": int(sum(hit(c) for c in range(len(reg)))),
+            "spearman_104": float(spearmanr(tab.error[rel], tab.error[t])[0]),
+            "kendall_104": float(kendalltau(tab.error[rel], tab.error[t])[0]),
+            "history_distinct": len(distinct),
+            "spearman_history": float(spearmanr(tab.error[rel, distinct], tab.error[t, distinct])[0]),
+            "kendall_history": float(kendalltau(tab.error[rel, distinct], tab.error[t, distinct])[0]),
+            "history_best_regret_on_target": float(reg[distinct[0]]),
+            "history_min_regret_on_target": float(min(reg[c] for c in distinct)),
+            "history_qualifying": int(sum(hit(c) for c in distinct)),
+            "oracle_trials": 1.0 if any(map(hit, distinct)) else float(budget + 1),
+            "history_order_trials": float(censor([first(distinct)], budget)[0]),
+            "replay_list_trials": float(censor([first(rl)], budget)[0]),
+            "replay_hit_within": bool(first(rl) <= n_replay),
+            "replay_matches_warm_trials": check})
+    med = lambda k: float(np.median([r[k] for r in runs]))  # noqa: E731
+    tpe = s["median_trials_to_random_best"].get("tpe")
+    return {"runs": runs, "replay": n_replay, "censor": budget + 1, "tpe_median_trials": tpe,
+            "goal_bar_trials": None if tpe is None else tpe / 4,
+            "median": {k: med(k) for k in ("oracle_trials", "history_order_trials", "replay_list_trials",
+                                           "history_best_regret_on_target", "qualifying_of_104")},
+            "by_task": {tn: {"related": related[tn],
+                             **{k: next(r[k] for r in runs if r["task"] == tn)
+                                for k in ("spearman_104", "kendall_104")},
+                             **{f"median_{k}": float(np.median([r[k] for r in runs if r["task"] == tn]))
+                                for k in ("spearman_history", "kendall_history")},
+                             **_others(tab, name[tn], name[related[tn]])}
+                        for tn in res["task_names"]},
+            "runs_history_holds_bar": int(sum(r["history_qualifying"] > 0 for r in runs)),
+            "runs_replay_hits": int(sum(r["replay_hit_within"] for r in runs)),
+            "runs_history_order_at_1": int(sum(r["history_order_trials"] == 1 for r in runs)),
+            "history_check": [r["replay_matches_warm_trials"] for r in runs]}
+
+
+def _others(tab, t: int, rel: int) -> dict:
+    """The target's Spearman with every other TabRepo task over the 104 configurations: their median, the largest
+    (an ORACLE choice of the history task, made knowing the target) and the related task's rank among them."""
+    from scipy.stats import spearmanr
+
+    rho = np.array([spearmanr(tab.error[o], tab.error[t])[0] for o in range(len(tab.task_names)) if o != t])
+    mine = spearmanr(tab.error[rel], tab.error[t])[0]
+    return {"other_tasks": len(rho), "median_spearman_other_tasks": float(np.median(rho)),
+            "max_spearman_other_tasks": float(rho.max()), "related_rank": int((rho > mine).sum()) + 1}
+
+
 def readme(res) -> str:
     s = res["summary"]
     a = res["args"]
@@ -182,8 +273,44 @@ def readme(res) -> str:
               f"({res.get('design', 'see the CHANGELOG')}) before this run.",
               *_replayed(res),
               "- TPE and GP propose at random during their first 10 trials (Optuna's n_startup_trials)" + _shared(res)
-              + ".", ""]
+              + ".", *_ceiling_lines(res), ""]
     return "\n".join(lines)
+
+
+def _ceiling_lines(res) -> list[str]:
+    """The "Ceiling" section (``python experiments/sweeper_tabrepo_study.py ceiling``), when results.json has it."""
+    c = res.get("ceiling")
+    if not c:
+        return []
+    m, n = c["median"], len(c["runs"])
+    pairs = "; ".join(f"{t} from {b['related']}: Spearman {b['spearman_104']:.2f} / Kendall {b['kendall_104']:.2f} "
+                      f"(over the history's distinct configurations, median of the 5 runs: "
+                      f"{b['median_spearman_history']:.2f} / {b['median_kendall_history']:.2f}); rank "
+                      f"{b['related_rank']} of {b['other_tasks']} other tasks by Spearman with the target (1 = most "
+                      f"correlated; median other task {b['median_spearman_other_tasks']:.2f}, the best, an ORACLE "
+                      f"choice, {b['max_spearman_other_tasks']:.2f})"
+                      for t, b in c["by_task"].items())
+    ok = sum(bool(x) for x in c["history_check"])
+    return ["", "## Ceiling: what the one earlier sweep could give at best", "",
+            "`python experiments/sweeper_tabrepo_study.py ceiling` (no new sweep: the recorded table and this "
+            "results.json; each run's history regenerated with the study's seed, identical to what metanas_warm "
+            f"replayed in {ok} of {n} runs). Same bar (random's final best), nearest-of-104 rule and censoring "
+            f"({c['censor']}) as above; TPE's median is {c['tpe_median_trials']:g}, so the goal needs a median of "
+            f"<= {c['goal_bar_trials']:g} trials, i.e. the bar reached on the first trial (before any target result) "
+            f"in at least {n // 2 + 1} of {n} runs.", "",
+            f"- How related the history task is (errors over the 104 configurations): {pairs}.",
+            f"- Target configurations at or below the bar: median {m['qualifying_of_104']:g} of 104.",
+            f"- **ORACLE** (uses the target's values; not a method): the history's configurations replayed in the best "
+            f"order chosen knowing the target need a median of {m['oracle_trials']:g} trial(s); the history holds a "
+            f"configuration at or below the bar in {c['runs_history_holds_bar']} of {n} runs (it is a 30-trial random "
+            f"sweep of the same space: this is coverage, which any random sweep has; what relatedness adds is the "
+            f"order, next line).",
+            f"- Replay in the history's own order (no target values; what warm-start replay can do): its distinct "
+            f"recorded configurations best first need a median of {m['history_order_trials']:g} trials (the bar at the "
+            f"first trial in {c['runs_history_order_at_1']} of {n} runs); the landed `replay_list` order needs "
+            f"{m['replay_list_trials']:g} and hits the bar within its {c['replay']} replays in {c['runs_replay_hits']} "
+            f"of {n} runs. The history's best configuration has a median normalised regret of "
+            f"{m['history_best_regret_on_target']:.3f} on the target."]
 
 
 def _replayed(res) -> list[str]:
@@ -232,6 +359,13 @@ def main(argv=None):
     if a.replot:
         res = json.loads((out / "results.json").read_text())
         (out / "README.md").write_text(readme(res))
+        return res
+    if a.command == "ceiling":  # from the committed results.json and the recorded table: no new sweep
+        res = json.loads((out / "results.json").read_text())
+        res["ceiling"] = ceiling(res, load_tabrepo(a.data_dir))
+        (out / "results.json").write_text(json.dumps(res, indent=1, default=str))
+        (out / "README.md").write_text(readme(res))
+        print(json.dumps({k: v for k, v in res["ceiling"].items() if k != "runs"}, indent=1))
         return res
     if a.tiny:
         a.seeds, a.trials, a.tasks = 2, 6, 1
