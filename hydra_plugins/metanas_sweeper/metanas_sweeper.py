@@ -222,6 +222,11 @@ def make_proposer(kind: str, space, maximize: bool, *, seed: int = 0, history: O
         return propose
     if kind not in ("tpe", "gp", "random"):
         raise SweeperConfigError(f"hydra.sweeper.sampler={kind!r}; expected one of {', '.join(SAMPLERS)}")
+    import importlib.util
+
+    if kind == "gp" and importlib.util.find_spec("torch") is None:  # else it fails only after the start-up trials
+        raise SweeperConfigError("hydra.sweeper.sampler=gp is Optuna's GPSampler, which needs torch; "
+                                 "pip install torch, or choose tpe or random")
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 

@@ -139,6 +139,19 @@ def test_space_from_the_override_grammar_and_history_from_sweeps_and_run_stores(
         history_records([str(tmp_path / "nope")], space, "val")
 
 
+def test_gp_without_torch_is_refused_before_any_trial(monkeypatch):
+    import importlib.util
+
+    from hydra_plugins.metanas_sweeper.metanas_sweeper import SweeperConfigError, make_proposer, parse_space
+
+    space, _ = parse_space(["lr=tag(log, interval(1e-4, 1e-1))"])
+    find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else find(name, *a))
+    with pytest.raises(SweeperConfigError, match="needs torch"):
+        make_proposer("gp", space, maximize=True)
+    make_proposer("tpe", space, maximize=True)  # the others need no torch
+
+
 @pytest.mark.slow  # real training + the meta-learner's programs (~2-3 min on 2 shared cores)
 def test_live_sweeper_study_at_tiny_size_writes_per_run_files_and_resumes(tmp_path, data_dir):
     """experiments/sweeper_live_study.py --tiny: the live Omniglot cell task through make_proposer; warm reads the
