@@ -187,10 +187,10 @@ def report_transnas(name: str = "transnas.json") -> str:
         planned = [a for arm in TRUST_FINAL_ARMS for a in arm.split("+")]
         missing = [a for a in planned if a not in every]
         if missing:
-            lines.append(f"- **not run** (the machine's time ran out; the study is resumable: rerun `trust`): "
+            lines.append("- **not run** (the machine's time ran out; the study is resumable: rerun `trust`): "
                          + ", ".join(f"`{m}` ({LABEL.get(m, '')})" for m in missing))
     if "nested_choice" in r:
-        lines.append(f"- `ours` per held-out task (nested choice on the design seeds): "
+        lines.append("- `ours` per held-out task (nested choice on the design seeds): "
                      + ", ".join(f"{t}: `{c}`" for t, c in r["nested_choice"].items()))
     for m in unfinished:
         done = [t for t in tasks if m in r["targets"].get(t, {}).get("queries", {})]

@@ -127,7 +127,7 @@ def ceiling_lines(r: dict, d: dict) -> list[str]:
              "on each held-out fold's own tasks, in hindsight (chosen on the test tasks): its first config is the "
              "single config best on average over the fold, the best any rule that gives every task of a fold the "
              "same first config could pick. Mean normalised regret over the same tasks "
-             f"(`python experiments/transfer_tabrepo_study.py ceiling`):", "",
+             "(`python experiments/transfer_tabrepo_study.py ceiling`):", "",
              "| | " + " | ".join(f"@{n}" for n in ns) + " |", "|---|" + "---|" * len(ns)]
     for name, curve in (("oracle: greedy portfolio of the held-out fold itself", c),
                         ("greedy portfolio (training folds)", d["curves"]["greedy"]),

@@ -35,7 +35,7 @@ from metanas.benchmarks.transnas import default_path, load_transnas, task_view, 
 from metanas.search import transfer as T
 from metanas.config import (NONNEG, ConfigError, Count, Fraction, NonNeg, NonNegInt, Positive, Range, takes_train,
                             train_block)
-from metanas.runners.context import RunContext, scalars
+from metanas.runners.context import RunContext
 
 
 @dataclass(frozen=True)
