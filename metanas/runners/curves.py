@@ -65,6 +65,8 @@ class CurvesTrain:
     lr: Positive = 1e-3
     batch: int = 128
     mix: Fraction = 0.0  # share of source rows in the fine-tuning batches
+    init_prior: NonNegInt = 0  # metanas: first run the sources' z-score order's best configs to the end
+    # (FreezeThaw.init_prior; 0: start from the model's own zero-shot ranking)
     final_weight: float = 0.3
     fractions: tuple[float, ...] = (0.25, 0.5, 1.0)
     grid: int = 40  # budget grid points saved for the plot
@@ -91,6 +93,14 @@ def source_rows(src) -> Rows:
     s, n, L = src.valid.shape
     return Rows(jnp.asarray(src.valid.reshape(s * n, L)), jnp.asarray(np.where(src.keep.reshape(-1), L, 0), jnp.int32),
                 jnp.tile(jnp.arange(n, dtype=jnp.int32), s))
+
+
+def source_order(src) -> np.ndarray:
+    """[N] the source tasks' plain z-score order of their last-checkpoint values (lower value = better; higher score
+    = better; NaN curves count as unknown), the prior of ``FreezeThaw.init_prior``."""
+    from metanas.search.transfer import zscore_order
+
+    return zscore_order(-np.where(src.keep, src.valid[:, :, -1], np.nan))
 
 
 def pretrain(key, model: CurveModel, x, rows: Rows, steps: int) -> dict:
@@ -132,15 +142,16 @@ def run_table(table, t: CurvesTrain, seeds: list[int], *, progress=None) -> dict
     dpl = PowerLaw(hidden=t.hidden, layers=t.layers, ensemble=t.ensemble, lr=t.lr, batch=t.batch)
     L = table.n_checkpoints
     ft_meta = FreezeThaw(budget=t.budget, decisions=int(np.ceil(t.budget)), step=t.step,
-                         decisions_per_fit=t.decisions_per_fit, finetune_steps=t.finetune_steps, init_random=0)
-    ft_scratch = dataclasses.replace(ft_meta, init_random=1)
+                         decisions_per_fit=t.decisions_per_fit, finetune_steps=t.finetune_steps, init_random=0,
+                         init_prior=t.init_prior)
+    ft_scratch = dataclasses.replace(ft_meta, init_random=1, init_prior=0)
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
     x = jnp.asarray(table.x)
     # compiled once, the task's arrays as arguments (not constants): one compilation serves every target
     jit_pretrain = jax.jit(lambda k, rows: pretrain(k, model, x, rows, t.pretrain_steps))
-    jit_meta = jax.jit(jax.vmap(lambda k, p0, y, c, kp, src: ft_meta.run(k, model, p0, x, y, c, kp,
-                                                                         src if t.mix > 0 else None),
-                                in_axes=(0, None, None, None, None, None)))
+    jit_meta = jax.jit(jax.vmap(lambda k, p0, y, c, kp, src, pr: ft_meta.run(k, model, p0, x, y, c, kp,
+                                                                             src if t.mix > 0 else None, prior=pr),
+                                in_axes=(0, None, None, None, None, None, None)))
     jit_scratch = {name: jax.jit(jax.vmap(lambda k, y, c, kp, mdl=mdl: ft_scratch.run(k, mdl, None, x, y, c, kp),
                                           in_axes=(0, None, None, None)))
                    for name, mdl in (("metanas_scratch", model), ("dpl", dpl))}
@@ -161,7 +172,7 @@ def run_table(table, t: CurvesTrain, seeds: list[int], *, progress=None) -> dict
                     rows_src = source_rows(src)
                     if params0 is None:
                         params0 = jit_pretrain(jax.random.PRNGKey(10_000 + target), rows_src)
-                    tr = jit_meta(keys, params0, y, cost, keep, rows_src)
+                    tr = jit_meta(keys, params0, y, cost, keep, rows_src, jnp.asarray(source_order(src), jnp.float32))
                 else:
                     tr = jit_scratch[m](keys, y, cost, keep)
                 tr = jax.block_until_ready(tr)

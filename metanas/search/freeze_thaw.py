@@ -11,6 +11,11 @@ next increment: epochs, or seconds where the table's cost is seconds; ``per_cost
 finishing the run instead, for ``incumbent="final"`` where only finished runs count). The first ``init_random`` decisions start
 random configs (models fitted from scratch have nothing to rank with; a pre-trained model ranks from the start).
 
+``init_prior`` > 0 with a ``prior`` score [N] (e.g. the source tasks' plain z-score order of their final values): the
+search starts exactly as that prior -- its ``init_prior`` best configs are run to the last checkpoint first, in
+its order -- and only then hands over to the model's acquisition (the trust search's rule, ``metanas.search.trust``:
+a search that knows a good prior should not do worse than it before the evidence says otherwise).
+
 The search reads the target's table only through ``observed(y, prog)``: entries past a config's progress are NaN
 before any model sees them. Incumbent: ``incumbent="any"`` = the best value observed at any checkpoint (DPL's
 protocol on TaskSet); ``"final"`` = the best value among configs run to the last checkpoint (NB201: only 200-epoch
@@ -66,13 +71,21 @@ class FreezeThaw:
     decisions_per_fit: int = 10
     finetune_steps: int = 50
     init_random: int = 1
+    init_prior: int = 0  # the prior's best configs run to the last checkpoint first (``run(..., prior=score)``)
     incumbent: str = "any"  # any | final
     per_cost: str = "next"  # EI divided by the cost of the next step ("next") or of finishing the run ("final")
 
     def run(self, key: jax.Array, model: Any, params0: dict | None, x: jax.Array, y: jax.Array, cost: jax.Array,
-            keep: jax.Array, source: Rows | None = None) -> Trace:
-        """One search. ``params0``: pre-trained parameters (None: a fresh model, scaled on the first observations)."""
+            keep: jax.Array, source: Rows | None = None, prior: jax.Array | None = None) -> Trace:
+        """One search. ``params0``: pre-trained parameters (None: a fresh model, scaled on the first observations).
+        ``prior`` [N] (higher = better): the order whose ``init_prior`` best kept configs are run first."""
         n, L = y.shape
+        if self.init_prior > 0 and prior is None:
+            raise ValueError(f"FreezeThaw(init_prior={self.init_prior}) needs run(..., prior=[N] scores)")
+        if self.init_prior > 0:
+            first = jax.lax.top_k(jnp.where(keep, prior, -jnp.inf), self.init_prior)[1]
+        else:
+            first = jnp.zeros(1, jnp.int32)
         k_perm, k_init, k_loop = jax.random.split(key, 3)
         order = jax.random.permutation(k_perm, n)  # random starts: kept configs in this order
         order = order[jnp.argsort(~keep[order], stable=True)]
@@ -96,6 +109,9 @@ class FreezeThaw:
             fresh = jnp.where(keep[order] & (prog[order] == 0), jnp.arange(n), n)
             r_pick = order[jnp.minimum(jnp.min(fresh), n - 1)]
             i = jnp.where(rand, r_pick, jnp.argmax(acq)).astype(jnp.int32)
+            if self.init_prior > 0:  # the prior's first configs, each to its last checkpoint, before anything else
+                todo = prog[first] < L
+                i = jnp.where(todo.any(), first[jnp.argmax(todo)], i).astype(jnp.int32)
             active = (spent < self.budget) & open_.any()
             new, c, best = _advance(y, cost, prog, i, self.step)
             prog2 = jnp.where(active, prog.at[i].set(new), prog)

@@ -10,8 +10,9 @@ DATA = REPO.parent / "shared" / "data" / "taskset_dpl"
 
 @pytest.mark.slow  # 185 s on the loaded 2-core machine (compilation of four jitted searches)
 @pytest.mark.skipif(not DATA.is_dir(), reason="needs shared/data/taskset_dpl")
-def test_curves_taskset_fast(tmp_path):
-    run_fast(tmp_path, "experiment=curves_taskset")
+@pytest.mark.parametrize("init_prior", [0, 1])  # 1: the sources' order's best config first (FreezeThaw.init_prior)
+def test_curves_taskset_fast(tmp_path, init_prior):
+    run_fast(tmp_path, "experiment=curves_taskset", f"train.init_prior={init_prior}")
     s, run_dir = last_summary(tmp_path, "curves_taskset")
     for m in ("metanas", "dpl", "random"):
         assert 0.0 <= s["metrics"][f"{m}_regret"] <= 1.0

@@ -48,3 +48,23 @@ def test_random_search_runs_full_curves():
     assert spent.max() == 20.0 and len(started) == 3  # 2 full curves of 8 checkpoints, the third stopped at 20
     inc = incumbent_at(spent, np.asarray(tr.inc), [4.0, 24.0])
     assert inc[1] == np.nanmin(np.asarray(y)[started])
+
+
+def test_prior_start_runs_the_prior_best_configs_to_the_end_first():
+    """``init_prior``: the prior's best kept configs are run to the last checkpoint, in its order, before the
+    model's acquisition takes over; an unkept config the prior likes best is skipped."""
+    y, cost, keep = _table()
+    m = CurveModel(hidden=8, ensemble=2)
+    prior = -jnp.arange(24, dtype=jnp.float32).at[3].set(100.0)  # config 3 (unkept) first, then 0, 1, 2, ...
+    ft = FreezeThaw(budget=40, decisions=24, step=2, decisions_per_fit=8, finetune_steps=5, init_random=0,
+                    init_prior=2)
+    tr = jax.jit(lambda k: ft.run(k, m, None, jnp.ones((24, 2)), y, cost, keep, prior=prior))(jax.random.key(2))
+    picks = np.asarray(tr.pick)
+    assert picks[:8].tolist() == [0] * 4 + [1] * 4  # 8 checkpoints = 4 advances of 2 each, then the next one
+    assert 3 not in picks.tolist()
+    try:
+        ft.run(jax.random.key(0), m, None, jnp.ones((24, 2)), y, cost, keep)
+    except ValueError as e:
+        assert "needs run(..., prior=" in str(e)
+    else:
+        raise AssertionError("init_prior without a prior must be refused")
