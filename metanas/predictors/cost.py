@@ -257,3 +257,44 @@ def _few_shot_fn(k: int, pool: int, chooser: str):
 def few_shot_run(prior: CostPrior, x, y, true_rank, keys, *, k: int, pool: int = 2000, chooser: str = "design"):
     """(spearman [S], predictions [S, N], codes [S, k], failed [S]) for S keys."""
     return _few_shot_fn(k, pool, chooser)(prior, x, y, true_rank, keys)
+
+
+# ---- the ensemble family: additive + with_sources, adapted to the same cells ------------------------------------
+
+def standardise(p: jax.Array) -> jax.Array:
+    """z-score of predictions ``p`` [N] over every cell (a rank-preserving map onto a common scale)."""
+    return (p - p.mean()) / (p.std() + 1e-12)
+
+
+def ensemble_predict(prior_a: CostPrior, x_a: jax.Array, prior_b: CostPrior, x_b: jax.Array, y: jax.Array,
+                     codes: jax.Array, k) -> jax.Array:
+    """[N] the mean of the standardised predictions of two Bayesian linear models (``prior_a`` on ``x_a``,
+    ``prior_b`` on ``x_b``), both adapted to the same measured cells ``codes`` (the first ``k``): y is read only
+    at ``codes``. Averaging two nearly equally good, differently biased predictors (the per-op model and the per-op
+    model plus the sources' costs) reduces the variance of either, without choosing between them."""
+    ma, mb = BayesLinearCost(prior_a), BayesLinearCost(prior_b)
+    yk = y[codes]
+    pa = ma.score(ma.fit(None, x_a[codes], yk, k), x_a)
+    pb = mb.score(mb.fit(None, x_b[codes], yk, k), x_b)
+    return 0.5 * (standardise(pa) + standardise(pb))
+
+
+def ensemble_run(prior_a: CostPrior, x_a, prior_b: CostPrior, x_b, y, true_rank, keys, *, k: int,
+                 pool: int = 2000):
+    """(spearman [S], predictions [S, N], codes [S, k], failed [S]) of the ensemble for S keys: the k cells are
+    chosen by ``design`` under ``prior_a`` on ``x_a`` (the additive family's D-optimal design), then both models
+    are adapted to them and their standardised predictions averaged (``ensemble_predict``)."""
+    return _ensemble_fn(k, pool)(prior_a, x_a, prior_b, x_b, y, true_rank, keys)
+
+
+def _ensemble_fn(k: int, pool: int):
+    sig = ("ensemble", k, pool)
+    if sig not in _CACHE:
+        def one(prior_a, x_a, prior_b, x_b, y, true_rank, key):
+            avail = jnp.isfinite(y)
+            codes, failed = design(key, prior_a, x_a, avail, k, pool=pool)
+            pred = ensemble_predict(prior_a, x_a, prior_b, x_b, y, codes, k)
+            return spearman(pred, true_rank, avail), pred, codes, failed
+
+        _CACHE[sig] = jax.jit(jax.vmap(one, in_axes=(None,) * 6 + (0,)))
+    return _CACHE[sig]
