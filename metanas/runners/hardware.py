@@ -83,7 +83,8 @@ class HWLatencyTrain:
     ridge_grid: tuple[float, ...] = (0.1, 1.0, 10.0)  # ridge_sources' lambda, chosen by the same nested split
     finetune_grid: tuple[float, ...] = (1e-3, 1e-2, 1e-1)  # finetune_no_meta's prior variance, likewise
     source_var_grid: tuple[float, ...] = (1e-2, 1e-1, 1.0)  # the with_sources family's prior variance of beta
-    families: tuple[str, ...] = ("additive", "with_sources", "pretrain_finetune")  # candidates of the nested choice
+    # candidates of the nested choice (ensemble: adopted after its leave-one-source-out scores, loso_ensemble.json)
+    families: tuple[str, ...] = ("additive", "with_sources", "pretrain_finetune", "ensemble")
     # maml_mlp (metanas.meta.cost_model.MetaMLPCost; its other settings are that class's defaults): meta-steps
     # of one meta-training, and the inner step sizes the nested choice scores
     maml_meta_steps: int = 1000
