@@ -334,7 +334,8 @@ def design_overrides(out: Path, dev: str) -> list[str]:
             from metanas.runners.hardware import BAYES_FAMILIES
 
             fs = {f: v for f, v in ch.get("family_scores", {}).items() if f in BAYES_FAMILIES}
-            o.append(f"train.cost_family={ch['family'] if ch['family'] in BAYES_FAMILIES or not fs else max(fs, key=fs.get)}")
+            fam = ch["family"] if ch["family"] in BAYES_FAMILIES or not fs else max(fs, key=fs.get)
+            o.append(f"train.cost_family={fam}")
     if (out / "constrained_design.json").exists():
         k, p, v = json.loads((out / "constrained_design.json").read_text())["chosen"][dev].split(",")
         o += [f"train.design_{k}", f"train.p_feasible={p[2:]}", f"train.{v}"]

@@ -72,7 +72,7 @@ def fit_weights(x: jax.Array, y: jax.Array, ridge: float = 1e-2) -> tuple[jax.Ar
 @jax.jit
 def source_fits(x: jax.Array, tables: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(w [T, D], residual variance [T]) of each source table [T, N] (NaN = not measured)."""
-    return jax.vmap(lambda y: fit_weights(x, y))(tables)
+    return jax.lax.map(lambda y: fit_weights(x, y), tables)  # mapped: no batched LAPACK call (_over_keys)
 
 
 def prior_from_fits(w: jax.Array, res: jax.Array, *, cov_scale: float = 3.0, jitter: float = 1e-3) -> CostPrior:
@@ -235,8 +235,20 @@ def few_shot_spearman(prior: CostPrior, x, y, true_rank, keys, *, k: int, pool: 
 _CACHE: dict = {}
 
 
+def _over_keys(one, n_fixed: int):
+    """jit of ``one(*fixed, key)`` mapped over the keys with ``lax.map``, not ``vmap``: vmapped, the posterior's
+    Cholesky / SVD become batched LAPACK calls, which jaxlib runs through ParallelBatchMap on the XLA CPU pool that
+    calls them; on the shared 2-core VM that deadlocked (the seed-300 hw_latency run: every thread waiting, no CPU,
+    the pattern of the TransNAS study)."""
+    def mapped(*args):
+        fixed, keys = args[:n_fixed], args[n_fixed]
+        return jax.lax.map(lambda key: one(*fixed, key), keys)
+
+    return jax.jit(mapped)
+
+
 def _few_shot_fn(k: int, pool: int, chooser: str):
-    """jit(vmap over keys) of choose -> measure -> adapt -> (Spearman, predictions, codes, failed)."""
+    """jit(map over keys) of choose -> measure -> adapt -> (Spearman, predictions, codes, failed)."""
     sig = (k, pool, chooser)
     if sig not in _CACHE:
         def one(prior, x, y, true_rank, key):
@@ -250,7 +262,7 @@ def _few_shot_fn(k: int, pool: int, chooser: str):
             pred = model.score(params, x)
             return spearman(pred, true_rank, avail), pred, codes, failed
 
-        _CACHE[sig] = jax.jit(jax.vmap(one, in_axes=(None, None, None, None, 0)))
+        _CACHE[sig] = _over_keys(one, 4)
     return _CACHE[sig]
 
 
@@ -296,5 +308,5 @@ def _ensemble_fn(k: int, pool: int):
             pred = ensemble_predict(prior_a, x_a, prior_b, x_b, y, codes, k)
             return spearman(pred, true_rank, avail), pred, codes, failed
 
-        _CACHE[sig] = jax.jit(jax.vmap(one, in_axes=(None,) * 6 + (0,)))
+        _CACHE[sig] = _over_keys(one, 6)
     return _CACHE[sig]

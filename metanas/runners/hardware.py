@@ -171,7 +171,8 @@ def _nearest(z, y, codes):
     return z[:, jnp.argmax(rho)]
 
 
-_RIDGE = jax.jit(jax.vmap(_ridge_sources, in_axes=(None, None, 0, None)))
+# mapped over the seeds' cells, not vmapped: a batched solve is a batched LAPACK call (see cost._over_keys)
+_RIDGE = jax.jit(lambda z, y, codes, lam: jax.lax.map(lambda c: _ridge_sources(z, y, c, lam), codes))
 _NEAREST = jax.jit(jax.vmap(_nearest, in_axes=(None, None, 0)))
 _CODES = jax.jit(jax.vmap(C.random_cells, in_axes=(0, None, None)), static_argnums=2)
 _RHO = jax.jit(jax.vmap(C.spearman, in_axes=(0, None, None)))

@@ -147,3 +147,19 @@ def test_ensemble_is_at_least_as_good_as_the_worse_of_its_parts_on_synthetic_dev
         add = float(C.few_shot_run(prior, X, y, rank, keys, k=10, pool=400)[0].mean())
         ws = float(C.few_shot_run(pb, xs, y, rank, keys, k=10, pool=400)[0].mean())
         assert ens >= min(add, ws) - 1e-6 and ens > 0.9, (seed, ens, add, ws)
+
+
+def test_few_shot_runs_make_no_batched_lapack_call():
+    """The seeds are mapped, not batched: batched, the posterior's Cholesky / SVD run through jaxlib's
+    ParallelBatchMap on the XLA CPU pool that calls them (the seed-300 hw_latency run deadlocked on 2 cores)."""
+    import re
+
+    ys, prior, pb, xs = _ensemble_setup()
+    y = jnp.asarray(ys[6])
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(3))
+    for fn, args in ((C._few_shot_fn(5, 100, "design"), (prior, X, y, y, keys)),
+                     (C._few_shot_fn(5, 100, "random"), (prior, X, y, y, keys)),
+                     (C._ensemble_fn(5, 100), (prior, X, pb, xs, y, y, keys))):
+        hlo = fn.lower(*args).as_text()
+        calls = [line for line in hlo.splitlines() if "custom_call @lapack_" in line]
+        assert calls and all(re.search(r'num_batch_dims = "0"', line) for line in calls)
