@@ -72,7 +72,7 @@ def fit_weights(x: jax.Array, y: jax.Array, ridge: float = 1e-2) -> tuple[jax.Ar
 @jax.jit
 def source_fits(x: jax.Array, tables: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(w [T, D], residual variance [T]) of each source table [T, N] (NaN = not measured)."""
-    return jax.vmap(lambda y: fit_weights(x, y))(tables)
+    return jax.lax.map(lambda y: fit_weights(x, y), tables)  # mapped: no batched LAPACK call (_over_keys)
 
 
 def prior_from_fits(w: jax.Array, res: jax.Array, *, cov_scale: float = 3.0, jitter: float = 1e-3) -> CostPrior:
@@ -235,8 +235,20 @@ def few_shot_spearman(prior: CostPrior, x, y, true_rank, keys, *, k: int, pool: 
 _CACHE: dict = {}
 
 
+def _over_keys(one, n_fixed: int):
+    """jit of ``one(*fixed, key)`` mapped over the keys with ``lax.map``, not ``vmap``: vmapped, the posterior's
+    Cholesky / SVD become batched LAPACK calls, which jaxlib runs through ParallelBatchMap on the XLA CPU pool that
+    calls them; on the shared 2-core VM that deadlocked (the seed-300 hw_latency run: every thread waiting, no CPU,
+    the pattern of the TransNAS study)."""
+    def mapped(*args):
+        fixed, keys = args[:n_fixed], args[n_fixed]
+        return jax.lax.map(lambda key: one(*fixed, key), keys)
+
+    return jax.jit(mapped)
+
+
 def _few_shot_fn(k: int, pool: int, chooser: str):
-    """jit(vmap over keys) of choose -> measure -> adapt -> (Spearman, predictions, codes, failed)."""
+    """jit(map over keys) of choose -> measure -> adapt -> (Spearman, predictions, codes, failed)."""
     sig = (k, pool, chooser)
     if sig not in _CACHE:
         def one(prior, x, y, true_rank, key):
@@ -250,10 +262,51 @@ def _few_shot_fn(k: int, pool: int, chooser: str):
             pred = model.score(params, x)
             return spearman(pred, true_rank, avail), pred, codes, failed
 
-        _CACHE[sig] = jax.jit(jax.vmap(one, in_axes=(None, None, None, None, 0)))
+        _CACHE[sig] = _over_keys(one, 4)
     return _CACHE[sig]
 
 
 def few_shot_run(prior: CostPrior, x, y, true_rank, keys, *, k: int, pool: int = 2000, chooser: str = "design"):
     """(spearman [S], predictions [S, N], codes [S, k], failed [S]) for S keys."""
     return _few_shot_fn(k, pool, chooser)(prior, x, y, true_rank, keys)
+
+
+# ---- the ensemble family: additive + with_sources, adapted to the same cells ------------------------------------
+
+def standardise(p: jax.Array) -> jax.Array:
+    """z-score of predictions ``p`` [N] over every cell (a rank-preserving map onto a common scale)."""
+    return (p - p.mean()) / (p.std() + 1e-12)
+
+
+def ensemble_predict(prior_a: CostPrior, x_a: jax.Array, prior_b: CostPrior, x_b: jax.Array, y: jax.Array,
+                     codes: jax.Array, k) -> jax.Array:
+    """[N] the mean of the standardised predictions of two Bayesian linear models (``prior_a`` on ``x_a``,
+    ``prior_b`` on ``x_b``), both adapted to the same measured cells ``codes`` (the first ``k``): y is read only
+    at ``codes``. Averaging two nearly equally good, differently biased predictors (the per-op model and the per-op
+    model plus the sources' costs) reduces the variance of either, without choosing between them."""
+    ma, mb = BayesLinearCost(prior_a), BayesLinearCost(prior_b)
+    yk = y[codes]
+    pa = ma.score(ma.fit(None, x_a[codes], yk, k), x_a)
+    pb = mb.score(mb.fit(None, x_b[codes], yk, k), x_b)
+    return 0.5 * (standardise(pa) + standardise(pb))
+
+
+def ensemble_run(prior_a: CostPrior, x_a, prior_b: CostPrior, x_b, y, true_rank, keys, *, k: int,
+                 pool: int = 2000):
+    """(spearman [S], predictions [S, N], codes [S, k], failed [S]) of the ensemble for S keys: the k cells are
+    chosen by ``design`` under ``prior_a`` on ``x_a`` (the additive family's D-optimal design), then both models
+    are adapted to them and their standardised predictions averaged (``ensemble_predict``)."""
+    return _ensemble_fn(k, pool)(prior_a, x_a, prior_b, x_b, y, true_rank, keys)
+
+
+def _ensemble_fn(k: int, pool: int):
+    sig = ("ensemble", k, pool)
+    if sig not in _CACHE:
+        def one(prior_a, x_a, prior_b, x_b, y, true_rank, key):
+            avail = jnp.isfinite(y)
+            codes, failed = design(key, prior_a, x_a, avail, k, pool=pool)
+            pred = ensemble_predict(prior_a, x_a, prior_b, x_b, y, codes, k)
+            return spearman(pred, true_rank, avail), pred, codes, failed
+
+        _CACHE[sig] = _over_keys(one, 6)
+    return _CACHE[sig]

@@ -61,6 +61,8 @@ FAMILIES = {
     "pretrain_finetune": "pooled-source prior mean with an isotropic covariance (pre-train + fine-tune), design cells",
     "maml_mlp": "MLP (64 x 2) on the same features, initialisation meta-learnt by MAML across the sources' tasks, "
                 "5 SGD steps on the k target cells (random cells), standardised log cost",
+    "ensemble": "the mean of the standardised predictions of additive and with_sources (beta ~ N(0, v I)), both "
+                "adapted to the same k cells, chosen by the additive family's design rule",
 }
 BAYES_FAMILIES = ("additive", "with_sources", "pretrain_finetune")  # closed-form models with a Gaussian prior
 
@@ -81,7 +83,8 @@ class HWLatencyTrain:
     ridge_grid: tuple[float, ...] = (0.1, 1.0, 10.0)  # ridge_sources' lambda, chosen by the same nested split
     finetune_grid: tuple[float, ...] = (1e-3, 1e-2, 1e-1)  # finetune_no_meta's prior variance, likewise
     source_var_grid: tuple[float, ...] = (1e-2, 1e-1, 1.0)  # the with_sources family's prior variance of beta
-    families: tuple[str, ...] = ("additive", "with_sources", "pretrain_finetune")  # candidates of the nested choice
+    # candidates of the nested choice (ensemble: adopted after its leave-one-source-out scores, loso_ensemble.json)
+    families: tuple[str, ...] = ("additive", "with_sources", "pretrain_finetune", "ensemble")
     # maml_mlp (metanas.meta.cost_model.MetaMLPCost; its other settings are that class's defaults): meta-steps
     # of one meta-training, and the inner step sizes the nested choice scores
     maml_meta_steps: int = 1000
@@ -168,7 +171,8 @@ def _nearest(z, y, codes):
     return z[:, jnp.argmax(rho)]
 
 
-_RIDGE = jax.jit(jax.vmap(_ridge_sources, in_axes=(None, None, 0, None)))
+# mapped over the seeds' cells, not vmapped: a batched solve is a batched LAPACK call (see cost._over_keys)
+_RIDGE = jax.jit(lambda z, y, codes, lam: jax.lax.map(lambda c: _ridge_sources(z, y, c, lam), codes))
 _NEAREST = jax.jit(jax.vmap(_nearest, in_axes=(None, None, 0)))
 _CODES = jax.jit(jax.vmap(C.random_cells, in_axes=(0, None, None)), static_argnums=2)
 _RHO = jax.jit(jax.vmap(C.spearman, in_axes=(0, None, None)))
@@ -235,7 +239,7 @@ def nested_choice(x, onehot, src: dict[str, np.ndarray], keys, k, t: HWLatencyTr
                 scores["finetune_no_meta"].setdefault(v, []).append(_rho_many(p, y).mean())
     # the candidate families, each with its settings, on the same pseudo-targets and keys (the additive family's
     # score is select_prior's; with_sources uses the additive prior chosen there)
-    fam = {"with_sources": {}, "pretrain_finetune": {}, "maml_mlp": {}}
+    fam = {"with_sources": {}, "pretrain_finetune": {}, "maml_mlp": {}, "ensemble": {}}
     for d in devs:
         others = [o for o in devs if o != d]
         prior = C.prior_from_fits(jnp.concatenate([fits[o][0] for o in others], 0),
@@ -249,6 +253,12 @@ def nested_choice(x, onehot, src: dict[str, np.ndarray], keys, k, t: HWLatencyTr
                     p = C.with_sources(prior, len(others), v)
                     fam["with_sources"].setdefault(v, []).append(
                         float(C.few_shot_spearman(p, xs, y, tr, keys, k=k, pool=t.pool).mean()))
+            if "ensemble" in t.families:  # its own v, chosen on its own score by the same rule
+                xs = with_source_columns(x, np.stack([src[o][i] for o in others]))
+                for v in t.source_var_grid:
+                    p = C.with_sources(prior, len(others), v)
+                    fam["ensemble"].setdefault(v, []).append(
+                        float(C.ensemble_run(prior, x, p, xs, y, tr, keys, k=k, pool=t.pool)[0].mean()))
             if "pretrain_finetune" in t.families:
                 for v in t.finetune_grid:
                     fam["pretrain_finetune"].setdefault(v, []).append(float(C.few_shot_spearman(
@@ -364,6 +374,9 @@ def run_latency(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
                     xf = xs if f == "with_sources" else x
                     if f == "maml_mlp":
                         run = maml.few_shot_run(theta, x, yj, tr, keys, k)
+                    elif f == "ensemble":
+                        run = C.ensemble_run(prior, x, C.with_sources(prior, len(sources), choice["ensemble_var"]),
+                                             xs, yj, tr, keys, k=k, pool=t.pool)
                     else:
                         run = C.few_shot_run(family_prior(f, prior, choice, len(sources)), xf, yj, tr, keys, k=k,
                                              pool=t.pool)

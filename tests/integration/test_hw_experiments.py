@@ -99,3 +99,19 @@ def test_meta_dataset_reads_any_named_metric(tmp_path):
         np.testing.assert_allclose(read_meta_dataset(path, metric).y, want, rtol=1e-6)
     with pytest.raises(ValueError, match="energy"):
         read_meta_dataset(path, "energy")
+
+
+def test_hw_latency_fast_with_the_ensemble_family(tmp_path, data_dir):
+    run_fast(tmp_path, "experiment=hw_latency", f"data_dir={data_dir}",
+             "train.families=[additive,with_sources,ensemble]", "train.baselines=[flops]")
+    s, run_dir = last_summary(tmp_path, "hw_latency")
+    m = s["metrics"]
+    d = json.loads((run_dir / "hw_latency.json").read_text())
+    ch = d["choices"]["fpga"]  # every family scored by leave-one-source-out, the best one chosen
+    scores = ch["family_scores"]
+    assert set(scores) == {"additive", "with_sources", "ensemble"} and all(-1 <= v <= 1 for v in scores.values())
+    assert d["chosen_family"]["fpga"] == max(scores, key=scores.get)
+    assert ch["ensemble_var"] == 0.1 and set(ch["family_grid"]["ensemble"]) == {"0.1"}  # debug=fast's grid
+    rho = np.asarray(d["rho"]["family_ensemble"]["fpga"]["5"])  # [input size][seed]
+    assert rho.shape == (1, 2) and np.all(np.abs(rho) <= 1)
+    assert m["family_ensemble_spearman_k5_fpga"] == pytest.approx(float(rho.mean()))
