@@ -70,12 +70,17 @@ class NASTrain:
     retrain_steps: Count = 300  # 0: no retraining
     retrain_lr: Positive = 0.05
     retrain_weight_decay: NonNeg = 5e-4
+    # BN of the retrained network: false = the batch's statistics in training and test alike (the committed
+    # results/nas_nb201 figures; test batches of eval_batch); true = running statistics, updated in training and used
+    # at test (the papers' retraining code, track_running_stats=True)
+    retrain_running_stats: bool = False
 
 
 class RetrainState(NamedTuple):
     weights: Any  # derived network weights
     opt: optax.OptState  # the retrain optimizer's state
     step: jax.Array  # int32 []
+    batch_stats: Any  # BN running statistics ({} without train.retrain_running_stats)
 
 
 # ---- helpers -----------------------------------------------------------------------------------------------------
@@ -188,27 +193,29 @@ def retrain(ctx: RunContext, cfg: DictConfig, t: NASTrain, space, arch, ds, shar
             k_retrain: jax.Array) -> dict[str, float]:
     """3. Retrain the derived network from scratch on the full training set (phase ``retrain``): the ``optimizer`` group
     (the NAS experiments: SGD, Nesterov momentum 0.9) on a cosine schedule from ``train.retrain_lr``, weight decay,
-    gradients clipped at norm 5, random crop + flip (+ cutout, drop-path); test accuracy every quarter."""
+    gradients clipped at norm 5, random crop + flip (+ cutout, drop-path); test accuracy every quarter. BN: the batch's
+    statistics, or running statistics with ``train.retrain_running_stats``."""
     bsh, rep = shardings
     R, B = t.retrain_steps, t.batch_size
     dnet = make_derived(space, arch, C=t.retrain_C, N=t.retrain_N, num_classes=ds.num_classes,
-                        drop_path_prob=t.drop_path_prob, stages=t.stages)
-    w0, _, _ = dnet.init(k_retrain, jnp.asarray(ds.x_train[:2]))
+                        drop_path_prob=t.drop_path_prob, stages=t.stages, running_stats=t.retrain_running_stats)
+    w0, _, bs0 = dnet.init(k_retrain, jnp.asarray(ds.x_train[:2]))
     sched = optax.cosine_decay_schedule(t.retrain_lr, R)
     tx = optax.chain(optax.clip_by_global_norm(5.0), optax.add_decayed_weights(t.retrain_weight_decay),
                      hydra.utils.instantiate(cfg.optimizer, learning_rate=sched))  # the optimizer group (DARTS: SGD)
-    rstate = RetrainState(w0, tx.init(w0), jnp.zeros((), jnp.int32))
+    rstate = RetrainState(w0, tx.init(w0), jnp.zeros((), jnp.int32), bs0)
     if rep is not None:
         rstate = jax.device_put(rstate, rep)
 
     def retrain_update(s: RetrainState, x, y, key):
         def loss_fn(w):
-            logits, _ = dnet.apply(w, {}, {}, x, True, key=key)
-            return cross_entropy(logits, y), accuracy(logits, y)
+            logits, bs = dnet.apply(w, {}, s.batch_stats, x, True, key=key)
+            return cross_entropy(logits, y), (accuracy(logits, y), bs)
 
-        (loss, acc), g = jax.value_and_grad(loss_fn, has_aux=True)(s.weights)
+        (loss, (acc, bs)), g = jax.value_and_grad(loss_fn, has_aux=True)(s.weights)
         upd, opt = tx.update(g, s.opt, s.weights)
-        return RetrainState(optax.apply_updates(s.weights, upd), opt, s.step + 1), {"loss": loss, "train_acc": acc}
+        return (RetrainState(optax.apply_updates(s.weights, upd), opt, s.step + 1, bs),
+                {"loss": loss, "train_acc": acc})
 
     retrain_step = jax.jit(retrain_update, donate_argnums=(0,))
     all_idx = np.arange(len(ds.x_train))
@@ -219,8 +226,9 @@ def retrain(ctx: RunContext, cfg: DictConfig, t: NASTrain, space, arch, ds, shar
         x = augment(ds.x_train[i], rng, crop_pad=t.crop_pad, flip=t.flip, cutout=t.cutout)
         return retrain_step(s, put(x, bsh), put(ds.y_train[i], bsh), jax.random.fold_in(k_retrain, step))
 
-    test_apply = jax.jit(lambda w, x: dnet.apply(w, {}, {}, x, False)[0])
+    test_apply = jax.jit(lambda w, bs, x: dnet.apply(w, {}, bs, x, False)[0])
     _, rlast = train_loop(ctx, "retrain", rstate, rstep_fn, R, eval_every=max(R // 4, 1),
-                          eval_fn=lambda s, step: {"test_acc": evaluate(test_apply, s.weights, ds.x_test,
-                                                                        ds.y_test, t.eval_batch)})
+                          eval_fn=lambda s, step: {"test_acc": evaluate(
+                              lambda w, x: test_apply(w, s.batch_stats, x), s.weights, ds.x_test, ds.y_test,
+                              t.eval_batch)})
     return {"retrain_loss": rlast["loss"], "test_acc": rlast["test_acc"]}

@@ -10,6 +10,7 @@ import pickle
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -58,10 +59,20 @@ def test_darts2_nb201_fast(tmp_path):
 
 
 def test_darts_cnn_fast(tmp_path):
-    _fast(tmp_path, "darts_cnn")
+    """Also the retrain with BN running statistics (``train.retrain_running_stats``): the retrain checkpoint holds
+    them, moved away from their initial (0, 1) by training."""
+    import orbax.checkpoint as ocp
+
+    _fast(tmp_path, "darts_cnn", "train.retrain_running_stats=true")
     _, geno = _check_run(tmp_path, "darts_cnn", nb201=False)
     assert len(geno["normal"]) == 8 and len(geno["reduce"]) == 8
     assert all(op != "none" for op, _ in geno["normal"] + geno["reduce"])
+    ckpt = next((tmp_path / "runs" / "darts_cnn").iterdir()) / "checkpoints" / "retrain"
+    last = max(int(p.name) for p in ckpt.iterdir() if p.name.isdigit())
+    stats = ocp.StandardCheckpointer().restore(ckpt / str(last) / "default")["batch_stats"]
+    means = [np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(stats) if "mean" in jax.tree_util.keystr(k)]
+    assert len(means) > 10 and all(np.isfinite(m).all() for m in means)
+    assert max(float(np.abs(m).max()) for m in means) > 1e-3  # updated in training, not the initial zeros
 
 
 # ---- CIFAR python-version format --------------------------------------------------------------------------------
