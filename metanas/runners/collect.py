@@ -8,7 +8,8 @@ validation, images area-pooled to ``image_size``. Architectures: ``n_archs`` dis
 Network: the NB201 skeleton ``metanas.supernet.CellNetwork`` (``stages`` stages of ``N`` cells) evaluated with a fixed one-hot op mix per edge, which is exactly
 the discrete cell (the other ops are multiplied by 0) and keeps every architecture the same shape, so a chunk of
 ``chunk`` architectures x ``seeds`` trains as ONE ``jax.jit(jax.vmap(...))`` program (about ``num_ops`` x the FLOPs
-of a derived network: the price of vmapping over architectures). Full-batch Adam for ``steps`` steps.
+of a derived network: the price of vmapping over architectures). Full-batch updates of the ``optimizer`` group
+(Adam by default) for ``steps`` steps.
 
 Resume: one checkpoint per chunk (``train_loop`` phase ``collect``); records already in the meta-dataset for this
 run directory are not appended twice. Record (the schema of ``metanas.predictors.meta_dataset``)::
@@ -95,9 +96,9 @@ def omniglot_problem(data_dir: str, classes: int, train_drawers: int, image_size
     return (*take(tr), *take(va))
 
 
-def make_trainer(net, num_ops: int, steps: int, lr: float):
-    """Pure ``train(key, arch, x, y, xv, yv) -> metrics`` for one architecture (vmap it over archs and seeds)."""
-    tx = optax.adam(lr)
+def make_trainer(net, num_ops: int, steps: int, tx: optax.GradientTransformation):
+    """Pure ``train(key, arch, x, y, xv, yv) -> metrics`` for one architecture (vmap it over archs and seeds), ``steps``
+    full-batch updates of ``tx``."""
 
     def loss_fn(w, mix, x, y):
         logits, _ = net.apply_mix(w, mix, {}, x)
@@ -144,7 +145,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     archs = space.enumerate()[codes]
     enc = np.asarray(encode_archs(space, archs, t.encoding))
     net = make_supernet(space, C=t.C, N=t.N, num_classes=t.classes, stages=t.stages)
-    train = make_trainer(net, space.num_ops, t.steps, t.lr)
+    tx = hydra.utils.instantiate(cfg.optimizer, learning_rate=t.lr)  # the optimizer group (default: Adam)
+    train = make_trainer(net, space.num_ops, t.steps, tx)
     seeds = np.arange(cfg.seed, cfg.seed + cfg.seeds)
     # [seeds, chunk] grid: vmap over seeds of vmap over archs
     train_chunk = jax.jit(jax.vmap(jax.vmap(train, in_axes=(0, 0, None, None, None, None)),
@@ -155,7 +157,9 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     compile_s = time.perf_counter() - t0
     dataset = f"omniglot-{t.classes}c-{t.image_size}px-d{t.data_seed}"
     ctx.record_dataset(dataset, x, y)
-    settings = {"C": t.C, "N": t.N, "stages": t.stages, "steps": t.steps, "lr": t.lr, "optimizer": "adam", "image_size": t.image_size,
+    optimizer = str(cfg.optimizer._target_).rsplit(".", 1)[-1]  # "adam" for optax.adam (the records' meta-data)
+    settings = {"C": t.C, "N": t.N, "stages": t.stages, "steps": t.steps, "lr": t.lr, "optimizer": optimizer,
+                "image_size": t.image_size,
                 "classes": t.classes, "train_drawers": t.train_drawers, "hardware": jax.devices()[0].platform}
     metafeatures = {"n_classes": float(t.classes), "n_train": float(len(y)), "n_val": float(len(yv)),
                     "image_size": float(t.image_size), "mean_ink": float(x.mean())}

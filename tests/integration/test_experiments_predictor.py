@@ -109,6 +109,7 @@ def test_collect_fast_writes_records_predictor_reads_them(tmp_path, data_dir):
     assert len(md.y) == 8 and md.x.shape == (8, 18) and md.groups == [("omniglot-5c-7px-d0", "val-seed0")]
     assert all(0 < v <= 1 for v in md.y) and all(r["wall_time_s"] > 0 for r in md.records)
     assert len({r["arch"] for r in md.records}) == 8
+    assert {r["settings"]["optimizer"] for r in md.records} == {"adam"}  # the optimizer group's default
     per_run = [r for r in read_jsonl(tmp_path / "meta.jsonl") if r["experiment"] == "collect"]
     assert len(per_run) == 1 and per_run[0]["metrics"]["n_records"] == 8
     _run(tmp_path, "experiment=predictor_nb201", "train.source=meta_dataset", "train.n_train=[3]",
