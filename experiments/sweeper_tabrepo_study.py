@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 from hydra_plugins.metanas_sweeper.metanas_sweeper import make_proposer  # noqa: E402
 from metanas.benchmarks.tabrepo import encode_config, load_tabrepo, normalized_regret  # noqa: E402
 from metanas.hpo.proposer import Record  # noqa: E402
-from metanas.hpo.space import HyperparameterSpace, Param  # noqa: E402
+from metanas.hpo.space import HyperparameterSpace, Hyperparameter  # noqa: E402
 
 METHODS = ("metanas_cold", "metanas_warm", "tpe", "gp", "random")
 DESIGN = ("task indices 5, 27, 45, 63 (target tasks) with seeds 500-501, 15 trials: replay 0/3/5, radius 0/0.1/0.2/0.3, "
@@ -67,11 +67,12 @@ def make_space(tab) -> HyperparameterSpace:
     r = {k: (min(h[k] for h in hp), max(h[k] for h in hp)) for k in ("learning_rate", "num_leaves",
                                                                       "feature_fraction", "min_data_in_leaf")}
     return HyperparameterSpace((
-        Param("learning_rate", "float", low=r["learning_rate"][0], high=r["learning_rate"][1], log=True),
-        Param("num_leaves", "int", low=r["num_leaves"][0], high=r["num_leaves"][1], log=True),
-        Param("feature_fraction", "float", low=r["feature_fraction"][0], high=r["feature_fraction"][1]),
-        Param("min_data_in_leaf", "int", low=r["min_data_in_leaf"][0], high=r["min_data_in_leaf"][1], log=True),
-        Param("extra_trees", "categorical", choices=(False, True))))
+        Hyperparameter("learning_rate", "float", low=r["learning_rate"][0], high=r["learning_rate"][1], log=True),
+        Hyperparameter("num_leaves", "int", low=r["num_leaves"][0], high=r["num_leaves"][1], log=True),
+        Hyperparameter("feature_fraction", "float", low=r["feature_fraction"][0], high=r["feature_fraction"][1]),
+        Hyperparameter("min_data_in_leaf", "int", low=r["min_data_in_leaf"][0], high=r["min_data_in_leaf"][1],
+                       log=True),
+        Hyperparameter("extra_trees", "categorical", choices=(False, True))))
 
 
 class Table:

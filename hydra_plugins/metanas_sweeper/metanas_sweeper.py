@@ -73,8 +73,8 @@ class SweeperConfigError(ValueError):
 # ---- search space from Hydra's override grammar -----------------------------------------------------------------
 
 def param_of(override: Override):
-    """A ``metanas.hpo.space.Param`` of one sweep override (None for a plain value)."""
-    from metanas.hpo.space import Param
+    """A ``metanas.hpo.space.Hyperparameter`` of one sweep override (None for a plain value)."""
+    from metanas.hpo.space import Hyperparameter
 
     name = override.get_key_element()
     if not override.is_sweep_override():
@@ -82,13 +82,14 @@ def param_of(override: Override):
     value = override.value()
     if override.is_choice_sweep() or (override.is_range_sweep() and value.shuffle):
         choices = tuple(override.sweep_iterator(transformer=Transformer.encode))
-        return Param(name, "categorical", choices=choices)
+        return Hyperparameter(name, "categorical", choices=choices)
     if override.is_range_sweep():
         assert isinstance(value, RangeSweep)
         items = list(override.sweep_iterator(transformer=Transformer.identity))
         if all(isinstance(v, int) for v in items) and value.step == 1:
-            return Param(name, "int", low=float(min(items)), high=float(max(items)))
-        return Param(name, "categorical", choices=tuple(override.sweep_iterator(transformer=Transformer.encode)))
+            return Hyperparameter(name, "int", low=float(min(items)), high=float(max(items)))
+        choices = tuple(override.sweep_iterator(transformer=Transformer.encode))
+        return Hyperparameter(name, "categorical", choices=choices)
     if override.is_interval_sweep():
         assert isinstance(value, IntervalSweep)
         log_scale = "log" in value.tags
@@ -96,7 +97,7 @@ def param_of(override: Override):
         if log_scale and value.start <= 0:
             raise SweeperConfigError(f"hydra.sweeper.params.{name}: tag(log, interval({value.start}, {value.end})) "
                                      f"needs a start > 0")
-        return Param(name, kind, low=float(value.start), high=float(value.end), log=log_scale)
+        return Hyperparameter(name, kind, low=float(value.start), high=float(value.end), log=log_scale)
     raise SweeperConfigError(f"{name}: {override.input_line!r} is not a search space the metanas sweeper knows; use "
                              f"choice(...), range(...), interval(a, b) or tag(log, interval(a, b))")
 

@@ -6,11 +6,13 @@ from metanas.hpo.metalearner import MetaLearnerSampler, PastRecords, load_record
 from metanas.hpo.samplers import CandidateSampler, ModelBasedSampler, PortfolioSampler, RandomSampler
 from metanas.hpo.schedulers import (Hyperband, RandomSearch, SuccessiveHalving, Trial, incumbent_curve, incumbent,
                                     rung_fidelities, successive_halving_bracket)
-from metanas.hpo.space import Param, HyperparameterSpace, SpaceError, config_key, space_from_config, to_overrides
+from metanas.hpo.space import (Hyperparameter, HyperparameterSpace, SpaceError, config_key, space_from_config,
+                               to_overrides)
 from metanas.hpo.warmstart import PastTasks, nearest_tasks, past_tasks_from_run_store, warm_start_configs
 
 __all__ = [
-    "CandidateSampler", "Hyperband", "MetaLearnerSampler", "PastRecords", "load_records", "ModelBasedSampler", "Param", "PastTasks", "PortfolioSampler", "RandomSampler",
+    "CandidateSampler", "Hyperband", "Hyperparameter", "MetaLearnerSampler", "PastRecords", "load_records",
+    "ModelBasedSampler", "PastTasks", "PortfolioSampler", "RandomSampler",
     "RandomSearch", "HyperparameterSpace", "SpaceError", "SuccessiveHalving", "Trial", "incumbent_curve", "config_key",
     "importance_table", "incumbent", "main_effect_importance", "nearest_tasks", "past_tasks_from_run_store",
     "plot_importance", "rung_fidelities", "space_from_config", "successive_halving_bracket", "to_overrides",

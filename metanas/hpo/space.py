@@ -33,7 +33,7 @@ class SpaceError(ValueError):
 
 
 @dataclass(frozen=True)
-class Param:
+class Hyperparameter:
     """One hyperparameter. ``low/high`` for float/int, ``choices`` for categorical."""
 
     name: str
@@ -82,12 +82,12 @@ class Param:
 class HyperparameterSpace:
     """An ordered tuple of parameters; parents come before the parameters conditioned on them."""
 
-    params: tuple[Param, ...]
+    params: tuple[Hyperparameter, ...]
     names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self):
         object.__setattr__(self, "names", tuple(p.name for p in self.params))
-        seen: dict[str, Param] = {}
+        seen: dict[str, Hyperparameter] = {}
         for p in self.params:
             if p.name in seen:
                 raise SpaceError(f"parameter '{p.name}' is declared twice; names must be unique")
@@ -107,7 +107,7 @@ class HyperparameterSpace:
     def width(self) -> int:
         return sum(p.width for p in self.params)
 
-    def is_active(self, p: Param, config: Mapping[str, Any]) -> bool:
+    def is_active(self, p: Hyperparameter, config: Mapping[str, Any]) -> bool:
         return all(parent in config and config[parent] in values for parent, values in p.condition)
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
@@ -170,7 +170,7 @@ def to_overrides(config: Mapping[str, Any]) -> list[str]:
 _KEYS = {"name", "type", "low", "high", "log", "choices", "condition"}
 
 
-def param_from_dict(d: Mapping[str, Any]) -> Param:
+def param_from_dict(d: Mapping[str, Any]) -> Hyperparameter:
     """Parse one declared parameter; errors name the parameter and the rule it breaks."""
     d = dict(d)
     name = d.get("name")
@@ -193,7 +193,7 @@ def param_from_dict(d: Mapping[str, Any]) -> Param:
             raise SpaceError(f"parameter '{name}': categorical needs a non-empty list 'choices'")
         if "low" in d or "high" in d or d.get("log"):
             raise SpaceError(f"parameter '{name}': categorical takes 'choices', not low/high/log")
-        return Param(name, "categorical", choices=tuple(choices), condition=condition)
+        return Hyperparameter(name, "categorical", choices=tuple(choices), condition=condition)
     lo, hi, log = d.get("low"), d.get("high"), bool(d.get("log", False))
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi)):
         raise SpaceError(f"parameter '{name}': {kind} needs numeric 'low' and 'high', got low={lo!r}, high={hi!r}")
@@ -203,7 +203,7 @@ def param_from_dict(d: Mapping[str, Any]) -> Param:
         raise SpaceError(f"parameter '{name}': log scale needs low > 0, got low={lo}")
     if "choices" in d:
         raise SpaceError(f"parameter '{name}': {kind} takes low/high, not 'choices'")
-    return Param(name, kind, low=float(lo), high=float(hi), log=log, condition=condition)
+    return Hyperparameter(name, kind, low=float(lo), high=float(hi), log=log, condition=condition)
 
 
 def space_from_config(entries: Sequence[Mapping[str, Any]]) -> HyperparameterSpace:

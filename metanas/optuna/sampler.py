@@ -15,7 +15,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from metanas.hpo.proposer import Proposer, Record
-from metanas.hpo.space import HyperparameterSpace, Param
+from metanas.hpo.space import HyperparameterSpace, Hyperparameter
 
 _STATUS = {TrialState.COMPLETE: "ok", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
            TrialState.RUNNING: "running", TrialState.WAITING: "running"}
@@ -27,11 +27,11 @@ def space_from_distributions(dists: dict[str, BaseDistribution]) -> Hyperparamet
     for name in sorted(dists):
         d = dists[name]
         if isinstance(d, CategoricalDistribution):
-            params.append(Param(name, "categorical", choices=tuple(d.choices)))
+            params.append(Hyperparameter(name, "categorical", choices=tuple(d.choices)))
         elif isinstance(d, IntDistribution):
-            params.append(Param(name, "int", low=float(d.low), high=float(d.high), log=d.log))
+            params.append(Hyperparameter(name, "int", low=float(d.low), high=float(d.high), log=d.log))
         elif isinstance(d, FloatDistribution):
-            params.append(Param(name, "float", low=float(d.low), high=float(d.high), log=d.log))
+            params.append(Hyperparameter(name, "float", low=float(d.low), high=float(d.high), log=d.log))
         else:
             raise ValueError(f"MetaLearnerSampler: parameter '{name}' has a {type(d).__name__}; expected a "
                              f"FloatDistribution, IntDistribution or CategoricalDistribution")
