@@ -257,17 +257,19 @@ def max_pool(x: jax.Array, k: int = 3, stride: int = 1, padding: int = 1) -> jax
 
 # ---- the MLP ------------------------------------------------------------------------------------------------------
 def mlp_init(key: jax.Array, sizes: tuple[int, ...]) -> list[dict]:
-    """He-initialised dense layers ``sizes[0] -> ... -> sizes[-1]``: [{"w" [a, b], "b" [b]}, ...] (the predictors')."""
+    """He-initialised dense layers ``sizes[0] -> ... -> sizes[-1]``: [{"kernel" [a, b], "bias" [b]}, ...] (the
+    predictors'; flax's names, as ``nn.modules.Dense``)."""
     keys = jax.random.split(key, len(sizes) - 1)
-    return [{"w": jax.random.normal(k, (a, b)) * jnp.sqrt(2.0 / a), "b": jnp.zeros(b)}
+    return [{"kernel": jax.random.normal(k, (a, b)) * jnp.sqrt(2.0 / a), "bias": jnp.zeros(b)}
             for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
 
 
 def mlp(layers, x: jax.Array, *, activation=jax.nn.relu, final_activation: bool = False) -> jax.Array:
-    """The package's one MLP computation: ``x @ w + b`` per layer of ``layers`` ([{"w", "b"}, ...]), ``activation``
-    between layers (and after the last with ``final_activation``). ``nn.modules.MLP`` calls it on its parameters."""
+    """The package's one MLP computation: ``x @ kernel + bias`` per layer of ``layers`` ([{"kernel", "bias"}, ...]),
+    ``activation`` between layers (and after the last with ``final_activation``). ``nn.modules.MLP`` calls it on its
+    parameters."""
     for i, layer in enumerate(layers):
-        x = x @ layer["w"] + layer["b"].reshape((1,) * (x.ndim - 1) + (-1,))
+        x = x @ layer["kernel"] + layer["bias"].reshape((1,) * (x.ndim - 1) + (-1,))
         if i < len(layers) - 1 or final_activation:
             x = activation(x)
     return x

@@ -121,5 +121,5 @@ class MLP(nnx.Module):
         self.activation = activation
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return F.mlp([{"w": d.kernel[...], "b": d.bias[...]} for d in (*self.hidden, self.head)], x,
+        return F.mlp([{"kernel": d.kernel[...], "bias": d.bias[...]} for d in (*self.hidden, self.head)], x,
                      activation=self.activation)

@@ -39,12 +39,12 @@ class Fused(NamedTuple):
 def fuse(pred: Pairwise, params: dict) -> Fused:
     """Fold fitted ``pred.fit`` parameters (leading member axis K) for ``fused_utility``. Host or jit."""
     enc = params["enc"]
-    head = jnp.einsum("khe,ke->kh", enc[-1]["w"], params["w"])
-    const = jnp.mean(jnp.einsum("ke,ke->k", enc[-1]["b"], params["w"]))
+    head = jnp.einsum("khe,ke->kh", enc[-1]["kernel"], params["w"])
+    const = jnp.mean(jnp.einsum("ke,ke->k", enc[-1]["bias"], params["w"]))
     skip = jnp.mean(params["v"], 0) if pred.linear_skip else jnp.zeros(params["v"].shape[1])
     if len(enc) == 1:  # linear encoder: u = x . (mean_k W_k w_k + v)
         return Fused((), jnp.zeros((0, 0)), jnp.mean(head, 0) + skip, const)
-    return Fused(tuple((layer["w"], layer["b"]) for layer in enc[:-1]), head, skip, const)
+    return Fused(tuple((layer["kernel"], layer["bias"]) for layer in enc[:-1]), head, skip, const)
 
 
 def fused_utility(f: Fused, x: jax.Array) -> jax.Array:

@@ -32,7 +32,7 @@ class ToyTrain:
 
 
 class TrainState(NamedTuple):
-    params: list  # the MLP's layers [{"w": [1,H], "b": [H]}, {"w": [H,1], "b": [1]}] (leading [K] axis when seeds=K)
+    params: list  # the MLP's layers [{"kernel": [1,H], "bias": [H]}, {"kernel": [H,1], "bias": [1]}] (leading [K] axis when seeds=K)
     opt_state: optax.OptState
 
 
@@ -40,8 +40,8 @@ def init_mlp(key: jax.Array, hidden: int) -> list[dict]:
     """1 -> ``hidden`` (tanh) -> 1 layers for ``metanas.nn.functional.mlp``: input weights N(0, 1), output weights
     N(0, 1 / hidden) (the sinusoid fit's scale)."""
     k1, k2 = jax.random.split(key)
-    return [{"w": jax.random.normal(k1, (1, hidden)), "b": jnp.zeros(hidden)},
-            {"w": jax.random.normal(k2, (hidden, 1)) / jnp.sqrt(hidden), "b": jnp.zeros(1)}]
+    return [{"kernel": jax.random.normal(k1, (1, hidden)), "bias": jnp.zeros(hidden)},
+            {"kernel": jax.random.normal(k2, (hidden, 1)) / jnp.sqrt(hidden), "bias": jnp.zeros(1)}]
 
 
 def mse(params: list[dict], x: jax.Array, y: jax.Array) -> jax.Array:
