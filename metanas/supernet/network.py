@@ -103,7 +103,7 @@ class ResBlock(nnx.Module):
         return self.b(self.a(x)) + self.down(pooled)
 
 
-class CellNet(nnx.Module):
+class CellNetModule(nnx.Module):
     """The NNX module of a ``CellNetwork`` (see there): ``stages[s]`` holds the stage's N cells stacked, ``res[s-1]``
     the reduction block before stage ``s``."""
 
@@ -160,7 +160,7 @@ class CellNetwork(_Boundary):
     unroll: bool = False
     running_stats: bool = False  # BN running statistics (derived networks only; see make_derived)
     pures: dict = field(default_factory=dict, init=False, compare=False, repr=False)  # see _Boundary
-    module = CellNet
+    module = CellNetModule
 
     def __post_init__(self):
         object.__setattr__(self, "edges", tuple(tuple(e) for e in self.edges))
@@ -249,7 +249,7 @@ class DartsLayer(nnx.Module):
         self.cell = Cell(spec, rngs=rngs)
 
 
-class DartsNet(nnx.Module):
+class DartsNetModule(nnx.Module):
     """The NNX module of a ``DartsNetwork`` (see there): ``stem``, ``layers`` (an ``nnx.List``), ``head``,
     ``alpha``."""
 
@@ -281,4 +281,4 @@ class DartsNet(nnx.Module):
         return self.head(jnp.mean(s1, axis=(1, 2)))
 
 
-DartsNetwork.module = DartsNet
+DartsNetwork.module = DartsNetModule
