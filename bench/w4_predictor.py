@@ -10,7 +10,7 @@ Peer workload, reproduced exactly: MLP in = concat(enc_a[30], enc_b[30]) = 60 ->
 Extra keys (metanas): ranking all 15,625 NB201 cells end to end with the pairwise meta-learner of the default
 experiment (encode -> shared encoder utility u(x), ensemble of 3 -> argsort; O(N) encoder passes, not O(N^2)
 pairs), median of 20 runs: ``nb201_rank_all_s``, ``nb201_candidates_per_s``; the same with 1 member; and scoring
-1M sampled candidates (``sampled_1m_candidates_per_s``); the library's fast path (``metanas.predictors.fused``: the
+1M sampled candidates (``sampled_1m_candidates_per_s``); the library's fast path (``metanas.predictors.fusion``: the
 space's distinct encodings tabled once outside the timed region, the ensemble folded into fewer matmuls) with a
 full sort (``nb201_table_candidates_per_s``) or the top 100 (``nb201_table_top100_candidates_per_s``). Plus the matmul ceiling measured now (the VM is shared).
 
@@ -34,7 +34,7 @@ import optax
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _ceiling import PEER_CEILING_GFLOPS, TINY, matmul_gflops  # noqa: E402
 
-from metanas.predictors import fused  # noqa: E402
+from metanas.predictors import fusion  # noqa: E402
 from metanas.predictors.encodings import encode_archs  # noqa: E402
 from metanas.predictors.pairwise import Pairwise  # noqa: E402
 from metanas.search_spaces.nb201 import NB201Space  # noqa: E402
@@ -131,13 +131,13 @@ def nb201_ranking(ensemble: int, reps: int = REPS):
     score_big = jax.jit(lambda p, a: pred.score(p, encode_archs(space, a, "onehot_pruned")))
     score_big(params, big).block_until_ready()
     tb = timed(lambda: score_big(params, big), 1 if TINY else 3)
-    # the library's fast path (metanas.predictors.fused): the finite space encoded once (a table of its distinct
+    # the library's fast path (metanas.predictors.fusion): the finite space encoded once (a table of its distinct
     # encodings, built outside the timed region, as a search over NB201 does), the ensemble folded into fewer,
     # larger matmuls, then a full sort or the top 100
-    table = fused.candidate_table(space, archs)
+    table = fusion.candidate_table(space, archs)
     fast_ranks = {}
     for top in (None, 100):
-        fn = jax.jit(lambda p, t, top=top: fused.rank_table(fused.fuse(pred, p), t, top))
+        fn = jax.jit(lambda p, t, top=top: fusion.rank_table(fusion.fuse(pred, p), t, top))
         fn(params, table).block_until_ready()
         fast_ranks[top] = statistics.median(timed(lambda fn=fn: fn(params, table), reps))
     return statistics.median(ts), ts, statistics.median(tb), fast_ranks

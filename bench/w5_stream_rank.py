@@ -1,7 +1,7 @@
 """W5: streaming top-k ranking of DARTS CNN space candidates (~1.08e18 genotypes), ``metanas.search.stream``.
 
 Workload: the default experiment's pairwise meta-learner (``Pairwise``: hidden 64, layers 2, embed 16, linear skip,
-ensemble of 3, one-hot encoding of the 28 DARTS edges: D = 224), folded once (``fused.fuse``); ``--candidates N``
+ensemble of 3, one-hot encoding of the 28 DARTS edges: D = 224), folded once (``fusion.fuse``); ``--candidates N``
 genotypes drawn without replacement from the DARTS space (keyed permutation) or enumerated (``--enumerate``),
 scored and merged into a running top-``k`` in one jitted ``lax.scan`` over chunks. The weights are untrained random
 draws (the speed does not depend on them). ``first_call_s`` is the first call (trace, compile and one full run); the
@@ -33,17 +33,17 @@ import jax.numpy as jnp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _ceiling import matmul_gflops  # noqa: E402
 
-from metanas.predictors import fused
+from metanas.predictors import fusion
 from metanas.search import stream  # noqa: E402
 from metanas.predictors.pairwise import Pairwise  # noqa: E402
 from metanas.search_spaces.darts_cnn import DartsCNNSpace  # noqa: E402
 
 
-def fused_ensemble(ensemble: int, dim: int, key: jax.Array) -> fused.Fused:
+def fused_ensemble(ensemble: int, dim: int, key: jax.Array) -> fusion.Fused:
     pred = Pairwise(ensemble=ensemble)
     params = jax.vmap(pred.init, (0, None))(jax.random.split(key, ensemble), dim)
     params["v"] = 0.1 * jax.random.normal(jax.random.fold_in(key, 1), params["v"].shape)  # the linear skip term
-    return fused.fuse(pred, params)
+    return fusion.fuse(pred, params)
 
 
 def time_stream(f, space, n, chunk, k, key, first_layer, repeats):

@@ -60,7 +60,7 @@ def run_freeze_thaw() -> dict:
     from metanas.compilation_cache import configure
     from metanas.runners.curves import CurvesTrain, model_of, pretrain, source_order, source_rows
     from metanas.search.freeze_thaw import FreezeThaw
-    from metanas.search.guided import canonical_cells
+    from metanas.search.table_search import canonical_cells
     from metanas.search_spaces.nb201 import NB201Space
 
     configure("auto")
@@ -141,7 +141,7 @@ def run_prior() -> None:
     cells rank by their own 12-epoch validation value (how much a 12-epoch screen could tell, given every cell's)."""
     from metanas.benchmarks.curves import leave_one_task_out, load_nb201_fidelities
     from metanas.runners.curves import source_order
-    from metanas.search.guided import canonical_cells
+    from metanas.search.table_search import canonical_cells
     from metanas.search_spaces.nb201 import NB201Space
 
     table = load_nb201_fidelities(DATA)

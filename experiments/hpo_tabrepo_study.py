@@ -7,7 +7,7 @@ meta-learner-guided search, plus auto-sklearn's meta-data as the anchor and hype
 Protocol: the 73 tasks are split into 5 folds; for each test task every meta-data source (k-NN past tasks,
 the meta-learner) is built from the other 4 folds only. Each strategy runs for ``budget`` full-evaluation
 equivalents on the test task; we record the true normalised regret (0 = best of the 104 configs, 1 = worst)
-of the incumbent after each unit of budget, averaged over tasks and seeds. See ``metanas/hpo/tabular.py`` for
+of the incumbent after each unit of budget, averaged over tasks and seeds. See ``metanas/hpo/simulation.py`` for
 the (synthetic) low-fidelity model used by successive halving.
 """
 
@@ -28,7 +28,7 @@ from metanas.hpo.importance import importance_table, main_effect_importance
 from metanas.plots import plot_importance
 from metanas.hpo.schedulers import SuccessiveHalving
 from metanas.hpo.surrogate import rff_predict
-from metanas.hpo.tabular import (STRATEGIES, autosklearn_warm_configs, average_rank_configs, fit_meta_learner,
+from metanas.hpo.simulation import (STRATEGIES, autosklearn_warm_configs, average_rank_configs, fit_meta_learner,
                                  knn_warm_configs, rank_targets, snap_to_configs, strategy_curves)
 
 LABELS = {

@@ -2,7 +2,7 @@
 
 For every device and every candidate setting (design_k latency measurements spent on the cost model, p_feasible
 threshold of the allowed set, ``verify`` rule: plain or adaptive; the cost model is hw_latency's nested choice for
-the device) the constrained search (``metanas.search.constrained``) runs on the design seeds and ``verify`` turns
+the device) the constrained search (``metanas.search.latency_search``) runs on the design seeds and ``verify`` turns
 its queries into an answer with the measurements left; the score of a setting on a device is the mean over seeds of
 the answer's validation accuracy (an infeasible answer scores the table's minimum). The setting used for a device in
 the final run is chosen by leave-one-device-out: the best mean score over the other five devices (never the device's
@@ -38,8 +38,8 @@ def main() -> None:
     from metanas.predictors import cost as C
     from metanas.predictors.encodings import encode_archs
     from metanas.runners.hardware import family_prior, source_stack, with_source_columns
-    from metanas.search import constrained as CS
-    from metanas.search import guided as S
+    from metanas.search import latency_search as CS
+    from metanas.search import table_search as S
     from metanas.search_spaces.nb201 import NB201Space
 
     ap = argparse.ArgumentParser()

@@ -1,7 +1,7 @@
 """Study: ranking all 15,625 NB201 cells with a fitted Pairwise ensemble, end to end (encode + score + sort).
 
 Compares the path ``bench/w4_predictor.py`` times today (``jit(argsort(-score(encode_archs(...))))``) with
-``metanas.predictors.fused``: the encodings computed once per space (distinct rows only, ``candidate_table``), the
+``metanas.predictors.fusion``: the encodings computed once per space (distinct rows only, ``candidate_table``), the
 ensemble fused (``fuse``, done inside the timed call) and a full sort or ``lax.top_k``. Median over ``--reps`` calls of
 wall time and of process CPU time (the VM is shared: CPU time is the fairer number; XLA:CPU may use 2 threads, then
 CPU time exceeds wall time).
@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metanas.predictors import fused
+from metanas.predictors import fusion
 from metanas.predictors.encodings import encode_archs
 from metanas.predictors.pairwise import Pairwise
 from metanas.search_spaces.nb201 import NB201Space
@@ -54,10 +54,10 @@ def main() -> None:
         x0 = encode_archs(space, archs[:64], "onehot_pruned")
         params = pred.fit(jax.random.PRNGKey(0), x0, jnp.linspace(50.0, 94.0, 64), 64)
         c0 = time.process_time()
-        table = fused.candidate_table(space, archs, "onehot_pruned")
+        table = fusion.candidate_table(space, archs, "onehot_pruned")
         table_cpu = time.process_time() - c0
         base = jax.jit(lambda p, a: jnp.argsort(-pred.score(p, encode_archs(space, a, "onehot_pruned"))))
-        ranked = jax.jit(lambda p, t, top=None: fused.rank_table(fused.fuse(pred, p), t, top), static_argnums=2)
+        ranked = jax.jit(lambda p, t, top=None: fusion.rank_table(fusion.fuse(pred, p), t, top), static_argnums=2)
         sort_only = jax.jit(lambda u: jnp.argsort(-u))
         u = pred.score(params, encode_archs(space, archs, "onehot_pruned"))
         s = np.asarray(u)
@@ -77,7 +77,7 @@ def main() -> None:
     json.dump(rows, open(out / "throughput.json", "w"), indent=1)
     lines = ["# Ranking all 15,625 NB201 cells: end to end (encode + score + sort)", "",
              "A `Pairwise` model (hidden 64, 2 layers, embed 16, linear skip; `onehot_pruned`) with 1 or 3 members. "
-             "`fast` = `metanas.predictors.fused`: the encodings of the space computed once (`candidate_table`, 9,445 "
+             "`fast` = `metanas.predictors.fusion`: the encodings of the space computed once (`candidate_table`, 9,445 "
              "distinct rows; its one-off cost is in the json), the ensemble fused per call (`fuse`: heads folded into "
              "the last layers, skips into one vector; one 2-D matmul per member and layer), then a full argsort or "
              "`lax.top_k`. Median of "

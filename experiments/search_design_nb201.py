@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metanas.benchmarks.nb201 import ZC_COLUMNS, NB201Benchmark, load_cost, load_zero_cost
-from metanas.search import guided as S
+from metanas.search import table_search as S
 from metanas.config import default_data_dir
 from metanas.predictors.encodings import encode_archs, nb201_zero_cost_features
 from metanas.predictors.pairwise import Pairwise

@@ -102,7 +102,7 @@ def zscore_queries(dataset: str, sources, target: float, budget: int) -> float:
     never); the same computation as the runner's ``zero_shot_zscore`` arm."""
     from metanas.benchmarks.nb201 import NB201Benchmark
     from metanas.runners.predictor import queries_to
-    from metanas.search import guided as S
+    from metanas.search import table_search as S
     from metanas.search.transfer import zscore_order
     from metanas.search_spaces.nb201 import NB201Space
 

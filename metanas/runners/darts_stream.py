@@ -5,7 +5,7 @@
    its ``val_accuracy`` comes from NASLib's NB301 query, which we expect is the NB301 surrogate's prediction, not a
    trained run: see that folder's README). The other genotypes are held out: their ranking metrics are reported,
    never used to choose anything.
-2. Fold the ensemble once (``fused.fuse``) and stream ``train.candidates`` genotypes (sampled without replacement
+2. Fold the ensemble once (``fusion.fuse``) and stream ``train.candidates`` genotypes (sampled without replacement
    with the run's key, or enumerated) through ``metanas.search.stream.stream_topk``: one jitted scan, memory
    independent of the number of candidates, a running top-``train.top``.
 3. Write the shortlist (``topk.json``: genotype strings, ids, utilities, and the meta-learner's predicted relative
@@ -33,7 +33,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from metanas.config import ConfigError, Count, takes_train, train_block
-from metanas.predictors import fused
+from metanas.predictors import fusion
 from metanas.search import stream
 from metanas.predictors.encodings import ARCH_ENCODINGS, encode_archs
 from metanas.predictors.metrics import ranking_metrics
@@ -111,16 +111,16 @@ def run_search_darts_stream(cfg: DictConfig, ctx: RunContext) -> dict[str, float
     held = ranking_metrics(np.asarray(pred.score(params, x[te])), acc[te], top=10)
     ctx.log("fit", n_train, {"fit_s": fit_s, **{f"heldout_{k}": v for k, v in held.items()}})
 
-    f = fused.fuse(pred, params)
+    f = fusion.fuse(pred, params)
     first = "gather" if t.encoding in stream.ADDITIVE_ENCODINGS else "dense"
     key = k_stream if t.order == "sample" else None
     t0 = time.perf_counter()
     res = jax.block_until_ready(stream.stream_topk(key, f, space, n_cand, chunk, top, kind=t.encoding,
                                                    first_layer=first))
     stream_s = time.perf_counter() - t0  # compile included (one program per run)
-    u_train = np.asarray(fused.fused_utility(f, x[tr]))
+    u_train = np.asarray(fusion.fused_utility(f, x[tr]))
     best_train = int(tr[np.argmax(acc[tr])])  # the best genotype the predictor was trained on (training data only)
-    u_best = float(fused.fused_utility(f, x[best_train][None])[0])
+    u_best = float(fusion.fused_utility(f, x[best_train][None])[0])
     scores = np.asarray(res.scores, np.float64)
     gain = np.expm1(scores - u_best)
     ctx.log("stream", n_cand, {"stream_s": stream_s, "candidates_per_s": n_cand / stream_s, "top1_score": scores[0],

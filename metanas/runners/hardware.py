@@ -16,7 +16,7 @@ every cell of the held-out device. The candidate families (``FAMILIES``) include
 ``maml_mlp`` (``metanas.meta.cost_model``: an MLP whose initialisation MAML meta-trains on the sources' tasks,
 adapted by a few SGD steps to k random cells), scored by the same leave-one-source-out rule.
 
-search_nb201_constrained (``run_constrained``): see ``metanas.search.constrained``.
+search_nb201_constrained (``run_constrained``): see ``metanas.search.latency_search``.
 """
 
 from __future__ import annotations
@@ -493,8 +493,8 @@ class ConstrainedTrain:
         unknown = sorted(set(self.baselines) - set(CONSTRAINED_BASELINES))
         if unknown:
             raise ConfigError(f"train.baselines: unknown {unknown}; choose from {', '.join(CONSTRAINED_BASELINES)}")
-        from metanas.search.constrained import ParetoSearch
-        from metanas.search.guided import PredictorSearch
+        from metanas.search.latency_search import ParetoSearch
+        from metanas.search.table_search import PredictorSearch
 
         try:
             PredictorSearch(budget=self.queries, init=self.init, topk=self.topk)
@@ -518,8 +518,8 @@ def run_constrained(cfg: DictConfig, ctx: RunContext) -> dict[str, float | list[
     from metanas.plots import plot_curves, plot_pareto
     from metanas.predictors.encodings import encode_archs
     from metanas.runners.context import scalars
-    from metanas.search import constrained as CS
-    from metanas.search import guided as S
+    from metanas.search import latency_search as CS
+    from metanas.search import table_search as S
 
     t = train_block(ConstrainedTrain, cfg)
     if not cfg.data_dir:

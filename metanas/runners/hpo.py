@@ -420,7 +420,7 @@ def _tabrepo_metafeatures(tr: Any, i: int) -> dict[str, float]:
 def run_tabrepo(cfg: DictConfig, t: HPOTrain, ctx: RunContext, method: Any, objective: TabRepoTask
                 ) -> dict[str, float]:
     from metanas.benchmarks.tabrepo import load_tabrepo, normalized_regret
-    from metanas.hpo.tabular import (STRATEGIES, average_rank_configs, fit_meta_learner, knn_warm_configs,
+    from metanas.hpo.simulation import (STRATEGIES, average_rank_configs, fit_meta_learner, knn_warm_configs,
                                      rank_targets, strategy_curves)
 
     tr = load_tabrepo(objective.tabrepo_dir or cfg.data_dir)

@@ -7,7 +7,7 @@
   (config, metrics, summary) and meta-dataset record; the loss is ``metric`` of the trial's ``summary.json``.
   Works for any experiment; the fidelity knob is any numeric config key (``train.steps``, epochs, a data
   fraction).
-- ``TabRepoTask``: one TabRepo task; evaluations are table look-ups (see ``metanas.hpo.tabular``).
+- ``TabRepoTask``: one TabRepo task; evaluations are table look-ups (see ``metanas.hpo.simulation``).
 
 Each says whether its evaluations are ``live`` (a callable that trains: the HPO runner's live study with trials,
 resume and samplers) or recorded results (the TabRepo strategy comparison); the runner reads that, not the class.

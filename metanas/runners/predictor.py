@@ -1,7 +1,7 @@
 """Meta-learner experiments on NAS-Bench-201: ``search_nb201`` (predictor-guided search, the default experiment)
 and ``predictor_nb201`` (predictor quality vs number of training architectures).
 
-search_nb201 (``run_search``): the fine-tune loop of ``metanas.search.guided.PredictorSearch`` run one
+search_nb201 (``run_search``): the fine-tune loop of ``metanas.search.table_search.PredictorSearch`` run one
 round per host step: query ``init`` random cells, then each round fit the predictor (``predictor:`` group, the
 pairwise ensemble by default) on every queried cell, score all 15,625 cells (one jitted, vmapped program), query
 the ``topk`` best unqueried ones (a table lookup), repeat until ``budget``. Checkpoint per round (resume), seeds
@@ -33,7 +33,7 @@ from metanas.predictors.encodings import encode_archs
 from metanas.predictors.pairwise import Pairwise
 from metanas.runners.context import RunContext, scalars, train_loop
 from metanas.runners.transfer import TransferSettings, check_source_datasets
-from metanas.search import guided as S
+from metanas.search import table_search as S
 from metanas.search import transfer as T
 from metanas.search_spaces.nb201 import NB201Space
 

@@ -1,7 +1,7 @@
 """Streaming top-k ranking of a space too large to table: the DARTS CNN space (about 1.08e18 genotypes).
 
 ``stream_topk`` runs ONE jitted ``lax.scan`` over chunks of candidates; each step generates a chunk of candidate ids,
-scores them with the fused ensemble (``metanas.predictors.fused.Fused``) and merges them into a running top-k with one
+scores them with the fused ensemble (``metanas.predictors.fusion.Fused``) and merges them into a running top-k with one
 ``lax.top_k`` over [k running + chunk]. Memory is O(chunk + k), independent of the number of candidates.
 
 Candidate ids. A DARTS cell is numbered by its index ``h`` in [0, P) (P = 1,037,664,180 with the 8 DARTS ops): mixed
@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metanas.predictors.encodings import encode_archs
-from metanas.predictors.fused import Fused, fused_utility
+from metanas.predictors.fusion import Fused, fused_utility
 from metanas.search_spaces.darts_cnn import EDGES_PER_CELL, NUM_INPUTS, NUM_NODES, DartsCNNSpace
 
 ADDITIVE_ENCODINGS = ("onehot", "onehot_pruned", "adjacency")  # a sum of per-node parts: gather-sum first layer

@@ -156,7 +156,7 @@ def test_search_train_builds_predictor_search_from_its_shared_fields():
     import dataclasses
 
     from metanas.config import ConfigError
-    from metanas.search.guided import PredictorSearch
+    from metanas.search.table_search import PredictorSearch
     from metanas.runners.predictor import BananasBaseline, SearchTrain, predictor_search
 
     shared = {f.name for f in dataclasses.fields(SearchTrain)} & {f.name for f in dataclasses.fields(PredictorSearch)}

@@ -194,7 +194,7 @@ def test_new_tasks_do_not_move_the_training_standardisation(tmp_path):
 
 def test_meta_learner_scales_with_past_tasks_only():
     """fit_meta_learner's prediction for task 0 does not depend on the held-out task's meta-features (SYNTHETIC)."""
-    from metanas.hpo.tabular import fit_meta_learner
+    from metanas.hpo.simulation import fit_meta_learner
 
     rng = np.random.default_rng(0)
     feats, cf, y = rng.normal(size=(6, 3)), rng.normal(size=(4, 2)), rng.random((6, 4))

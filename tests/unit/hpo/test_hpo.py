@@ -240,7 +240,7 @@ def test_best_so_far_prefers_higher_fidelity_and_counts_low_fidelity_first():
 
 
 def test_tabular_objective_budgets_and_warm_start():
-    from metanas.hpo.tabular import knn_warm_configs, regret_at_budgets, strategy_curves, table_objective
+    from metanas.hpo.simulation import knn_warm_configs, regret_at_budgets, strategy_curves, table_objective
 
     rng = np.random.default_rng(0)
     regret = rng.uniform(size=(6, 30))

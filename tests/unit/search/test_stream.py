@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from metanas.predictors import fused
+from metanas.predictors import fusion
 from metanas.search import stream as S
 from metanas.predictors.encodings import encode_archs
 from metanas.predictors.pairwise import Pairwise
@@ -22,7 +22,7 @@ def fused_ensemble(key, ensemble=3, layers=2, hidden=16, kind="onehot"):
     dim = encode_archs(SPACE, jnp.zeros((1, 28), jnp.int32), kind).shape[1]
     params = jax.vmap(pred.init, (0, None))(jax.random.split(key, ensemble), dim)
     params["v"] = 0.1 * jax.random.normal(jax.random.fold_in(key, 1), params["v"].shape)
-    return fused.fuse(pred, params)
+    return fusion.fuse(pred, params)
 
 
 def random_ids(key, n):
@@ -30,7 +30,7 @@ def random_ids(key, n):
 
 
 def brute_force_top(f, ids, k):
-    """Reference: every candidate decoded, encoded, scored with ``fused.fused_utility``, stably sorted."""
+    """Reference: every candidate decoded, encoded, scored with ``fusion.fused_utility``, stably sorted."""
     u = np.asarray(jax.jit(lambda i: S.dense_scores(f, SPACE, i))(ids))
     order = np.argsort(-u, kind="stable")[:k]
     return u[order], np.asarray(ids)[order]
@@ -67,7 +67,7 @@ def test_folded_first_layer_scores_equal_fused_utility(key, kind, ensemble, laye
     def both(f, ids):
         x = encode_archs(SPACE, S.decode(SPACE, ids), kind)
         summed = base[None] + jax.nn.one_hot(S.node_rows(SPACE, ids), xn.shape[0]).sum(1) @ xn
-        return x, summed, S.stream_scores(S.fold_first_layer(f, SPACE, kind), SPACE, ids), fused.fused_utility(f, x)
+        return x, summed, S.stream_scores(S.fold_first_layer(f, SPACE, kind), SPACE, ids), fusion.fused_utility(f, x)
 
     x, summed, got, want = both(f, ids)
     np.testing.assert_allclose(summed, x, atol=1e-6)  # the encoding is the sum of its node choices' rows

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from metanas.search.constrained import feasible_curve, hypervolume, pareto_front, verify
+from metanas.search.latency_search import feasible_curve, hypervolume, pareto_front, verify
 
 
 def test_verify_returns_only_cells_that_meet_the_budget_on_the_true_table():
@@ -44,7 +44,7 @@ def test_constrained_rea_queries_only_feasible_cells_and_counts_every_measuremen
     import jax
     import jax.numpy as jnp
 
-    from metanas.search.constrained import constrained_regularized_evolution
+    from metanas.search.latency_search import constrained_regularized_evolution
     from metanas.search_spaces.nb201 import NB201Space
 
     space = NB201Space()

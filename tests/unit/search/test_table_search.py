@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from metanas.benchmarks.nb201 import NB201Benchmark
-from metanas.search import guided as S
+from metanas.search import table_search as S
 from metanas.search.acquisition import evolve, reinforce
 from metanas.predictors.encodings import encode_archs
 from metanas.predictors.pairwise import Pairwise
