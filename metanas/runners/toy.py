@@ -32,7 +32,8 @@ class ToyTrain:
 
 
 class TrainState(NamedTuple):
-    params: list  # the MLP's layers [{"kernel": [1,H], "bias": [H]}, {"kernel": [H,1], "bias": [1]}] (leading [K] axis when seeds=K)
+    params: list  # the MLP's layers [{"kernel": [1,H], "bias": [H]}, {"kernel": [H,1], "bias": [1]}]
+    # (a leading [K] axis when seeds=K)
     opt_state: optax.OptState
 
 
