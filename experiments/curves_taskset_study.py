@@ -4,7 +4,8 @@
     python experiments/curves_taskset_study.py final    # every method, 12 held-out tasks x 10 seeds (0..9)
     python experiments/curves_taskset_study.py report   # results/curves_taskset/README.md + regret.png from the JSONs
     python experiments/curves_taskset_study.py dyhpo --seeds K   # + Syne Tune 0.14.2's DyHPO on seeds 0..K-1, run in
-        # its own environment (below), merged into results.json beside the final run, every other figure kept as is
+        # its own environment (below), merged into results.json beside the final run, every other figure kept as is;
+        # --merge-only: merge what a stopped run cached (the tasks that have all K seeds)
 
 Each target task is held out in turn; the curve model is pre-trained on the other 11 tasks (``leave_one_task_out``).
 Protocol of DPL (Kadra et al. 2023) on TaskSet: validation loss, DPL's NaN / divergence filter, budget 1000
@@ -110,33 +111,40 @@ def final(table, variant: str) -> None:
     atomic_write_json(OUT / "results.json", res)
 
 
-def dyhpo(table, n_seeds: int) -> None:
-    """Syne Tune 0.14.2's DyHPO on every task, seeds 0..n_seeds-1: a ``dyhpo`` block added to results.json."""
+def dyhpo(table, n_seeds: int, merge_only: bool = False) -> None:
+    """Syne Tune 0.14.2's DyHPO on every task, seeds 0..n_seeds-1: a ``dyhpo`` block added to results.json.
+
+    Seed by seed over the tasks in the table's order, one JSON per (seed, task); ``merge_only`` runs nothing and merges
+    what is cached (a run stopped early): the tasks that have every one of the seeds, in the table's order.
+    """
     import syne_tune
 
     res = json.loads((OUT / "results.json").read_text())
     seeds = FINAL_SEEDS[:n_seeds]
     t = dataclasses.replace(BASE, **VARIANTS[res["variant"]], methods=(DYHPO,))
-    parts = []
-    for s in seeds:  # seed by seed over all tasks: a run stopped early leaves whole seeds 0..k-1 (`--seeds k` merges)
-        part = run_stage(f"dyhpo/seed{s}", t, [s], list(res["tasks"]), table)
-        if DYHPO not in part["methods"]:
-            raise SystemExit(f"{DYHPO} was skipped: this Python's Syne Tune ({syne_tune.__version__}) has no DyHPO")
-        assert part["tasks"] == res["tasks"] and part["grid"] == res["grid"]
-        parts.append(part)
-    part = {"regret": {DYHPO: np.concatenate([np.asarray(p["regret"][DYHPO]) for p in parts], 1).tolist()},
-            **{k: {DYHPO: sum(p[k][DYHPO] for p in parts)} for k in ("seconds", "decisions")},
-            "wall_s": sum(p["wall_s"] for p in parts)}
-    # every method on the seeds DyHPO ran (the stored figures of the others stay as they are): regret and rank among all
-    k = [res["seeds"].index(s) for s in seeds]
+    if not merge_only:
+        for s in seeds:
+            run_stage(f"dyhpo/seed{s}", t, [s], list(res["tasks"]), table)
+    path = {(s, n): OUT / f"dyhpo/seed{s}" / f"{n}.json" for s in seeds for n in res["tasks"]}
+    tasks = [n for n in res["tasks"] if all(path[s, n].exists() for s in seeds)]
+    if not tasks:
+        raise SystemExit(f"no task has all of seeds {seeds} cached under {OUT / 'dyhpo'}")
+    cells = [[json.loads(path[s, n].read_text()) for s in seeds] for n in tasks]  # [T][S]
+    if any(DYHPO not in c["methods"] for row in cells for c in row):
+        raise SystemExit(f"{DYHPO} was skipped: this Python's Syne Tune ({syne_tune.__version__}) has no DyHPO")
+    assert all(c["grid"] == res["grid"] for row in cells for c in row)
+    regret = [[c["regret"][DYHPO][0][0] for c in row] for row in cells]  # [T, S, G]
+    total = {k: sum(c[k][DYHPO] for row in cells for c in row) for k in ("seconds", "decisions")}
+    # every method on DyHPO's tasks x seeds (the stored figures of the others stay as they are): regret, rank among all
+    ti, si = [res["tasks"].index(n) for n in tasks], [res["seeds"].index(s) for s in seeds]
     both = {"methods": res["methods"] + [DYHPO], "grid": res["grid"],
-            "regret": {**{m: np.asarray(res["regret"][m])[:, k] for m in res["methods"]}, DYHPO: part["regret"][DYHPO]},
-            "seconds": {**res["seconds"], DYHPO: part["seconds"][DYHPO]},
-            "decisions": {**res["decisions"], DYHPO: part["decisions"][DYHPO]}}
-    res["dyhpo"] = {"method": DYHPO, "seeds": seeds, "regret": part["regret"][DYHPO],
-                    "seconds": part["seconds"][DYHPO], "decisions": part["decisions"][DYHPO],
-                    "wall_s": part["wall_s"], "config": _cfg_json(t), "syne_tune": syne_tune.__version__,
-                    "python": platform.python_version(), "command": " ".join(["python", *sys.argv]),
+            "regret": {**{m: np.asarray(res["regret"][m])[ti][:, si] for m in res["methods"]}, DYHPO: regret},
+            "seconds": {**res["seconds"], DYHPO: total["seconds"]},
+            "decisions": {**res["decisions"], DYHPO: total["decisions"]}}
+    res["dyhpo"] = {"method": DYHPO, "tasks": tasks, "seeds": seeds, "regret": regret, **total,
+                    "wall_s": sum(c.get("wall_s", 0.0) for row in cells for c in row), "config": _cfg_json(t),
+                    "syne_tune": syne_tune.__version__, "python": platform.python_version(),
+                    "command": " ".join(["python", *sys.argv]),
                     "machine": f"{platform.machine()} (shared 2-core CPU, other jobs running)",
                     "summary": summarise(both, t.fractions, t.budget)}
     atomic_write_json(OUT / "results.json", res)
@@ -168,16 +176,18 @@ def report() -> None:
               f"{res['wall_s'] / 60:.1f} min on {res['machine']}.", ""]
     dy = res.get("dyhpo")
     if dy:
-        dseeds = dy["seeds"]
-        dpart = len(dseeds) < len(res["seeds"])
-        dlab = f"seeds {dseeds[0]}..{dseeds[-1]}" if len(dseeds) > 1 else f"seed {dseeds[0]}"
+        dseeds, dtasks = dy["seeds"], dy.get("tasks", res["tasks"])
+        dpart = len(dseeds) < len(res["seeds"]) or len(dtasks) < len(res["tasks"])
+        dlab = (f"seeds {dseeds[0]}..{dseeds[-1]}" if len(dseeds) > 1 else f"seed {dseeds[0]}") + (
+            f" on {len(dtasks)} of the {len(res['tasks'])} tasks" if len(dtasks) < len(res["tasks"]) else "")
+        ti, si = [res["tasks"].index(n) for n in dtasks], [res["seeds"].index(x) for x in dseeds]
         lines += [f"DyHPO was run afterwards with Syne Tune {dy['syne_tune']} (0.16 ships none) in its own venv "
                   f"(Python {dy['python']}; `python3.11 -m venv /work/venvs/st14 && /work/venvs/st14/bin/pip install "
                   f"-e . \"syne-tune[gpsearchers]==0.14.2\" pandas huggingface_hub scikit-learn`): `OMP_NUM_THREADS=1 "
-                  f"OPENBLAS_NUM_THREADS=1 nice -n 10 /work/venvs/st14/bin/{dy['command']}`, the same "
-                  f"{len(res['tasks'])} tasks, {dlab}"
-                  + (f" (**{len(dseeds)} of the {len(res['seeds'])} seeds**: what fitted in about an hour of the "
-                     "shared machine)" if dpart else "")
+                  f"OPENBLAS_NUM_THREADS=1 nice -n 10 /work/venvs/st14/bin/{dy['command']}`, "
+                  + (f"**{dlab} only** (a partial run: what the shared machine finished in the time there was, "
+                     "tasks in the table's order, not chosen)" if dpart else f"the same {len(res['tasks'])} tasks "
+                     f"and {dlab}")
                   + f", the same budget, table adapter and one worker; wall time {dy['wall_s'] / 60:.1f} min. The "
                   f"other methods' figures are those of the final run, unchanged.", ""]
     lines += ["## Normalised regret (mean over tasks x seeds) and average rank", "",
@@ -196,11 +206,14 @@ def report() -> None:
               "observed), measured on the loaded shared machine: indicative only.", ""]
     if dy:
         allm = methods + [dm]
-        lines += [f"\\* DyHPO's rank is among all {len(allm)} methods on {dlab} (the others' ranks above are among the "
-                  f"{len(methods)} methods of the final run, before DyHPO). Ranks among all {len(allm)} on {dlab}:", "",
-                  "| method | rank @25 % | @50 % | @100 % |", "|---|---|---|---|"]
-        for m in sorted(allm, key=lambda m: ds[f"{m}_rank_100"]):
-            lines.append(f"| {LABELS.get(m, m)} | {ds[f'{m}_rank_25']:.2f} | {ds[f'{m}_rank_50']:.2f} | "
+        lines += [f"\\* DyHPO's figures are on {dlab}, its rank among all {len(allm)} methods there (the others' "
+                  f"ranks above are among the {len(methods)} methods of the final run, before DyHPO). Every method on "
+                  f"DyHPO's runs ({dlab}), rank among all {len(allm)}:", "",
+                  "| method | regret @25 % | @50 % | @100 % | rank @25 % | @50 % | @100 % |",
+                  "|---|---|---|---|---|---|---|"]
+        for m in sorted(allm, key=lambda m: ds[f"{m}_regret"]):
+            lines.append(f"| {LABELS.get(m, m)} | {ds[f'{m}_regret_25']:.4f} | {ds[f'{m}_regret_50']:.4f} | "
+                         f"{ds[f'{m}_regret_100']:.4f} | {ds[f'{m}_rank_25']:.2f} | {ds[f'{m}_rank_50']:.2f} | "
                          f"{ds[f'{m}_rank_100']:.2f} |")
         lines.append("")
     hb = s.get("synetune_hyperband_regret")
@@ -214,14 +227,14 @@ def report() -> None:
     per = {m: reg[m][..., -1].reshape(-1) for m in methods}
     table = paired_table(per, "metanas", lower_is_better=True, what="regret")
     if dy:
-        k = [res["seeds"].index(x) for x in dseeds]
-        dreg = np.asarray(dy["regret"])  # [T, S_dyhpo, G]
-        drow = paired_table({"metanas": reg["metanas"][:, k, -1].reshape(-1), dm: dreg[..., -1].reshape(-1)},
+        dreg = np.asarray(dy["regret"])  # [T_dyhpo, S_dyhpo, G]
+        drow = paired_table({"metanas": reg["metanas"][ti][:, si, -1].reshape(-1), dm: dreg[..., -1].reshape(-1)},
                             "metanas", lower_is_better=True, what="regret").rstrip("\n").split("\n")[-1]
         table = table.rstrip("\n") + "\n" + drow + "\n"
         if dpart:
-            table += (f"\nThe `{dm}` row pairs on {dlab} only ({dreg.shape[0]} tasks x {dreg.shape[1]} seeds = "
-                      f"{dreg.shape[0] * dreg.shape[1]} pairs; metanas's median there is its median on those seeds).\n")
+            nt, ns = dreg.shape[:2]
+            table += (f"\nThe `{dm}` row pairs on {dlab} only ({nt} tasks x {ns} seed{'s' * (ns > 1)} = {nt * ns} "
+                      "pairs; metanas's median there is its median on those runs).\n")
     lines += [table, ""]
     cols = methods + [dm] if dy else methods
     lines += ["## Per task (mean regret at the full budget over seeds"
@@ -230,7 +243,7 @@ def report() -> None:
     for i, task in enumerate(res["tasks"]):
         lines.append(f"| {task.replace('FixedTextRNNClassification_imdb_', '')} | "
                      + " | ".join(f"{reg[m][i, :, -1].mean():.3f}" for m in methods)
-                     + (f" | {dreg[i, :, -1].mean():.3f}" if dy else "") + " |")
+                     + ((f" | {dreg[ti.index(i), :, -1].mean():.3f}" if i in ti else " | -") if dy else "") + " |")
     if (OUT / "design.json").exists():
         d = json.loads((OUT / "design.json").read_text())
         lines += ["", "## Design variants (metanas only; design seeds, 3 tasks; every variant tried)", "",
@@ -264,10 +277,13 @@ def report() -> None:
               "models work in the continuous space they were built for.",
               "- Wall time is the sum over the per-task runs on a shared, loaded 2-core machine (load average "
               "10-20); it is not a clean speed measurement.", "",
+              *([f"- The plot has no DyHPO curve: it ran on {len(dtasks)} of the {len(res['tasks'])} tasks, and its "
+                 "mean over those would not compare with the others' over all of them."]
+                if dy and len(dtasks) < len(res["tasks"]) else []), "",
               "![budget vs regret](regret.png)", ""]
     atomic_write_text(OUT / "README.md", "\n".join(lines))
     curves = {LABELS.get(m, m): reg[m].mean(0) for m in methods}
-    if dy:
+    if dy and len(dtasks) == len(res["tasks"]):  # a mean over fewer tasks would not be comparable: not drawn
         curves[LABELS[dm] + (f", {dlab}" if dpart else "")] = dreg.mean(0)
     plot_budget_regret(OUT / "regret.png", grid, curves,
                        "TaskSet, 12 held-out tasks: normalised regret (mean over tasks; band: 25-75 % over seeds)")
@@ -278,6 +294,7 @@ def main() -> None:
     ap.add_argument("stage", choices=["design", "final", "report", "dyhpo"])
     ap.add_argument("--variant", default="base", choices=list(VARIANTS))
     ap.add_argument("--seeds", type=int, default=len(FINAL_SEEDS), help="dyhpo: run seeds 0..K-1 of the final seeds")
+    ap.add_argument("--merge-only", action="store_true", help="dyhpo: run nothing, merge the cached (seed, task) runs")
     a = ap.parse_args()
     if a.stage == "report":
         report()
@@ -287,7 +304,7 @@ def main() -> None:
     configure("auto")  # the per-task runs compile the same programs: later tasks load them from the cache
     table = load_taskset(DATA)
     if a.stage == "dyhpo":
-        dyhpo(table, a.seeds)
+        dyhpo(table, a.seeds, a.merge_only)
     else:
         design(table) if a.stage == "design" else final(table, a.variant)
 
