@@ -10,7 +10,8 @@ cost unit: TaskSet checkpoints), ``seeds`` seeds from ``seed``:
   ``random``: random configs at full budget (metanas);
 - library baselines through ``metanas.search.curve_baselines`` (Syne Tune ``synetune_random`` / ``_asha`` /
   ``_hyperband`` / ``_bohb``, Optuna ``optuna_median`` / ``optuna_hyperband``), skipped with a warning when the
-  ``curves`` extra is not installed.
+  ``curves`` extra is not installed; ``synetune_dyhpo`` (Syne Tune 0.14.2's DyHPO, its own environment: not among
+  the default methods) only when named in ``train.methods``, skipped with a warning where Syne Tune has no DyHPO.
 
 Metric: DPL's normalised regret (incumbent - best) / (worst - best) over the task's kept configs, the incumbent being
 the best validation value observed so far. Summary: ``<method>_regret`` (mean over tasks and seeds at the full
@@ -44,7 +45,9 @@ log = logging.getLogger(__name__)
 MODEL_METHODS = ("metanas", "metanas_scratch", "dpl")
 LIBRARY_METHODS = ("synetune_random", "synetune_asha", "synetune_hyperband", "synetune_bohb", "optuna_median",
                    "optuna_hyperband")
-METHODS = MODEL_METHODS + ("random",) + LIBRARY_METHODS
+DYHPO = "synetune_dyhpo"  # Syne Tune 0.14.2 only (0.16 has no DyHPO; their pins conflict): named, never default
+METHODS = MODEL_METHODS + ("random",) + LIBRARY_METHODS + (DYHPO,)
+DEFAULT_METHODS = tuple(m for m in METHODS if m != DYHPO)
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class CurvesTrain:
 
     data: str | None = None  # a folder of TaskSet-shaped JSON files; null: <data_dir>/taskset_dpl
     targets: tuple[str, ...] = ()  # task names (or unique substrings); empty: every task
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = DEFAULT_METHODS
     budget: Annotated[float, COUNT] = 1000.0
     step: int = 1  # checkpoints per freeze-thaw advance
     decisions_per_fit: int = 25  # the curve model is fine-tuned every this many decisions
@@ -124,7 +127,11 @@ def run_table(table, t: CurvesTrain, seeds: list[int], *, progress=None) -> dict
     targets = [table.task(n) for n in t.targets] if t.targets else list(range(len(table.tasks)))
     methods = list(t.methods)
     lib_ok = {m: importlib.util.find_spec("syne_tune" if m.startswith("synetune") else "optuna") is not None
-              for m in methods if m in LIBRARY_METHODS}
+              for m in methods if m in LIBRARY_METHODS + (DYHPO,)}
+    if DYHPO in lib_ok:
+        from metanas.search.curve_baselines import has_dyhpo
+
+        lib_ok[DYHPO] = has_dyhpo()
     if any(m.startswith("optuna") for m in methods):  # Optuna 5's pruners; the sweeper's optuna 2.x is not used
         try:
             import optuna
@@ -134,7 +141,8 @@ def run_table(table, t: CurvesTrain, seeds: list[int], *, progress=None) -> dict
             pass
     skipped = [m for m, ok in lib_ok.items() if not ok]
     if skipped:
-        log.warning("skipping %s: install the curves extra (pip install -e '.[curves]')", skipped)
+        log.warning("skipping %s: install the curves extra (pip install -e '.[curves]'; %s needs Syne Tune 0.14.2 "
+                    "in its own environment: pip install 'syne-tune[gpsearchers]==0.14.2')", skipped, DYHPO)
     methods = [m for m in methods if m not in skipped]
     grid = np.linspace(t.budget / t.grid, t.budget, t.grid)
     grid = np.unique(np.concatenate([grid, np.asarray(t.fractions) * t.budget]))

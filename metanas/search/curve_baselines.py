@@ -7,7 +7,12 @@
   KNeighborsRegressor(n_neighbors=1))``; here done by hand because the table is in memory). Schedulers: ``ASHA``
   (one bracket), ``Hyperband`` (Syne Tune's asynchronous Hyperband: ``ASHA`` with every bracket), ``BOHB``
   (ASHA + KDE searcher), ``RandomSearch`` (full curves). One worker, so the simulated time is the budget spent.
-  Syne Tune 0.16 ships no DyHPO (earlier releases did); it is not run.
+  ``dyhpo``: Syne Tune's DyHPO (``syne_tune.optimizer.legacy_baselines.DyHPO``, a pause-and-resume scheduler with
+  MOBSTER's GP surrogate; library defaults: linearly spaced rungs 1, 3, 5, ..., ``probability_sh`` 0.25,
+  ``opt_skip_period`` 3). Syne Tune 0.16 ships no DyHPO; it needs Syne Tune 0.14.2 with its GP searchers in its own
+  environment (``pip install "syne-tune[gpsearchers]==0.14.2"``: numpy < 1.27), where the same ``CurveBlackbox`` and
+  simulator backend are read through the same code (their API is unchanged between the two releases; only the
+  schedulers' modules differ, imported per method below).
 - Optuna (5.x): random configurations (``RandomSampler`` over the same [0, 1]^D, nearest kept config), each trial
   reporting its curve checkpoint by checkpoint; ``MedianPruner`` or ``HyperbandPruner`` stops it.
 
@@ -85,7 +90,35 @@ def _blackbox(x, y, cost, keep):
     return CurveBlackbox(), names
 
 
-SYNETUNE_METHODS = ("random", "asha", "hyperband", "bohb")
+SYNETUNE_METHODS = ("random", "asha", "hyperband", "bohb", "dyhpo")
+
+
+def has_dyhpo() -> bool:
+    """Whether the installed Syne Tune has DyHPO (0.14.x's ``legacy_baselines``; 0.16 has none)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("syne_tune.optimizer.legacy_baselines") is not None
+    except ImportError:  # no syne_tune at all
+        return False
+
+
+def _scheduler(method: str, space: dict, seed: int, L: int, eta: int):
+    """The Syne Tune scheduler of ``method`` over ``space`` (the only part that differs between 0.14.2 and 0.16)."""
+    if method == "dyhpo":
+        from syne_tune.optimizer.legacy_baselines import DyHPO  # Syne Tune <= 0.14
+
+        return DyHPO(config_space=space, metric="valid", mode="min", resource_attr="epoch", max_t=L,
+                     random_seed=seed)
+    from syne_tune.optimizer.baselines import ASHA, BOHB, RandomSearch  # Syne Tune 0.16's signatures
+
+    if method == "random":
+        return RandomSearch(config_space=space, metrics=["valid"], do_minimize=True, random_seed=seed)
+    s_max = int(np.floor(np.log(L) / np.log(eta) + 1e-9))
+    brackets = 1 if method == "asha" else s_max + 1
+    cls = ASHA if method in ("asha", "hyperband") else BOHB
+    return cls(config_space=space, metric="valid", do_minimize=True, random_seed=seed, time_attr="epoch", max_t=L,
+               grace_period=1, reduction_factor=eta, brackets=brackets)
 
 
 def synetune(method: str, seed: int, x: np.ndarray, y: np.ndarray, cost: np.ndarray, keep: np.ndarray,
@@ -94,7 +127,6 @@ def synetune(method: str, seed: int, x: np.ndarray, y: np.ndarray, cost: np.ndar
     from syne_tune import Tuner
     from syne_tune.backend.simulator_backend.simulator_callback import SimulatorCallback
     from syne_tune.blackbox_repository.simulated_tabular_backend import UserBlackboxBackend
-    from syne_tune.optimizer.baselines import ASHA, BOHB, RandomSearch
 
     if method not in SYNETUNE_METHODS:
         raise ValueError(f"syne tune method {method!r}; choose one of {', '.join(SYNETUNE_METHODS)}")
@@ -103,15 +135,7 @@ def synetune(method: str, seed: int, x: np.ndarray, y: np.ndarray, cost: np.ndar
     y = np.where(np.isfinite(y), y, 1e6)  # kept configs have no NaN; a neighbour never is unkept
     bb, names = _blackbox(x, y, cost, keep)
     L = y.shape[1]
-    space = dict(bb.configuration_space)
-    common = dict(config_space=space, metric="valid", do_minimize=True, random_seed=seed)
-    if method == "random":
-        sched = RandomSearch(config_space=space, metrics=["valid"], do_minimize=True, random_seed=seed)
-    else:
-        s_max = int(np.floor(np.log(L) / np.log(eta) + 1e-9))
-        brackets = 1 if method == "asha" else s_max + 1
-        cls = ASHA if method in ("asha", "hyperband") else BOHB
-        sched = cls(**common, time_attr="epoch", max_t=L, grace_period=1, reduction_factor=eta, brackets=brackets)
+    sched = _scheduler(method, dict(bb.configuration_space), seed, L, eta)
     rows: list[tuple[float, float, int]] = []
     spent_now = [0.0]  # the stop criterion: budget counted from the results the scheduler received
 
