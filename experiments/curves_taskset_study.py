@@ -184,7 +184,8 @@ def report() -> None:
         lines += [f"DyHPO was run afterwards with Syne Tune {dy['syne_tune']} (0.16 ships none) in its own venv "
                   f"(Python {dy['python']}; `python3.11 -m venv /work/venvs/st14 && /work/venvs/st14/bin/pip install "
                   f"-e . \"syne-tune[gpsearchers]==0.14.2\" pandas huggingface_hub scikit-learn`): `OMP_NUM_THREADS=1 "
-                  f"OPENBLAS_NUM_THREADS=1 nice -n 10 /work/venvs/st14/bin/{dy['command']}`, "
+                  f"OPENBLAS_NUM_THREADS=1 nice -n 10 /work/venvs/st14/bin/{dy['command'].replace(' --merge-only', '')}` (a "
+                  "stopped run resumes from its per-(seed, task) files; `--merge-only` merges them), "
                   + (f"**{dlab} only** (a partial run: what the shared machine finished in the time there was, "
                      "tasks in the table's order, not chosen)" if dpart else f"the same {len(res['tasks'])} tasks "
                      f"and {dlab}")
