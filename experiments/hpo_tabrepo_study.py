@@ -29,7 +29,7 @@ from metanas.plots import plot_importance
 from metanas.hpo.schedulers import SuccessiveHalving
 from metanas.hpo.surrogate import rff_predict
 from metanas.hpo.simulation import (STRATEGIES, autosklearn_warm_configs, average_rank_configs, fit_meta_learner,
-                                 knn_warm_configs, rank_targets, snap_to_configs, strategy_curves)
+                                    knn_warm_configs, rank_targets, snap_to_configs, strategy_curves)
 
 LABELS = {
     "random": "random search (cold)", "random+knn": "random search + k-NN warm start",

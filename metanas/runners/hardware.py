@@ -247,18 +247,16 @@ def nested_choice(x, onehot, src: dict[str, np.ndarray], keys, k, t: HWLatencyTr
                                   cov_scale=choice["cov_scale"], jitter=choice["jitter"])
         for i in range(src[d].shape[0]):
             y, tr = srcj[d][i], ranks[d][i]
-            if "with_sources" in t.families:
+            if {"with_sources", "ensemble"} & set(t.families):  # ensemble: its own v, chosen by the same rule
                 xs = with_source_columns(x, np.stack([src[o][i] for o in others]))
                 for v in t.source_var_grid:
                     p = C.with_sources(prior, len(others), v)
-                    fam["with_sources"].setdefault(v, []).append(
-                        float(C.few_shot_spearman(p, xs, y, tr, keys, k=k, pool=t.pool).mean()))
-            if "ensemble" in t.families:  # its own v, chosen on its own score by the same rule
-                xs = with_source_columns(x, np.stack([src[o][i] for o in others]))
-                for v in t.source_var_grid:
-                    p = C.with_sources(prior, len(others), v)
-                    fam["ensemble"].setdefault(v, []).append(
-                        float(C.ensemble_run(prior, x, p, xs, y, tr, keys, k=k, pool=t.pool)[0].mean()))
+                    if "with_sources" in t.families:
+                        fam["with_sources"].setdefault(v, []).append(
+                            float(C.few_shot_spearman(p, xs, y, tr, keys, k=k, pool=t.pool).mean()))
+                    if "ensemble" in t.families:
+                        fam["ensemble"].setdefault(v, []).append(
+                            float(C.ensemble_run(prior, x, p, xs, y, tr, keys, k=k, pool=t.pool)[0].mean()))
             if "pretrain_finetune" in t.families:
                 for v in t.finetune_grid:
                     fam["pretrain_finetune"].setdefault(v, []).append(float(C.few_shot_spearman(

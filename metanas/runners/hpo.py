@@ -421,7 +421,7 @@ def run_tabrepo(cfg: DictConfig, t: HPOTrain, ctx: RunContext, method: Any, obje
                 ) -> dict[str, float]:
     from metanas.benchmarks.tabrepo import load_tabrepo, normalized_regret
     from metanas.hpo.simulation import (STRATEGIES, average_rank_configs, fit_meta_learner, knn_warm_configs,
-                                     rank_targets, strategy_curves)
+                                        rank_targets, strategy_curves)
 
     tr = load_tabrepo(objective.tabrepo_dir or cfg.data_dir)
     objective = dataclasses.replace(objective, task=str(objective.task))  # `task=146818` parses as an int

@@ -33,7 +33,7 @@ from jax.scipy.stats import norm
 
 from metanas.predictors import cost as C
 from metanas.search.table_search import (PredictorSearch, Trace, _excluded, _first_random, arch_codes, code_to_arch,
-                                   unqueried_child)
+                                         unqueried_child)
 from metanas.search_spaces.nb201 import NB201Space
 
 
