@@ -15,14 +15,14 @@ experiment=curves_taskset``); this script caches one JSON per (stage, task) so t
 from the JSONs. Library baselines need the ``curves`` extra (Syne Tune 0.16, Optuna 5). DyHPO is in Syne Tune 0.14.2
 only, whose pins (numpy < 1.27) cannot share the curves extra's environment; its stage runs in its own venv::
 
-    python3.11 -m venv /work/venvs/st14
-    /work/venvs/st14/bin/pip install -e . "syne-tune[gpsearchers]==0.14.2" pandas huggingface_hub scikit-learn
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 /work/venvs/st14/bin/python experiments/curves_taskset_study.py dyhpo
+    python3.11 -m venv .venv-dyhpo
+    .venv-dyhpo/bin/pip install -e . "syne-tune[gpsearchers]==0.14.2" pandas huggingface_hub scikit-learn
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 .venv-dyhpo/bin/python experiments/curves_taskset_study.py dyhpo
 
 It reads the same table through the same ``CurveBlackbox`` adapter (``metanas.search.curve_baselines``), caches one
-JSON per seed and task under ``dyhpo/seed<s>/`` (not committed) and adds a ``dyhpo`` block to results.json: its regret
-on the seeds it ran and, on those seeds, every method's rank among all of them. After a new ``final`` run, run
-``dyhpo`` again (it re-merges from its cache).
+JSON per seed and task under ``dyhpo/seed<s>/`` (committed: the raw runs) and adds a ``dyhpo`` block to results.json:
+its regret on the seeds it ran and, on those seeds, every method's rank among all of them. After a new ``final`` run,
+run ``dyhpo`` again (it re-merges from its cache).
 """
 
 from __future__ import annotations
@@ -182,9 +182,10 @@ def report() -> None:
             f" on {len(dtasks)} of the {len(res['tasks'])} tasks" if len(dtasks) < len(res["tasks"]) else "")
         ti, si = [res["tasks"].index(n) for n in dtasks], [res["seeds"].index(x) for x in dseeds]
         lines += [f"DyHPO was run afterwards with Syne Tune {dy['syne_tune']} (0.16 ships none) in its own venv "
-                  f"(Python {dy['python']}; `python3.11 -m venv /work/venvs/st14 && /work/venvs/st14/bin/pip install "
+                  f"(Python {dy['python']}; `python3.11 -m venv .venv-dyhpo && .venv-dyhpo/bin/pip install "
                   f"-e . \"syne-tune[gpsearchers]==0.14.2\" pandas huggingface_hub scikit-learn`): `OMP_NUM_THREADS=1 "
-                  f"OPENBLAS_NUM_THREADS=1 nice -n 10 /work/venvs/st14/bin/{dy['command'].replace(' --merge-only', '')}` (a "
+                  f"OPENBLAS_NUM_THREADS=1 nice -n 10 .venv-dyhpo/bin/{dy['command'].replace(' --merge-only', '')}` "
+                  "(a "
                   "stopped run resumes from its per-(seed, task) files; `--merge-only` merges them), "
                   + (f"**{dlab} only** (a partial run: what the shared machine finished in the time there was, "
                      "tasks in the table's order, not chosen)" if dpart else f"the same {len(res['tasks'])} tasks "
