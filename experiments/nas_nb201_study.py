@@ -72,7 +72,7 @@ def write_readme(rows: list[dict]) -> None:
               "The gdas_nb201 and darts_nb201 rows were run with the code of commit 79be759 (rolled `lax.scan` over a",
               "stage's cells); later commits unroll it (XLA:CPU runs convolutions inside a while loop with a slow",
               "fallback instead of its YNNPACK kernels), so those wall times overstate the current cost. The darts2_nb201",
-              "and darts_cnn rows ran at nice 19 beside other jobs (session of 2026-11-23, 18:19-). darts_cnn searches the",
+              "and darts_cnn rows ran at nice 19 beside other jobs (one session). darts_cnn searches the",
               "DARTS CNN space, whose genotypes are not NB201 cells (n/a). One seed each: no error bars.", ""]
     (OUT / "README.md").write_text("\n".join(lines))
     (OUT / "rows.json").write_text(json.dumps(rows, indent=1))

@@ -57,7 +57,7 @@ def test_seeds_k_in_one_program_matches_separate_runs(tmp_path):
     assert len(set(single)) == 3
 
 
-@pytest.mark.slow  # ~60 s: starts a local Ray instance (2026-12-02 default-suite durations)
+@pytest.mark.slow  # ~60 s: starts a local Ray instance (default-suite durations)
 def test_ray_launcher_on_a_local_ray_instance(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="the `ray` extra is not installed")
     sweep = tmp_path / "sweep"
