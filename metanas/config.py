@@ -211,8 +211,8 @@ class Range:
 
 
 COUNT, NONNEG, POSITIVE = Range(1), Range(0), Range(0, lo_open=True)
-# A train field's range is declared with its type: ``steps: Count = 600``; ``train_block`` checks it (every element
-# of a tuple too) and names the field and the range in its one-line error.
+# A train field's range is declared with its type: ``steps: Count = 600``; ``TrainBlock.__post_init__`` checks it
+# (every element of a tuple too) and ``train_block`` names the dotted key in its one-line error.
 Count = Annotated[int, COUNT]
 Counts = Annotated[tuple[int, ...], COUNT]
 NonNegInt = Annotated[int, NONNEG]
@@ -228,7 +228,7 @@ def check_train(cfg: DictConfig) -> None:
     and unknown keys of ``train`` are the schema's (Hydra, at composition); its values' ranges ``train_block``'s."""
     for key, rng in TOP_LEVEL_RANGES.items():
         v = cfg.get(key)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and v not in rng:
+        if _is_number(v) and v not in rng:
             raise ConfigError(f"'{key}' = {v!r} is out of range; expected an integer {rng}")
     train = cfg.get("train")
     if not isinstance(train, DictConfig):
@@ -279,8 +279,8 @@ def _schema_default(value: Any) -> Any:
 
 def schema_of(train_type: type) -> type:
     """The config schema of a runner's ``train`` dataclass: a plain dataclass with the same fields and defaults, typed
-    as far as OmegaConf can check (``_schema_type``). Registered in Hydra's ConfigStore, it makes a wrong type or an unknown key in ``train`` a composition error, before anything runs
-    (``metanas.schemas``)."""
+    as far as OmegaConf can check (``_schema_type``). Registered in Hydra's ConfigStore, it makes a wrong type or an
+    unknown key in ``train`` a composition error, before anything runs (``metanas.schemas``)."""
     if train_type in _SCHEMAS:
         return _SCHEMAS[train_type]
     hints = typing.get_type_hints(train_type)
@@ -313,16 +313,43 @@ def takes_train(train_type: type) -> Callable[[F], F]:
     return mark
 
 
-def _range_check(where: str, value: Any, expects: str, rng: Range | None) -> None:
-    if rng is None:
-        return
-    if isinstance(value, (list, tuple)):  # each element, named by its index
-        for i, item in enumerate(value):
-            if isinstance(item, (int, float)) and not isinstance(item, bool) and item not in rng:
-                kind = "int" if isinstance(item, int) else "float"
-                raise ConfigError(f"'{where}[{i}]' = {item!r} is out of range; expected {kind} elements {rng}")
-    elif isinstance(value, (int, float)) and not isinstance(value, bool) and value not in rng:
-        raise ConfigError(f"'{where}' = {value!r} is out of range; expected {expects}")
+class RangeError(ConfigError):
+    """A field of a ``TrainBlock`` outside the range declared with its type; ``key`` is the field (``steps``,
+    ``sizes[2]``), ``train_block`` prefixes its dotted place (``train.steps``)."""
+
+    def __init__(self, key: str, value: Any, expects: str):
+        self.key, self.value, self.expects = key, value, expects
+        super().__init__(f"'{key}' = {value!r} is out of range; expected {expects}")
+
+    def at(self, where: str) -> ConfigError:
+        return ConfigError(f"'{where}.{self.key}' = {self.value!r} is out of range; expected {self.expects}")
+
+
+@dataclass(frozen=True)
+class TrainBlock:
+    """Base of the runners' ``train:`` dataclasses and their nested blocks: ``__post_init__`` checks each field
+    against the ``Range`` declared with its type (``steps: Count = 600``; each element of a tuple too), so a block
+    is checked wherever it is built, from a config (``train_block``) or in Python. A subclass with checks of its
+    own calls ``super().__post_init__()`` first."""
+
+    def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        declared = typing.get_type_hints(type(self), include_extras=True)
+        for f in dataclasses.fields(self):
+            rng, value = _declared_range(declared[f.name]), getattr(self, f.name)
+            if rng is None:
+                continue
+            if isinstance(value, (list, tuple)):  # each element, named by its index
+                for i, item in enumerate(value):
+                    if _is_number(item) and item not in rng:
+                        kind = "int" if isinstance(item, int) else "float"
+                        raise RangeError(f"{f.name}[{i}]", item, f"{kind} elements {rng}")
+            elif _is_number(value) and value not in rng:
+                raise RangeError(f.name, value, _type_name(hints[f.name]) + f" {rng}")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _elements_ok(value: Any, annotation: Any) -> bool:
@@ -390,14 +417,15 @@ def _build(cls: type[T], node: DictConfig, where: str, experiment: str) -> T:
             raise ConfigError(f"'{at}' = {value!r} is not a choice; expected {expects} (default {default!r})")
         if not (_type_ok(value, ann) and _elements_ok(value, ann)):
             raise ConfigError(f"'{at}' = {value!r} has the wrong type; expected {expects} (default {default!r})")
-        _range_check(at, value, expects, rng)
         if isinstance(value, list):
             value = tuple(value)
         elif ann is float and isinstance(value, int):
             value = float(value)
         kwargs[key] = value
     try:
-        return cls(**kwargs)
+        return cls(**kwargs)  # TrainBlock.__post_init__ checks the declared ranges
+    except RangeError as e:
+        raise e.at(where) from None
     except TypeError as e:  # a field without a default that the experiment does not set
         raise ConfigError(f"{where}: {e}; set it in conf/experiment/{experiment}.yaml") from None
 

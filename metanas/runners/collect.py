@@ -32,7 +32,7 @@ import numpy as np
 import optax
 from omegaconf import DictConfig
 
-from metanas.config import ConfigError, Count, NonNegInt, Positive, takes_train, train_block
+from metanas.config import ConfigError, Count, NonNegInt, Positive, TrainBlock, takes_train, train_block
 from metanas.predictors.encodings import encode_archs
 from metanas.run_store import append_jsonl, read_jsonl
 from metanas.runners.context import RunContext, hardware_info, train_loop
@@ -42,7 +42,7 @@ RECORD_EXPERIMENT = "collect:arch"  # the per-architecture records (the app adds
 
 
 @dataclass(frozen=True)
-class CollectTrain:
+class CollectTrain(TrainBlock):
     """``train:`` of ``collect``."""
 
     n_archs: Count = 32  # distinct random NB201 cells
@@ -59,6 +59,7 @@ class CollectTrain:
     lr: Positive = 0.003
 
     def __post_init__(self):
+        super().__post_init__()
         if self.n_archs % self.chunk:
             raise ConfigError(f"train.n_archs={self.n_archs} must be a multiple of train.chunk={self.chunk}")
         if 28 % self.image_size:

@@ -35,7 +35,7 @@ from omegaconf import DictConfig
 
 from metanas.benchmarks.curves import (CurveDataError, leave_one_task_out, load_taskset, normalised_regret,
                                        regret_bounds)
-from metanas.config import COUNT, ConfigError, Count, Fraction, NonNegInt, Positive, takes_train, train_block
+from metanas.config import COUNT, ConfigError, Count, Fraction, NonNegInt, Positive, TrainBlock, takes_train, train_block
 from metanas.predictors.curves import CurveModel, PowerLaw, Rows, data_scale
 from metanas.runners.context import RunContext
 from metanas.search.freeze_thaw import FreezeThaw, incumbent_at, random_search
@@ -51,7 +51,7 @@ DEFAULT_METHODS = tuple(m for m in METHODS if m != DYHPO)
 
 
 @dataclass(frozen=True)
-class CurvesTrain:
+class CurvesTrain(TrainBlock):
     """``train:`` of curves_taskset."""
 
     data: str | None = None  # a folder of TaskSet-shaped JSON files; null: <data_dir>/taskset_dpl
@@ -75,6 +75,7 @@ class CurvesTrain:
     grid: int = 40  # budget grid points saved for the plot
 
     def __post_init__(self):
+        super().__post_init__()
         bad = [m for m in self.methods if m not in METHODS]
         if bad:
             raise ConfigError(f"train.methods: unknown {bad}; choose among {list(METHODS)}")

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
-from metanas.config import ConfigError, Count, takes_train, train_block
+from metanas.config import ConfigError, Count, TrainBlock, takes_train, train_block
 from metanas.predictors import fusion
 from metanas.search import stream
 from metanas.predictors.encodings import ARCH_ENCODINGS, encode_archs
@@ -46,7 +46,7 @@ NASLIB_OPS = DARTS_OPS[1:]  # NASLib's compact DARTS form numbers the 7 ops with
 
 
 @dataclass(frozen=True)
-class StreamTrain:
+class StreamTrain(TrainBlock):
     """``train:`` of ``search_darts_stream``."""
 
     n_train: Count = 500  # NB301 genotypes the predictor is fitted on; the rest are held out
@@ -57,6 +57,7 @@ class StreamTrain:
     top: Count = 100  # shortlist length
 
     def __post_init__(self):
+        super().__post_init__()
         if self.encoding not in ARCH_ENCODINGS:
             raise ConfigError(f"train.encoding={self.encoding!r}; choose one of {', '.join(ARCH_ENCODINGS)}")
         if not 1 <= self.top <= self.candidates:

@@ -33,7 +33,7 @@ from scipy.stats import rankdata
 
 from metanas.benchmarks.hardware import HW_DEVICES, HW_ENERGY_DEVICES, load_hw_bench
 from metanas.benchmarks.nb201 import DATASETS, load_cost
-from metanas.config import ConfigError, Count, takes_train, train_block
+from metanas.config import ConfigError, Count, TrainBlock, takes_train, train_block
 from metanas.predictors import cost as C
 from metanas.meta.cost_model import MetaMLPCost
 from metanas.predictors.pointwise import MLP
@@ -68,7 +68,7 @@ BAYES_FAMILIES = ("additive", "with_sources", "pretrain_finetune")  # closed-for
 
 
 @dataclass(frozen=True)
-class HWLatencyTrain:
+class HWLatencyTrain(TrainBlock):
     """``train:`` of ``hw_latency``."""
 
     devices: tuple[str, ...] = HW_DEVICES  # held out in turn (the sources are every other device of the table)
@@ -94,6 +94,7 @@ class HWLatencyTrain:
     plot_device: str = "edgegpu"
 
     def __post_init__(self):
+        super().__post_init__()
         devs = HW_DEVICES if self.metric == "latency" else HW_ENERGY_DEVICES
         if self.metric not in ("latency", "energy"):
             raise ConfigError(f"train.metric={self.metric!r}; choose latency or energy")
@@ -448,7 +449,7 @@ CONSTRAINED_BASELINES = {"random": "random search, every candidate measured, onl
 
 
 @dataclass(frozen=True)
-class ConstrainedTrain:
+class ConstrainedTrain(TrainBlock):
     """``train:`` of ``search_nb201_constrained``."""
 
     device: str = "edgegpu"  # edgegpu | raspi4 | edgetpu | pixel3 | eyeriss | fpga
@@ -476,6 +477,7 @@ class ConstrainedTrain:
     pareto_queries: int = 100
 
     def __post_init__(self):
+        super().__post_init__()
         if self.device not in HW_DEVICES:
             raise ConfigError(f"train.device={self.device!r}; choose from {', '.join(HW_DEVICES)}")
         if self.latency_budget_ms is not None and not self.latency_budget_ms > 0:

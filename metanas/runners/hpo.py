@@ -33,7 +33,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from metanas.config import ConfigError, Count, NonNeg, NonNegInt, takes_train, train_block
+from metanas.config import ConfigError, Count, NonNeg, NonNegInt, TrainBlock, takes_train, train_block
 from metanas.hpo.importance import importance_table, main_effect_importance
 from metanas.plots import plot_importance, plot_regret_curves
 from metanas.runners.objectives import ExperimentObjective, TabRepoTask
@@ -50,14 +50,14 @@ SAMPLERS = ("random", "model", "metalearner")
 
 
 @dataclass(frozen=True)
-class WarmStart:
+class WarmStart(TrainBlock):
     k: NonNegInt = 0  # warm-start configurations (0: none)
     source: Literal["tabrepo", "run_store"] = "tabrepo"  # TabRepo: where past tasks come from
     meta_dataset: str | None = None  # run_store: this file, else the top-level meta_dataset
 
 
 @dataclass(frozen=True)
-class MetaLearnerSampling:
+class MetaLearnerSampling(TrainBlock):
     """``train.metalearner`` of ``sampler: metalearner`` (see ``metanas.hpo.metalearner``)."""
 
     predictor: Any = None  # a predictor node (_target_); null: the top-level ``predictor:`` group
@@ -75,7 +75,7 @@ class MetaLearnerSampling:
 
 
 @dataclass(frozen=True)
-class Pruning:
+class Pruning(TrainBlock):
     """``train.pruning`` of ``train.pruner`` (live searches with ``RandomSearch``; trials that train in segments and
     report the objective's metric, e.g. ``metanas.runners.cell.run`` with ``+train.eval_every``)."""
 
@@ -92,7 +92,7 @@ class Pruning:
 
 
 @dataclass(frozen=True)
-class HPOTrain:
+class HPOTrain(TrainBlock):
     """``train:`` of the HPO experiments: live (``hpo_random``, ``hpo_hyperband``, ``hpo_sh_omniglot``,
     ``hpo_metalearner``) and TabRepo (``hpo_warmstart``)."""
 
@@ -111,6 +111,7 @@ class HPOTrain:
     budget: Count = 32  # TabRepo: evaluations per strategy
 
     def __post_init__(self):
+        super().__post_init__()
         if self.objective is None or self.method is None:
             raise ConfigError("train.objective and train.method are required (see conf/experiment/hpo_*.yaml)")
 

@@ -27,7 +27,7 @@ import numpy as np
 import optax
 from omegaconf import DictConfig
 
-from metanas.config import Count, Counts, NonNegInt, takes_train, train_block
+from metanas.config import Count, Counts, NonNegInt, TrainBlock, takes_train, train_block
 from metanas.data.tasks import TaskFamily
 from metanas.meta.base import LOSSES, AbstractMetaAlgorithm, Task
 from metanas.runners.context import RunContext, train_loop, require_one_seed
@@ -36,7 +36,7 @@ log = logging.getLogger("metanas")
 
 
 @dataclass(frozen=True)
-class MetaLoop:
+class MetaLoop(TrainBlock):
     """The ``train:`` keys of every meta-learning runner (this one and ``metanas``)."""
 
     steps: Count = 1000  # outer steps

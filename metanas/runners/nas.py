@@ -29,7 +29,7 @@ import scipy.special
 from omegaconf import DictConfig
 
 from metanas.benchmarks import reference_metrics
-from metanas.config import Count, NonNeg, NonNegInt, Positive, Range, takes_train, train_block
+from metanas.config import Count, NonNeg, NonNegInt, Positive, Range, TrainBlock, takes_train, train_block
 from metanas.data import augment, load_image_dataset
 from metanas.run_store import atomic_write_text
 from metanas.sharding import data_parallel_shardings, put
@@ -41,7 +41,7 @@ log = logging.getLogger("metanas")
 
 
 @dataclass(frozen=True)
-class NASTrain:
+class NASTrain(TrainBlock):
     """``train:`` of the differentiable NAS experiments (``darts_nb201``, ``darts2_nb201``, ``gdas_nb201``,
     ``darts_cnn``)."""
 

@@ -27,7 +27,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from metanas.benchmarks.nb201 import NB201Benchmark
-from metanas.config import ConfigError, Count, Counts, NonNeg, takes_train, train_block
+from metanas.config import ConfigError, Count, Counts, NonNeg, TrainBlock, takes_train, train_block
 from metanas.plots import plot_curves, plot_quality
 from metanas.predictors.encodings import encode_archs
 from metanas.predictors.pairwise import Pairwise
@@ -42,7 +42,7 @@ _SEARCH = S.PredictorSearch()  # the defaults of the search's own settings live 
 
 
 @dataclass(frozen=True)
-class BananasBaseline:
+class BananasBaseline(TrainBlock):
     """``train.bananas`` of ``search_nb201``: the BANANAS baseline's own predictor, encoding and acquisition (its
     ``PredictorSearch`` shares budget, init and topk with the search)."""
 
@@ -56,7 +56,7 @@ class BananasBaseline:
 
 
 @dataclass(frozen=True)
-class TrustArm:
+class TrustArm(TrainBlock):
     """``train.trust`` of ``search_nb201``: an extra arm ``trust``, the pairwise search whose ranking is the trust
     ensemble of the target model and the prior ``members`` (``PredictorSearch(trust_folds=folds)``): zero-cost
     proxies (a name of ``metanas.benchmarks.nb201.ZC_COLUMNS``, or ``zc`` for all 13; computed on CIFAR-10, or on
@@ -69,7 +69,7 @@ class TrustArm:
 
 
 @dataclass(frozen=True)
-class SearchTrain:
+class SearchTrain(TrainBlock):
     """``train:`` of ``search_nb201`` (the meta-learner's predictor-guided search and its baselines). The fields up to
     ``rl_batch`` are ``PredictorSearch``'s (same names, its defaults; ``predictor_search`` builds it from them)."""
 
@@ -96,6 +96,7 @@ class SearchTrain:
     trust: TrustArm = TrustArm()  # arm ``trust``: the trust ensemble with these prior members
 
     def __post_init__(self):
+        super().__post_init__()
         unknown = sorted(set(self.baselines) - set(BASELINES))
         if unknown:
             raise ConfigError(f"train.baselines: unknown {unknown}; choose from {', '.join(BASELINES)}")
@@ -133,7 +134,7 @@ def predictor_search(settings, **fixed) -> S.PredictorSearch:
 
 
 @dataclass(frozen=True)
-class PredictorTrain:
+class PredictorTrain(TrainBlock):
     """``train:`` of ``predictor_nb201`` (predictor quality on NB201 rows or on the run store's records)."""
 
     source: Literal["nb201", "meta_dataset"] = "nb201"  # nb201: the table | meta_dataset: rows of meta_dataset
@@ -148,6 +149,7 @@ class PredictorTrain:
     models: Any = None  # mapping name -> predictor node
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.models:
             raise ConfigError("train.models is empty; name at least one predictor (see conf/experiment/"
                               "predictor_nb201.yaml)")

@@ -16,13 +16,13 @@ import numpy as np
 import optax
 from omegaconf import DictConfig
 
-from metanas.config import Count, NonNeg, takes_train, train_block
+from metanas.config import Count, NonNeg, TrainBlock, takes_train, train_block
 from metanas.nn.functional import mlp
 from metanas.runners.context import RunContext, train_loop
 
 
 @dataclass(frozen=True)
-class ToyTrain:
+class ToyTrain(TrainBlock):
     """``train:`` of ``toy_regression``."""
 
     steps: Count = 600

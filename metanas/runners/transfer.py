@@ -33,13 +33,13 @@ from omegaconf import DictConfig
 from metanas.benchmarks.nb201 import DATASETS
 from metanas.benchmarks.transnas import default_path, load_transnas, task_view, top_cells
 from metanas.search import transfer as T
-from metanas.config import (NONNEG, ConfigError, Count, Fraction, NonNeg, NonNegInt, Positive, Range, takes_train,
-                            train_block)
+from metanas.config import (NONNEG, ConfigError, Count, Fraction, NonNeg, NonNegInt, Positive, Range, TrainBlock,
+                            takes_train, train_block)
 from metanas.runners.context import RunContext
 
 
 @dataclass(frozen=True)
-class TransferSettings:
+class TransferSettings(TrainBlock):
     """Pre-training and fine-tuning of ``TransferSearch`` (see ``metanas.search.transfer``): the flat keys
     of transfer_transnas / transfer_nb201 and ``train.transfer`` of search_nb201. The defaults of keys a yaml leaves
     out live here."""
@@ -98,6 +98,7 @@ class TransNASTrain(TransferSettings):
     tau_at: Annotated[tuple[int, ...], NONNEG] = (0, 10, 20)  # Kendall tau after this many target evaluations
 
     def __post_init__(self):
+        super().__post_init__()
         _no_target_among_sources(self.target, self.source_tasks)
         self.search(self.budget, self.init, self.topk)
         try:
@@ -119,6 +120,7 @@ class NB201TransferTrain(TransferSettings):
     top: Count = 16  # queries_to_top: to one of the target's ``top`` best cells by the queried metric
 
     def __post_init__(self):
+        super().__post_init__()
         check_source_datasets(self.source_tasks)
         _no_target_among_sources(self.target, self.source_tasks)
         self.search(self.budget, self.init, self.topk)
