@@ -22,10 +22,6 @@ import math
 import numpy as np
 from scipy import stats
 
-SIMPLE = ("NumberOfInstances", "LogNumberOfInstances", "NumberOfFeatures", "LogNumberOfFeatures", "DatasetRatio",
-          "LogDatasetRatio", "NumberOfMissingValues", "PercentageOfMissingValues",
-          "NumberOfInstancesWithMissingValues", "PercentageOfInstancesWithMissingValues")
-
 
 class MetaFeatureError(ValueError):
     """Input that meta-features cannot be computed from; one line naming what was wrong."""

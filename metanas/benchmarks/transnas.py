@@ -40,8 +40,6 @@ from scipy.stats import norm, rankdata
 SUBDIR = "nas_bench_suite_zero"
 FILE = "zc_transbench101_micro.json"
 TASKS = ("class_scene", "class_object", "autoencoder", "normal", "jigsaw", "room_layout", "segmentsemantic")
-NUM_EDGES = 6
-NUM_OPS = 4
 PROXIES = ("epe_nas", "fisher", "flops", "grad_norm", "grasp", "jacov", "l2_norm", "nwot", "params", "plain", "snip")
 
 

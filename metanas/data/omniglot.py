@@ -36,7 +36,6 @@ from metanas.data.cache import read_cache, write_cache
 from metanas.data.tasks import Arrays, TaskFamily, TaskSampler
 
 OMNIGLOT_CHARS = 1623
-OMNIGLOT_DRAWERS = 20
 
 
 class DataFormatError(ValueError):

@@ -40,22 +40,6 @@ def main_effect_importance(predict: Callable[[np.ndarray], np.ndarray], backgrou
     return out
 
 
-def per_value_variance(predict: Callable[[np.ndarray], np.ndarray], background: np.ndarray,
-                       groups: Sequence[tuple[str, slice]]) -> dict[str, float]:
-    """Alternative: mean over background rows of the variance of predictions when only group j varies."""
-    background = np.asarray(background, np.float32)
-    out = {}
-    for name, cols in groups:
-        values = np.unique(background[:, cols], axis=0)
-        preds = []
-        for v in values:
-            x = background.copy()
-            x[:, cols] = v
-            preds.append(np.asarray(predict(x)))
-        out[name] = float(np.mean(np.var(np.stack(preds), axis=0)))
-    return out
-
-
 def importance_table(scores: dict[str, float], *, title: str = "main-effect share of variance") -> str:
     """Markdown table, most important first."""
     rows = sorted(scores.items(), key=lambda kv: -kv[1])
