@@ -115,6 +115,9 @@ def prepare(cfg: DictConfig, overrides: Sequence[str], resume_overrides: Sequenc
             raise ConfigError(f"resume={resume_dir}: {saved} cannot be read ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}); it is the run's config, restore it "
                               f"or start a new run") from None
+        if isinstance(loaded, DictConfig):  # saved when experiments had `fast:` blocks: their sizes are in it already
+            for key in ("fast", "debug_mode"):
+                loaded.pop(key, None)
         cfg = OmegaConf.merge(OmegaConf.structured(import_target("metanas.config.Config")), loaded)
         cfg.resume = resume_dir
         resumed = True
