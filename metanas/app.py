@@ -23,7 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from metanas.config import CONF_DIR, ConfigError, apply_fast_overrides
+from metanas.config import CONF_DIR, ConfigError
 from metanas.experiment import RESUME_HONOURED, is_resume_override, prepare, quiet_logs, run_experiment
 from metanas.run_store import Interrupted, check_stop
 
@@ -195,14 +195,13 @@ def _precompose(overrides: list[str], resume_overrides: Sequence[str] = ()) -> N
 
 
 def _print_job_config(args: list[str]) -> None:
-    """``--cfg job [--resolve]``: the composed config as it will run (with ``debug=fast``'s overrides applied)."""
+    """``--cfg job [--resolve]``: the composed config as it will run; a config error is one line (exit 2)."""
     from hydra import compose, initialize_config_dir
 
     overrides = [a for a in args if not a.startswith("-") and a not in ("job",)]
     try:
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             cfg = compose(config_name="config", overrides=overrides)
-        apply_fast_overrides(cfg, overrides)
     except Exception as e:
         print(f"metanas: error: {_one_line(e, overrides)}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)

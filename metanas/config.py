@@ -16,7 +16,7 @@ import typing
 import collections.abc
 import dataclasses
 from dataclasses import dataclass, field
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
@@ -67,8 +67,6 @@ class Config:
     log_every: int = 10
     checkpoint_every: int = 100
     progress: Optional[bool] = None  # null: bars only on an interactive terminal outside CI
-    debug_mode: Optional[str] = None  # set by the debug group: "fast" applies the experiment's `fast` overrides
-    fast: dict[str, Any] = field(default_factory=dict)  # dotted-key overrides applied under debug=fast
     # component groups, validated against their `_target_`
     search_space: Any = None
     search: Any = None
@@ -96,24 +94,6 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="base_config", node=Config)
     OmegaConf.register_new_resolver("metanas.run_dir", _run_dir_resolver, replace=True)
     OmegaConf.register_new_resolver("metanas.if_resume", _if_resume_resolver, replace=True)
-
-
-def apply_fast_overrides(cfg: DictConfig, explicit: Iterable[str] = ()) -> None:
-    """Under ``debug=fast`` merge the experiment's ``fast:`` dotted overrides into ``cfg`` in place.
-
-    Keys set on the command line (``explicit``, e.g. ``train.steps=200``) win over the fast overrides; overrides of a
-    group option the command line swapped (``predictor=random_forest``) that name no key of the new option are skipped.
-    """
-    if cfg.debug_mode != "fast":
-        return
-    explicit = {o.split("=", 1)[0].lstrip("+~") for o in explicit}
-    for dotted, value in cfg.fast.items():
-        if OmegaConf.select(cfg, dotted, default="__missing__") == "__missing__":
-            if dotted.split(".")[0] in explicit:  # a group swapped on the command line (predictor=random_forest)
-                continue
-            raise ConfigError(f"fast override '{dotted}' names no key of experiment '{cfg.name}'")
-        if dotted not in explicit:
-            OmegaConf.update(cfg, dotted, value, merge=False)
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:

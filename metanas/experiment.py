@@ -1,9 +1,9 @@
 """Running one experiment into a run directory: the library side of ``python -m metanas``.
 
-``run_experiment(cfg, run_dir, overrides)`` validates the composed config (``prepare``: resume, ``debug=fast``,
-start-up checks), runs the experiment's runner with a ``RunContext``, and writes the run store in this order:
-the runner's work, the meta-dataset record, then ``summary.json``. ``compose_config`` composes ``conf/`` inside or
-outside a running Hydra app. The command line (``metanas.app``) and the in-process HPO objective
+``run_experiment(cfg, run_dir, overrides)`` validates the composed config (``prepare``: resume, start-up checks),
+runs the experiment's runner with a ``RunContext``, and writes the run store in this order: the runner's work, the
+meta-dataset record, then ``summary.json``. ``compose_config`` composes ``conf/`` inside or outside a running Hydra
+app. The command line (``metanas.app``) and the in-process HPO objective
 (``metanas.runners.objectives``) both call these; nothing here reads ``sys.argv`` or exits the process.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from metanas.config import CONF_DIR, REPO_ROOT, ConfigError, apply_fast_overrides, import_target, validate
+from metanas.config import CONF_DIR, REPO_ROOT, ConfigError, import_target, validate
 from metanas.run_store import Interrupted, check_stop
 
 log = logging.getLogger("metanas")
@@ -99,7 +99,7 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 def prepare(cfg: DictConfig, overrides: Sequence[str], resume_overrides: Sequence[str] = ()
             ) -> tuple[DictConfig, bool]:
-    """Resume handling, debug=fast overrides and validation. Returns (cfg, resumed).
+    """Resume handling and validation. Returns (cfg, resumed).
 
     ``resume_overrides``: on a resume, the dotted keys and ``RESUME_HONOURED`` keys of the command line (the
     command line hands them over because Hydra's own overrides of a resume hold only ``resume=``)."""
@@ -115,12 +115,13 @@ def prepare(cfg: DictConfig, overrides: Sequence[str], resume_overrides: Sequenc
             raise ConfigError(f"resume={resume_dir}: {saved} cannot be read ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}); it is the run's config, restore it "
                               f"or start a new run") from None
+        if isinstance(loaded, DictConfig):  # saved when experiments had `fast:` blocks: their sizes are in it already
+            for key in ("fast", "debug_mode"):
+                loaded.pop(key, None)
         cfg = OmegaConf.merge(OmegaConf.structured(import_target("metanas.config.Config")), loaded)
         cfg.resume = resume_dir
         resumed = True
         _apply_resume_overrides(cfg, [*overrides, *resume_overrides])
-    else:
-        apply_fast_overrides(cfg, list(overrides))
     validate(cfg)
     _check_meta_dataset_writable(cfg.meta_dataset)
     return cfg, resumed
@@ -204,7 +205,7 @@ def _meta_record(cfg: DictConfig, run_dir: Path, final: dict, wall: float, ctx: 
     return {
         "experiment": cfg.name, "run_dir": str(run_dir), "seed": cfg.seed,
         "config": {k: v for k, v in _flatten(container).items()
-                   if not k.startswith(("fast.", "data_dir", "results_dir", "resume", "meta_dataset"))},
+                   if not k.startswith(("data_dir", "results_dir", "resume", "meta_dataset"))},
         "hardware": device_kind(), "hardware_info": _hardware_info(), "metrics": final, "wall_time_s": round(wall, 3),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     } | ctx.meta_record

@@ -35,7 +35,8 @@ def find_runs(roots: list[Path]) -> list[Path]:
     return runs
 
 
-# config keys that do not change what a run computes (or that are the seed a setting averages over)
+# config keys that do not change what a run computes (or that are the seed a setting averages over); `fast.` and
+# `debug_mode` are in run stores saved when experiments carried `fast:` blocks
 _NOT_SETTING = ("seed", "results_dir", "data_dir", "meta_dataset", "resume", "progress", "fast.", "debug_mode",
                 "device.", "log_every", "checkpoint_every", "objective")
 

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from conftest import REPO, run_metanas
 from metanas.config import CONF_DIR
-from metanas.config import ConfigError, apply_fast_overrides, import_target, schema_of, validate
+from metanas.config import ConfigError, import_target, schema_of, validate
 from metanas.run_store import MetricWriter, atomic_write_json, read_jsonl, JsonlError
 
 GROUPS = ["optimizer", "search_space", "search", "meta", "predictor", "task", "benchmark"]
@@ -58,10 +58,23 @@ def test_every_experiment_composes_with_and_without_debug_fast(experiment):
     train_type = import_target(cfg.runner).train_type  # train is typed by its runner's dataclass (ConfigStore)
     assert OmegaConf.get_type(cfg.train) is schema_of(train_type), (
         f"conf/experiment/{experiment}.yaml: list '/schema@train: {experiment}' in its defaults")
-    fast = _compose([f"experiment={experiment}", "debug=fast"])
-    apply_fast_overrides(fast)
-    validate(fast)
-    assert fast.fast, f"experiment {experiment} has no `fast:` overrides for debug=fast"
+    assert (Path(CONF_DIR) / "debug" / "fast" / f"{experiment}.yaml").exists(), (
+        f"experiment {experiment} has no debug=fast sizes: add conf/debug/fast/{experiment}.yaml")
+    validate(_compose([f"experiment={experiment}", "debug=fast"]))
+
+
+def test_debug_fast_sizes_lose_to_the_command_line_and_follow_a_swapped_predictor():
+    """debug=fast merges conf/debug/fast/<experiment>.yaml after the experiment; keys on the command line win, and a
+    predictor swapped on the command line gets its own fast sizes (conf/debug/fast/predictor/<choice>.yaml) or none."""
+    cfg = _compose(["experiment=search_nb201", "debug=fast", "train.budget=20", "predictor.steps=7"])
+    assert (cfg.train.budget, cfg.train.init, cfg.predictor.steps, cfg.predictor.hidden, cfg.seeds) == (20, 4, 7, 8, 2)
+    rf = _compose(["experiment=search_nb201", "debug=fast", "predictor=random_forest"])
+    validate(rf)
+    assert set(rf.predictor) == {"_target_", "trees"} and rf.predictor.trees == 300 and rf.train.budget == 12
+    mlp = _compose(["experiment=search_nb201", "debug=fast", "predictor=mlp"])
+    validate(mlp)
+    assert (mlp.predictor.steps, mlp.predictor.hidden, mlp.predictor.ensemble) == (10, 8, 2)
+    assert "embed" not in mlp.predictor  # pairwise's fast key, not mlp's
 
 
 @pytest.mark.parametrize("override,expected", [

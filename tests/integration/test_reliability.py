@@ -22,7 +22,7 @@ from omegaconf.errors import ValidationError
 
 from conftest import REPO, run_metanas
 from metanas.config import CONF_DIR
-from metanas.config import ConfigError, apply_fast_overrides, import_target, train_ranges, validate
+from metanas.config import ConfigError, import_target, train_ranges, validate
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
 
@@ -78,7 +78,6 @@ def test_every_wrong_type_or_out_of_range_train_value_is_rejected(experiment):
     """Property over every train.* key of every experiment (composed with debug=fast): a value of another type, and
     a value just outside the declared range, fail validation naming the key; the defaults themselves pass."""
     cfg = _compose([f"experiment={experiment}", "debug=fast"])
-    apply_fast_overrides(cfg)
     validate(cfg)
     rnd = random.Random(experiment)
     ranges = train_ranges(import_target(cfg.runner).train_type)  # the ranges declared on the train dataclass
@@ -153,7 +152,7 @@ def test_cfg_job_shows_the_config_as_it_will_run(tmp_path):
     p = run_metanas("experiment=toy_regression", "debug=fast", "--cfg", "job", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     cfg = OmegaConf.create(p.stdout)
-    assert cfg.train.steps == 6 and cfg.train.hidden == 8 and cfg.log_every == 1  # the fast overrides
+    assert cfg.train.steps == 6 and cfg.train.hidden == 8 and cfg.log_every == 1  # debug=fast's sizes
 
 
 # ---- one finished toy run per module, copied by the tests that damage or resume it -----------------------------

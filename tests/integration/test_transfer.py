@@ -280,11 +280,10 @@ def test_search_nb201_refuses_its_target_among_source_tasks(tmp_path):
 def _validated(*overrides):
     from hydra import compose, initialize_config_dir
 
-    from metanas.config import CONF_DIR, apply_fast_overrides, validate
+    from metanas.config import CONF_DIR, validate
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=[*overrides, "debug=fast"])
-    apply_fast_overrides(cfg, overrides)
     validate(cfg)
     return cfg
 

@@ -18,12 +18,10 @@ def test_eval_split_is_val_unless_the_task_has_none():
 
 def test_in_training_eval_reads_val_and_test_is_read_once_at_the_end(tmp_path, monkeypatch):
     """maml_sinusoid (synthetic, debug=fast sizes) in-process with a sampler that records every (split, train) call."""
-    from metanas.config import apply_fast_overrides
     from metanas.experiment import compose_config
     from metanas.runners.context import RunContext
 
     cfg = compose_config(["experiment=maml_sinusoid", "debug=fast", "progress=false"])
-    apply_fast_overrides(cfg, [])
     calls = []
     make = meta_runner.make_sampler
 

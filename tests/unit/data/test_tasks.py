@@ -90,13 +90,12 @@ def test_sampler_defaults_follow_the_family_episode_sizes():
 def test_a_new_family_runs_in_the_meta_runner_unchanged(tmp_path):
     """maml_sinusoid's algorithm and MLP on LineTasks (a family the runner has never heard of): the model is sized
     from input_shape / num_outputs, validation reads ``val``, and there is no fits plot (``curves`` is None)."""
-    from metanas.config import apply_fast_overrides, validate
+    from metanas.config import validate
     from metanas.experiment import compose_config
     from metanas.runners import meta as meta_runner
     from metanas.runners.context import RunContext
 
     cfg = compose_config(["experiment=maml_sinusoid", "debug=fast", "progress=false", "meta_dataset=null"])
-    apply_fast_overrides(cfg, [])
     cfg.task = {"_target_": f"{__name__}.LineTasks", "shots": 4, "loss": "mse"}
     validate(cfg)
     out = meta_runner.run(cfg, RunContext(cfg, tmp_path))
