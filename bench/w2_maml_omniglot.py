@@ -34,7 +34,7 @@ from _ceiling import PEER_CEILING_GFLOPS, TINY, matmul_gflops  # noqa: E402
 
 from metanas.meta import MAML, Task, cross_entropy_accuracy  # noqa: E402
 from metanas.models.cnn4 import CNN4  # noqa: E402
-from metanas.nn.pure import pure  # noqa: E402
+from metanas.nn.boundary import pure  # noqa: E402
 
 WAYS, SHOTS, QUERIES, META_BATCH, INNER_STEPS, INNER_LR, OUTER_LR, WARMUP = 5, 1, 15, 32, 5, 0.4, 1e-3, 2
 if TINY:  # the dry run of bench/gpu/run.sh

@@ -32,7 +32,7 @@ from _ceiling import PEER_CEILING_GFLOPS, TINY, matmul_gflops  # noqa: E402
 
 from metanas.meta import Reptile, Task, cross_entropy_accuracy  # noqa: E402
 from metanas.models.cnn4 import CNN4  # noqa: E402
-from metanas.nn.pure import pure  # noqa: E402
+from metanas.nn.boundary import pure  # noqa: E402
 
 WAYS, TRAIN_SHOTS, INNER_BATCH, INNER_ITERS, INNER_LR, META_BATCH, META_STEP, WARMUP = 5, 12, 10, 5, 1e-3, 5, 1.0, 2
 if TINY:  # the dry run of bench/gpu/run.sh

@@ -101,7 +101,7 @@ class SegmentTask:
         arch = jnp.asarray([OPS.index(config[f"train.cell.e{i}"]) for i in range(6)], jnp.int32)
         lr = jnp.float32(config["train.lr"])
         x, y, xe, ye = self.data
-        state = self.init(jax.random.PRNGKey(seed)[None], arch, x)
+        state = self.init(jax.random.PRNGKey(seed)[None], arch, lr, x)
         curve, test = [], math.nan
         for k in range(1, self.checkpoints + 1):
             state, m = self.advance(state, arch, lr, x, y, xe, ye)

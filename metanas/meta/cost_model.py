@@ -28,14 +28,14 @@ import optax
 
 from metanas.meta.base import Task, mse
 from metanas.meta.maml import MAML
-from metanas.nn.functional import mlp, mlp_init
+from metanas.nn.primitives import mlp, mlp_init
 from metanas.predictors.cost import random_cells, spearman
 
 SD_FLOOR = 1e-3  # floor of the support cells' log-cost std (identical support costs would divide by 0)
 
 
 def apply_fn(params, x: jax.Array) -> jax.Array:
-    """[N] predicted standardised log cost of the cells ``x`` [N, D] (``metanas.nn.functional.mlp``)."""
+    """[N] predicted standardised log cost of the cells ``x`` [N, D] (``metanas.nn.primitives.mlp``)."""
     return mlp(params, x)[:, 0]
 
 

@@ -7,9 +7,9 @@ Batch norm always uses the statistics of the batch it is applied to (``track_run
 MAML's reference code and the Reptile paper): which batch that is decides transductive vs non-transductive
 evaluation, see ``metanas.meta.base``. The layers are the shared ``metanas.nn`` ones (closed-form batch-norm VJP).
 
-Convolutions use ``metanas.nn.functional.conv`` with ``impl`` (default ``"patches"``: im2col + one matmul; under
+Convolutions use ``metanas.nn.primitives.conv`` with ``impl`` (default ``"patches"``: im2col + one matmul; under
 ``vmap`` over tasks with per-task weights a ``lax.conv`` becomes a grouped convolution, which XLA:CPU runs slowly,
-while the patches form becomes a batched matmul). ``metanas.nn.pure.pure(lambda rngs: CNN4(ways, rngs=rngs))`` is
+while the patches form becomes a batched matmul). ``metanas.nn.boundary.pure(lambda rngs: CNN4(ways, rngs=rngs))`` is
 the pure pair the meta-learners take; the params are a dict ``{convs: {0..3: {kernel [3,3,Cin,C], bias [C]}},
 bns: {0..3: {scale, bias}}, head: {kernel, bias}}``.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from metanas.nn import functional as F
+from metanas.nn import primitives as F
 from metanas.nn.modules import BatchNorm, Conv, Dense
 
 BN_EPS = 1e-5

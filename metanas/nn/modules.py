@@ -1,4 +1,4 @@
-"""flax NNX layer modules over the plain-function layers of ``metanas.nn.functional`` (the fast custom-VJP
+"""flax NNX layer modules over the plain-function layers of ``metanas.nn.primitives`` (the fast custom-VJP
 convolution and batch norm), and the one MLP of the package.
 
 Parameters are ``nnx.Param``. Batch norm uses the batch's statistics (``track_running_stats=False``, as the NAS
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from metanas import initializers
-from metanas.nn import functional as F
+from metanas.nn import primitives as F
 
 
 def fan_in_uniform(key: jax.Array, shape: tuple[int, ...], fan_in: int) -> jax.Array:
@@ -31,11 +31,11 @@ def _row(b: jax.Array, ndim: int) -> jax.Array:
 
 
 class Conv(nnx.Module):
-    """NHWC x HWIO convolution (``functional.conv``, 'same' padding by default), optional bias.
+    """NHWC x HWIO convolution (``primitives.conv``, 'same' padding by default), optional bias.
 
     ``init="kaiming"``: kernel ~ N(0, 2 / fan_in) (NB201 / DARTS); ``"uniform"``: kernel and bias
-    ~ U(+-1/sqrt(fan_in)) (PyTorch's default, MAML's CNN4). ``impl``: see ``functional.CONV_IMPLS`` (None: the
-    module-wide ``functional.CONV_IMPL``)."""
+    ~ U(+-1/sqrt(fan_in)) (PyTorch's default, MAML's CNN4). ``impl``: see ``primitives.CONV_IMPLS`` (None: the
+    module-wide ``primitives.CONV_IMPL``)."""
 
     def __init__(self, cin: int, cout: int, k: int, *, stride: int = 1, dilation: int = 1, groups: int = 1,
                  padding: int | None = None, bias: bool = False, init: str = "kaiming", impl: str | None = None,
@@ -58,7 +58,7 @@ class Conv(nnx.Module):
 
 
 class BatchNorm(nnx.Module):
-    """Batch norm over (batch, H, W) with the batch's statistics (``functional.batch_norm``); ``affine`` adds a
+    """Batch norm over (batch, H, W) with the batch's statistics (``primitives.batch_norm``); ``affine`` adds a
     learned scale (1) and shift (0).
 
     ``track()`` adds running statistics (PyTorch's ``BatchNorm2d``: ``mean`` 0 and ``var`` 1, ``nnx.BatchStat``;

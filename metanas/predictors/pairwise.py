@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metanas.nn.functional import mlp, mlp_init
+from metanas.nn.primitives import mlp, mlp_init
 from metanas.predictors.fit import fit_steps
 
 

@@ -5,9 +5,9 @@ The cell is the config mapping ``train.cell = {e0: op, ..., e5: op}`` (NB201 edg
 order, ops from ``search_space.ops``), so each edge is one categorical key (``train.cell.e3``) of a declared
 search space, next to ordinary hyperparameters (``train.lr``, ``train.steps``). Data, network and training are
 ``collect``'s (``omniglot_problem``, ``make_trainer``: real Omniglot characters, the NB201 skeleton with a fixed
-one-hot op mix, full-batch Adam for ``train.steps`` steps; with ``train.eval_every > 0`` in segments of that many
-steps, the curve logged after each, where a live search's pruner may stop the run: ``metanas.runners.pruning``); the
-``20 - train_drawers`` held-out drawers of each
+one-hot op mix, full-batch updates of the ``optimizer`` group (Adam by default) at ``train.lr`` for ``train.steps``
+steps; with ``train.eval_every > 0`` in segments of that many steps, the curve logged after each, where a live
+search's pruner may stop the run: ``metanas.runners.pruning``); the ``20 - train_drawers`` held-out drawers of each
 character are split into validation (the first ``val_drawers``) and test (the rest), so a search selects on
 ``val_acc`` and reports ``test_acc`` of its choice once.
 
@@ -41,6 +41,29 @@ def cell_arch(space, cell) -> np.ndarray:
     return np.array([space.ops.index(cell[k]) for k in want], np.int32)
 
 
+ADAM = (("_target_", "optax.adam"),)  # conf/optimizer/adam.yaml (optax's Adam defaults), its learning rate aside
+
+
+def optimizer_key(optimizer) -> tuple:
+    """The ``optimizer`` group (a config mapping; None: ``ADAM``) as the hashable argument the cached trainers take:
+    ``_target_`` and its arguments, sorted, without ``learning_rate``: a cell trains at ``train.lr`` (as ``collect``
+    does), passed traced, so one compiled program serves every learning rate of a search."""
+    if optimizer is None:
+        return ADAM
+    d = OmegaConf.to_container(optimizer, resolve=True) if OmegaConf.is_config(optimizer) else dict(optimizer)
+    d.pop("learning_rate", None)
+    bad = {k: v for k, v in d.items() if isinstance(v, (dict, list))}
+    if bad:
+        raise ConfigError(f"optimizer: the cell runner takes scalar optimizer arguments only, got {bad}")
+    return tuple(sorted(d.items()))
+
+
+def _optimizer(optimizer, lr):
+    """The optimizer ``optimizer`` (``optimizer_key``'s form or a mapping) at learning rate ``lr`` (traced), built
+    as ``collect`` builds its own: ``hydra.utils.instantiate`` of the group with ``learning_rate``."""
+    return hydra.utils.instantiate(dict(optimizer), learning_rate=lr)
+
+
 def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     from metanas.runners.collect import omniglot_problem
     from metanas.search_spaces.nb201 import NB201Space
@@ -62,16 +85,18 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     keys = jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.seeds)
     xe, ye = np.concatenate([xv, xt]), np.concatenate([yv, yt])
     every = int(t.get("eval_every", 0) or 0)
+    opt = optimizer_key(cfg.get("optimizer"))
     ctx.meta_record |= {"arch": space.to_string(arch)}
     if every > 0:
-        return _run_segments(ctx, space, t, every, keys, jnp.asarray(arch), x, y, xe, ye, len(yv))
+        return _run_segments(ctx, space, t, every, keys, jnp.asarray(arch), x, y, xe, ye, len(yv), opt)
     train = cell_trainer(tuple(space.ops), int(space.num_edges), int(t.C), int(t.N), int(t.classes), int(t.stages),
-                         int(t.steps), len(yv))
+                         int(t.steps), len(yv), optimizer=opt)
     out = train(keys, jnp.asarray(arch), jnp.float32(t.lr), x, y, xe, ye)
     return {k: [float(v) for v in np.asarray(a)] for k, a in out.items()}  # per seed; the app averages
 
 
-def _run_segments(ctx: RunContext, space, t, every: int, keys, arch, x, y, xe, ye, n_val: int) -> dict:
+def _run_segments(ctx: RunContext, space, t, every: int, keys, arch, x, y, xe, ye, n_val: int,
+                  opt: tuple) -> dict:
     """``train.eval_every`` > 0: train in segments of ``every`` steps, log the seed-mean metrics after each
     (``metrics.jsonl`` phase ``curve``, step = training steps done) and ask ``metanas.runners.pruning.checkpoint``
     whether to go on. A stopped run returns ``pruned: 1`` and ``steps_trained`` with its last validation accuracy as
@@ -82,11 +107,12 @@ def _run_segments(ctx: RunContext, space, t, every: int, keys, arch, x, y, xe, y
     if steps % every:
         raise ConfigError(f"train.eval_every={every} must divide train.steps={steps} (checkpoints on one grid)")
     init, advance = cell_segments(tuple(space.ops), int(space.num_edges), int(t.C), int(t.N), int(t.classes),
-                                  int(t.stages), every, n_val)
-    state = init(keys, arch, x)
+                                  int(t.stages), every, n_val, optimizer=opt)
+    lr = jnp.float32(t.lr)
+    state = init(keys, arch, lr, x)
     n = steps // every
     for k in range(1, n + 1):
-        state, out = advance(state, arch, jnp.float32(t.lr), x, y, xe, ye)
+        state, out = advance(state, arch, lr, x, y, xe, ye)
         mean = {m: float(np.mean(np.asarray(v))) for m, v in out.items()}
         ctx.log("curve", k * every, {m: v for m, v in mean.items() if m != "test_acc"})
         if checkpoint(k, n, mean["val_acc"]):
@@ -96,20 +122,23 @@ def _run_segments(ctx: RunContext, space, t, every: int, keys, arch, x, y, xe, y
 
 
 @functools.lru_cache(maxsize=8)
-def cell_trainer(ops: tuple, num_edges: int, C: int, N: int, classes: int, stages: int, steps: int, n_val: int):
+def cell_trainer(ops: tuple, num_edges: int, C: int, N: int, classes: int, stages: int, steps: int, n_val: int, *,
+                 optimizer: tuple = ADAM):
     """jit(vmap over seed keys) of ``make_cell_trainer``, cached: in-process trials (the HPO default) with the same
-    shapes and step count reuse one compiled program (the cell and the learning rate are arguments)."""
+    shapes, step count and ``optimizer`` (``optimizer_key``'s form) reuse one compiled program (the cell and the
+    learning rate are arguments)."""
     from metanas.search_spaces.nb201 import NB201Space
     from metanas.supernet import make_supernet
 
     space = NB201Space(ops=list(ops), num_edges=num_edges)
     net = make_supernet(space, C=C, N=N, num_classes=classes, stages=stages)
-    return jax.jit(jax.vmap(make_cell_trainer(net, space.num_ops, steps, n_val),
+    return jax.jit(jax.vmap(make_cell_trainer(net, space.num_ops, steps, n_val, optimizer),
                             in_axes=(0, None, None, None, None, None, None)))
 
 
 @functools.lru_cache(maxsize=8)
-def cell_segments(ops: tuple, num_edges: int, C: int, N: int, classes: int, stages: int, seg_steps: int, n_val: int):
+def cell_segments(ops: tuple, num_edges: int, C: int, N: int, classes: int, stages: int, seg_steps: int, n_val: int,
+                  *, optimizer: tuple = ADAM):
     """(init, advance), each jit(vmap over seed keys), of ``make_cell_segments``: the same training as
     ``cell_trainer`` cut into segments of ``seg_steps`` steps, so a run can be looked at (and stopped) between them."""
     from metanas.search_spaces.nb201 import NB201Space
@@ -117,22 +146,19 @@ def cell_segments(ops: tuple, num_edges: int, C: int, N: int, classes: int, stag
 
     space = NB201Space(ops=list(ops), num_edges=num_edges)
     net = make_supernet(space, C=C, N=N, num_classes=classes, stages=stages)
-    init, advance = make_cell_segments(net, space.num_ops, seg_steps, n_val)
-    return (jax.jit(jax.vmap(init, in_axes=(0, None, None))),
+    init, advance = make_cell_segments(net, space.num_ops, seg_steps, n_val, optimizer)
+    return (jax.jit(jax.vmap(init, in_axes=(0, None, None, None))),
             jax.jit(jax.vmap(advance, in_axes=(0, None, None, None, None, None, None))))
 
 
-def make_cell_segments(net, num_ops: int, seg_steps: int, n_val: int):
-    """Pure ``init(key, arch, x) -> state`` and ``advance(state, arch, lr, x, y, xe, ye) -> (state, metrics)``:
-    ``make_cell_trainer``'s full-batch Adam in segments of ``seg_steps`` steps, with the metrics after each."""
-    import optax
+def make_cell_segments(net, num_ops: int, seg_steps: int, n_val: int, optimizer=ADAM):
+    """Pure ``init(key, arch, lr, x) -> state`` and ``advance(state, arch, lr, x, y, xe, ye) -> (state, metrics)``:
+    ``make_cell_trainer``'s full-batch updates in segments of ``seg_steps`` steps, with the metrics after each."""
+    _, step_fn, evaluate = _cell_fns(net, num_ops, optimizer, n_val)
 
-    tx = optax.scale_by_adam()
-    _, step_fn, evaluate = _cell_fns(net, num_ops, tx, n_val)
-
-    def init(key, arch, x):
+    def init(key, arch, lr, x):
         w, _, _ = net.init(key, x[:2])
-        return w, tx.init(w)
+        return w, _optimizer(optimizer, lr).init(w)
 
     def advance(state, arch, lr, x, y, xe, ye):
         mix = jax.nn.one_hot(arch, num_ops, dtype=jnp.float32)
@@ -142,7 +168,7 @@ def make_cell_segments(net, num_ops: int, seg_steps: int, n_val: int):
     return init, advance
 
 
-def _cell_fns(net, num_ops: int, tx, n_val: int):
+def _cell_fns(net, num_ops: int, optimizer, n_val: int):
     import optax
 
     def loss_fn(w, mix, x, y):
@@ -152,8 +178,8 @@ def _cell_fns(net, num_ops: int, tx, n_val: int):
     def step_fn(carry, mix, lr, x, y):
         w, opt = carry
         g = jax.grad(lambda w: loss_fn(w, mix, x, y)[0])(w)
-        upd, opt = tx.update(g, opt, w)
-        return optax.apply_updates(w, jax.tree.map(lambda u: -lr * u, upd)), opt
+        upd, opt = _optimizer(optimizer, lr).update(g, opt, w)
+        return optax.apply_updates(w, upd), opt
 
     def evaluate(w, mix, x, y, xe, ye):
         train_loss, logits = loss_fn(w, mix, x, y)
@@ -164,19 +190,17 @@ def _cell_fns(net, num_ops: int, tx, n_val: int):
     return loss_fn, step_fn, evaluate
 
 
-def make_cell_trainer(net, num_ops: int, steps: int, n_val: int):
+def make_cell_trainer(net, num_ops: int, steps: int, n_val: int, optimizer=ADAM):
     """Pure ``train(key, arch, lr, x, y, xe, ye) -> {train_loss, train_acc, val_acc, test_acc}``: ``collect``'s
-    full-batch Adam training (``lr`` traced); the first ``n_val`` rows of ``xe`` are validation, the rest test."""
-    import optax
-
-    tx = optax.scale_by_adam()
-    _, step_fn, evaluate = _cell_fns(net, num_ops, tx, n_val)
+    full-batch training with ``optimizer`` (a mapping or ``optimizer_key``'s form; default Adam) at ``lr`` (traced);
+    the first ``n_val`` rows of ``xe`` are validation, the rest test."""
+    _, step_fn, evaluate = _cell_fns(net, num_ops, optimizer, n_val)
 
     def train(key, arch, lr, x, y, xe, ye):
         mix = jax.nn.one_hot(arch, num_ops, dtype=jnp.float32)
         w, _, _ = net.init(key, x[:2])
-        (w, _), _ = jax.lax.scan(lambda c, _: (step_fn(c, mix, lr, x, y), None), (w, tx.init(w)), None,
-                                 length=steps)
+        state = (w, _optimizer(optimizer, lr).init(w))
+        (w, _), _ = jax.lax.scan(lambda c, _: (step_fn(c, mix, lr, x, y), None), state, None, length=steps)
         return evaluate(w, mix, x, y, xe, ye)
 
     return train

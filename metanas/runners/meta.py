@@ -63,7 +63,7 @@ def build_model(t: MetaTrain, family: TaskFamily) -> tuple:
     input shape and number of outputs."""
     from metanas.models.cnn4 import CNN4
     from metanas.nn.modules import MLP
-    from metanas.nn.pure import pure
+    from metanas.nn.boundary import pure
 
     if t.model == "mlp":
         sizes = (int(np.prod(family.input_shape)), *[int(h) for h in t.hidden], family.num_outputs)

@@ -17,7 +17,7 @@ import optax
 from omegaconf import DictConfig
 
 from metanas.config import Count, NonNeg, TrainBlock, takes_train, train_block
-from metanas.nn.functional import mlp
+from metanas.nn.primitives import mlp
 from metanas.runners.context import RunContext, train_loop
 
 
@@ -38,7 +38,7 @@ class TrainState(NamedTuple):
 
 
 def init_mlp(key: jax.Array, hidden: int) -> list[dict]:
-    """1 -> ``hidden`` (tanh) -> 1 layers for ``metanas.nn.functional.mlp``: input weights N(0, 1), output weights
+    """1 -> ``hidden`` (tanh) -> 1 layers for ``metanas.nn.primitives.mlp``: input weights N(0, 1), output weights
     N(0, 1 / hidden) (the sinusoid fit's scale)."""
     k1, k2 = jax.random.split(key)
     return [{"kernel": jax.random.normal(k1, (1, hidden)), "bias": jnp.zeros(hidden)},

@@ -4,7 +4,7 @@ Every op is a flax NNX module factory registered with ``@register_op(name)``: ``
 -> nnx.Module`` (a module class with that constructor is a factory), whose ``__call__(x)`` maps NHWC float32
 ``[B, H, W, C]`` to ``[B, H/stride, W/stride, C]``. Parameters are ``nnx.Param`` (batch norms use batch statistics,
 so ops hold no other state); the supernets split each cell into a pure params dict, so cells of the same shape
-are stacked and run with ``lax.scan``. The layers are the plain functions of ``metanas.nn.functional`` (fast
+are stacked and run with ``lax.scan``. The layers are the plain functions of ``metanas.nn.primitives`` (fast
 custom-VJP convolution, batch norm and pools).
 
 Op definitions follow the papers' reference code: NB201 (Dong & Yang 2020, xautodl ``cell_operations.py``:
@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from metanas.nn.functional import avg_pool, batch_norm, conv, max_pool
+from metanas.nn.primitives import avg_pool, batch_norm, conv, max_pool
 from metanas.nn.modules import BatchNorm, Conv
 
 __all__ = ["OPS", "OpFactory", "register_op", "get_op", "op_kind", "ReLUConvBN", "relu_conv_bn_fused",

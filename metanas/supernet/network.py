@@ -14,7 +14,7 @@ network built with ``running_stats=True`` (a derived network, as the papers' ret
 statistics instead: ``batch_stats`` is their pure dict, ``apply(..., train=True)`` returns it updated and
 ``train=False`` normalises with it. Derived (discrete) networks have ``alphas = {}``.
 
-Each config holds the graph definitions of its own NNX module (``_Boundary.pure``: one ``metanas.nn.pure.Pure`` per
+Each config holds the graph definitions of its own NNX module (``_Boundary.pure``: one ``metanas.nn.boundary.Pure`` per
 input channel count, captured by ``init``), so ``apply`` merges pure dicts without rebuilding the module.
 """
 
@@ -29,7 +29,7 @@ from jax import lax
 
 from metanas import initializers
 from metanas.nn.modules import BatchNorm, Conv, Dense
-from metanas.nn.pure import Pure
+from metanas.nn.boundary import Pure
 from metanas.nn.types import Params
 from metanas.search_spaces.ops import FactorizedReduce, ReLUConvBN
 from metanas.supernet.cell import Cell, CellSpec

@@ -67,13 +67,16 @@ def test_runners_branch_on_behaviour_not_on_metanas_classes():
 
 
 def test_one_mlp_forward():
-    """The package's MLP computation is ``metanas.nn.functional.mlp`` (``nn.modules.MLP`` calls it); no other module
+    """The package's MLP computation is ``metanas.nn.primitives.mlp`` (``nn.modules.MLP`` calls it); no other module
     defines its own ``mlp``."""
-    nn = PKG / "nn"
-    offenders = [f"{p.relative_to(PKG)}:{node.lineno}" for p in PKG.rglob("*.py") if nn not in p.parents
-                 for node in ast.walk(ast.parse(p.read_text()))
-                 if isinstance(node, ast.FunctionDef) and node.name.lstrip("_") in ("mlp", "mlp_apply")]
-    assert offenders == []
+    home = PKG / "nn" / "primitives.py"
+
+    def mlps(p: Path) -> list[str]:
+        return [f"{p.relative_to(PKG)}:{node.lineno}" for node in ast.walk(ast.parse(p.read_text()))
+                if isinstance(node, ast.FunctionDef) and node.name.lstrip("_") in ("mlp", "mlp_apply")]
+
+    assert len(mlps(home)) == 1
+    assert [o for p in PKG.rglob("*.py") if p != home for o in mlps(p)] == []
 
 
 # ---- rooms by role: the import layering -------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import numpy as np
 from conftest import synthetic_cost_devices
 
 from metanas.meta.cost_model import MetaMLPCost
-from metanas.nn.functional import mlp_init
+from metanas.nn.primitives import mlp_init
 from metanas.predictors import cost as C
 from metanas.search_spaces.nb201 import NB201Space
 

@@ -16,7 +16,7 @@ from metanas.meta import ANIL, MAML, MetaSGD, Reptile, Task, cross_entropy_accur
 from metanas.meta.base import query_metrics, sgd_adapt
 from metanas.models.cnn4 import CNN4
 from metanas.nn.modules import MLP
-from metanas.nn.pure import pure
+from metanas.nn.boundary import pure
 
 
 def mlp_pair(sizes):

@@ -95,7 +95,7 @@ def test_source_fused_cell_leaves_out_none_with_the_same_alpha_gradient():
     """The by-source NB201 cell leaves the "none" op (w * 0) out of each mixed sum: the loss and its gradients with
     respect to the weights and to all alphas (none's included, through the softmax) equal the edge-by-edge cell's."""
     from metanas.search_spaces.nb201 import EDGES, NB201_OPS
-    from metanas.nn.pure import Pure
+    from metanas.nn.boundary import Pure
     from metanas.supernet.cell import Cell, CellSpec
 
     assert ops.op_kind(ops.get_op("none", 4)) == ("stateless", "zero")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from metanas.nn import functional as F
+from metanas.nn import primitives as F
 from metanas.search_spaces import ops
 
 CASES = [  # (k, stride, dilation, groups, padding, cin, cout)

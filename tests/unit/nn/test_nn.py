@@ -12,9 +12,9 @@ from flax import nnx
 
 from metanas.meta import ANIL, MAML, MetaSGD, Reptile, Task, cross_entropy_accuracy
 from metanas.models.cnn4 import CNN4
-from metanas.nn import functional as F
+from metanas.nn import primitives as F
 from metanas.nn.modules import MLP
-from metanas.nn.pure import pure
+from metanas.nn.boundary import pure
 
 
 def test_mlp_params_and_formula():
@@ -144,7 +144,7 @@ def test_apply_after_init_reuses_the_built_graph(monkeypatch):
     """A supernet's ``apply`` after its ``init`` takes the graph definition ``init`` built (rebuilding a supernet
     abstractly cost seconds of the first step); an equal network that never ran ``init`` (restored weights) builds
     its own once, abstractly, and computes the same outputs. Nothing is shared through a process-wide cache."""
-    from metanas.nn import pure as pure_mod
+    from metanas.nn import boundary
     from metanas.search_spaces import NB201Space
     from metanas.supernet import make_supernet
 
@@ -152,7 +152,7 @@ def test_apply_after_init_reuses_the_built_graph(monkeypatch):
     x = jax.random.normal(jax.random.PRNGKey(1), (2, 8, 8, 3))
     w, a, bs = net.init(jax.random.PRNGKey(0), x)
     rebuilt, eval_shape = [], nnx.eval_shape
-    monkeypatch.setattr(pure_mod.nnx, "eval_shape", lambda *args, **kw: rebuilt.append(1) or eval_shape(*args, **kw))
+    monkeypatch.setattr(boundary.nnx, "eval_shape", lambda *args, **kw: rebuilt.append(1) or eval_shape(*args, **kw))
     y, _ = net.apply(w, a, bs, x)
     assert not rebuilt
     fresh = make_supernet(NB201Space(), C=4, N=1, num_classes=3)

@@ -266,7 +266,7 @@ def test_source_fused_cell_equals_edge_by_edge_cell(key, affine):
     """NB201 cells run edges grouped by source node (shared pools, concatenated convs): same output as the plain
     edge-by-edge DAG loop (forced here by passing a drop-path key with drop probability 0)."""
     from metanas.search_spaces.nb201 import EDGES
-    from metanas.nn.pure import Pure
+    from metanas.nn.boundary import Pure
     from metanas.supernet.cell import Cell, CellSpec
 
     spec = CellSpec(C=4, edges=EDGES, edge_ops=tuple(NB201Space().ops for _ in EDGES), affine=affine)
@@ -301,7 +301,7 @@ def test_derived_network_running_statistics(key):
     """``make_derived(..., running_stats=True)``: the same weights, the same training-mode logits as without; the
     BN running statistics move by momentum 0.1 towards the batch's (per cell, through the stage's scan), and
     evaluation normalises with them, so a sample's evaluation logits no longer depend on the rest of its batch."""
-    from metanas.nn import functional as F
+    from metanas.nn import primitives as F
 
     space = NB201Space()
     arch = np.array([3, 3, 3, 2, 1, 3], np.int32)  # several nor_conv_3x3 edges leave node 0: the fused path

@@ -52,7 +52,7 @@ def _conv_same_bwd(res, dy):
     # input gradient: correlation of dy with the spatially flipped, in/out-transposed kernel (canonical layouts)
     dx = _conv_lax(dy, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2), 1, 1, 1, p)
     # filter gradient: dw[i, j] = sum over (n, h, w) of x_pad[n, h + i, w + j]^T dy[n, h, w], one GEMM per tap
-    # (one GEMM over the im2col matrix instead was as fast on W1 and no quicker to compile, 2026-12-02)
+    # (one GEMM over the im2col matrix instead was as fast on W1 and no quicker to compile)
     _, h, wd, _ = x.shape
     xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
     d2 = dy.reshape(-1, cout)
