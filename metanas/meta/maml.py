@@ -114,21 +114,11 @@ class MAML(_MetaGradient):
 
 
 @dataclass(frozen=True)
-class ANIL(_MetaGradient):
-    """ANIL: the inner loop adapts only ``params[head_key]``; the body is meta-learned in the outer loop only."""
+class ANIL(MAML):
+    """ANIL: the inner loop adapts only ``params[head_key]``; the body is meta-learned in the outer loop only (MAML's
+    settings and defaults otherwise)."""
 
-    inner_steps: int = 5
-    inner_lr: float = 0.4
-    first_order: bool = False
-    eval_inner_steps: int = 10
-    transductive: bool = True
-    task_map: str = "vmap"
-    query_map: str = "auto"
-    unroll_inner: int = 8
     head_key: str = "head"
-
-    def init(self, params: PyTree) -> dict:
-        return {"theta": params}
 
     def adapt(self, meta_params, support, key, *, apply_fn, loss, steps=None, unroll=False):
         theta = meta_params["theta"]
@@ -143,17 +133,12 @@ class ANIL(_MetaGradient):
 
 
 @dataclass(frozen=True)
-class MetaSGD(_MetaGradient):
-    """Meta-SGD: per-parameter step sizes ``lr`` (initialised to ``inner_lr``) meta-learned with theta."""
+class MetaSGD(MAML):
+    """Meta-SGD: per-parameter step sizes ``lr`` (initialised to ``inner_lr``) meta-learned with theta (MAML's
+    settings otherwise; one inner step by default)."""
 
     inner_steps: int = 1
-    inner_lr: float = 0.4
-    first_order: bool = False
     eval_inner_steps: int = 1
-    transductive: bool = True
-    task_map: str = "vmap"
-    query_map: str = "auto"
-    unroll_inner: int = 8
 
     def init(self, params: PyTree) -> dict:
         return {"theta": params, "lr": jax.tree.map(lambda p: jnp.full_like(p, self.inner_lr), params)}
