@@ -1,8 +1,7 @@
 """Every meta-learning experiment runs end to end through the CLI under debug=fast.
 
-The Omniglot ones compile CNN4 / supernet meta-steps (1-3 min each on the shared 2-core VM, up to 18 min for
-MetaNAS under heavy load), so they are marked slow; the sinusoid run and the missing-data error stay in the
-default run.
+The Omniglot ones compile CNN4 / supernet meta-steps: ~20 s each on a quiet 2-core machine (MetaNAS longer), the
+largest share of the default run's time.
 """
 
 from __future__ import annotations
