@@ -10,7 +10,7 @@ CELL = ("+train.cell={e0: nor_conv_1x1, e1: skip_connect, e2: nor_conv_1x1, e3: 
 def test_cell_runner_trains_with_the_optimizer_group(tmp_path, data_dir):
     """The default composes to Adam, the optimizer the studies' direct calls get (``ADAM``, the same compiled
     program); ``optimizer=sgd`` trains with SGD (momentum 0.9) at the same ``train.lr``: other numbers."""
-    from metanas.config import apply_fast_overrides, validate
+    from metanas.config import validate
     from metanas.experiment import compose_config
     from metanas.runners import cell
     from metanas.runners.context import RunContext
@@ -18,7 +18,6 @@ def test_cell_runner_trains_with_the_optimizer_group(tmp_path, data_dir):
     def run(*extra):
         cfg = compose_config(["experiment=collect", "runner=metanas.runners.cell.run", "name=nb201_cell", CELL,
                               "debug=fast", f"data_dir={data_dir}", "meta_dataset=null", "progress=false", *extra])
-        apply_fast_overrides(cfg, [])
         validate(cfg)
         return cfg, cell.run(cfg, RunContext(cfg, tmp_path / str(len(extra))))
 
