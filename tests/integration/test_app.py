@@ -250,7 +250,9 @@ def test_report_on_empty_dir_is_a_clean_error(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith("metanas.report: error: no summary.json")
 
 
-@pytest.mark.parametrize("predictor", ["random_forest", pytest.param("pairwise_rf", marks=pytest.mark.slow)])
+# slow: the host-predictor rounds equal the jitted ones in tests/unit/search/test_table_search.py
+@pytest.mark.slow
+@pytest.mark.parametrize("predictor", ["random_forest", "pairwise_rf"])
 def test_default_search_runs_with_a_host_predictor(tmp_path, predictor):
     """predictor=random_forest (a host model, not jittable) drives the same search loop, also under debug=fast; the
     prior arm (pre-training on other data sets) needs the pairwise meta-learner, so it is switched off here, and

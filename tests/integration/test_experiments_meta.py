@@ -14,7 +14,10 @@ import pytest
 from conftest import REPO, run_metanas
 
 SYNTHETIC = ["maml_sinusoid"]
-OMNIGLOT = ["maml_omniglot", "fomaml_omniglot", "reptile_omniglot", "anil_omniglot", "metasgd_omniglot"]
+# FOMAML, ANIL and Meta-SGD are MAML configurations of the same runner (their gradients: tests/unit/meta/
+# test_meta.py); their Omniglot runs are in the slow tier, MAML's and Reptile's (another outer loop) in the default
+MAML_CONFIGS = ("fomaml_omniglot", "anil_omniglot", "metasgd_omniglot")
+OMNIGLOT = ["maml_omniglot", "reptile_omniglot", *(pytest.param(n, marks=pytest.mark.slow) for n in MAML_CONFIGS)]
 
 
 def _run(name: str, tmp_path: Path, *extra: str, timeout: float = 600) -> dict:

@@ -54,6 +54,8 @@ def test_search_nb201_fast_budget_no_repeats(tmp_path):
     assert len(rec["nb201"]["best_arch_encoding"]) == 30
 
 
+# slow: resume equals an uninterrupted run in the default suite too (test_app's kill -9, test_reliability)
+@pytest.mark.slow
 def test_search_nb201_resume_from_a_mid_search_checkpoint(tmp_path):
     """Resume from the round-1 checkpoint: round 2 is recomputed and gives exactly the same queries."""
     _run(tmp_path, "experiment=search_nb201")

@@ -31,6 +31,7 @@ def test_hw_latency_fast(tmp_path, data_dir):
     assert rec["wall_time_s"] > 0
 
 
+@pytest.mark.slow  # another cost family of the same experiment (test_hw_latency_fast runs the default)
 def test_hw_latency_fast_with_the_maml_mlp_family(tmp_path, data_dir):
     run_fast(tmp_path, "experiment=hw_latency", f"data_dir={data_dir}", "train.families=[additive,maml_mlp]",
              "train.maml_meta_steps=5", "train.baselines=[flops]")
@@ -101,6 +102,7 @@ def test_meta_dataset_reads_any_named_metric(tmp_path):
         read_meta_dataset(path, "energy")
 
 
+@pytest.mark.slow  # another cost family of the same experiment (test_hw_latency_fast runs the default)
 def test_hw_latency_fast_with_the_ensemble_family(tmp_path, data_dir):
     run_fast(tmp_path, "experiment=hw_latency", f"data_dir={data_dir}",
              "train.families=[additive,with_sources,ensemble]", "train.baselines=[flops]")

@@ -12,6 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import last_summary, run_fast, run_metanas, REPO
+from metanas.experiment import compose_config
 from metanas.benchmarks.transnas import TransNASDataError, load_transnas, pairwise_target, top_cells
 from metanas.search import transfer as T
 from metanas.predictors.pairwise import Pairwise
@@ -184,7 +185,14 @@ def test_transfer_transnas_fast(tmp_path):
     assert s["metrics"]["vs_zero_shot_wins"] + s["metrics"]["vs_zero_shot_ties"] + \
         s["metrics"]["vs_zero_shot_losses"] == 2
     assert (run_dir / "trust.json").exists()
-    default = OmegaConf.load(run_dir / "config.yaml").train.target_model
+
+
+@pytest.mark.slow  # the same experiment's other target-model loop and modes (test_transfer_transnas_fast: the default)
+def test_transfer_transnas_other_loop_and_modes_fast(tmp_path):
+    """The trust search's other loop (jitted GP or host forest, whichever is not the default), the pairwise transfer
+    and the zero-shot modes run on the same user file."""
+    _subset_file(tmp_path / "mine.json")
+    default = compose_config(["experiment=transfer_transnas", "debug=fast"]).train.target_model
     other = "gp" if default != "gp" else "gp+forest"  # the other loop: jitted (GP) or on the host (forest)
     run_fast(tmp_path, "experiment=transfer_transnas", "seeds=2", f"train.file={tmp_path}/mine.json",
              "train.target=t1", f"train.target_model={other}")

@@ -91,6 +91,7 @@ def test_default_and_unknown_impl():
         ops.conv(jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 2)), impl="nope")
 
 
+@pytest.mark.slow  # a whole supernet; this file's op-level tests check each implementation's values and gradients
 def test_nb201_supernet_gemm_rolled_equals_lax_unrolled(monkeypatch):
     """The default NB201 supernet (gemm convs, rolled scan over a stage's cells) computes the same logits and
     weight / alpha gradients as lax.conv with the unrolled scan."""
