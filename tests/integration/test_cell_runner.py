@@ -28,3 +28,17 @@ def test_cell_runner_trains_with_the_optimizer_group(tmp_path, data_dir):
                                                      ("nesterov", False))
     assert adam.keys() == sgd.keys() and all(np.isfinite(adam["train_loss"] + sgd["train_loss"]))
     assert adam["train_loss"] != sgd["train_loss"]  # per seed; equal if the group were ignored
+
+
+def test_cell_runner_refuses_a_nested_optimizer_argument_in_one_line():
+    import pytest
+
+    from metanas.config import ConfigError
+    from metanas.runners import cell
+
+    with pytest.raises(ConfigError, match=r"^optimizer: the cell runner takes scalar optimizer arguments only, got "
+                                          r"\{'transforms': \[1, 2\]\}$"):
+        cell.optimizer_key({"_target_": "optax.chain", "transforms": [1, 2], "learning_rate": 0.1})
+    assert cell.optimizer_key(None) == cell.ADAM
+    assert cell.optimizer_key({"_target_": "optax.sgd", "learning_rate": 0.1, "momentum": 0.9}) == (
+        ("_target_", "optax.sgd"), ("momentum", 0.9))  # the learning rate is train.lr's, passed traced
